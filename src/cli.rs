@@ -1,0 +1,147 @@
+//! The command line (clap derive) and its translation into a validated [`Command`].
+//!
+//! Nothing here does work: flags are checked and turned into plans, and `lib.rs` executes them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::AppError;
+use crate::Command;
+
+/// Load-and-chaos test harness for AIVO's NATS JetStream event backbone.
+#[derive(Debug, Parser)]
+#[command(name = "aivo-load", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run a scenario: cluster up, init, load, checks, report, cluster down.
+    Run(RunArgs),
+    /// List, show or validate scenario files.
+    #[command(subcommand)]
+    Scenarios(ScenariosCommand),
+    /// Start, inspect or stop a cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Create or update the declared streams and consumers (idempotent).
+    Init(TopologyArgs),
+    /// Compare the declared streams and consumers with the live ones; exit 1 on drift.
+    Verify(TopologyArgs),
+}
+
+/// Which cluster a command works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Three embedded nats-server processes on free loopback ports (the default).
+    Local,
+    /// Any running cluster given by --server; load and checks only.
+    External,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario name (see `aivo-load scenarios list`) or path to a scenario file.
+    #[arg(default_value = "focus-burst")]
+    pub scenario: String,
+    /// Override the scenario's duration, e.g. 30s or 2m; phases are compressed to fit.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Multiply every rate in the scenario by this factor (e.g. 0.5 on a slow laptop).
+    #[arg(long, default_value_t = 1.0)]
+    pub rate_scale: f64,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the cluster comes from.
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    /// Cluster URL(s) for --backend external, comma-separated.
+    #[arg(long, env = "NATS_URL")]
+    pub server: Option<String>,
+    /// Leave the local cluster running after the run (stop it with `aivo-load cluster down`).
+    #[arg(long)]
+    pub keep_cluster: bool,
+    /// Directory that receives `<UTC time>-<scenario>/` report folders.
+    #[arg(long, default_value = "reports")]
+    pub reports_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenariosCommand {
+    /// List the scenarios that ship with aivo-load.
+    List,
+    /// Print a scenario file.
+    Show { name: String },
+    /// Check a scenario file; errors name file, line and column.
+    Validate { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start a local 3-node cluster in the background and return once it is healthy.
+    Up(ClusterArgs),
+    /// Show each node's health, routes, JetStream usage and the meta leader.
+    Status(ClusterArgs),
+    /// Stop the local cluster and remove its data.
+    Down(ClusterArgs),
+    /// Host a local cluster in the foreground until SIGTERM/SIGINT (used by `cluster up`).
+    #[command(hide = true)]
+    Serve(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    /// Monitoring URL(s) of an external cluster, comma-separated (for `status --backend external`).
+    #[arg(long)]
+    pub monitor: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StateArgs {
+    /// Where the local cluster keeps its state file, logs and stores.
+    #[arg(long, env = "AIVO_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopologyArgs {
+    /// Cluster URL(s), comma-separated. Default: the local cluster from `cluster up`, else nats://127.0.0.1:4222.
+    #[arg(long, env = "NATS_URL")]
+    pub server: Option<String>,
+    /// Stream replicas (the seed uses 3 on its 3-node cluster).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Parses "90s", "2m", "1h30m", "250ms".
+pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::scenario::units::parse_duration(text)
+}
+
+/// Turns parsed flags into a validated command.
+pub fn into_command(cli: Cli) -> Result<Command, AppError> {
+    Ok(match cli.command {
+        CliCommand::Run(args) => Command::Run(crate::run::RunPlan::from_args(args)?),
+        CliCommand::Scenarios(cmd) => Command::Scenarios(cmd),
+        CliCommand::Cluster(cmd) => Command::Cluster(cmd),
+        CliCommand::Init(args) => Command::Init(args),
+        CliCommand::Verify(args) => Command::Verify(args),
+    })
+}

@@ -1,0 +1,44 @@
+//! Clusters the harness runs against (DESIGN.md §2): one enum, one file per backend.
+//!
+//! - `local`: three embedded `nats-server` children with routes through harness-owned proxies.
+//! - `external`: any cluster given by URL; load and checks only.
+//!
+//! Everything else talks to a cluster through [`ClusterEndpoints`]: the client and monitoring URLs of
+//! each node. Health and status come from the monitoring endpoints (`monitor.rs`).
+
+pub mod commands;
+pub mod local;
+pub mod monitor;
+pub mod proxy;
+pub mod state;
+
+use serde::{Deserialize, Serialize};
+
+/// Where one node can be reached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeEndpoints {
+    /// `nats1`, `nats2`, ... (the server_name).
+    pub name: String,
+    /// `nats://127.0.0.1:PORT`.
+    pub client_url: String,
+    /// `http://127.0.0.1:PORT` (monitoring).
+    pub monitor_url: String,
+}
+
+/// Where a whole cluster can be reached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ClusterEndpoints {
+    pub nodes: Vec<NodeEndpoints>,
+}
+
+impl ClusterEndpoints {
+    /// Every node's client URL, for a client that should fail over between them.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.client_url.clone()).collect()
+    }
+
+    /// The client URLs joined with commas, as `--server` and `NATS_URL` take them.
+    pub fn server_list(&self) -> String {
+        self.client_urls().join(",")
+    }
+}

@@ -1,0 +1,9 @@
+//! State of a background local cluster started by `cluster up` (skeleton).
+
+use crate::cli::StateArgs;
+
+/// The server list commands use when given no `--server`: the local cluster from `cluster up` if one
+/// runs, else the seed's `nats://127.0.0.1:4222`.
+pub fn default_server(_state: &StateArgs) -> String {
+    "nats://127.0.0.1:4222".to_string()
+}

@@ -1,0 +1,61 @@
+//! aivo-load: a load-and-chaos test harness for AIVO's NATS JetStream event backbone.
+//!
+//! The binary is thin (`main.rs`); this crate holds the work. A command line becomes a [`Command`]
+//! (validated in `cli.rs`), and [`execute`] runs it on a Tokio runtime and returns the exit status.
+
+pub mod checks;
+pub mod cli;
+pub mod cluster;
+pub mod exit;
+pub mod load;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod topology;
+pub mod traffic;
+
+pub use exit::{AppError, ExitStatus};
+
+/// A validated command, ready to execute.
+#[derive(Debug)]
+pub enum Command {
+    Run(run::RunPlan),
+    Scenarios(cli::ScenariosCommand),
+    Cluster(cli::ClusterCommand),
+    Init(cli::TopologyArgs),
+    Verify(cli::TopologyArgs),
+}
+
+/// Runs a command to completion.
+pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            AppError::environment(anyhow::anyhow!("cannot start the async runtime: {e}"))
+        })?;
+    runtime.block_on(async move {
+        match command {
+            Command::Run(plan) => run::execute(plan).await,
+            Command::Scenarios(cmd) => scenario::catalog::execute(cmd),
+            Command::Cluster(cmd) => cluster::commands::execute(cmd).await,
+            Command::Init(args) => topology::init_command(args).await,
+            Command::Verify(args) => topology::verify_command(args).await,
+        }
+    })
+}
+
+/// Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+pub fn init_tracing(verbosity: u8) {
+    let default = match verbosity {
+        0 => "warn",
+        1 => "info,aivo_load=info",
+        _ => "debug,async_nats=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,3 @@
+//! Integration tests: one binary, real `nats-server` clusters, shared helpers in `support.rs`.
+
+mod support;
