@@ -1,1 +1,5 @@
-//! (Skeleton.)
+//! Checks that end a run in a verdict: thresholds on the run's figures, and the stream-count check
+//! that ties the ledger to what JetStream holds.
+
+pub mod stream_count;
+pub mod thresholds;

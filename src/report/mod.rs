@@ -1,1 +1,179 @@
-//! (Skeleton.)
+//! Run reports (DESIGN.md §6): one versioned [`RunReport`], written as `report.json`, `summary.md`
+//! and `timeline.csv`, and printed as a compact end summary.
+
+pub mod markdown;
+pub mod terminal;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::checks::stream_count::StreamCount;
+use crate::checks::thresholds::ThresholdResult;
+use crate::load::metrics::Percentiles;
+
+/// Bumped whenever a field of `report.json` changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub run: RunIdentity,
+    pub counts: Counts,
+    pub latency: LatencyReport,
+    pub throughput: Throughput,
+    pub timeline: Vec<TimelineRow>,
+    pub streams: Vec<StreamCount>,
+    pub thresholds: Vec<ThresholdResult>,
+    pub verdict: Verdict,
+    /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
+    pub histograms: BTreeMap<String, String>,
+}
+
+/// Which run this was.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunIdentity {
+    pub id: String,
+    pub scenario: String,
+    pub description: String,
+    pub origin: String,
+    pub seed: u64,
+    pub rate_scale: f64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_s: f64,
+    pub backend: String,
+    pub servers: Vec<String>,
+    pub aivo_load_version: String,
+    pub async_nats_version: String,
+    pub nats_server_version: String,
+    pub publishers: u32,
+    pub in_flight_per_publisher: u32,
+    pub ack_timeout_ms: u64,
+    /// True when Ctrl-C or SIGTERM ended the run early.
+    pub interrupted: bool,
+}
+
+/// What happened to the events.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    /// Events the schedule intended over the run.
+    pub intended: u64,
+    pub attempted: u64,
+    pub acked: u64,
+    /// Acks flagged duplicate by JetStream (the Nats-Msg-Id was already stored).
+    pub duplicate_acks: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    /// Intended but not attempted before the run ended (the harness or cluster fell too far behind).
+    pub never_sent: u64,
+    pub payload_bytes: u64,
+    /// Failures and unknown outcomes by kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// (failed + unknown) / attempted.
+    pub fn error_rate(&self) -> f64 {
+        if self.attempted == 0 {
+            0.0
+        } else {
+            (self.failed + self.unknown) as f64 / self.attempted as f64
+        }
+    }
+
+    /// acked / intended.
+    pub fn achieved_ratio(&self) -> f64 {
+        if self.intended == 0 {
+            1.0
+        } else {
+            self.acked as f64 / self.intended as f64
+        }
+    }
+}
+
+/// Percentiles (ms) of the three histograms of acknowledged publishes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyReport {
+    /// Intended send time → ack: the latency a client of the cluster would have seen.
+    pub corrected: Percentiles,
+    /// Actual send → ack.
+    pub service_time: Percentiles,
+    /// Intended → actual send: how far the harness fell behind its schedule.
+    pub send_delay: Percentiles,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Throughput {
+    /// Mean intended rate over the run (events/s).
+    pub target_mean: f64,
+    /// Mean acked rate over the run.
+    pub achieved_mean: f64,
+    /// Highest acked rate in any one second.
+    pub achieved_peak: f64,
+    /// Mean payload size in bytes.
+    pub mean_payload_bytes: f64,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TimelineRow {
+    /// Seconds since the start of the load.
+    pub second: u64,
+    pub phase: String,
+    /// Events the schedule intended in this second.
+    pub target: f64,
+    pub attempted: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Corrected latency of the acks of this second, ms.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub send_delay_p99_ms: f64,
+}
+
+/// The run's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub passed: bool,
+    /// One line per failed check or threshold.
+    pub failures: Vec<String>,
+}
+
+impl RunReport {
+    /// Writes `report.json`, `summary.md` and `timeline.csv` into `dir`.
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("report.json"), json)?;
+        std::fs::write(dir.join("summary.md"), markdown::render(self))?;
+        std::fs::write(dir.join("timeline.csv"), self.timeline_csv())?;
+        Ok(())
+    }
+
+    fn timeline_csv(&self) -> String {
+        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,p50_ms,p99_ms,max_ms,send_delay_p99_ms\n");
+        for r in &self.timeline {
+            out.push_str(&format!(
+                "{},{},{:.1},{},{},{},{},{:.3},{:.3},{:.3},{:.3}\n",
+                r.second,
+                r.phase,
+                r.target,
+                r.attempted,
+                r.acked,
+                r.failed,
+                r.unknown,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.send_delay_p99_ms
+            ));
+        }
+        out
+    }
+}

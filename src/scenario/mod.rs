@@ -1,4 +1,9 @@
-//! Scenario files (DESIGN.md §4): model, loading with file:line:column errors, validation.
+//! Scenario files (DESIGN.md §4): model, loading with file:line:column errors, the shipped catalog.
 
 pub mod catalog;
+pub mod load;
+pub mod model;
 pub mod units;
+
+pub use load::{parse, ScenarioError};
+pub use model::Scenario;

@@ -47,6 +47,96 @@ fn bad_duration(text: &str) -> String {
     format!("expected a duration such as \"90s\", \"2m\", \"1h30m\" or \"250ms\", found \"{text}\"")
 }
 
+/// A rate of events, stored per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+}
+
+/// Parses "500/s", "30/min", "2/h" or "0/s". Per-learner rates ("3/learner/min") are refused here with
+/// a pointer to the population-based form, which the traffic model resolves.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    let trimmed = text.trim();
+    let expected =
+        || format!("expected a rate such as \"500/s\", \"30/min\" or \"2/h\", found \"{trimmed}\"");
+    let (count, unit) = trimmed.split_once('/').ok_or_else(expected)?;
+    let count: f64 = count.trim().parse().map_err(|_| expected())?;
+    if !count.is_finite() || count < 0.0 {
+        return Err(format!(
+            "a rate cannot be negative or infinite, found \"{trimmed}\""
+        ));
+    }
+    let seconds = match unit.trim() {
+        "s" | "sec" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other if other.starts_with("learner") => {
+            return Err(format!(
+                "per-learner rates (\"{trimmed}\") are not supported yet; give a total rate such as \"500/s\""
+            ))
+        }
+        _ => return Err(expected()),
+    };
+    Ok(Rate {
+        per_second: count / seconds,
+    })
+}
+
+/// Parses "8MiB", "20GB", "512KiB", "100B" or a bare byte count into bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad_size(trimmed))?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024f64.powi(4),
+        _ => return Err(bad_size(trimmed)),
+    };
+    let bytes = value * factor;
+    if !bytes.is_finite() || bytes > i64::MAX as f64 {
+        return Err(format!("size \"{trimmed}\" is out of range"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+fn bad_size(text: &str) -> String {
+    format!("expected a size such as \"8MiB\", \"20GB\" or \"4096\", found \"{text}\"")
+}
+
+/// Formats a duration the way scenario files write them: "90s", "2m", "1h30m", "250ms".
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".into();
+    }
+    if millis % 1000 != 0 {
+        return if millis < 1000 {
+            format!("{millis}ms")
+        } else {
+            format!("{:.3}s", duration.as_secs_f64())
+        };
+    }
+    let mut secs = duration.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +148,28 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn rates_and_sizes_parse() {
+        assert_eq!(parse_rate("500/s").map(|r| r.per_second), Ok(500.0));
+        assert_eq!(parse_rate("30/min").map(|r| r.per_second), Ok(0.5));
+        assert!(parse_rate("-5/s").is_err());
+        assert!(parse_rate("5").is_err());
+        assert!(parse_rate("5/fortnight").is_err());
+        assert_eq!(parse_size("8MiB"), Ok(8 * 1024 * 1024));
+        assert_eq!(parse_size("20GB"), Ok(20_000_000_000));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations_format_back() {
+        for text in ["90s", "2m", "1h30m", "250ms", "7d"] {
+            let parsed = parse_duration(text).expect("valid");
+            let again = parse_duration(&format_duration(parsed)).expect("round trip");
+            assert_eq!(parsed, again);
+        }
+        assert_eq!(format_duration(Duration::from_secs(150)), "2m30s");
     }
 
     #[test]

@@ -1,0 +1,298 @@
+//! The publisher engine: open-model JetStream publishing with a bounded in-flight window.
+//!
+//! Each publisher walks its schedule of intended send times. Whatever is due is sent at once (a
+//! publisher that fell behind catches up as fast as the window allows); acks are awaited
+//! concurrently, at most `in_flight` at a time. Every outcome lands in the publisher's ledger and
+//! histograms; an error is a counted sample, never the end of the run.
+//!
+//! Each event carries `Nats-Msg-Id` (its event id, so JetStream dedups a retry) and headers naming
+//! the run, the publisher and its sequence, so checks can tie anything read back to the ledger.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, publish::PublishAck};
+use async_nats::HeaderMap;
+use futures::stream::{FuturesUnordered, StreamExt};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::ledger::PublisherLedger;
+use super::metrics::IntervalStats;
+use crate::traffic::EventSource;
+
+/// Header naming the run an event belongs to.
+pub const HEADER_RUN: &str = "Aivo-Run";
+/// Header naming the publisher (its number within the run).
+pub const HEADER_PUBLISHER: &str = "Aivo-Publisher";
+/// Header with the publisher's sequence number of the event.
+pub const HEADER_SEQ: &str = "Aivo-Seq";
+
+/// Settings shared by every publisher of a run.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Unacknowledged publishes a publisher may have at once.
+    pub in_flight: usize,
+    /// How long to wait for an ack before the outcome is "unknown".
+    pub ack_timeout: Duration,
+    /// How long past its last intended time a publisher may still send (catching up) before the
+    /// rest of its schedule counts as never sent.
+    pub send_grace: Duration,
+}
+
+/// One publisher: a connection, a schedule and a source of events.
+pub struct PublisherPlan {
+    pub id: u32,
+    /// The stream its subjects land in (for the ledger).
+    pub stream: String,
+    pub client: async_nats::Client,
+    /// Intended send times, as offsets from the run's start.
+    pub arrivals: Box<dyn Iterator<Item = Duration> + Send>,
+    pub source: Box<dyn EventSource>,
+}
+
+/// Where a publisher's live figures are read from; the sampler swaps the interval out each second.
+pub type SharedStats = Arc<Mutex<IntervalStats>>;
+
+/// The instant a run starts, on the monotonic clock and on the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    pub start: Instant,
+    pub start_wall: OffsetDateTime,
+}
+
+impl RunClock {
+    pub fn now() -> Self {
+        Self {
+            start: Instant::now(),
+            start_wall: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
+
+struct Completion {
+    seq: u64,
+    intended: Instant,
+    sent: Instant,
+    acked_at: Instant,
+    result: Result<PublishAck, async_nats::jetstream::context::PublishError>,
+}
+
+/// Runs one publisher to the end of its schedule (or until `cancel`), returning its ledger.
+pub async fn run_publisher(
+    plan: PublisherPlan,
+    settings: EngineSettings,
+    run_id: Arc<str>,
+    clock: RunClock,
+    stats: SharedStats,
+    cancel: CancellationToken,
+) -> PublisherLedger {
+    let PublisherPlan {
+        id,
+        stream,
+        client,
+        mut arrivals,
+        mut source,
+    } = plan;
+    let context = jetstream::ContextBuilder::new()
+        .timeout(settings.ack_timeout)
+        // Our own window bounds what is in flight; keep the client's limit out of the way.
+        .max_ack_inflight(settings.in_flight.saturating_mul(2).max(16))
+        .build(client);
+    let mut ledger = PublisherLedger {
+        publisher: id,
+        stream,
+        ..PublisherLedger::default()
+    };
+    let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+    let publisher_header = id.to_string();
+    let mut next = arrivals.next();
+
+    loop {
+        // Send whatever is due while the window has room.
+        while let Some(offset) = next {
+            let intended = clock.start + offset;
+            let now = Instant::now();
+            if in_flight.len() >= settings.in_flight || intended > now {
+                break;
+            }
+            ledger.attempted += 1;
+            let seq = ledger.attempted;
+            let occurred_at = clock.start_wall + offset;
+            let event = source.next_event(seq, occurred_at);
+            let mut headers = HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.as_str());
+            headers.insert(HEADER_RUN, &*run_id);
+            headers.insert(HEADER_PUBLISHER, publisher_header.as_str());
+            headers.insert(HEADER_SEQ, seq.to_string().as_str());
+            let payload_len = event.payload.len() as u64;
+            let message = PublishMessage::build()
+                .payload(event.payload)
+                .headers(headers);
+            let sent = Instant::now();
+            match context.send_publish(event.subject, message).await {
+                Ok(ack) => in_flight.push(await_ack(seq, intended, sent, ack)),
+                Err(err) => {
+                    // Never handed to the server: a definite failure.
+                    ledger.failed.insert(seq);
+                    let mut s = lock(&stats);
+                    s.attempted += 1;
+                    s.failed += 1;
+                    *s.errors
+                        .entry(format!("send_{}", kind_name(err.kind())))
+                        .or_default() += 1;
+                    continue;
+                }
+            }
+            let mut s = lock(&stats);
+            s.attempted += 1;
+            s.payload_bytes += payload_len;
+            drop(s);
+            next = arrivals.next();
+        }
+
+        let schedule_done = next.is_none();
+        if schedule_done && in_flight.is_empty() {
+            break;
+        }
+        let wake = next
+            .filter(|_| in_flight.len() < settings.in_flight)
+            .map(|offset| clock.start + offset);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                record(&mut ledger, &stats, done);
+                // Take every other ack that is already in, without waiting.
+                while let Some(Some(done)) = futures::FutureExt::now_or_never(in_flight.next()) {
+                    record(&mut ledger, &stats, done);
+                }
+            }
+            _ = sleep_until_opt(wake), if wake.is_some() => {}
+        }
+        if let Some(offset) = next {
+            if Instant::now() > clock.start + offset + settings.send_grace {
+                // Behind by more than the grace: stop sending; what is left is reported as never sent.
+                ledger.never_sent = 1 + arrivals.by_ref().count() as u64;
+                next = None;
+            }
+        }
+    }
+
+    // Cancelled: whatever is still in flight has an unknown outcome, the rest was never sent.
+    let pending = in_flight.len() as u64;
+    drop(in_flight);
+    if pending > 0 {
+        let mut s = lock(&stats);
+        s.unknown += pending;
+        *s.errors.entry("cancelled".into()).or_default() += pending;
+        drop(s);
+        for seq in 1..=ledger.attempted {
+            if !(ledger.acked.contains(seq)
+                || ledger.failed.contains(seq)
+                || ledger.unknown.contains(seq))
+            {
+                ledger.unknown.insert(seq);
+            }
+        }
+    }
+    if next.is_some() {
+        ledger.never_sent += 1 + arrivals.count() as u64;
+    }
+    ledger
+}
+
+fn await_ack(seq: u64, intended: Instant, sent: Instant, ack: PublishAckFuture) -> AckFuture {
+    let ack = ack.into_future();
+    Box::pin(async move {
+        let result = ack.await;
+        Completion {
+            seq,
+            intended,
+            sent,
+            acked_at: Instant::now(),
+            result,
+        }
+    })
+}
+
+fn record(ledger: &mut PublisherLedger, stats: &SharedStats, done: Completion) {
+    let mut s = lock(stats);
+    match done.result {
+        Ok(ack) => {
+            ledger.acked.insert(done.seq);
+            if ack.duplicate {
+                ledger.duplicate_acks += 1;
+            }
+            s.acked += 1;
+            s.histograms.latency.record(done.acked_at - done.intended);
+            s.histograms.service.record(done.acked_at - done.sent);
+            s.histograms
+                .send_delay
+                .record(done.sent.saturating_duration_since(done.intended));
+        }
+        Err(err) => {
+            let (kind, definite) = classify(&err);
+            if definite {
+                ledger.failed.insert(done.seq);
+                s.failed += 1;
+            } else {
+                ledger.unknown.insert(done.seq);
+                s.unknown += 1;
+            }
+            *s.errors.entry(kind).or_default() += 1;
+        }
+    }
+}
+
+/// Names an ack error and says whether the event was certainly not stored.
+fn classify(err: &async_nats::jetstream::context::PublishError) -> (String, bool) {
+    match err.kind() {
+        // Nobody answered the subject: no stream took it.
+        PublishErrorKind::StreamNotFound => ("no_responders".into(), true),
+        PublishErrorKind::Other => {
+            let api_error = std::error::Error::source(err)
+                .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>());
+            match api_error {
+                // JetStream answered with an error: it refused the event.
+                Some(api) => (format!("jetstream_{}", api.error_code().0), true),
+                None => ("bad_ack".into(), false),
+            }
+        }
+        // Timeouts and lost connections: the event may or may not have been stored.
+        other => (kind_name(other).into(), false),
+    }
+}
+
+fn kind_name(kind: PublishErrorKind) -> &'static str {
+    match kind {
+        PublishErrorKind::StreamNotFound => "no_responders",
+        PublishErrorKind::WrongLastMessageId => "wrong_last_msg_id",
+        PublishErrorKind::WrongLastSequence => "wrong_last_sequence",
+        PublishErrorKind::TimedOut => "timeout",
+        PublishErrorKind::BrokenPipe => "connection_lost",
+        PublishErrorKind::MaxAckPending => "max_ack_pending",
+        PublishErrorKind::MaxPayloadExceeded => "max_payload",
+        PublishErrorKind::Other => "other",
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// Locks a stats cell; a poisoned lock (a panicked sampler) still holds valid counters.
+pub fn lock(stats: &SharedStats) -> std::sync::MutexGuard<'_, IntervalStats> {
+    stats
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,132 @@
+//! The ledger: what each publisher attempted and what became of it (DESIGN.md §3).
+//!
+//! Sequences are assigned 1, 2, 3... per publisher and attempted in order, so "attempted" is a single
+//! number; outcomes are kept as sets of ranges. Acks arrive nearly in order, so the sets stay a handful
+//! of ranges and memory does not grow with the message count.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A set of u64 kept as disjoint, non-adjacent inclusive ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeSet {
+    /// start → end (inclusive).
+    ranges: BTreeMap<u64, u64>,
+    len: u64,
+}
+
+impl RangeSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `value`; returns false if it was already present.
+    pub fn insert(&mut self, value: u64) -> bool {
+        if self.contains(value) {
+            return false;
+        }
+        let below = self
+            .ranges
+            .range(..value)
+            .next_back()
+            .map(|(&s, &e)| (s, e));
+        let above = value
+            .checked_add(1)
+            .and_then(|next| self.ranges.get(&next).map(|&e| (next, e)));
+        match (below, above) {
+            (Some((s, e)), Some((next, end))) if e + 1 == value => {
+                self.ranges.remove(&next);
+                self.ranges.insert(s, end);
+            }
+            (Some((s, e)), _) if e + 1 == value => {
+                self.ranges.insert(s, value);
+            }
+            (_, Some((next, end))) => {
+                self.ranges.remove(&next);
+                self.ranges.insert(value, end);
+            }
+            _ => {
+                self.ranges.insert(value, value);
+            }
+        }
+        self.len += 1;
+        true
+    }
+
+    pub fn contains(&self, value: u64) -> bool {
+        self.ranges
+            .range(..=value)
+            .next_back()
+            .is_some_and(|(_, &end)| value <= end)
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of ranges (the memory the set holds).
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// The ranges in order, inclusive.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().map(|(&s, &e)| (s, e))
+    }
+}
+
+/// What became of one publisher's events.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PublisherLedger {
+    pub publisher: u32,
+    /// The stream the publisher writes to.
+    pub stream: String,
+    /// Sequences 1..=attempted were handed to the client.
+    pub attempted: u64,
+    /// Sequences the schedule intended but the run ended before they were attempted.
+    pub never_sent: u64,
+    /// Acknowledged by JetStream (stored, or recognised as a duplicate of a stored event).
+    pub acked: RangeSet,
+    /// Refused for certain (no stream, a JetStream error): not stored.
+    pub failed: RangeSet,
+    /// No answer (timeout, connection lost): may or may not be stored.
+    pub unknown: RangeSet,
+    /// Acks that JetStream flagged as duplicates (the Nats-Msg-Id was already stored).
+    pub duplicate_acks: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_in_any_order() {
+        let mut set = RangeSet::new();
+        for v in [5, 3, 4, 1, 2, 10, 9, 11] {
+            assert!(set.insert(v));
+        }
+        assert!(!set.insert(4));
+        assert_eq!(set.len(), 8);
+        assert_eq!(set.ranges().collect::<Vec<_>>(), vec![(1, 5), (9, 11)]);
+        assert!(set.contains(10) && !set.contains(6) && !set.contains(0));
+    }
+
+    #[test]
+    fn a_million_nearly_ordered_acks_stay_small() {
+        let mut set = RangeSet::new();
+        // Acks arrive out of order within windows of 64, as with a bounded in-flight window.
+        for base in (0..1_000_000u64).step_by(64) {
+            for offset in (0..64).rev() {
+                set.insert(base + offset + 1);
+            }
+        }
+        assert_eq!(set.len(), 1_000_000);
+        assert_eq!(set.range_count(), 1);
+    }
+}

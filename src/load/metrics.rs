@@ -1,0 +1,208 @@
+//! Latency histograms and counters of the publisher engine.
+//!
+//! Three HdrHistograms per interval, in microseconds with 3 significant digits:
+//! - `latency`: intended send time → ack (coordinated omission corrected: a stalled harness or
+//!   cluster shows up here, because the clock starts when the event *should* have been sent);
+//! - `service`: actual send → ack (what a closed-loop tool like `nats bench` reports);
+//! - `send_delay`: intended → actual send (how far the harness fell behind its schedule).
+//!
+//! Publishers record into their own [`IntervalStats`]; the run's sampler swaps them out each second
+//! and merges them, so per-second and whole-run figures come from the same exact data.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Highest value a histogram holds: one hour in µs. Larger samples are clamped to it.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// A histogram of durations in µs.
+#[derive(Debug, Clone)]
+pub struct DurationHistogram(Histogram<u64>);
+
+impl Default for DurationHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DurationHistogram {
+    pub fn new() -> Self {
+        // Bounds and precision are constants that hdrhistogram accepts.
+        Self(Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds"))
+    }
+
+    pub fn record(&mut self, value: Duration) {
+        let micros = u64::try_from(value.as_micros())
+            .unwrap_or(MAX_MICROS)
+            .clamp(1, MAX_MICROS);
+        self.0.saturating_record(micros);
+    }
+
+    /// Adds every sample of `other` (exact: same bounds and precision).
+    pub fn merge(&mut self, other: &DurationHistogram) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The value at quantile `q` (0..=1) in µs; 0 when empty.
+    pub fn quantile_micros(&self, q: f64) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.value_at_quantile(q)
+        }
+    }
+
+    pub fn max_micros(&self) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.max()
+        }
+    }
+
+    pub fn mean_micros(&self) -> f64 {
+        self.0.mean()
+    }
+
+    /// The usual percentiles, in milliseconds.
+    pub fn summary(&self) -> Percentiles {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Percentiles {
+            count: self.count(),
+            mean: self.mean_micros() / 1000.0,
+            p50: ms(self.quantile_micros(0.50)),
+            p90: ms(self.quantile_micros(0.90)),
+            p99: ms(self.quantile_micros(0.99)),
+            p999: ms(self.quantile_micros(0.999)),
+            max: ms(self.max_micros()),
+        }
+    }
+
+    /// The histogram in HdrHistogram's V2 compressed form, base64: other runs or tools can merge it.
+    pub fn to_base64(&self) -> String {
+        use base64::Engine as _;
+        let mut bytes = Vec::new();
+        use hdrhistogram::serialization::Serializer as _;
+        let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+        match serializer.serialize(&self.0, &mut bytes) {
+            Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+/// Percentiles of one histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    #[serde(rename = "p99.9")]
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Looks a statistic up by the name thresholds use (`p50`, `p99.9`, `max`, `mean`).
+    pub fn get(&self, stat: &str) -> Option<f64> {
+        Some(match stat {
+            "p50" => self.p50,
+            "p90" => self.p90,
+            "p99" => self.p99,
+            "p99.9" => self.p999,
+            "max" => self.max,
+            "mean" => self.mean,
+            _ => return None,
+        })
+    }
+}
+
+/// The three histograms of a set of publishes.
+#[derive(Debug, Clone, Default)]
+pub struct LatencySet {
+    pub latency: DurationHistogram,
+    pub service: DurationHistogram,
+    pub send_delay: DurationHistogram,
+}
+
+impl LatencySet {
+    pub fn merge(&mut self, other: &LatencySet) {
+        self.latency.merge(&other.latency);
+        self.service.merge(&other.service);
+        self.send_delay.merge(&other.send_delay);
+    }
+}
+
+/// Counters and histograms over an interval (a second, or a whole run once merged).
+#[derive(Debug, Clone, Default)]
+pub struct IntervalStats {
+    /// Events handed to the client.
+    pub attempted: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    /// Bytes of payload handed to the client.
+    pub payload_bytes: u64,
+    /// Failures and unknown outcomes by kind ("timeout", "no_responders", "jetstream_10077", ...).
+    pub errors: BTreeMap<String, u64>,
+    /// Histograms of acknowledged publishes only.
+    pub histograms: LatencySet,
+}
+
+impl IntervalStats {
+    pub fn merge(&mut self, other: &IntervalStats) {
+        self.attempted += other.attempted;
+        self.acked += other.acked;
+        self.failed += other.failed;
+        self.unknown += other.unknown;
+        self.payload_bytes += other.payload_bytes;
+        for (kind, count) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += count;
+        }
+        self.histograms.merge(&other.histograms);
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.failed + self.unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_histograms_equal_one_histogram() {
+        let mut whole = DurationHistogram::new();
+        let mut parts = [DurationHistogram::new(), DurationHistogram::new()];
+        for i in 1..=10_000u64 {
+            let d = Duration::from_micros(i * 37 % 250_000 + 1);
+            whole.record(d);
+            parts[(i % 2) as usize].record(d);
+        }
+        let mut merged = DurationHistogram::new();
+        merged.merge(&parts[0]);
+        merged.merge(&parts[1]);
+        assert_eq!(merged.summary(), whole.summary());
+        assert!(!merged.to_base64().is_empty());
+    }
+
+    #[test]
+    fn huge_values_are_clamped_not_lost() {
+        let mut h = DurationHistogram::new();
+        h.record(Duration::from_secs(7200));
+        h.record(Duration::ZERO);
+        assert_eq!(h.count(), 2);
+        assert!(h.max_micros() >= MAX_MICROS - MAX_MICROS / 1000);
+    }
+}

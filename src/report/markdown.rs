@@ -1,0 +1,135 @@
+//! `summary.md`: the run for a pull request or a capacity review.
+
+use std::fmt::Write as _;
+
+use super::RunReport;
+use crate::checks::thresholds::format_millis;
+
+/// Renders the Markdown summary.
+pub fn render(report: &RunReport) -> String {
+    let r = &report.run;
+    let c = &report.counts;
+    let mut out = String::new();
+    let verdict = if report.verdict.passed {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let _ = writeln!(out, "# {} — {verdict}\n", r.scenario);
+    if !r.description.is_empty() {
+        let _ = writeln!(out, "{}\n", r.description);
+    }
+    let _ = writeln!(out, "| run | |\n|---|---|");
+    let _ = writeln!(out, "| id | `{}` |", r.id);
+    let _ = writeln!(
+        out,
+        "| started / finished (UTC) | {} / {} |",
+        r.started_at, r.finished_at
+    );
+    let _ = writeln!(out, "| load duration | {:.1} s |", r.duration_s);
+    let _ = writeln!(out, "| seed / rate scale | {} / {} |", r.seed, r.rate_scale);
+    let _ = writeln!(
+        out,
+        "| backend | {} ({}) |",
+        r.backend,
+        r.servers.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "| versions | aivo-load {}, async-nats {}, nats-server {} |",
+        r.aivo_load_version, r.async_nats_version, r.nats_server_version
+    );
+    let _ = writeln!(
+        out,
+        "| publishers | {} × {} in flight, ack timeout {} ms |",
+        r.publishers, r.in_flight_per_publisher, r.ack_timeout_ms
+    );
+    if r.interrupted {
+        let _ = writeln!(
+            out,
+            "| interrupted | yes: the figures cover the run up to the interrupt |"
+        );
+    }
+
+    let _ = writeln!(out, "\n## Events\n\n| intended | attempted | acked | duplicate acks | failed | unknown | never sent | error rate |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} | {} | {:.3}% |",
+        c.intended,
+        c.attempted,
+        c.acked,
+        c.duplicate_acks,
+        c.failed,
+        c.unknown,
+        c.never_sent,
+        c.error_rate() * 100.0
+    );
+    if !c.errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nErrors by kind: {}",
+            c.errors
+                .iter()
+                .map(|(k, v)| format!("`{k}` {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let t = &report.throughput;
+    let _ = writeln!(
+        out,
+        "\nThroughput: target {:.1}/s mean, achieved {:.1}/s mean, {:.0}/s peak; mean payload {:.0} B.",
+        t.target_mean, t.achieved_mean, t.achieved_peak, t.mean_payload_bytes
+    );
+
+    let _ = writeln!(out, "\n## Latency of acknowledged publishes\n\n| | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|");
+    for (name, p) in [
+        ("corrected (intended → ack)", &report.latency.corrected),
+        ("service time (sent → ack)", &report.latency.service_time),
+        ("send delay (intended → sent)", &report.latency.send_delay),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} |",
+            format_millis(p.p50),
+            format_millis(p.p90),
+            format_millis(p.p99),
+            format_millis(p.p999),
+            format_millis(p.max)
+        );
+    }
+
+    let _ = writeln!(out, "\n## Checks\n");
+    for s in &report.streams {
+        let _ = writeln!(
+            out,
+            "- {} stream {}: {}",
+            if s.passed { "✓" } else { "✗" },
+            s.stream,
+            s.detail
+        );
+    }
+    for th in &report.thresholds {
+        let _ = writeln!(out, "- {th}");
+    }
+
+    let _ = writeln!(out, "\n## Timeline\n\n| s | phase | target | acked | errors | p50 | p99 | max | send delay p99 |");
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &report.timeline {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            row.second,
+            row.phase,
+            row.target,
+            row.acked,
+            row.failed + row.unknown,
+            format_millis(row.p50_ms),
+            format_millis(row.p99_ms),
+            format_millis(row.max_ms),
+            format_millis(row.send_delay_p99_ms)
+        );
+    }
+    out
+}

@@ -1,0 +1,122 @@
+//! The compact end-of-run summary printed to the terminal (k6-like: one metric a line).
+
+use std::fmt::Write as _;
+
+use super::RunReport;
+use crate::checks::thresholds::format_millis;
+use crate::load::metrics::Percentiles;
+
+fn dotted(name: &str) -> String {
+    format!("{name} {}", ".".repeat(28usize.saturating_sub(name.len())))
+}
+
+fn percentiles(p: &Percentiles) -> String {
+    format!(
+        "p50={} p90={} p99={} p99.9={} max={}",
+        format_millis(p.p50),
+        format_millis(p.p90),
+        format_millis(p.p99),
+        format_millis(p.p999),
+        format_millis(p.max)
+    )
+}
+
+/// Renders the summary.
+pub fn render(report: &RunReport, report_dir: &str) -> String {
+    let r = &report.run;
+    let c = &report.counts;
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  scenario: {} ({}), seed {}, {:.0}s, backend {} (nats-server {})",
+        r.scenario, r.origin, r.seed, r.duration_s, r.backend, r.nats_server_version
+    );
+    let _ = writeln!(out, "  report:   {report_dir}");
+    let _ = writeln!(out);
+    let per_s = |n: u64| {
+        if r.duration_s > 0.0 {
+            n as f64 / r.duration_s
+        } else {
+            0.0
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  {} {} intended, {:.1}/s target",
+        dotted("publish.intended"),
+        c.intended,
+        report.throughput.target_mean
+    );
+    let _ = writeln!(
+        out,
+        "  {} {} ({:.1}/s)",
+        dotted("publish.attempted"),
+        c.attempted,
+        per_s(c.attempted)
+    );
+    let _ = writeln!(
+        out,
+        "  {} {} ({:.1}/s mean, {:.0}/s peak, {:.3}% of intended)",
+        dotted("publish.acked"),
+        c.acked,
+        report.throughput.achieved_mean,
+        report.throughput.achieved_peak,
+        c.achieved_ratio() * 100.0
+    );
+    let errors: Vec<String> = c.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(
+        out,
+        "  {} failed={} unknown={} never_sent={} ({:.3}%){}{}",
+        dotted("publish.errors"),
+        c.failed,
+        c.unknown,
+        c.never_sent,
+        c.error_rate() * 100.0,
+        if errors.is_empty() { "" } else { " " },
+        errors.join(" ")
+    );
+    let _ = writeln!(
+        out,
+        "  {} {}  (intended → ack)",
+        dotted("publish.latency"),
+        percentiles(&report.latency.corrected)
+    );
+    let _ = writeln!(
+        out,
+        "  {} {}  (sent → ack)",
+        dotted("publish.service_time"),
+        percentiles(&report.latency.service_time)
+    );
+    let _ = writeln!(
+        out,
+        "  {} {}  (intended → sent)",
+        dotted("publish.send_delay"),
+        percentiles(&report.latency.send_delay)
+    );
+    for s in &report.streams {
+        let mark = if s.passed { "✓" } else { "✗" };
+        let _ = writeln!(
+            out,
+            "  {} {mark} {}",
+            dotted(&format!("stream {}", s.stream)),
+            s.detail
+        );
+    }
+    if !report.thresholds.is_empty() {
+        let _ = writeln!(out, "\n  thresholds");
+        for t in &report.thresholds {
+            let _ = writeln!(out, "    {t}");
+        }
+    }
+    let _ = writeln!(out);
+    if report.verdict.passed {
+        let _ = writeln!(out, "  PASS: every check and threshold held");
+    } else {
+        let _ = writeln!(out, "  FAIL:");
+        for f in &report.verdict.failures {
+            let _ = writeln!(out, "    - {f}");
+        }
+    }
+    out
+}

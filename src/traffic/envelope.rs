@@ -1,0 +1,61 @@
+//! The event envelope shared by every domain (DESIGN.md §5), encoded straight into a reused buffer.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Who produced an event: the ledger's coordinates, repeated in the payload for readers downstream.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Producer<'a> {
+    pub run: &'a str,
+    pub publisher: u32,
+    pub seq: u64,
+}
+
+/// One event as it goes on the wire; `data` holds the domain's fields.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a, D: Serialize> {
+    pub event_id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub tenant_id: &'a str,
+    pub learner_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<&'a str>,
+    pub occurred_at: Rfc3339,
+    pub producer: Producer<'a>,
+    pub data: D,
+}
+
+/// A UTC timestamp that serialises as RFC 3339 with milliseconds ("2026-11-27T11:04:44.123Z").
+#[derive(Debug, Clone, Copy)]
+pub struct Rfc3339(pub OffsetDateTime);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let t = self.0;
+        let text = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        );
+        serializer.serialize_str(&text)
+    }
+}
+
+/// True when a subject has the `<domain>.<entity>.<action>` shape (three or more non-empty tokens of
+/// lowercase letters, digits and underscores), with two tokens allowed for the seed's `focus.ping` and
+/// `recommendation.created` style.
+pub fn is_valid_subject(subject: &str) -> bool {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    (2..=4).contains(&tokens.len())
+        && tokens.iter().all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
