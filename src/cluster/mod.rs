@@ -6,9 +6,11 @@
 //! Everything else talks to a cluster through [`ClusterEndpoints`]: the client and monitoring URLs of
 //! each node. Health and status come from the monitoring endpoints (`monitor.rs`).
 
+pub mod binary;
 pub mod commands;
 pub mod local;
 pub mod monitor;
+mod node;
 pub mod proxy;
 pub mod state;
 

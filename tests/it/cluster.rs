@@ -1,0 +1,232 @@
+//! The local backend against real `nats-server` processes: startup, the route proxies (checked from
+//! the kernel's socket table), partitions, startup failures, and the `cluster` CLI.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig, LocalError};
+use aivo_load::cluster::monitor::{self, ClusterStatus};
+
+use crate::support::{process_alive, socket_inodes, tcp_table, wait_for, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_healthy_with_full_routes_and_a_meta_leader() {
+    let cluster = TestCluster::start().await;
+    let status = ClusterStatus::gather(cluster.endpoints()).await;
+    assert!(status.is_healthy(), "{}", status.render_table());
+    assert_eq!(status.nodes.len(), 3);
+    assert_eq!(
+        cluster.cluster().nats_server_version().chars().next(),
+        Some('v')
+    );
+    let leader = monitor::meta_leader(cluster.endpoints()).await;
+    assert!(
+        leader.as_deref().is_some_and(|l| l.starts_with("nats")),
+        "meta leader {leader:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comes_up_while_4222_is_taken() {
+    // Hold the seed's client port (if something else already holds it, that proves the same point).
+    let _held = std::net::TcpListener::bind("127.0.0.1:4222").ok();
+    let cluster = TestCluster::start().await;
+    for node in cluster.cluster().nodes() {
+        for addr in [node.client_addr, node.monitor_addr, node.cluster_addr] {
+            assert_ne!(addr.port(), 4222, "{node:?}");
+        }
+    }
+    // async-nats takes a list of URLs, not the comma-joined form NATS_URL uses.
+    let client = async_nats::connect(cluster.endpoints().client_urls())
+        .await
+        .expect("connect to the cluster");
+    client.flush().await.expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_connection_passes_through_a_proxy() {
+    let cluster = TestCluster::start().await;
+    let nodes = cluster.cluster().nodes();
+    let cluster_ports: BTreeSet<u16> = nodes.iter().map(|n| n.cluster_addr.port()).collect();
+    let proxy_ports: BTreeSet<u16> = nodes
+        .iter()
+        .flat_map(|n| n.route_proxies.iter().map(|a| a.port()))
+        .collect();
+    let own: BTreeSet<u64> = socket_inodes(std::process::id()).into_iter().collect();
+    let node_sockets: Vec<(String, BTreeSet<u64>)> = nodes
+        .iter()
+        .map(|n| {
+            let pid = n.pid.expect("node runs");
+            (n.name.clone(), socket_inodes(pid).into_iter().collect())
+        })
+        .collect();
+    let table = tcp_table();
+    let established: Vec<_> = table.iter().filter(|r| r.established).collect();
+
+    // Client ends of connections to a cluster port: all of them are the proxies' (this process).
+    let into_cluster_ports: Vec<_> = established
+        .iter()
+        .filter(|r| cluster_ports.contains(&r.remote.port()))
+        .collect();
+    assert!(
+        into_cluster_ports.len() >= 3,
+        "expected route connections (one per pair at least), found {into_cluster_ports:?}"
+    );
+    for row in &into_cluster_ports {
+        assert!(
+            own.contains(&row.inode),
+            "connection {} -> {} to a cluster port is not the harness's proxy",
+            row.local,
+            row.remote
+        );
+    }
+    // No node holds a socket connected to a peer's cluster port; nodes connect only to proxies.
+    for (name, inodes) in &node_sockets {
+        for row in established.iter().filter(|r| inodes.contains(&r.inode)) {
+            assert!(
+                !cluster_ports.contains(&row.remote.port()),
+                "{name} has a direct route connection {} -> {}",
+                row.local,
+                row.remote
+            );
+        }
+        // Each node takes part in routes: solicited through a proxy or accepted from one (duplicate
+        // route resolution may keep only one side's connections).
+        let route_sockets = established
+            .iter()
+            .filter(|r| {
+                inodes.contains(&r.inode)
+                    && (proxy_ports.contains(&r.remote.port())
+                        || cluster_ports.contains(&r.local.port()))
+            })
+            .count();
+        assert!(route_sockets > 0, "{name} has no route connection at all");
+    }
+    let stats = cluster.cluster().proxy_stats();
+    assert!(stats.iter().any(|s| s.active > 0), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_a_node_isolates_it_and_healing_restores_routes() {
+    let cluster = TestCluster::start().await;
+    let nats3 = cluster.endpoints().nodes[2].clone();
+    cluster.cluster().cut_node("nats3").expect("cut");
+
+    wait_for(
+        "nats3 to lose every route",
+        Duration::from_secs(5),
+        || async {
+            let routes = monitor::routez(&nats3.monitor_url).await.ok()?;
+            (routes.num_routes == 0).then_some(())
+        },
+    )
+    .await;
+    // The other two still see each other.
+    let nats1 = cluster.endpoints().nodes[0].clone();
+    wait_for(
+        "nats1 to route only to nats2",
+        Duration::from_secs(5),
+        || async {
+            let routes = monitor::routez(&nats1.monitor_url).await.ok()?;
+            (routes.peers() == ["nats2"]).then_some(())
+        },
+    )
+    .await;
+    // Clients still reach the isolated node.
+    let client = async_nats::connect(&nats3.client_url)
+        .await
+        .expect("a client reaches the isolated node");
+    let mut sub = client.subscribe("probe").await.expect("subscribe");
+    client.publish("probe", "hi".into()).await.expect("publish");
+    let message = tokio::time::timeout(Duration::from_secs(3), futures::StreamExt::next(&mut sub))
+        .await
+        .expect("message within 3 s")
+        .expect("subscription open");
+    assert_eq!(message.payload.as_ref(), b"hi");
+
+    cluster.cluster().heal_node("nats3").expect("heal");
+    let endpoints = cluster.endpoints().clone();
+    wait_for(
+        "full routes after healing",
+        Duration::from_secs(10),
+        || async {
+            let status = ClusterStatus::gather(&endpoints).await;
+            status.is_healthy().then_some(())
+        },
+    )
+    .await;
+}
+
+/// Writes an executable shell script standing in for `nats-server`.
+fn fake_server(dir: &Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("nats-server");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[tokio::test]
+async fn a_node_that_dies_at_startup_is_named_with_its_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = fake_server(
+        dir.path(),
+        r#"if [ "$1" = "--version" ]; then echo "nats-server: v2.15.1"; exit 0; fi
+echo "[FTL] something is badly wrong with $2"; exit 1"#,
+    );
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    config.startup_timeout = Duration::from_secs(5);
+    let err = LocalCluster::start(config).await.expect_err("cannot start");
+    let text = err.to_string();
+    assert!(matches!(err, LocalError::NodeExited { .. }), "{text}");
+    assert!(text.contains("nats"), "{text}");
+    assert!(text.contains("something is badly wrong"), "{text}");
+}
+
+#[tokio::test]
+async fn an_old_nats_server_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = fake_server(dir.path(), r#"echo "nats-server: v2.9.25""#);
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    let err = LocalCluster::start(config).await.expect_err("too old");
+    assert!(err.is_missing_binary(), "{err}");
+    assert!(err.to_string().contains("2.10 or newer"), "{err}");
+}
+
+// --- the `cluster` CLI -------------------------------------------------------------------------
+
+fn aivo_load(state_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aivo-load"));
+    command
+        .args(args)
+        .env("AIVO_STATE_DIR", state_dir)
+        .env_remove("NATS_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    // Every CLI command has its own deadline (`up` waits at most 25 s); run on a thread so a hang
+    // fails the test instead of blocking it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(command.output());
+    });
+    rx.recv_timeout(Duration::from_secs(45))
+        .expect("command finished within 45 s")
+        .expect("command ran")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
