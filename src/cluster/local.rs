@@ -108,6 +108,13 @@ impl LocalError {
     }
 }
 
+/// Every local-backend failure is the environment's: a missing or old binary, ports, processes.
+impl From<LocalError> for crate::exit::AppError {
+    fn from(error: LocalError) -> Self {
+        crate::exit::AppError::environment(error)
+    }
+}
+
 /// What one node looks like to the harness, for tests and the fault code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalNodeInfo {

@@ -44,6 +44,18 @@ async fn comes_up_while_4222_is_taken() {
         .await
         .expect("connect to the cluster");
     client.flush().await.expect("flush");
+    // Dropping the cluster (no graceful shutdown) kills every node.
+    let pids: Vec<u32> = cluster
+        .cluster()
+        .nodes()
+        .iter()
+        .filter_map(|n| n.pid)
+        .collect();
+    assert_eq!(pids.len(), 3);
+    drop(cluster);
+    for pid in pids {
+        assert!(!process_alive(pid), "node {pid} outlived its cluster");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,6 +117,10 @@ async fn every_route_connection_passes_through_a_proxy() {
             .count();
         assert!(route_sockets > 0, "{name} has no route connection at all");
     }
+    eprintln!(
+        "{} established connections into cluster ports, all from this process's proxies",
+        into_cluster_ports.len()
+    );
     let stats = cluster.cluster().proxy_stats();
     assert!(stats.iter().any(|s| s.active > 0), "{stats:?}");
 }
@@ -185,6 +201,31 @@ echo "[FTL] something is badly wrong with $2"; exit 1"#,
     assert!(matches!(err, LocalError::NodeExited { .. }), "{text}");
     assert!(text.contains("nats"), "{text}");
     assert!(text.contains("something is badly wrong"), "{text}");
+}
+
+#[tokio::test]
+async fn a_cluster_that_never_forms_fails_in_time_naming_a_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Answers --version, then never listens: the monitoring port stays closed.
+    let script = fake_server(
+        dir.path(),
+        r#"if [ "$1" = "--version" ]; then echo "nats-server: v2.15.1"; exit 0; fi
+echo "pretending to start with $2"; exec sleep 30"#,
+    );
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    config.startup_timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let err = LocalCluster::start(config).await.expect_err("never ready");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(matches!(err, LocalError::NotReady { .. }), "{text}");
+    assert!(text.contains("nats1 was not ready within 1s"), "{text}");
+    assert!(text.contains("pretending to start"), "{text}");
 }
 
 #[tokio::test]
@@ -355,4 +396,36 @@ fn cli_bad_flags_are_usage_errors() {
         let output = run(aivo_load(dir, args));
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
     }
+}
+
+#[test]
+fn cli_nodes_die_with_a_killed_supervisor() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let dir = state_dir.path();
+    let up = run(aivo_load(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("cluster.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let supervisor = state["supervisor_pid"].as_u64().expect("pid") as i32;
+    // SIGKILL leaves no chance for cleanup code: only the death signal can stop the nodes.
+    // SAFETY: kill(2) on the supervisor this test just started.
+    unsafe {
+        libc::kill(supervisor, libc::SIGKILL);
+    }
+    let needle = dir.join("cluster").to_string_lossy().into_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(&needle).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodes outlived their killed supervisor: {:?}",
+            processes_mentioning(&needle)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let down = run(aivo_load(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    assert!(!dir.join("cluster.json").exists());
+    assert!(!dir.join("cluster").exists());
 }
