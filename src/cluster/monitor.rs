@@ -256,6 +256,7 @@ impl Routez {
     }
 }
 
+/// `/routez`: every route connection and its peer.
 pub async fn routez(base: &str) -> Result<Routez, MonitorError> {
     get_json(base, "/routez").await
 }
@@ -283,6 +284,7 @@ pub struct Varz {
     pub uptime: String,
 }
 
+/// `/varz`: server identity, version and traffic counters.
 pub async fn varz(base: &str) -> Result<Varz, MonitorError> {
     get_json(base, "/varz").await
 }
@@ -295,6 +297,7 @@ pub struct Connz {
     pub total: u64,
 }
 
+/// `/connz` counts only (one connection listed, not all).
 pub async fn connz(base: &str) -> Result<Connz, MonitorError> {
     get_json(base, "/connz?limit=1").await
 }
@@ -387,6 +390,7 @@ impl Jsz {
     }
 }
 
+/// `/jsz`: usage totals and the meta group.
 pub async fn jsz(base: &str) -> Result<Jsz, MonitorError> {
     get_json(base, "/jsz").await
 }
@@ -460,6 +464,7 @@ pub struct NodeStatus {
 }
 
 impl NodeStatus {
+    /// `/healthz` answered OK.
     pub fn is_healthy(&self) -> bool {
         self.health == Some(Health::Ok)
     }

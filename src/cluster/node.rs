@@ -46,6 +46,7 @@ impl PortReservation {
         Ok(Self { listeners })
     }
 
+    /// The reserved port numbers, in reservation order.
     pub fn ports(&self) -> io::Result<Vec<u16>> {
         self.listeners
             .iter()
@@ -67,6 +68,7 @@ pub struct NodePorts {
 }
 
 impl NodePorts {
+    /// `[client, monitor, cluster]`.
     pub fn from_slice(ports: &[u16]) -> Self {
         Self {
             client: ports[0],
@@ -85,6 +87,7 @@ pub struct DeadAddress {
 }
 
 impl DeadAddress {
+    /// Binds (without listening) a fresh loopback port.
     pub fn new() -> io::Result<Self> {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -110,6 +113,7 @@ pub struct Spawner {
 }
 
 impl Spawner {
+    /// Starts the spawner thread.
     pub fn start() -> io::Result<Self> {
         let (requests, inbox) = mpsc::channel::<SpawnRequest>();
         let thread = std::thread::Builder::new()
@@ -194,6 +198,7 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node that is not running yet.
     pub fn new(
         name: String,
         dir: PathBuf,
@@ -212,26 +217,32 @@ impl Node {
         }
     }
 
+    /// `<dir>/nats.conf`.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("nats.conf")
     }
 
+    /// `<dir>/nats.log` (stdout and stderr of every start, appended).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("nats.log")
     }
 
+    /// `<dir>/store`, the JetStream file store.
     pub fn store_dir(&self) -> PathBuf {
         self.dir.join("store")
     }
 
+    /// `nats://127.0.0.1:PORT`.
     pub fn client_url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.ports.client)
     }
 
+    /// `http://127.0.0.1:PORT`.
     pub fn monitor_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.monitor)
     }
 
+    /// The route listen address (the proxies' target).
     pub fn cluster_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.ports.cluster))
     }
@@ -292,6 +303,7 @@ impl Node {
         Ok(())
     }
 
+    /// Pid of the current process, if one was started and not reaped.
     pub fn pid(&self) -> Option<u32> {
         lock(&self.child).as_ref().map(Child::id)
     }

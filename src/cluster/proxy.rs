@@ -133,6 +133,7 @@ impl Proxy {
         lock(&self.shared.control).cut = false;
     }
 
+    /// Whether new connections are refused.
     pub fn is_cut(&self) -> bool {
         lock(&self.shared.control).cut
     }
@@ -142,6 +143,7 @@ impl Proxy {
         lock(&self.shared.control).target = target;
     }
 
+    /// A snapshot of the counters.
     pub fn stats(&self) -> ProxyStats {
         let control = lock(&self.shared.control);
         let c = &self.shared.counters;

@@ -127,15 +127,19 @@ pub struct StatePaths {
 }
 
 impl StatePaths {
+    /// `cluster.json`.
     pub fn state_file(&self) -> PathBuf {
         self.dir.join("cluster.json")
     }
+    /// `cluster/`, the local cluster's run dir.
     pub fn cluster_dir(&self) -> PathBuf {
         self.dir.join("cluster")
     }
+    /// `supervisor.log`.
     pub fn supervisor_log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
     }
+    /// `supervisor.lock`.
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("supervisor.lock")
     }
