@@ -242,8 +242,9 @@ async fn start_cluster(
     match backend {
         BackendKind::External => Ok(RunCluster::External(servers.to_vec())),
         BackendKind::Local if keep => {
-            let kept =
-                crate::cluster::state::spawn_background(state).map_err(AppError::environment)?;
+            let kept = crate::cluster::state::spawn_background(state)
+                .await
+                .map_err(|e| AppError::environment(anyhow!(e)))?;
             Ok(RunCluster::Kept(kept.endpoints.client_urls()))
         }
         BackendKind::Local => {

@@ -1,4 +1,5 @@
 //! Integration tests: one binary, real `nats-server` clusters, shared helpers in `support.rs`.
 
+mod cluster;
 mod run;
 mod support;

