@@ -74,7 +74,7 @@ pub struct StreamDecl {
     pub max_bytes: i64,
     /// Messages kept; -1 means unlimited.
     pub max_msgs: i64,
-    /// Dedup window for `Nats-Msg-Id`.
+    /// Dedup window for `Nats-Msg-Id`; never longer than a non-zero `max_age`.
     pub duplicate_window: Duration,
     /// Number of replicas (1..=5).
     pub replicas: usize,
@@ -240,7 +240,8 @@ impl Topology {
     }
 
     /// Replaces some limits of one stream. An unknown stream name is an error that lists the
-    /// known ones.
+    /// known ones. A `max_age` shorter than the dedup window shrinks the window to `max_age`,
+    /// because JetStream refuses a window longer than the age limit.
     pub fn with_stream_override(
         mut self,
         stream: &str,
@@ -266,6 +267,13 @@ impl Topology {
         }
         if let Some(replicas) = ov.replicas {
             decl.replicas = validate_replicas(replicas)?;
+        }
+        // JetStream refuses a dedup window longer than max_age ("duplicates window can not be
+        // larger then max age"), which the 2 m window would be under e.g. FOCUS max_age = 90s.
+        // Shrink it to max_age, as the `nats` CLI does: a message cannot be deduplicated against
+        // one that retention already removed anyway.
+        if !decl.max_age.is_zero() && decl.duplicate_window > decl.max_age {
+            decl.duplicate_window = decl.max_age;
         }
         Ok(self)
     }
@@ -377,6 +385,7 @@ mod tests {
         assert_eq!(focus.max_age, Duration::from_secs(90));
         assert_eq!(focus.max_msgs, 1000);
         assert_eq!(focus.max_bytes, 20 * GB);
+        assert_eq!(focus.duplicate_window, Duration::from_secs(90));
         assert_eq!(topology.streams[0], Topology::seed(3).streams[0]);
     }
 
