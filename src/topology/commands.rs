@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use async_nats::jetstream::context::AccountErrorKind;
 
 use super::{apply, validate_replicas, verify, ChangeKind, FieldCheck, Topology, TopologyError};
 use crate::cli::TopologyArgs;
@@ -22,6 +23,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for JetStream to answer after connecting. Right after `cluster up` the nodes
 /// may still be electing a meta leader, which takes a few seconds.
 const JETSTREAM_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long "no responders" on the JetStream API may last before we conclude JetStream is off.
+const NO_RESPONDERS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Per JetStream API request. Creating an R3 stream waits for its Raft group to form, which can
 /// take longer than the client's 5 s default on a busy machine.
@@ -106,14 +110,21 @@ pub async fn connect(server: &str) -> Result<jetstream::Context, TopologyError> 
 }
 
 async fn wait_for_jetstream(js: &jetstream::Context, server: &str) -> Result<(), TopologyError> {
-    let deadline = tokio::time::Instant::now() + JETSTREAM_READY_TIMEOUT;
+    let start = tokio::time::Instant::now();
     loop {
         // Bounded by the context's request timeout.
-        let reason = match js.query_account().await {
+        let (reason, give_up_after) = match js.query_account().await {
             Ok(_) => return Ok(()),
-            Err(e) => e.to_string(),
+            // Nobody listens on the JetStream API: the server runs without JetStream. A node that
+            // is still electing a meta leader answers (with an error) instead, so waiting the full
+            // time would only delay the obvious.
+            Err(e) if e.kind() == AccountErrorKind::JetStreamUnavailable => (
+                format!("{e} (no JetStream API responders; is JetStream enabled?)"),
+                NO_RESPONDERS_TIMEOUT,
+            ),
+            Err(e) => (e.to_string(), JETSTREAM_READY_TIMEOUT),
         };
-        if tokio::time::Instant::now() >= deadline {
+        if start.elapsed() >= give_up_after {
             return Err(TopologyError::JetStreamUnavailable {
                 url: server.to_string(),
                 reason,
