@@ -3,3 +3,4 @@
 mod cluster;
 mod run;
 mod support;
+mod topology;
