@@ -26,6 +26,49 @@ async fn starts_healthy_with_full_routes_and_a_meta_leader() {
         leader.as_deref().is_some_and(|l| l.starts_with("nats")),
         "meta leader {leader:?}"
     );
+
+    // A replicated stream: its leader and usage show up in /jsz.
+    let client = async_nats::connect(cluster.endpoints().client_urls())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "PROBE".to_string(),
+        subjects: vec!["probe.>".to_string()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .expect("create an R3 stream");
+    js.publish("probe.one", "x".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let endpoints = cluster.endpoints().clone();
+    let stream_leader = wait_for("a PROBE leader", Duration::from_secs(5), || {
+        monitor::stream_leader(&endpoints, "PROBE")
+    })
+    .await;
+    assert!(stream_leader.starts_with("nats"), "{stream_leader}");
+    let status = wait_for(
+        "PROBE counted on every node",
+        Duration::from_secs(5),
+        || async {
+            let status = ClusterStatus::gather(&endpoints).await;
+            status
+                .nodes
+                .iter()
+                .all(|n| {
+                    n.jetstream
+                        .as_ref()
+                        .is_some_and(|j| j.streams == 1 && j.messages == 1)
+                })
+                .then_some(status)
+        },
+    )
+    .await;
+    assert!(status.render_table().contains("meta leader: nats"));
     cluster.shutdown().await;
 }
 
@@ -226,6 +269,43 @@ echo "pretending to start with $2"; exec sleep 30"#,
     assert!(matches!(err, LocalError::NotReady { .. }), "{text}");
     assert!(text.contains("nats1 was not ready within 1s"), "{text}");
     assert!(text.contains("pretending to start"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_its_port_is_restarted_on_fresh_ports() {
+    let real = aivo_load::cluster::binary::locate(None).expect("nats-server installed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("lost-once");
+    // nats1's first start fails the way a port lost to another process does; later starts are real.
+    let script = fake_server(
+        dir.path(),
+        &format!(
+            r#"case "$2" in */nats1/nats.conf)
+  if [ ! -e "{marker}" ]; then touch "{marker}"
+    echo "[FTL] listen tcp 127.0.0.1:1: bind: address already in use"; exit 1; fi;;
+esac
+exec "{real}" "$@""#,
+            marker = marker.display(),
+            real = real.display()
+        ),
+    );
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    let cluster = LocalCluster::start(config)
+        .await
+        .unwrap_or_else(|err| panic!("cluster did not recover from a lost port: {err}"));
+    assert!(marker.exists(), "the failure was not injected");
+    let nats1 = &cluster.nodes()[0];
+    let log = std::fs::read_to_string(&nats1.log).expect("nats1 log");
+    assert!(log.contains("address already in use"), "{log}");
+    let config = std::fs::read_to_string(nats1.dir.join("nats.conf")).expect("config");
+    assert!(
+        config.contains(&format!("listen: \"{}\"", nats1.client_addr)),
+        "config not rewritten for the new ports: {config}"
+    );
+    let status = ClusterStatus::gather(cluster.endpoints()).await;
+    assert!(status.is_healthy(), "{}", status.render_table());
+    cluster.shutdown().await;
 }
 
 #[tokio::test]
