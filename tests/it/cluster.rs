@@ -219,6 +219,46 @@ async fn cutting_a_node_isolates_it_and_healing_restores_routes() {
     .await;
 }
 
+/// A current-thread runtime on purpose: the test's only thread blocks while another thread needs R3
+/// replication, which crosses the route proxies.
+#[tokio::test]
+async fn routes_flow_while_the_callers_runtime_blocks() {
+    let cluster = TestCluster::start().await;
+    let urls = cluster.endpoints().client_urls();
+    let replicated = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = async_nats::connect(urls).await.map_err(|e| e.to_string())?;
+            let js = async_nats::jetstream::new(client);
+            let create = js.create_stream(async_nats::jetstream::stream::Config {
+                name: "BLOCKED".to_string(),
+                subjects: vec!["blocked.>".to_string()],
+                num_replicas: 3,
+                ..Default::default()
+            });
+            tokio::time::timeout(Duration::from_secs(10), create)
+                .await
+                .map_err(|_| "R3 stream creation timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            let ack = js
+                .publish("blocked.one", "x".into())
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(Duration::from_secs(10), ack)
+                .await
+                .map_err(|_| "publish ack timed out".to_string())?
+                .map_err(|e| e.to_string())
+                .map(|_| ())
+        })
+    })
+    .join()
+    .expect("replication thread");
+    replicated.expect("R3 replication while the test thread blocks");
+}
+
 /// Writes an executable shell script standing in for `nats-server`.
 fn fake_server(dir: &Path, body: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;

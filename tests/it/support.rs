@@ -1,9 +1,8 @@
 //! Shared helpers for the integration tests: a real local cluster in a tempdir, waits with
 //! deadlines, and a look at the kernel's TCP table.
 //!
-//! Tests that use [`TestCluster`] should run on a multi-threaded runtime
-//! (`#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`): the route proxies are tasks on the
-//! test's runtime and must keep moving bytes while the test awaits something else.
+//! [`TestCluster`] works under any test runtime, `#[tokio::test]` included: its route proxies run on
+//! a runtime of their own, so routes keep flowing even while the test blocks (e.g. on a CLI child).
 
 #![allow(dead_code)]
 
