@@ -450,3 +450,15 @@ async fn readiness(
     let jsz = jsz.map_err(|e| format!("/jsz does not answer: {e}"))?;
     Ok(jsz.meta_leader().map(str::to_string))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs, chaos and reports share a cluster across tasks (`Arc<LocalCluster>`).
+    #[test]
+    fn a_cluster_can_be_shared_across_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<LocalCluster>();
+    }
+}
