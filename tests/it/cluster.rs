@@ -9,7 +9,10 @@ use std::time::Duration;
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig, LocalError};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 
-use crate::support::{process_alive, socket_inodes, tcp_table, wait_for, TestCluster};
+use crate::support::{
+    create_stream_with_retry, process_alive, publish_acked, socket_inodes, tcp_table, wait_for,
+    TestCluster,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_healthy_with_full_routes_and_a_meta_leader() {
@@ -32,19 +35,18 @@ async fn starts_healthy_with_full_routes_and_a_meta_leader() {
         .await
         .expect("connect");
     let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
+    let config = async_nats::jetstream::stream::Config {
         name: "PROBE".to_string(),
         subjects: vec!["probe.>".to_string()],
         num_replicas: 3,
         ..Default::default()
-    })
-    .await
-    .expect("create an R3 stream");
-    js.publish("probe.one", "x".into())
+    };
+    create_stream_with_retry(&js, config, Duration::from_secs(15))
         .await
-        .expect("publish")
+        .expect("create an R3 stream");
+    publish_acked(&js, "probe.one", "x", Duration::from_secs(15))
         .await
-        .expect("ack");
+        .expect("publish");
     let endpoints = cluster.endpoints().clone();
     let stream_leader = wait_for("a PROBE leader", Duration::from_secs(5), || {
         monitor::stream_leader(&endpoints, "PROBE")
@@ -233,30 +235,34 @@ async fn routes_flow_while_the_callers_runtime_blocks() {
         runtime.block_on(async move {
             let client = async_nats::connect(urls).await.map_err(|e| e.to_string())?;
             let js = async_nats::jetstream::new(client);
-            let create = js.create_stream(async_nats::jetstream::stream::Config {
+            let config = async_nats::jetstream::stream::Config {
                 name: "BLOCKED".to_string(),
                 subjects: vec!["blocked.>".to_string()],
                 num_replicas: 3,
                 ..Default::default()
-            });
-            tokio::time::timeout(Duration::from_secs(10), create)
-                .await
-                .map_err(|_| "R3 stream creation timed out".to_string())?
-                .map_err(|e| e.to_string())?;
-            let ack = js
-                .publish("blocked.one", "x".into())
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::time::timeout(Duration::from_secs(10), ack)
-                .await
-                .map_err(|_| "publish ack timed out".to_string())?
-                .map_err(|e| e.to_string())
-                .map(|_| ())
+            };
+            create_stream_with_retry(&js, config, Duration::from_secs(15)).await?;
+            publish_acked(&js, "blocked.one", "x", Duration::from_secs(15)).await
         })
     })
     .join()
     .expect("replication thread");
-    replicated.expect("R3 replication while the test thread blocks");
+    if let Err(err) = replicated {
+        let mut report = format!("R3 replication while the test thread blocks: {err}\n");
+        for stat in cluster.cluster().proxy_stats() {
+            report.push_str(&format!("{stat:?}\n"));
+        }
+        for node in cluster.cluster().nodes() {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            report.push_str(&format!("--- {} ---\n", node.name));
+            for line in tail.iter().rev() {
+                report.push_str(line);
+                report.push('\n');
+            }
+        }
+        panic!("{report}");
+    }
 }
 
 /// Writes an executable shell script standing in for `nats-server`.
