@@ -7,9 +7,8 @@
 //! restarted on fresh ports; anything else that goes wrong fails within `startup_timeout` with the
 //! failing node's name and the tail of its log.
 //!
-//! The proxies run as tasks on the Tokio runtime that called `start`, so that runtime must keep
-//! running (and, in tests, should be multi-threaded) for as long as the routes are needed. Node
-//! process handling lives in `node.rs`, the proxies in `proxy.rs`.
+//! The proxies run on a runtime of their own (see `proxy.rs`), so a cluster works from any caller's
+//! runtime, even one that blocks. Node process handling lives in `node.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -172,7 +171,7 @@ impl LocalCluster {
             .iter()
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p.cluster)))
             .collect();
-        let mesh = RouteMesh::start(&names, &targets).await?;
+        let mesh = RouteMesh::start(&names, &targets)?;
         let spawner =
             Spawner::start().map_err(LocalError::io("cannot start the spawner thread"))?;
         let nodes: Vec<Node> = names
@@ -450,4 +449,16 @@ async fn readiness(
     }
     let jsz = jsz.map_err(|e| format!("/jsz does not answer: {e}"))?;
     Ok(jsz.meta_leader().map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs, chaos and reports share a cluster across tasks (`Arc<LocalCluster>`).
+    #[test]
+    fn a_cluster_can_be_shared_across_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<LocalCluster>();
+    }
 }

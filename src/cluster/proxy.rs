@@ -9,6 +9,10 @@
 //! isolated and which links are cut. A proxy whose link is cut closes its live connections and closes
 //! every new one right after accepting it; healing lets the nodes' own route retries reconnect.
 //!
+//! The mesh runs its proxies on a Tokio runtime of its own (one worker thread), not on the caller's:
+//! routes must keep flowing while the caller's runtime is busy or blocked (a current-thread test
+//! runtime waiting on a child process, a saturated publisher), and the cluster can be dropped anywhere.
+//!
 //! Left for later (chaos work): latency and bandwidth shaping. The place for it is [`pump`], which
 //! moves one direction of one connection chunk by chunk; the shaping parameters would join
 //! [`LinkControl`] next to `cut`.
@@ -23,6 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 
 /// How long a proxy waits for its target to accept before giving up on one connection.
@@ -95,10 +100,17 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds `127.0.0.1:0` and starts forwarding to `target` on the current Tokio runtime.
-    pub async fn start(name: impl Into<String>, target: SocketAddr) -> io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    /// Binds `127.0.0.1:0` and starts forwarding to `target`, as tasks on `runtime`.
+    pub fn start(
+        name: impl Into<String>,
+        target: SocketAddr,
+        runtime: &Handle,
+    ) -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
         let listen = listener.local_addr()?;
+        let _context = runtime.enter();
+        let listener = TcpListener::from_std(listener)?;
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             name: name.into(),
@@ -111,7 +123,7 @@ impl Proxy {
             counters: Counters::default(),
             shutdown,
         });
-        tokio::spawn(accept_loop(listener, shared.clone()));
+        runtime.spawn(accept_loop(listener, shared.clone()));
         Ok(Self { shared })
     }
 
@@ -281,6 +293,8 @@ pub struct RouteMesh {
     /// `links[i][j]` carries node i's route to node j; `None` on the diagonal.
     links: Vec<Vec<Option<Proxy>>>,
     partition: Mutex<Partition>,
+    /// Runs every proxy task; shut down in the background on drop.
+    runtime: Option<Runtime>,
 }
 
 /// Errors of mesh operations.
@@ -290,11 +304,20 @@ pub enum MeshError {
     UnknownNode(String),
     #[error("cannot start route proxy {name}: {source}")]
     Bind { name: String, source: io::Error },
+    #[error("cannot start the route proxies' runtime: {0}")]
+    Runtime(io::Error),
 }
 
 impl RouteMesh {
     /// Starts a proxy for every ordered pair; `targets[j]` is node j's cluster (route) listen address.
-    pub async fn start(names: &[String], targets: &[SocketAddr]) -> Result<Self, MeshError> {
+    pub fn start(names: &[String], targets: &[SocketAddr]) -> Result<Self, MeshError> {
+        // One worker copies route traffic at memory speed; more would only compete with the nodes.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("aivo-route-proxy")
+            .enable_all()
+            .build()
+            .map_err(MeshError::Runtime)?;
         let mut links = Vec::with_capacity(names.len());
         for (i, from) in names.iter().enumerate() {
             let mut row = Vec::with_capacity(names.len());
@@ -304,8 +327,7 @@ impl RouteMesh {
                     continue;
                 }
                 let name = format!("{from}->{to}");
-                let proxy = Proxy::start(name.clone(), targets[j])
-                    .await
+                let proxy = Proxy::start(name.clone(), targets[j], runtime.handle())
                     .map_err(|source| MeshError::Bind { name, source })?;
                 row.push(Some(proxy));
             }
@@ -315,6 +337,7 @@ impl RouteMesh {
             names: names.to_vec(),
             links,
             partition: Mutex::new(Partition::default()),
+            runtime: Some(runtime),
         })
     }
 
@@ -418,6 +441,16 @@ impl RouteMesh {
     }
 }
 
+impl Drop for RouteMesh {
+    fn drop(&mut self) {
+        self.stop();
+        // Never blocks, so the mesh may be dropped inside another runtime.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,7 +491,7 @@ mod tests {
     #[tokio::test]
     async fn forwards_cuts_and_heals() {
         let echo = echo_server().await;
-        let proxy = Proxy::start("t", echo).await.expect("proxy");
+        let proxy = Proxy::start("t", echo, &Handle::current()).expect("proxy");
         let mut live = TcpStream::connect(proxy.listen_addr())
             .await
             .expect("connect");
@@ -488,9 +521,7 @@ mod tests {
     async fn mesh_isolation_cuts_both_directions_only() {
         let echo = echo_server().await;
         let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let mesh = RouteMesh::start(&names, &[echo, echo, echo])
-            .await
-            .expect("mesh");
+        let mesh = RouteMesh::start(&names, &[echo, echo, echo]).expect("mesh");
         mesh.cut_node("c").expect("cut");
         let cut: Vec<String> = mesh
             .stats()

@@ -9,7 +9,10 @@ use std::time::Duration;
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig, LocalError};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 
-use crate::support::{process_alive, socket_inodes, tcp_table, wait_for, TestCluster};
+use crate::support::{
+    create_stream_with_retry, process_alive, publish_acked, socket_inodes, tcp_table, wait_for,
+    TestCluster,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_healthy_with_full_routes_and_a_meta_leader() {
@@ -26,6 +29,48 @@ async fn starts_healthy_with_full_routes_and_a_meta_leader() {
         leader.as_deref().is_some_and(|l| l.starts_with("nats")),
         "meta leader {leader:?}"
     );
+
+    // A replicated stream: its leader and usage show up in /jsz.
+    let client = async_nats::connect(cluster.endpoints().client_urls())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let config = async_nats::jetstream::stream::Config {
+        name: "PROBE".to_string(),
+        subjects: vec!["probe.>".to_string()],
+        num_replicas: 3,
+        ..Default::default()
+    };
+    create_stream_with_retry(&js, config, Duration::from_secs(15))
+        .await
+        .expect("create an R3 stream");
+    publish_acked(&js, "probe.one", "x", Duration::from_secs(15))
+        .await
+        .expect("publish");
+    let endpoints = cluster.endpoints().clone();
+    let stream_leader = wait_for("a PROBE leader", Duration::from_secs(5), || {
+        monitor::stream_leader(&endpoints, "PROBE")
+    })
+    .await;
+    assert!(stream_leader.starts_with("nats"), "{stream_leader}");
+    let status = wait_for(
+        "PROBE counted on every node",
+        Duration::from_secs(5),
+        || async {
+            let status = ClusterStatus::gather(&endpoints).await;
+            status
+                .nodes
+                .iter()
+                .all(|n| {
+                    n.jetstream
+                        .as_ref()
+                        .is_some_and(|j| j.streams == 1 && j.messages == 1)
+                })
+                .then_some(status)
+        },
+    )
+    .await;
+    assert!(status.render_table().contains("meta leader: nats"));
     cluster.shutdown().await;
 }
 
@@ -176,6 +221,50 @@ async fn cutting_a_node_isolates_it_and_healing_restores_routes() {
     .await;
 }
 
+/// A current-thread runtime on purpose: the test's only thread blocks while another thread needs R3
+/// replication, which crosses the route proxies.
+#[tokio::test]
+async fn routes_flow_while_the_callers_runtime_blocks() {
+    let cluster = TestCluster::start().await;
+    let urls = cluster.endpoints().client_urls();
+    let replicated = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = async_nats::connect(urls).await.map_err(|e| e.to_string())?;
+            let js = async_nats::jetstream::new(client);
+            let config = async_nats::jetstream::stream::Config {
+                name: "BLOCKED".to_string(),
+                subjects: vec!["blocked.>".to_string()],
+                num_replicas: 3,
+                ..Default::default()
+            };
+            create_stream_with_retry(&js, config, Duration::from_secs(15)).await?;
+            publish_acked(&js, "blocked.one", "x", Duration::from_secs(15)).await
+        })
+    })
+    .join()
+    .expect("replication thread");
+    if let Err(err) = replicated {
+        let mut report = format!("R3 replication while the test thread blocks: {err}\n");
+        for stat in cluster.cluster().proxy_stats() {
+            report.push_str(&format!("{stat:?}\n"));
+        }
+        for node in cluster.cluster().nodes() {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            report.push_str(&format!("--- {} ---\n", node.name));
+            for line in tail.iter().rev() {
+                report.push_str(line);
+                report.push('\n');
+            }
+        }
+        panic!("{report}");
+    }
+}
+
 /// Writes an executable shell script standing in for `nats-server`.
 fn fake_server(dir: &Path, body: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -226,6 +315,43 @@ echo "pretending to start with $2"; exec sleep 30"#,
     assert!(matches!(err, LocalError::NotReady { .. }), "{text}");
     assert!(text.contains("nats1 was not ready within 1s"), "{text}");
     assert!(text.contains("pretending to start"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_its_port_is_restarted_on_fresh_ports() {
+    let real = aivo_load::cluster::binary::locate(None).expect("nats-server installed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("lost-once");
+    // nats1's first start fails the way a port lost to another process does; later starts are real.
+    let script = fake_server(
+        dir.path(),
+        &format!(
+            r#"case "$2" in */nats1/nats.conf)
+  if [ ! -e "{marker}" ]; then touch "{marker}"
+    echo "[FTL] listen tcp 127.0.0.1:1: bind: address already in use"; exit 1; fi;;
+esac
+exec "{real}" "$@""#,
+            marker = marker.display(),
+            real = real.display()
+        ),
+    );
+    let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+    config.nats_server = Some(script);
+    let cluster = LocalCluster::start(config)
+        .await
+        .unwrap_or_else(|err| panic!("cluster did not recover from a lost port: {err}"));
+    assert!(marker.exists(), "the failure was not injected");
+    let nats1 = &cluster.nodes()[0];
+    let log = std::fs::read_to_string(&nats1.log).expect("nats1 log");
+    assert!(log.contains("address already in use"), "{log}");
+    let config = std::fs::read_to_string(nats1.dir.join("nats.conf")).expect("config");
+    assert!(
+        config.contains(&format!("listen: \"{}\"", nats1.client_addr)),
+        "config not rewritten for the new ports: {config}"
+    );
+    let status = ClusterStatus::gather(cluster.endpoints()).await;
+    assert!(status.is_healthy(), "{}", status.render_table());
+    cluster.shutdown().await;
 }
 
 #[tokio::test]
