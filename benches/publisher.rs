@@ -51,14 +51,6 @@ async fn bench() -> anyhow::Result<()> {
     let cluster = LocalCluster::start(LocalClusterConfig::new(dir.path().to_path_buf())).await?;
     let client = async_nats::connect(cluster.endpoints().nodes[0].client_url.as_str()).await?;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "FOCUS".into(),
-        subjects: vec!["focus.>".into()],
-        num_replicas: 3,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await?;
 
     // The bare loop sends payloads of the harness's mean size.
     let population = Arc::new(Population::generate(7, 20, 2000));
@@ -80,14 +72,29 @@ async fn bench() -> anyhow::Result<()> {
 
     let (mut bare_rates, mut harness_rates) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        purge(&js).await?;
-        let bare = bare_loop(&client, events, window, mean_size).await?;
-        purge(&js).await?;
-        let harness =
-            harness_publisher(&client, events, window, population.clone(), mix.clone()).await?;
+        // Alternate which side goes first (ABBA), each on a freshly created stream, so neither a
+        // trend in the machine nor the state a previous side left behind favours one of them.
+        let harness_first = round % 2 == 0;
+        let mut results = [0.0f64; 2];
+        for side in 0..2 {
+            let run_harness = (side == 0) == harness_first;
+            fresh_stream(&js).await?;
+            let rate = if run_harness {
+                harness_publisher(&client, events, window, population.clone(), mix.clone()).await?
+            } else {
+                bare_loop(&client, events, window, mean_size).await?
+            };
+            results[usize::from(run_harness)] = rate;
+        }
+        let [bare, harness] = results;
         println!(
-            "  round {round}: bare {bare:>9.0} ev/s   harness {harness:>9.0} ev/s   ratio {:.3}",
-            harness / bare
+            "  round {round}: bare {bare:>9.0} ev/s   harness {harness:>9.0} ev/s   ratio {:.3}{}",
+            harness / bare,
+            if harness_first {
+                "  (harness first)"
+            } else {
+                ""
+            }
         );
         bare_rates.push(bare);
         harness_rates.push(harness);
@@ -100,9 +107,27 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn purge(js: &jetstream::Context) -> anyhow::Result<()> {
-    js.get_stream("FOCUS").await?.purge().await?;
-    Ok(())
+/// Deletes and recreates the R3 FOCUS stream and waits until its replicas are current.
+async fn fresh_stream(js: &jetstream::Context) -> anyhow::Result<()> {
+    let _ = js.delete_stream("FOCUS").await;
+    js.create_stream(stream::Config {
+        name: "FOCUS".into(),
+        subjects: vec!["focus.>".into()],
+        num_replicas: 3,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await?;
+    for _ in 0..100 {
+        let info = js.get_stream("FOCUS").await?.info().await?.clone();
+        if let Some(cluster) = info.cluster {
+            if cluster.leader.is_some() && cluster.replicas.iter().all(|p| p.current) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("FOCUS replicas not current after 10 s")
 }
 
 /// A plain publish loop: fixed payload, unique Nats-Msg-Id, at most `window` acks outstanding.
@@ -118,6 +143,7 @@ async fn bare_loop(
         .build(client.clone());
     let payload = Bytes::from(vec![b'x'; size]);
     let mut in_flight = FuturesUnordered::new();
+    let with_ledger_header = std::env::var_os("BENCH_BARE_LEDGER_HEADER").is_some();
     let started = Instant::now();
     let mut acked = 0u64;
     for seq in 0..events {
@@ -127,9 +153,14 @@ async fn bare_loop(
             }
         }
         let id = format!("bare-{seq}-{}", started.elapsed().as_nanos());
-        let publish = jetstream::message::PublishMessage::build()
+        let mut publish = jetstream::message::PublishMessage::build()
             .payload(payload.clone())
             .message_id(id);
+        if with_ledger_header {
+            // Diagnosis only: the bare loop carrying a ledger header of the harness's size.
+            let value = format!("20261127T112426Z-focus-burst/0/{seq}");
+            publish = publish.header("Aivo-Ledger", value.as_str());
+        }
         let ack = js.send_publish("focus.ping", publish).await?;
         in_flight.push(ack.into_future());
     }

@@ -138,7 +138,7 @@ pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 /// Turns parsed flags into a validated command.
 pub fn into_command(cli: Cli) -> Result<Command, AppError> {
     Ok(match cli.command {
-        CliCommand::Run(args) => Command::Run(crate::run::RunPlan::from_args(args)?),
+        CliCommand::Run(args) => Command::Run(Box::new(crate::run::RunPlan::from_args(args)?)),
         CliCommand::Scenarios(cmd) => Command::Scenarios(cmd),
         CliCommand::Cluster(cmd) => Command::Cluster(cmd),
         CliCommand::Init(args) => Command::Init(args),

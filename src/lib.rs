@@ -19,7 +19,7 @@ pub use exit::{AppError, ExitStatus};
 /// A validated command, ready to execute.
 #[derive(Debug)]
 pub enum Command {
-    Run(run::RunPlan),
+    Run(Box<run::RunPlan>),
     Scenarios(cli::ScenariosCommand),
     Cluster(cli::ClusterCommand),
     Init(cli::TopologyArgs),
@@ -36,7 +36,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
         })?;
     runtime.block_on(async move {
         match command {
-            Command::Run(plan) => run::execute(plan).await,
+            Command::Run(plan) => run::execute(*plan).await,
             Command::Scenarios(cmd) => scenario::catalog::execute(cmd),
             Command::Cluster(cmd) => cluster::commands::execute(cmd).await,
             Command::Init(args) => topology::init_command(args).await,

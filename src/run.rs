@@ -93,7 +93,7 @@ impl RunPlan {
 
 /// The cluster a run talks to; a local one stops when this is dropped.
 enum RunCluster {
-    Local(LocalCluster),
+    Local(Box<LocalCluster>),
     Kept(Vec<String>),
     External(Vec<String>),
 }
@@ -131,9 +131,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
 
     let topology = scenario_topology(&scenario)?;
     let js = async_nats::jetstream::new(clients[0].clone());
-    topology::apply(&js, &topology)
-        .await
-        .map_err(|e| AppError::environment(anyhow!("init streams: {e}")))?;
+    apply_topology(&js, &topology).await?;
     let streams: Vec<&'static str> = {
         let mut s: Vec<_> = scenario.traffic.iter().map(|t| t.domain.stream()).collect();
         s.sort_unstable();
@@ -142,6 +140,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     };
     let mut before = Vec::new();
     for stream in &streams {
+        wait_until_replicated(&js, stream).await?;
         before.push(stream_state(&js, stream).await?);
     }
 
@@ -255,7 +254,7 @@ async fn start_cluster(
             let cluster = LocalCluster::start(LocalClusterConfig::new(run_dir.join("cluster")))
                 .await
                 .map_err(|e| AppError::environment(anyhow!(e)))?;
-            Ok(RunCluster::Local(cluster))
+            Ok(RunCluster::Local(Box::new(cluster)))
         }
     }
 }
@@ -319,6 +318,74 @@ fn scenario_topology(scenario: &Scenario) -> Result<Topology, AppError> {
             .map_err(|e| AppError::usage(anyhow!(e)))?;
     }
     Ok(topology)
+}
+
+/// Creates or updates the streams and consumers, retrying: right after a cluster forms, a JetStream
+/// API answer is now and then lost (seen about once in ten fresh clusters), and a retry succeeds.
+async fn apply_topology(
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+) -> Result<(), AppError> {
+    let mut attempt = 1;
+    loop {
+        match topology::apply(js, topology).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_usage() => return Err(AppError::usage(anyhow!("init streams: {e}"))),
+            Err(e) if attempt >= 3 => {
+                return Err(AppError::environment(anyhow!("init streams: {e}")))
+            }
+            Err(e) => {
+                tracing::warn!("init streams (attempt {attempt}): {e}; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Waits until a stream has a leader and every replica is current, so the load does not start into
+/// an election (whose lost acks would be the harness's doing, not the cluster's under load).
+async fn wait_until_replicated(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Result<(), AppError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        let info = async {
+            js.get_stream(stream)
+                .await
+                .ok()?
+                .info()
+                .await
+                .ok()
+                .map(|i| i.cluster.clone())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), info).await {
+            Ok(Some(Some(cluster))) => {
+                let lagging: Vec<&str> = cluster
+                    .replicas
+                    .iter()
+                    .filter(|p| !p.current || p.offline)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                match (&cluster.leader, lagging.is_empty()) {
+                    (Some(_), true) => return Ok(()),
+                    (None, _) => last = "no leader".into(),
+                    (Some(_), false) => {
+                        last = format!("replicas not current: {}", lagging.join(", "))
+                    }
+                }
+            }
+            // A single server answers without cluster info: nothing to wait for.
+            Ok(Some(None)) => return Ok(()),
+            _ => last = "stream info unanswered".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(AppError::environment(anyhow!(
+        "stream {stream} not ready within 20s: {last}"
+    )))
 }
 
 /// (last sequence, messages) of a stream.

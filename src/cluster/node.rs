@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+/// JetStream file storage each node may reserve. The seed's streams declare about 42 GB of limits and
+/// JetStream refuses a stream whose limits exceed what is left of `max_file_store` (by default 75 % of
+/// the free disk), so a laptop with little free space could not even create them. This is a cap on
+/// reservations, not space taken: a test fills a few MB. The fill-storage fault sets its own limits.
+const MAX_FILE_STORE: u64 = 1 << 40;
+
 /// Lines of a node's log quoted in an error.
 pub const LOG_TAIL_LINES: usize = 20;
 
@@ -263,13 +269,14 @@ impl Node {
              server_name: {name}\n\
              listen: \"127.0.0.1:{client}\"\n\
              http: \"127.0.0.1:{monitor}\"\n\
-             jetstream {{\n  store_dir: {store}\n}}\n\
+             jetstream {{\n  store_dir: {store}\n  max_file_store: {max_file_store}\n}}\n\
              cluster {{\n  name: {cluster}\n  listen: \"127.0.0.1:{cport}\"\n  \
              no_advertise: true\n  advertise: \"{advertise}\"\n  routes: [\n{routes}\n  ]\n}}\n",
             name = quote(&self.name),
             client = self.ports.client,
             monitor = self.ports.monitor,
             store = quote(&self.store_dir().to_string_lossy()),
+            max_file_store = MAX_FILE_STORE,
             cluster = quote(cluster_name),
             cport = self.ports.cluster,
             advertise = self.advertise,
