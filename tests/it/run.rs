@@ -219,3 +219,142 @@ async fn external_backend_without_a_server_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).contains("--server"), "{}", text(&output));
 }
+
+/// Pids of `nats-server` processes whose command line mentions `dir`.
+fn nats_servers_under(dir: &Path) -> Vec<String> {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", &format!("nats-server.*{}", dir.display())])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_run_reports_and_takes_the_cluster_down() {
+    use tokio::io::AsyncBufReadExt;
+    let reports = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--duration",
+            "60s",
+            "--rate-scale",
+            "0.1",
+            "--reports-dir",
+        ])
+        .arg(reports.path())
+        .env_remove("NATS_URL")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn aivo-load");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(40), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("cluster ready") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the run never reported a ready cluster");
+    assert_eq!(
+        nats_servers_under(reports.path()).len(),
+        3,
+        "three nodes while running"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = child.id().expect("pid") as i32;
+    // SAFETY: kill(2) on our own child's pid with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the run stops within 30 s of Ctrl-C")
+        .expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let report = report_json(reports.path());
+    assert_eq!(report["run"]["interrupted"], true);
+    assert_eq!(report["verdict"]["passed"], false);
+    assert!(report["counts"]["acked"].as_u64().expect("acked") > 0);
+    assert!(
+        nats_servers_under(reports.path()).is_empty(),
+        "nodes left after Ctrl-C"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_cluster_leaves_it_running_until_cluster_down() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_dir = state.path().to_str().expect("utf-8 path");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let output = aivo(
+        &[
+            "run",
+            "--duration",
+            "4s",
+            "--rate-scale",
+            "0.05",
+            "--keep-cluster",
+            "--state-dir",
+            state_dir,
+            "--reports-dir",
+            reports_dir,
+        ],
+        &[],
+        Duration::from_secs(90),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("cluster down"), "{log}");
+    let acked = report_json(reports.path())["counts"]["acked"]
+        .as_u64()
+        .expect("acked");
+    let status = aivo(
+        &["cluster", "status", "--state-dir", state_dir],
+        &[],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    // The kept cluster still holds the run's events.
+    let verify = aivo(
+        &["verify", "--state-dir", state_dir],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let state_json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state.path().join("cluster.json")).expect("state file"),
+    )
+    .expect("json");
+    let url = state_json["endpoints"]["nodes"][0]["client_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let client = async_nats::connect(url.as_str()).await.expect("connect");
+    let mut focus = async_nats::jetstream::new(client)
+        .get_stream("FOCUS")
+        .await
+        .expect("FOCUS");
+    assert_eq!(focus.info().await.expect("info").state.messages, acked);
+    let down = aivo(
+        &["cluster", "down", "--state-dir", state_dir],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    assert!(
+        nats_servers_under(state.path()).is_empty(),
+        "nodes left after cluster down"
+    );
+}
