@@ -35,6 +35,47 @@ pub enum CliCommand {
     Init(TopologyArgs),
     /// Compare the declared streams and consumers with the live ones; exit 1 on drift.
     Verify(TopologyArgs),
+    /// Apply one fault to the `cluster up` cluster; reverted after --for, on Ctrl-C, or by `heal`.
+    Chaos(ChaosArgs),
+    /// Revert faults that a killed run or `chaos` command left behind (from the fault journal).
+    Heal(HealArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// kill | stop | restart | pause | partition | latency | bandwidth | fill-storage | rolling-restart
+    pub fault: String,
+    /// nats1..nats3 | random | leader:STREAM | meta-leader
+    #[arg(long, default_value = "random")]
+    pub target: String,
+    /// Revert after this long (e.g. 30s); without it the fault stays until `aivo-load heal`.
+    #[arg(long = "for", value_parser = parse_duration_arg)]
+    pub hold: Option<Duration>,
+    /// Added latency for `latency`, e.g. 200ms.
+    #[arg(long)]
+    pub latency: Option<String>,
+    /// Rate for `bandwidth`, e.g. 256KiB/s.
+    #[arg(long)]
+    pub bandwidth: Option<String>,
+    /// partition: isolate | one-way | bridge; fill-storage: tmpfs | max-file-store.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Seed for `random` targets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Faults run only on clusters aivo-load manages; `external` is refused (exit 2).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HealArgs {
+    /// A run's report directory (its `faults.jsonl`); default: the `cluster up` state dir's journal.
+    pub run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Which cluster a command works on.
@@ -143,5 +184,7 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
         CliCommand::Cluster(cmd) => Command::Cluster(cmd),
         CliCommand::Init(args) => Command::Init(args),
         CliCommand::Verify(args) => Command::Verify(args),
+        CliCommand::Chaos(args) => Command::Chaos(args),
+        CliCommand::Heal(args) => Command::Heal(args),
     })
 }

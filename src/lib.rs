@@ -3,6 +3,7 @@
 //! The binary is thin (`main.rs`); this crate holds the work. A command line becomes a [`Command`]
 //! (validated in `cli.rs`), and [`execute`] runs it on a Tokio runtime and returns the exit status.
 
+pub mod chaos;
 pub mod checks;
 pub mod cli;
 pub mod cluster;
@@ -24,6 +25,8 @@ pub enum Command {
     Cluster(cli::ClusterCommand),
     Init(cli::TopologyArgs),
     Verify(cli::TopologyArgs),
+    Chaos(cli::ChaosArgs),
+    Heal(cli::HealArgs),
 }
 
 /// Runs a command to completion.
@@ -41,6 +44,8 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Cluster(cmd) => cluster::commands::execute(cmd).await,
             Command::Init(args) => topology::init_command(args).await,
             Command::Verify(args) => topology::verify_command(args).await,
+            Command::Chaos(args) => chaos::commands::chaos(args).await,
+            Command::Heal(args) => chaos::commands::heal(args).await,
         }
     })
 }
