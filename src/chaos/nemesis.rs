@@ -30,7 +30,7 @@ pub struct Nemesis {
 impl Nemesis {
     /// The faults this nemesis applies in a run of `duration` with `seed`.
     pub fn expand(&self, duration: Duration, seed: u64) -> Vec<ScheduledFault> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_73);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
         let until = self.until.unwrap_or(duration).min(duration);
         let mut out = Vec::new();
         let mut at = self.start;
