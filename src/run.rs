@@ -24,9 +24,10 @@ use crate::cluster::local::{LocalCluster, LocalClusterConfig};
 use crate::exit::{AppError, ExitStatus};
 use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
 use crate::load::ledger::PublisherLedger;
-use crate::load::metrics::IntervalStats;
+use crate::load::metrics::{IntervalStats, SubjectTable};
 use crate::report::{
-    self, Counts, LatencyReport, RunIdentity, RunReport, Throughput, TimelineRow, Verdict,
+    self, Counts, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport, Throughput,
+    TimelineRow, Verdict,
 };
 use crate::scenario::catalog;
 use crate::scenario::Scenario;
@@ -414,6 +415,7 @@ async fn stream_state(
 /// What the load phase produced.
 struct LoadOutcome {
     ledgers: Vec<PublisherLedger>,
+    subjects: SubjectTable,
     cumulative: IntervalStats,
     timeline: Vec<TimelineRow>,
     elapsed: Duration,
@@ -487,6 +489,7 @@ async fn drive_load(
     let mut tick =
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
     let mut ledgers = Vec::new();
+    let mut subjects = SubjectTable::default();
     let deadline = tokio::time::sleep_until(clock.start + hard_stop);
     tokio::pin!(deadline);
     loop {
@@ -496,7 +499,10 @@ async fn drive_load(
                 progress.update(&row, clock.start.elapsed(), sampler.cumulative.error_count());
             }
             joined = tasks.join_next() => match joined {
-                Some(Ok(ledger)) => ledgers.push(ledger),
+                Some(Ok(done)) => {
+                    subjects.merge(&done.subjects);
+                    ledgers.push(done.ledger);
+                }
                 Some(Err(e)) => tracing::error!("a publisher task failed: {e}"),
                 None => break,
             },
@@ -512,6 +518,7 @@ async fn drive_load(
     ledgers.sort_by_key(|l| l.publisher);
     LoadOutcome {
         ledgers,
+        subjects,
         cumulative: sampler.cumulative,
         timeline: sampler.timeline,
         elapsed,
@@ -659,6 +666,7 @@ fn build_report(input: ReportInputs<'_>) -> RunReport {
         },
     };
 
+    let subjects = subject_reports(scenario, &outcome.subjects, outcome.elapsed);
     let thresholds: Vec<ThresholdResult> = scenario
         .thresholds
         .iter()
@@ -723,10 +731,58 @@ fn build_report(input: ReportInputs<'_>) -> RunReport {
         latency,
         throughput,
         timeline: outcome.timeline,
+        subjects,
         streams: input.stream_checks,
         thresholds,
         histograms,
     }
+}
+
+/// Rates, latency and payload sizes by subject, busiest first.
+fn subject_reports(
+    scenario: &Scenario,
+    table: &SubjectTable,
+    elapsed: Duration,
+) -> Vec<SubjectReport> {
+    let seconds = scenario
+        .duration
+        .as_secs_f64()
+        .min(elapsed.as_secs_f64())
+        .max(1e-9);
+    let mut reports: Vec<SubjectReport> = table
+        .subjects
+        .iter()
+        .map(|s| {
+            let size = |q: f64| {
+                if s.sizes.is_empty() {
+                    0
+                } else {
+                    s.sizes.value_at_quantile(q)
+                }
+            };
+            SubjectReport {
+                subject: s.subject.clone(),
+                attempted: s.attempted,
+                acked: s.acked,
+                not_acked: s.attempted.saturating_sub(s.acked),
+                acked_per_second: s.acked as f64 / seconds,
+                latency: s.latency.summary(),
+                size_bytes: SizeSummary {
+                    min: if s.sizes.is_empty() { 0 } else { s.sizes.min() },
+                    mean: s.sizes.mean(),
+                    p50: size(0.5),
+                    p99: size(0.99),
+                    max: if s.sizes.is_empty() { 0 } else { s.sizes.max() },
+                },
+            }
+        })
+        .collect();
+    reports.sort_by(|a, b| {
+        b.attempted
+            .cmp(&a.attempted)
+            .then(a.subject.cmp(&b.subject))
+    });
+    reports
 }
 
 /// The value of a threshold metric, in the unit `checks::thresholds` gives it.

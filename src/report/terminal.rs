@@ -94,6 +94,26 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         dotted("publish.send_delay"),
         percentiles(&report.latency.send_delay)
     );
+    if report.subjects.len() > 1 {
+        let _ = writeln!(
+            out,
+            "\n  {:<28} {:>9} {:>9} {:>10} {:>10} {:>9}",
+            "by subject", "acked", "acked/s", "p99", "max", "mean size"
+        );
+        for s in &report.subjects {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>9} {:>9.1} {:>10} {:>10} {:>7.0} B",
+                s.subject,
+                s.acked,
+                s.acked_per_second,
+                format_millis(s.latency.p99),
+                format_millis(s.latency.max),
+                s.size_bytes.mean
+            );
+        }
+        let _ = writeln!(out);
+    }
     for s in &report.streams {
         let mark = if s.passed { "✓" } else { "✗" };
         let _ = writeln!(

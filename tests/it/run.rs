@@ -91,6 +91,19 @@ async fn short_focus_burst_acked_count_equals_the_stream_count() {
         assert!(report["latency"]["service_time"][key].as_f64().is_some());
         assert!(report["latency"]["send_delay"][key].as_f64().is_some());
     }
+    let subjects = report["subjects"].as_array().expect("subjects");
+    assert_eq!(
+        subjects[0]["subject"], "focus.ping",
+        "the busiest subject comes first"
+    );
+    let by_subject: u64 = subjects
+        .iter()
+        .map(|s| s["acked"].as_u64().expect("acked"))
+        .sum();
+    assert_eq!(by_subject, acked, "subjects add up to the total");
+    assert!(subjects
+        .iter()
+        .all(|s| s["size_bytes"]["mean"].as_f64().is_some_and(|m| m > 50.0)));
     let timeline = report["timeline"].as_array().expect("timeline");
     assert!(timeline.len() >= 12, "a row a second");
     assert!(timeline.iter().any(|row| row["phase"] == "burst"));
