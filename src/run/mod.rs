@@ -1,0 +1,417 @@
+//! One run (DESIGN.md §3): backend up → init streams → publishers → per-second sampler → drain →
+//! checks → report → exit status.
+//!
+//! The run owns everything it starts: the local cluster is a guard that dies with the run on every
+//! path (normal end, error, Ctrl-C), and a cancellation token stops the publishers on Ctrl-C or
+//! SIGTERM, after which the figures so far are still reported and the exit code is 130.
+
+mod load;
+mod verdict;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::stream_count;
+use crate::cli::{BackendKind, RunArgs, StateArgs};
+use crate::cluster::local::{LocalCluster, LocalClusterConfig};
+use crate::exit::{AppError, ExitStatus};
+use crate::report;
+use crate::scenario::catalog;
+use crate::scenario::Scenario;
+use crate::topology::{self, StreamOverride, Topology};
+use load::drive_load;
+use verdict::{build_report, ReportInputs};
+
+/// The async-nats version the harness is built with (stated in every report).
+pub const ASYNC_NATS_VERSION: &str = "0.51";
+
+/// How long a client may take to connect to one node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A validated run.
+#[derive(Debug)]
+pub struct RunPlan {
+    pub scenario: Scenario,
+    pub rate_scale: f64,
+    pub backend: BackendKind,
+    /// Cluster URLs for the external backend.
+    pub servers: Vec<String>,
+    pub keep_cluster: bool,
+    pub reports_dir: PathBuf,
+    pub state: StateArgs,
+}
+
+impl RunPlan {
+    pub fn from_args(args: RunArgs) -> Result<Self, AppError> {
+        let scenario = catalog::resolve(&args.scenario)?
+            .adjusted(args.duration, args.rate_scale, args.seed)
+            .map_err(|e| AppError::usage(anyhow!(e)))?;
+        let servers: Vec<String> = match (args.backend, &args.server) {
+            (BackendKind::External, Some(list)) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            (BackendKind::External, None) => Vec::new(),
+            (BackendKind::Local, _) => Vec::new(),
+        };
+        if args.backend == BackendKind::External && servers.is_empty() {
+            return Err(AppError::usage(anyhow!(
+                "--backend external needs the cluster's URLs: --server nats://host:4222[,...] or NATS_URL"
+            )));
+        }
+        if args.backend == BackendKind::External && args.keep_cluster {
+            return Err(AppError::usage(anyhow!(
+                "--keep-cluster applies to the local backend only"
+            )));
+        }
+        Ok(Self {
+            scenario,
+            rate_scale: args.rate_scale,
+            backend: args.backend,
+            servers,
+            keep_cluster: args.keep_cluster,
+            reports_dir: args.reports_dir,
+            state: args.state,
+        })
+    }
+}
+
+/// The cluster a run talks to; a local one stops when this is dropped.
+enum RunCluster {
+    Local(Box<LocalCluster>),
+    Kept(Vec<String>),
+    External(Vec<String>),
+}
+
+impl RunCluster {
+    fn client_urls(&self) -> Vec<String> {
+        match self {
+            RunCluster::Local(cluster) => cluster.endpoints().client_urls(),
+            RunCluster::Kept(urls) | RunCluster::External(urls) => urls.clone(),
+        }
+    }
+}
+
+/// Runs a plan to its exit status.
+pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
+    let scenario = Arc::new(plan.scenario);
+    let started_at = OffsetDateTime::now_utc();
+    let run_id = format!("{}-{}", compact_utc(started_at), scenario.name);
+    let run_dir = plan.reports_dir.join(&run_id);
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create the report directory {}", run_dir.display()))
+        .map_err(AppError::environment)?;
+
+    let cancel = CancellationToken::new();
+    let interrupted = watch_signals(cancel.clone());
+
+    eprintln!("aivo-load: {} — {}", scenario.name, scenario.description);
+    let cluster = tokio::select! {
+        cluster = start_cluster(plan.backend, plan.keep_cluster, &plan.servers, &plan.state, &run_dir) => cluster?,
+        _ = cancel.cancelled() => return Ok(ExitStatus::Interrupted),
+    };
+    let urls = cluster.client_urls();
+    let clients = connect_all(&urls).await?;
+    let nats_server_version = clients[0].server_info().version;
+
+    let topology = scenario_topology(&scenario)?;
+    let js = async_nats::jetstream::new(clients[0].clone());
+    apply_topology(&js, &topology).await?;
+    let streams: Vec<&'static str> = {
+        let mut s: Vec<_> = scenario.traffic.iter().map(|t| t.domain.stream()).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    let mut before = Vec::new();
+    for stream in &streams {
+        wait_until_replicated(&js, stream).await?;
+        before.push(stream_state(&js, stream).await?);
+    }
+
+    eprintln!(
+        "aivo-load: cluster ready ({}), {} events intended over {}",
+        urls.join(","),
+        scenario.intended_total(),
+        crate::scenario::units::format_duration(scenario.duration)
+    );
+    let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await;
+
+    let mut stream_checks = Vec::new();
+    let totals = stream_count::totals_by_stream(&outcome.ledgers);
+    for (stream, (last_before, _)) in streams.iter().zip(before) {
+        let (last_after, messages_after) = stream_state(&js, stream).await?;
+        let ledger = totals.get(*stream).copied().unwrap_or_default();
+        stream_checks.push(stream_count::judge(
+            stream,
+            ledger,
+            last_before,
+            last_after,
+            messages_after,
+        ));
+    }
+    drop(js);
+    for client in clients {
+        let _ = client.drain().await;
+    }
+
+    let was_interrupted = interrupted.lock().map(|flag| *flag).unwrap_or(true);
+    let report = build_report(ReportInputs {
+        scenario: &scenario,
+        plan_backend: plan.backend,
+        rate_scale: plan.rate_scale,
+        run_id: &run_id,
+        started_at,
+        servers: urls,
+        nats_server_version,
+        outcome,
+        stream_checks,
+        interrupted: was_interrupted,
+    });
+    report
+        .write_to(&run_dir)
+        .with_context(|| format!("cannot write the report into {}", run_dir.display()))
+        .map_err(AppError::environment)?;
+    print!(
+        "{}",
+        report::terminal::render(&report, &run_dir.display().to_string())
+    );
+
+    stop_cluster(cluster, &run_dir).await;
+    Ok(if was_interrupted {
+        ExitStatus::Interrupted
+    } else if report.verdict.passed {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+/// Cancels `cancel` on Ctrl-C or SIGTERM and remembers that it did.
+fn watch_signals(cancel: CancellationToken) -> Arc<Mutex<bool>> {
+    let flag = Arc::new(Mutex::new(false));
+    let seen = flag.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+            _ = cancel.cancelled() => return,
+        }
+        eprintln!("\naivo-load: interrupted; stopping publishers and tearing down");
+        if let Ok(mut flag) = seen.lock() {
+            *flag = true;
+        }
+        cancel.cancel();
+    });
+    flag
+}
+
+async fn start_cluster(
+    backend: BackendKind,
+    keep: bool,
+    servers: &[String],
+    state: &StateArgs,
+    run_dir: &Path,
+) -> Result<RunCluster, AppError> {
+    match backend {
+        BackendKind::External => Ok(RunCluster::External(servers.to_vec())),
+        BackendKind::Local if keep => {
+            let kept = crate::cluster::state::spawn_background(state)
+                .await
+                .map_err(|e| AppError::environment(anyhow!(e)))?;
+            Ok(RunCluster::Kept(kept.endpoints.client_urls()))
+        }
+        BackendKind::Local => {
+            eprintln!(
+                "aivo-load: starting a local 3-node cluster in {}",
+                run_dir.join("cluster").display()
+            );
+            let cluster = LocalCluster::start(LocalClusterConfig::new(run_dir.join("cluster")))
+                .await
+                .map_err(|e| AppError::environment(anyhow!(e)))?;
+            Ok(RunCluster::Local(Box::new(cluster)))
+        }
+    }
+}
+
+/// Stops a local cluster and removes its stores (the logs stay with the report).
+async fn stop_cluster(cluster: RunCluster, run_dir: &Path) {
+    match cluster {
+        RunCluster::Local(cluster) => {
+            cluster.shutdown().await;
+            if let Ok(nodes) = std::fs::read_dir(run_dir.join("cluster")) {
+                for node in nodes.flatten() {
+                    let _ = std::fs::remove_dir_all(node.path().join("store"));
+                }
+            }
+        }
+        RunCluster::Kept(urls) => {
+            eprintln!(
+                "aivo-load: cluster left running at {} (stop it with `aivo-load cluster down`)",
+                urls.join(",")
+            );
+        }
+        RunCluster::External(_) => {}
+    }
+}
+
+async fn connect_all(urls: &[String]) -> Result<Vec<async_nats::Client>, AppError> {
+    let mut clients = Vec::new();
+    for url in urls {
+        let connect = async_nats::ConnectOptions::new()
+            .name("aivo-load")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .connect(url.as_str());
+        let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, connect)
+            .await
+            .map_err(|_| anyhow!("no answer from {url} within {:?}", CONNECT_TIMEOUT * 2))
+            .and_then(|r| r.map_err(|e| anyhow!("cannot connect to {url}: {e}")))
+            .map_err(|e| {
+                AppError::environment(e.context(
+                    "is the cluster running? (`aivo-load cluster status`, or use --backend local)",
+                ))
+            })?;
+        clients.push(client);
+    }
+    if clients.is_empty() {
+        return Err(AppError::usage(anyhow!("no server URL to connect to")));
+    }
+    Ok(clients)
+}
+
+fn scenario_topology(scenario: &Scenario) -> Result<Topology, AppError> {
+    let mut topology = Topology::seed(3);
+    for (stream, settings) in &scenario.streams {
+        let ov = StreamOverride {
+            max_age: settings.max_age,
+            max_bytes: settings.max_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+            max_msgs: settings.max_msgs,
+            replicas: settings.replicas,
+        };
+        topology = topology
+            .with_stream_override(stream, ov)
+            .map_err(|e| AppError::usage(anyhow!(e)))?;
+    }
+    Ok(topology)
+}
+
+/// Creates or updates the streams and consumers, retrying: right after a cluster forms, a JetStream
+/// API answer is now and then lost (seen about once in ten fresh clusters), and a retry succeeds.
+async fn apply_topology(
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+) -> Result<(), AppError> {
+    let mut attempt = 1;
+    loop {
+        match topology::apply(js, topology).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_usage() => return Err(AppError::usage(anyhow!("init streams: {e}"))),
+            Err(e) if attempt >= 3 => {
+                return Err(AppError::environment(anyhow!("init streams: {e}")))
+            }
+            Err(e) => {
+                tracing::warn!("init streams (attempt {attempt}): {e}; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Waits until a stream has a leader and every replica is current, so the load does not start into
+/// an election (whose lost acks would be the harness's doing, not the cluster's under load).
+async fn wait_until_replicated(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Result<(), AppError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        let info = async {
+            js.get_stream(stream)
+                .await
+                .ok()?
+                .info()
+                .await
+                .ok()
+                .map(|i| i.cluster.clone())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), info).await {
+            Ok(Some(Some(cluster))) => {
+                let lagging: Vec<&str> = cluster
+                    .replicas
+                    .iter()
+                    .filter(|p| !p.current || p.offline)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                match (&cluster.leader, lagging.is_empty()) {
+                    (Some(_), true) => return Ok(()),
+                    (None, _) => last = "no leader".into(),
+                    (Some(_), false) => {
+                        last = format!("replicas not current: {}", lagging.join(", "))
+                    }
+                }
+            }
+            // A single server answers without cluster info: nothing to wait for.
+            Ok(Some(None)) => return Ok(()),
+            _ => last = "stream info unanswered".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(AppError::environment(anyhow!(
+        "stream {stream} not ready within 20s: {last}"
+    )))
+}
+
+/// (last sequence, messages) of a stream.
+async fn stream_state(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Result<(u64, u64), AppError> {
+    let read = async {
+        let mut handle = js
+            .get_stream(stream)
+            .await
+            .map_err(|e| anyhow!("stream {stream}: {e}"))?;
+        let info = handle
+            .info()
+            .await
+            .map_err(|e| anyhow!("stream {stream} info: {e}"))?;
+        Ok::<_, anyhow::Error>((info.state.last_sequence, info.state.messages))
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| anyhow!("stream {stream}: no answer within 10s"))
+        .and_then(|r| r)
+        .map_err(AppError::environment)
+}
+
+/// "20261127T110444Z".
+fn compact_utc(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}

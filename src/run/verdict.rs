@@ -1,0 +1,234 @@
+//! The end of a run: figures, checks and thresholds become a [`RunReport`] with a verdict.
+
+use std::time::Duration;
+
+use time::format_description::well_known::Rfc3339 as Rfc3339Format;
+use time::OffsetDateTime;
+
+use super::load::LoadOutcome;
+use super::ASYNC_NATS_VERSION;
+use crate::checks::stream_count::StreamCount;
+use crate::checks::thresholds::ThresholdResult;
+use crate::cli::BackendKind;
+use crate::load::metrics::SubjectTable;
+use crate::report::{
+    self, Counts, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport, Throughput,
+    Verdict,
+};
+use crate::scenario::Scenario;
+
+pub(super) struct ReportInputs<'a> {
+    pub(super) scenario: &'a Scenario,
+    pub(super) plan_backend: BackendKind,
+    pub(super) rate_scale: f64,
+    pub(super) run_id: &'a str,
+    pub(super) started_at: OffsetDateTime,
+    pub(super) servers: Vec<String>,
+    pub(super) nats_server_version: String,
+    pub(super) outcome: LoadOutcome,
+    pub(super) stream_checks: Vec<StreamCount>,
+    pub(super) interrupted: bool,
+}
+
+pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
+    let ReportInputs {
+        scenario, outcome, ..
+    } = input;
+    let c = &outcome.cumulative;
+    let ledgers = &outcome.ledgers;
+    let counts = Counts {
+        intended: scenario.intended_total(),
+        attempted: ledgers.iter().map(|l| l.attempted).sum(),
+        acked: ledgers.iter().map(|l| l.acked.len()).sum(),
+        duplicate_acks: ledgers.iter().map(|l| l.duplicate_acks).sum(),
+        failed: ledgers.iter().map(|l| l.failed.len()).sum(),
+        unknown: ledgers.iter().map(|l| l.unknown.len()).sum(),
+        never_sent: ledgers.iter().map(|l| l.never_sent).sum(),
+        payload_bytes: c.payload_bytes,
+        errors: c.errors.clone(),
+    };
+    let latency = LatencyReport {
+        corrected: c.histograms.latency.summary(),
+        service_time: c.histograms.service.summary(),
+        send_delay: c.histograms.send_delay.summary(),
+    };
+    let seconds = scenario.duration.as_secs_f64();
+    let throughput = Throughput {
+        target_mean: counts.intended as f64 / seconds,
+        achieved_mean: counts.acked as f64 / seconds,
+        achieved_peak: outcome.timeline.iter().map(|r| r.acked).max().unwrap_or(0) as f64,
+        mean_payload_bytes: if counts.attempted > 0 {
+            c.payload_bytes as f64 / counts.attempted as f64
+        } else {
+            0.0
+        },
+    };
+
+    let subjects = subject_reports(scenario, &outcome.subjects, outcome.elapsed);
+    let thresholds: Vec<ThresholdResult> = scenario
+        .thresholds
+        .iter()
+        .map(|t| t.evaluate(metric_value(&t.metric, &counts, &latency).unwrap_or(f64::NAN)))
+        .collect();
+    let mut failures: Vec<String> = Vec::new();
+    failures.extend(
+        input
+            .stream_checks
+            .iter()
+            .filter(|s| !s.passed)
+            .map(|s| format!("stream {}: {}", s.stream, s.detail)),
+    );
+    failures.extend(
+        thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| t.to_string()),
+    );
+    if input.interrupted {
+        failures.push("the run was interrupted before its end".into());
+    }
+    let finished_at = OffsetDateTime::now_utc();
+    let mut histograms = std::collections::BTreeMap::new();
+    histograms.insert("latency".to_string(), c.histograms.latency.to_base64());
+    histograms.insert("service_time".to_string(), c.histograms.service.to_base64());
+    histograms.insert(
+        "send_delay".to_string(),
+        c.histograms.send_delay.to_base64(),
+    );
+
+    RunReport {
+        schema_version: report::SCHEMA_VERSION,
+        run: RunIdentity {
+            id: input.run_id.to_string(),
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            origin: scenario.origin.clone(),
+            seed: scenario.seed,
+            rate_scale: input.rate_scale,
+            started_at: input.started_at.format(&Rfc3339Format).unwrap_or_default(),
+            finished_at: finished_at.format(&Rfc3339Format).unwrap_or_default(),
+            duration_s: outcome.elapsed.as_secs_f64(),
+            backend: match input.plan_backend {
+                BackendKind::Local => "local".into(),
+                BackendKind::External => "external".into(),
+            },
+            servers: input.servers,
+            aivo_load_version: env!("CARGO_PKG_VERSION").into(),
+            async_nats_version: ASYNC_NATS_VERSION.into(),
+            nats_server_version: input.nats_server_version,
+            publishers: scenario.publishers * scenario.traffic.len() as u32,
+            in_flight_per_publisher: scenario.in_flight,
+            ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
+            interrupted: input.interrupted,
+        },
+        verdict: Verdict {
+            passed: failures.is_empty(),
+            failures,
+        },
+        counts,
+        latency,
+        throughput,
+        timeline: outcome.timeline,
+        subjects,
+        streams: input.stream_checks,
+        thresholds,
+        histograms,
+    }
+}
+
+/// Rates, latency and payload sizes by subject, busiest first.
+fn subject_reports(
+    scenario: &Scenario,
+    table: &SubjectTable,
+    elapsed: Duration,
+) -> Vec<SubjectReport> {
+    let seconds = scenario
+        .duration
+        .as_secs_f64()
+        .min(elapsed.as_secs_f64())
+        .max(1e-9);
+    let mut reports: Vec<SubjectReport> = table
+        .subjects
+        .iter()
+        .map(|s| {
+            let size = |q: f64| {
+                if s.sizes.is_empty() {
+                    0
+                } else {
+                    s.sizes.value_at_quantile(q)
+                }
+            };
+            SubjectReport {
+                subject: s.subject.clone(),
+                attempted: s.attempted,
+                acked: s.acked,
+                not_acked: s.attempted.saturating_sub(s.acked),
+                acked_per_second: s.acked as f64 / seconds,
+                latency: s.latency.summary(),
+                size_bytes: SizeSummary {
+                    min: if s.sizes.is_empty() { 0 } else { s.sizes.min() },
+                    mean: s.sizes.mean(),
+                    p50: size(0.5),
+                    p99: size(0.99),
+                    max: if s.sizes.is_empty() { 0 } else { s.sizes.max() },
+                },
+            }
+        })
+        .collect();
+    reports.sort_by(|a, b| {
+        b.attempted
+            .cmp(&a.attempted)
+            .then(a.subject.cmp(&b.subject))
+    });
+    reports
+}
+
+/// The value of a threshold metric, in the unit `checks::thresholds` gives it.
+fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
+    let mut parts = metric.splitn(3, '.');
+    let (Some("publish"), Some(name)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let stat = parts.next();
+    Some(match (name, stat) {
+        ("latency", Some(stat)) => latency.corrected.get(stat)?,
+        ("service_time", Some(stat)) => latency.service_time.get(stat)?,
+        ("send_delay", Some(stat)) => latency.send_delay.get(stat)?,
+        ("error_rate", None) => counts.error_rate(),
+        ("achieved_ratio", None) => counts.achieved_ratio(),
+        ("attempted", None) => counts.attempted as f64,
+        ("acked", None) => counts.acked as f64,
+        ("failed", None) => counts.failed as f64,
+        ("unknown", None) => counts.unknown as f64,
+        ("never_sent", None) => counts.never_sent as f64,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::thresholds::known_metrics;
+
+    #[test]
+    fn every_known_metric_has_a_value() {
+        let counts = Counts {
+            intended: 10,
+            attempted: 10,
+            acked: 9,
+            failed: 1,
+            ..Counts::default()
+        };
+        let latency = LatencyReport::default();
+        for (metric, _) in known_metrics() {
+            assert!(
+                metric_value(&metric, &counts, &latency).is_some(),
+                "{metric} has no value"
+            );
+        }
+        assert_eq!(
+            metric_value("publish.error_rate", &counts, &latency),
+            Some(0.1)
+        );
+    }
+}
