@@ -133,6 +133,28 @@ pub fn render(report: &RunReport) -> String {
             s.detail
         );
     }
+    for c in &report.ledger {
+        let _ = writeln!(
+            out,
+            "- {} ledger {}: {} (read {}, lost {}, duplicated {}, unexpected {}, recovered {})",
+            if c.passed { "✓" } else { "✗" },
+            c.stream,
+            c.detail,
+            c.read,
+            c.lost,
+            c.duplicated,
+            c.unexpected,
+            c.recovered
+        );
+        if !c.lost_events.is_empty() {
+            let ids: Vec<String> = c
+                .lost_events
+                .iter()
+                .map(|e| format!("{}/{}", e.publisher, e.seq))
+                .collect();
+            let _ = writeln!(out, "  - first lost (publisher/seq): {}", ids.join(", "));
+        }
+    }
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");
     }

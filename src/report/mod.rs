@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 use crate::load::metrics::Percentiles;
@@ -28,6 +29,8 @@ pub struct RunReport {
     /// Rates, latency and sizes by subject, busiest first.
     pub subjects: Vec<SubjectReport>,
     pub streams: Vec<StreamCount>,
+    /// The ledger check per stream: lost, duplicated, unexpected, recovered.
+    pub ledger: Vec<LedgerCheck>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).

@@ -123,6 +123,29 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             s.detail
         );
     }
+    for c in &report.ledger {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(
+            out,
+            "  {} {mark} {}",
+            dotted(&format!("ledger {}", c.stream)),
+            c.detail
+        );
+        if !c.lost_events.is_empty() {
+            let first: Vec<String> = c
+                .lost_events
+                .iter()
+                .take(10)
+                .map(|e| format!("{}/{}", e.publisher, e.seq))
+                .collect();
+            let _ = writeln!(
+                out,
+                "      lost (publisher/seq): {}{}",
+                first.join(" "),
+                if c.lost > 10 { " ..." } else { "" }
+            );
+        }
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");
         for t in &report.thresholds {

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context as _};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::stream_count;
+use crate::checks::{no_loss, stream_count};
 use crate::cli::{BackendKind, RunArgs, StateArgs};
 use crate::cluster::local::{LocalCluster, LocalClusterConfig};
 use crate::exit::{AppError, ExitStatus};
@@ -145,9 +145,10 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await;
 
     let mut stream_checks = Vec::new();
+    let mut ledger_checks = Vec::new();
     let totals = stream_count::totals_by_stream(&outcome.ledgers);
-    for (stream, (last_before, _)) in streams.iter().zip(before) {
-        let (last_after, messages_after) = stream_state(&js, stream).await?;
+    for (stream, (last_before, _, _)) in streams.iter().zip(before) {
+        let (last_after, messages_after, first_after) = stream_state(&js, stream).await?;
         let ledger = totals.get(*stream).copied().unwrap_or_default();
         stream_checks.push(stream_count::judge(
             stream,
@@ -156,6 +157,22 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
             last_after,
             messages_after,
         ));
+        eprintln!(
+            "aivo-load: reading {stream} back ({} messages)",
+            last_after.saturating_sub(last_before)
+        );
+        let back = no_loss::read_back(&js, stream, &run_id, last_before + 1, last_after)
+            .await
+            .map_err(|e| AppError::environment(anyhow!(e)))?;
+        let writers: Vec<_> = outcome
+            .ledgers
+            .iter()
+            .filter(|l| l.stream == *stream)
+            .collect();
+        let removed = first_after
+            .saturating_sub(last_before + 1)
+            .min(last_after - last_before);
+        ledger_checks.push(no_loss::judge(stream, &writers, &back, removed));
     }
     drop(js);
     for client in clients {
@@ -173,6 +190,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         nats_server_version,
         outcome,
         stream_checks,
+        ledger_checks,
         interrupted: was_interrupted,
     });
     report
@@ -380,11 +398,11 @@ async fn wait_until_replicated(
     )))
 }
 
-/// (last sequence, messages) of a stream.
+/// (last sequence, messages, first sequence) of a stream.
 async fn stream_state(
     js: &async_nats::jetstream::Context,
     stream: &str,
-) -> Result<(u64, u64), AppError> {
+) -> Result<(u64, u64, u64), AppError> {
     let read = async {
         let mut handle = js
             .get_stream(stream)
@@ -394,7 +412,11 @@ async fn stream_state(
             .info()
             .await
             .map_err(|e| anyhow!("stream {stream} info: {e}"))?;
-        Ok::<_, anyhow::Error>((info.state.last_sequence, info.state.messages))
+        Ok::<_, anyhow::Error>((
+            info.state.last_sequence,
+            info.state.messages,
+            info.state.first_sequence,
+        ))
     };
     tokio::time::timeout(Duration::from_secs(10), read)
         .await

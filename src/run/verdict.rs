@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
+use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 use crate::cli::BackendKind;
@@ -27,6 +28,7 @@ pub(super) struct ReportInputs<'a> {
     pub(super) nats_server_version: String,
     pub(super) outcome: LoadOutcome,
     pub(super) stream_checks: Vec<StreamCount>,
+    pub(super) ledger_checks: Vec<LedgerCheck>,
     pub(super) interrupted: bool,
 }
 
@@ -77,6 +79,14 @@ pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
             .iter()
             .filter(|s| !s.passed)
             .map(|s| format!("stream {}: {}", s.stream, s.detail)),
+    );
+    // The ledger check holds in every run, thresholds or not (DESIGN.md §3).
+    failures.extend(
+        input
+            .ledger_checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("ledger {}: {}", c.stream, c.detail)),
     );
     failures.extend(
         thresholds
@@ -131,6 +141,7 @@ pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
         timeline: outcome.timeline,
         subjects,
         streams: input.stream_checks,
+        ledger: input.ledger_checks,
         thresholds,
         histograms,
     }
