@@ -72,7 +72,11 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
-        let offset = span.map_or(0, |s| s.start).min(self.text.len());
+        let mut offset = span.map_or(0, |s| s.start).min(self.text.len());
+        // Spans fall on character boundaries; never slice inside one if a parser disagrees.
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -102,8 +106,11 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
 
 fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
     let whole_file = || Some(0..0);
-    if raw.name.trim().is_empty() {
-        return Err(source.error(whole_file(), "`name` must not be empty"));
+    if raw.name.get_ref().trim().is_empty() {
+        return Err(source.error(
+            Some(raw.name.span()),
+            "expected a `name` such as \"focus-burst\", found an empty string",
+        ));
     }
     let duration = raw.duration.get_ref().0;
     if duration.is_zero() {
@@ -257,7 +264,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
     }
 
     Ok(Scenario {
-        name: raw.name,
+        name: raw.name.into_inner(),
         description: raw.description,
         origin: source.file.to_string(),
         duration,

@@ -15,16 +15,70 @@ use crate::checks::thresholds::Threshold;
 use crate::traffic::arrival::RateProfile;
 use crate::traffic::Domain;
 
+/// Reads a value written as text with a unit, so a value of the wrong type is refused with the same
+/// "expected ..." as a badly written one; sizes may also be a plain byte count.
+struct TextVisitor<T> {
+    expected: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    /// For sizes: how to take a plain non-negative integer.
+    from_integer: Option<fn(u64) -> T>,
+}
+
+impl<T> serde::de::Visitor<'_> for TextVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+        (self.parse)(text).map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<T, E> {
+        match self.from_integer {
+            Some(from) => Ok(from(value)),
+            None => Err(E::invalid_type(
+                serde::de::Unexpected::Unsigned(value),
+                &self,
+            )),
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<T, E> {
+        match u64::try_from(value) {
+            Ok(value) => self.visit_u64(value),
+            Err(_) => Err(E::invalid_type(serde::de::Unexpected::Signed(value), &self)),
+        }
+    }
+}
+
+fn from_text<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    expected: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    from_integer: Option<fn(u64) -> T>,
+) -> Result<T, D::Error> {
+    deserializer.deserialize_any(TextVisitor {
+        expected,
+        parse,
+        from_integer,
+    })
+}
+
 /// A duration written like "90s".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DurationValue(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        units::parse_duration(&text)
-            .map(DurationValue)
-            .map_err(serde::de::Error::custom)
+        from_text(
+            deserializer,
+            "a duration such as \"90s\", \"2m\" or \"250ms\"",
+            units::parse_duration,
+            None,
+        )
+        .map(DurationValue)
     }
 }
 
@@ -34,10 +88,13 @@ pub struct RateValue(pub units::Rate);
 
 impl<'de> Deserialize<'de> for RateValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        units::parse_rate(&text)
-            .map(RateValue)
-            .map_err(serde::de::Error::custom)
+        from_text(
+            deserializer,
+            "a rate such as \"500/s\", \"30/min\" or \"3/learner/min\"",
+            units::parse_rate,
+            None,
+        )
+        .map(RateValue)
     }
 }
 
@@ -47,10 +104,13 @@ pub struct ClockValue(pub Duration);
 
 impl<'de> Deserialize<'de> for ClockValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        units::parse_clock(&text)
-            .map(ClockValue)
-            .map_err(serde::de::Error::custom)
+        from_text(
+            deserializer,
+            "a time of day such as \"06:00\"",
+            units::parse_clock,
+            None,
+        )
+        .map(ClockValue)
     }
 }
 
@@ -60,18 +120,13 @@ pub struct SizeValue(pub u64);
 
 impl<'de> Deserialize<'de> for SizeValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Bytes(bytes) => Ok(SizeValue(bytes)),
-            Raw::Text(text) => units::parse_size(&text)
-                .map(SizeValue)
-                .map_err(serde::de::Error::custom),
-        }
+        from_text(
+            deserializer,
+            "a size such as \"8MiB\" or a number of bytes",
+            units::parse_size,
+            Some(|bytes| bytes),
+        )
+        .map(SizeValue)
     }
 }
 
@@ -79,7 +134,7 @@ impl<'de> Deserialize<'de> for SizeValue {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
-    pub name: String,
+    pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
     pub duration: Spanned<DurationValue>,

@@ -479,13 +479,18 @@ impl RateProfile {
     }
 
     /// Number of events the whole run intends to send: exactly what [`PublisherArrivals`] yields over
-    /// all publishers (for a Poisson profile, the seeded realisation, counted once and kept).
+    /// all publishers (for a Poisson profile, the seeded realisation, counted once and kept; beyond
+    /// 200 million expected events, the rounded expectation).
     pub fn total(&self) -> u64 {
         match self.process {
             // The same tolerance as `time_of`, so the count matches the iterator's.
             ArrivalProcess::Even => (self.expected_total() + 1e-9).floor() as u64,
             ArrivalProcess::Poisson { seed } => *self.realized_total.get_or_init(|| {
                 let limit = self.expected_total();
+                if limit > MAX_COUNTED {
+                    // Counting would take minutes for a run that could never be driven anyway.
+                    return limit.round() as u64;
+                }
                 let mut clock = UnitPoisson::new(seed);
                 let mut count = 0;
                 while clock.advance() <= limit {
@@ -542,6 +547,9 @@ impl RateProfile {
         None
     }
 }
+
+/// The largest Poisson run whose events [`RateProfile::total`] counts one by one (~1 s in release).
+const MAX_COUNTED: f64 = 2e8;
 
 /// A rate must be a finite number of events ≥ 0.
 fn check_rate(per_second: f64) -> Result<(), String> {

@@ -23,6 +23,8 @@ const LUNCH: f64 = 0.25;
 const AFTERNOON: f64 = 0.2;
 /// Level over dinner.
 const DINNER: f64 = 0.12;
+/// The most days one run may play: each day is some forty knots.
+const MAX_DAYS: f64 = 10_000.0;
 /// Default level of the evening homework bump.
 pub const DEFAULT_EVENING: f64 = 0.45;
 
@@ -155,6 +157,15 @@ impl SchoolDay {
         duration: Duration,
     ) -> Result<(Vec<(f64, f64)>, Vec<(Duration, String)>), ProfileError> {
         self.check()?;
+        let days = duration.as_secs_f64() * self.compression / DAY;
+        if days > MAX_DAYS {
+            return Err(ProfileError {
+                item: None,
+                message: format!(
+                    "the run would play {days:.0} school days; at most {MAX_DAYS:.0} (shorten the run or lower `compression`)"
+                ),
+            });
+        }
         let marks: Vec<(f64, f64, Option<&str>)> = curve()
             .into_iter()
             .map(|(hour, level, phase)| {
