@@ -1,8 +1,23 @@
 //! The validated scenario a run executes, and the raw TOML shape it is read from.
 //!
-//! Values with units (durations, rates, sizes) are parsed while deserialising, so a bad value is
-//! reported by the TOML parser at its exact line and column. Checks that span several values (rate
-//! points in order, thresholds) keep the TOML spans to point at the offending value too.
+//! Values with units (durations, rates, sizes, times of day) are parsed while deserialising, so a bad
+//! value is reported by the TOML parser at its exact line and column. Checks that span several values
+//! (rate points in order, bursts that overlap, thresholds) keep the TOML spans to point at the
+//! offending value too.
+//!
+//! A `[[traffic]]` source names a `domain`, an optional `mix` of subjects by weight, and one shape:
+//!
+//! ```toml
+//! rate = "500/s"                                   # constant; or per learner: "3/learner/min"
+//! rate = [ { at = "0s", rate = "100/s" },          # steps, and ramps with `ramp`
+//!          { at = "30s", rate = "1000/s", ramp = "5s", phase = "rush" } ]
+//! school_day = { peak = "60/learner/min", compression = 96, start = "06:00", evening = 0.45 }
+//! ```
+//!
+//! optionally `bursts = [ { at = "40s", rate = "10000/s", ramp = "5s", for = "30s", phase = "bell" } ]`
+//! laid over the shape, and `arrivals = "even"` (default) or `"poisson"` (seeded from `seed`). Per-
+//! learner rates are multiplied by `population.learners`. A `[[chaos]]` section belongs to the chaos
+//! engine and is added there; until then `deny_unknown_fields` refuses it like any unknown key.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
