@@ -2,5 +2,6 @@
 
 mod cluster;
 mod run;
+mod scenarios;
 mod support;
 mod topology;
