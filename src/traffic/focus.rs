@@ -15,11 +15,13 @@
 //!
 //! # Mix drift
 //! A subject is drawn by weight, then a learner whose state allows it. A ping suits any learner, a
-//! loss a focused one, a restore a lost one. When none is in the right state the prerequisite is
-//! emitted instead: a restore for a lost learner (loss drawn, nobody focused: only with tiny shards)
-//! or a loss (restore drawn, nobody lost). Since sessions may end while lost, any mix with
-//! `restored <= idle + tab_switch` is kept within sampling noise; a mix asking for more restores
-//! than losses turns the surplus into losses, so restores and losses then meet halfway.
+//! loss a focused one, a restore a lost one. A loss drawn when nobody is focused ends a lost
+//! learner's session (it walked away) and falls in that learner's next session, so pings and losses
+//! are always kept as drawn. A restore drawn when nobody is lost becomes a loss (its prerequisite),
+//! so a mix asking for more restores than losses sees the surplus turn into losses, the two meeting
+//! halfway. Mixes with fewer restores than losses (the seed's focus-burst has none) are kept, at
+//! the price of many learners staying lost (their pings say `"focused": false`) and sessions cut
+//! short; the default mix balances them.
 
 use rand::Rng;
 use serde::Serialize;
@@ -117,10 +119,11 @@ impl FocusSource {
                 None => {
                     let l = self.core.any_learner();
                     if self.bags.state(l) == LOST {
-                        (RESTORED, l)
-                    } else {
-                        (drawn, l)
+                        // Nobody focused: this learner walked away while lost. Its session ends
+                        // (silently, as focus sessions do) and the loss falls in its next one.
+                        self.bags.set(l, OUT);
                     }
+                    (drawn, l)
                 }
             },
             RESTORED => match self.bags.pick(&[LOST], rng) {

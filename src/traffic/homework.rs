@@ -44,7 +44,7 @@ const OPEN: u8 = 1;
 const ANSWERED: u8 = 2;
 
 /// Characters of question text; with the envelope a question is about 1.2–2 KB.
-const QUESTION_CHARS: std::ops::Range<usize> = 800..1_600;
+const QUESTION_CHARS: std::ops::Range<usize> = 700..1_450;
 const HINT_CHARS: std::ops::Range<usize> = 120..320;
 const ANSWER_CHARS: std::ops::Range<usize> = 60..500;
 const FEEDBACK_CHARS: std::ops::Range<usize> = 80..300;

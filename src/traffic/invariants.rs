@@ -349,3 +349,151 @@ fn lifecycles_hold_over_a_million_events() {
     }
     assert!(shared > 1_000, "{shared}");
 }
+
+/// Payload sizes per subject, in bytes, for a run id of 27 characters (each further character of
+/// the run id adds one byte). Mirrors the table in `traffic/mod.rs`.
+const SIZES: &[(&str, usize, usize)] = &[
+    ("learning.session.started", 440, 520),
+    ("learning.session.ended", 400, 470),
+    ("learning.activity.started", 560, 640),
+    ("learning.activity.completed", 500, 580),
+    ("learning.skill.mastered", 490, 570),
+    ("focus.ping", 400, 450),
+    ("focus.loss.idle", 370, 420),
+    ("focus.loss.tab_switch", 370, 420),
+    ("focus.restored", 370, 420),
+    ("homework.question.asked", 1_150, 2_048),
+    ("homework.hint.requested", 500, 800),
+    ("homework.answer.submitted", 500, 1_000),
+    ("homework.answer.graded", 550, 850),
+    ("recommendation.created", 850, 2_200),
+    ("recommendation.viewed", 410, 480),
+];
+
+/// Every subject of every domain is emitted under its default mix, is well formed, parses as JSON
+/// with its subject as `type`, stays within its documented size range, and the achieved mix is
+/// within one percentage point of the requested one.
+#[test]
+fn every_subject_emitted_valid_sized_and_mixed_as_asked() {
+    let population = population();
+    const EVENTS: u64 = 60_000;
+    for domain in Domain::ALL {
+        let mix = domain.default_mix();
+        let total_weight: u32 = mix.iter().map(|(_, w)| w).sum();
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        generate(
+            domain,
+            &mix,
+            &population,
+            (2, EVENTS / 2),
+            3,
+            |_, _, event| {
+                let subject = event.subject.as_str();
+                assert!(super::envelope::is_valid_subject(subject), "{subject}");
+                assert!(domain.subjects().contains(&subject), "{subject}");
+                let value: serde_json::Value =
+                    serde_json::from_slice(&event.payload).expect("valid JSON");
+                assert_eq!(value["type"], subject);
+                let &(_, min, max) = SIZES
+                    .iter()
+                    .find(|(s, _, _)| *s == subject)
+                    .expect("documented size");
+                let len = event.payload.len();
+                assert!(
+                    (min..=max).contains(&len),
+                    "{subject}: {len} B not in {min}..={max}"
+                );
+                *seen.entry(subject.to_string()).or_default() += 1;
+            },
+        );
+        for subject in domain.subjects() {
+            let got = seen.get(*subject).copied().unwrap_or(0) as f64 / EVENTS as f64;
+            let asked = mix
+                .iter()
+                .find(|(s, _)| s == subject)
+                .map_or(0.0, |(_, w)| f64::from(*w) / f64::from(total_weight));
+            assert!(got > 0.0, "{subject} never emitted");
+            assert!(
+                (got - asked).abs() < 0.01,
+                "{subject}: asked {asked:.3}, got {got:.3}"
+            );
+        }
+    }
+}
+
+/// Collects a source's events as (subject, event id, payload).
+fn sequence(domain: Domain, seed: u64, events: u64) -> Vec<(String, String, bytes::Bytes)> {
+    let mut out = Vec::new();
+    generate(
+        domain,
+        &domain.default_mix(),
+        &population(),
+        (2, events),
+        seed,
+        |_, _, e| out.push((e.subject.to_string(), e.event_id, e.payload)),
+    );
+    out
+}
+
+/// The same seed and intended times give byte-identical events; another seed gives others.
+#[test]
+fn sequences_are_determined_by_the_seed() {
+    for domain in Domain::ALL {
+        let a = sequence(domain, 42, 5_000);
+        assert_eq!(a, sequence(domain, 42, 5_000), "{domain:?}");
+        let b = sequence(domain, 43, 5_000);
+        let same = a.iter().zip(&b).filter(|(x, y)| x.2 == y.2).count();
+        assert_eq!(
+            same, 0,
+            "{domain:?}: {same} identical payloads under another seed"
+        );
+    }
+}
+
+/// A mix with more of a subject than its lifecycle allows converges as documented instead of
+/// breaking the lifecycle: restores beyond the losses become losses; the focus-burst mix (no
+/// restore at all) keeps its losses as drawn.
+#[test]
+fn unbalanced_mixes_drift_as_documented() {
+    let population = population();
+    let mut checker = Checker::default();
+    let mut count = BTreeMap::<String, u64>::new();
+    let mix: Vec<(String, u32)> = vec![("focus.ping".into(), 50), ("focus.restored".into(), 50)];
+    generate(
+        Domain::Focus,
+        &mix,
+        &population,
+        (1, 20_000),
+        9,
+        |p, seq, e| {
+            checker.check(p, seq, &e);
+            *count.entry(e.subject.to_string()).or_default() += 1;
+        },
+    );
+    let restored = count.get("focus.restored").copied().unwrap_or(0);
+    let lost = count.get("focus.loss.idle").copied().unwrap_or(0);
+    assert!(restored <= lost && lost - restored < 1_300, "{count:?}");
+    assert!((4_500..5_500).contains(&restored), "{count:?}");
+
+    let burst: Vec<(String, u32)> = vec![
+        ("focus.ping".into(), 95),
+        ("focus.loss.idle".into(), 3),
+        ("focus.loss.tab_switch".into(), 2),
+    ];
+    let mut checker = Checker::default();
+    let mut count = BTreeMap::<String, u64>::new();
+    generate(
+        Domain::Focus,
+        &burst,
+        &population,
+        (1, 50_000),
+        9,
+        |p, seq, e| {
+            checker.check(p, seq, &e);
+            *count.entry(e.subject.to_string()).or_default() += 1;
+        },
+    );
+    assert_eq!(count.get("focus.restored"), None, "{count:?}");
+    let idle = count.get("focus.loss.idle").copied().unwrap_or(0);
+    assert!((1_300..1_700).contains(&idle), "{count:?}");
+}

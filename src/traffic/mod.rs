@@ -9,6 +9,22 @@
 //! The learners of a population are split into [`Shard`]s, one per publisher of a traffic source, so
 //! each learner's events come from one publisher, in order. What the sources leave to others: timing
 //! (the arrival schedule gives the intended times) and the wire (the engine adds headers and sends).
+//!
+//! # Payload sizes
+//! Deterministic from the seed; in bytes, with a 27-character run id (each further character of the
+//! run id adds one byte). The envelope alone (four UUIDs, time, producer) is about 330 B of it, so
+//! even the smallest events are ~400 B. The report reads sizes off [`OutgoingEvent::payload`].
+//!
+//! | subject | bytes | | subject | bytes |
+//! |---|---|---|---|---|
+//! | `focus.ping` | 400–450 | | `homework.question.asked` | 1,150–2,048 |
+//! | `focus.loss.idle`, `.tab_switch` | 370–420 | | `homework.hint.requested` | 500–800 |
+//! | `focus.restored` | 370–420 | | `homework.answer.submitted` | 500–1,000 |
+//! | `learning.session.started` | 440–520 | | `homework.answer.graded` | 550–850 |
+//! | `learning.session.ended` | 400–470 | | `recommendation.created` | 850–2,200 |
+//! | `learning.activity.started` | 560–640 | | `recommendation.viewed` | 410–480 |
+//! | `learning.activity.completed` | 500–580 | | | |
+//! | `learning.skill.mastered` | 490–570 | | | |
 
 pub mod arrival;
 pub mod envelope;
@@ -101,10 +117,10 @@ impl Domain {
                 ("learning.session.ended", 10),
             ],
             Domain::Focus => &[
-                ("focus.ping", 95),
-                ("focus.loss.idle", 2),
+                ("focus.ping", 94),
+                ("focus.loss.idle", 1),
                 ("focus.loss.tab_switch", 2),
-                ("focus.restored", 1),
+                ("focus.restored", 3),
             ],
             Domain::Homework => &[
                 ("homework.question.asked", 25),
