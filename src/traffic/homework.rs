@@ -139,7 +139,7 @@ enum HomeworkData<'t> {
     },
     Hint {
         question_id: Id,
-        hint_index: u8,
+        hint_index: u16,
         hint_kind: &'static str,
         hint_text: &'t str,
     },
@@ -148,7 +148,7 @@ enum HomeworkData<'t> {
         answer_id: Id,
         answer_text: &'t str,
         time_spent_ms: i64,
-        hints_used: u8,
+        hints_used: u16,
     },
     Graded {
         question_id: Id,
@@ -166,7 +166,7 @@ enum HomeworkData<'t> {
 struct HomeworkLearner {
     question: Uuid,
     asked_ms: i64,
-    hints: u8,
+    hints: u16,
     answer: Uuid,
     submitted_ms: i64,
 }

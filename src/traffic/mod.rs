@@ -215,7 +215,9 @@ impl Mix {
 /// shard `k` of `P`, so every learner's events come from exactly one publisher, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// This publisher's place among the source's publishers, from 0.
     pub index: u32,
+    /// How many publishers the source has.
     pub count: u32,
 }
 
@@ -232,9 +234,13 @@ impl Shard {
 /// Everything a domain source needs; bundled because the list is long.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// Which generator.
     pub domain: Domain,
+    /// Subjects by weight; each must be one of `domain.subjects()`.
     pub mix: Mix,
+    /// The run's learners, shared by all sources and publishers.
     pub population: Arc<Population>,
+    /// Written to `producer.run` in every payload.
     pub run_id: Arc<str>,
     /// The publisher's id in the run (written to `producer.publisher` and the ledger header).
     pub publisher: u32,

@@ -13,14 +13,18 @@ use super::{Shard, TrafficError};
 /// One learner and the tenant (school) it belongs to, ids pre-rendered for cheap encoding.
 #[derive(Debug, Clone)]
 pub struct Learner {
+    /// The school, a UUID; learners are spread round-robin over the tenants.
     pub tenant_id: String,
+    /// The learner, a UUID.
     pub learner_id: String,
 }
 
 /// Every learner of a run.
 #[derive(Debug, Clone)]
 pub struct Population {
+    /// Every learner; a learner's index here is its number in shards and session ids.
     pub learners: Vec<Learner>,
+    /// How many tenants the learners are spread over.
     pub tenants: usize,
 }
 
