@@ -142,7 +142,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         scenario.intended_total(),
         crate::scenario::units::format_duration(scenario.duration)
     );
-    let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await;
+    let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await?;
 
     let mut stream_checks = Vec::new();
     let mut ledger_checks = Vec::new();

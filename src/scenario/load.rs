@@ -129,6 +129,14 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
     let tenants = positive(&raw.population.tenants, "population.tenants")?;
     let learners = positive(&raw.population.learners, "population.learners")?;
     let publishers = positive(&raw.publishers.count, "publishers.count")?;
+    if learners < publishers {
+        // Each learner belongs to one publisher of a source (its events stay in order); a publisher
+        // without learners would have nothing to send.
+        return Err(source.error(
+            Some(raw.publishers.count.span()),
+            format!("`publishers.count` ({publishers}) must not exceed `population.learners` ({learners})"),
+        ));
+    }
     let in_flight = positive(&raw.publishers.in_flight, "publishers.in_flight")?;
     if raw.traffic.is_empty() {
         return Err(source.error(
@@ -146,7 +154,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         if known.is_empty() {
             return Err(source.error(
                 Some(raw_source.domain.span()),
-                format!("the {domain:?} domain has no event generator yet; available: focus"),
+                format!("the {domain:?} domain has no event generator"),
             ));
         }
         let mix = match &raw_source.mix {
