@@ -207,7 +207,7 @@ async fn harness_publisher(
         CancellationToken::new(),
     )
     .await;
-    Ok(ledger.acked.len() as f64 / started.elapsed().as_secs_f64())
+    Ok(ledger.ledger.acked.len() as f64 / started.elapsed().as_secs_f64())
 }
 
 fn median(values: &mut [f64]) -> f64 {

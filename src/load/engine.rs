@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ledger::PublisherLedger;
-use super::metrics::IntervalStats;
+use super::metrics::{IntervalStats, SubjectTable};
 use crate::traffic::EventSource;
 
 /// Header tying an event to the ledger: `<run id>/<publisher>/<sequence>`. One header rather than
@@ -89,10 +89,18 @@ type AckFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
 
 struct Completion {
     seq: u64,
+    subject: usize,
     intended: Instant,
     sent: Instant,
     acked_at: Instant,
     result: Result<PublishAck, async_nats::jetstream::context::PublishError>,
+}
+
+/// What a publisher hands back when it is done.
+#[derive(Debug, Clone)]
+pub struct PublisherOutcome {
+    pub ledger: PublisherLedger,
+    pub subjects: SubjectTable,
 }
 
 /// Runs one publisher to the end of its schedule (or until `cancel`), returning its ledger.
@@ -103,7 +111,7 @@ pub async fn run_publisher(
     clock: RunClock,
     stats: SharedStats,
     cancel: CancellationToken,
-) -> PublisherLedger {
+) -> PublisherOutcome {
     let PublisherPlan {
         id,
         stream,
@@ -125,6 +133,7 @@ pub async fn run_publisher(
     let mut ledger_value = format!("{run_id}/{id}/");
     let ledger_prefix_len = ledger_value.len();
     let mut local = LocalStats::new(stats);
+    let mut subjects = SubjectTable::default();
     let mut next = arrivals.next();
 
     loop {
@@ -146,12 +155,14 @@ pub async fn run_publisher(
             let _ = write!(ledger_value, "{seq}");
             headers.insert(HEADER_LEDGER, ledger_value.as_str());
             let payload_len = event.payload.len() as u64;
+            let subject = subjects.index_of(event.subject.as_str());
+            subjects.subjects[subject].record_size(event.payload.len());
             let message = PublishMessage::build()
                 .payload(event.payload)
                 .headers(headers);
             let sent = Instant::now();
             match context.send_publish(event.subject, message).await {
-                Ok(ack) => in_flight.push(await_ack(seq, intended, sent, ack)),
+                Ok(ack) => in_flight.push(await_ack(seq, subject, intended, sent, ack)),
                 Err(err) => {
                     // Never handed to the server: a definite failure.
                     ledger.failed.insert(seq);
@@ -180,10 +191,10 @@ pub async fn run_publisher(
             biased;
             _ = cancel.cancelled() => break,
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                record(&mut ledger, &mut local.pending, done);
+                record(&mut ledger, &mut local.pending, &mut subjects, done);
                 // Take every other ack that is already in, without waiting.
                 while let Some(Some(done)) = futures::FutureExt::now_or_never(in_flight.next()) {
-                    record(&mut ledger, &mut local.pending, done);
+                    record(&mut ledger, &mut local.pending, &mut subjects, done);
                 }
             }
             _ = sleep_until_opt(wake), if wake.is_some() => {}
@@ -216,15 +227,22 @@ pub async fn run_publisher(
         ledger.never_sent += 1 + arrivals.count() as u64;
     }
     local.flush();
-    ledger
+    PublisherOutcome { ledger, subjects }
 }
 
-fn await_ack(seq: u64, intended: Instant, sent: Instant, ack: PublishAckFuture) -> AckFuture {
+fn await_ack(
+    seq: u64,
+    subject: usize,
+    intended: Instant,
+    sent: Instant,
+    ack: PublishAckFuture,
+) -> AckFuture {
     let ack = ack.into_future();
     Box::pin(async move {
         let result = ack.await;
         Completion {
             seq,
+            subject,
             intended,
             sent,
             acked_at: Instant::now(),
@@ -233,10 +251,19 @@ fn await_ack(seq: u64, intended: Instant, sent: Instant, ack: PublishAckFuture) 
     })
 }
 
-fn record(ledger: &mut PublisherLedger, s: &mut IntervalStats, done: Completion) {
+fn record(
+    ledger: &mut PublisherLedger,
+    s: &mut IntervalStats,
+    subjects: &mut SubjectTable,
+    done: Completion,
+) {
     match done.result {
         Ok(ack) => {
             ledger.acked.insert(done.seq);
+            if let Some(subject) = subjects.subjects.get_mut(done.subject) {
+                subject.acked += 1;
+                subject.latency.record(done.acked_at - done.intended);
+            }
             if ack.duplicate {
                 ledger.duplicate_acks += 1;
             }

@@ -30,8 +30,16 @@ impl Default for DurationHistogram {
 
 impl DurationHistogram {
     pub fn new() -> Self {
-        // Bounds and precision are constants that hdrhistogram accepts.
-        Self(Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds"))
+        Self::with_precision(3)
+    }
+
+    /// A histogram with `digits` significant digits (1..=5); 2 digits take a tenth of the memory of 3.
+    pub fn with_precision(digits: u8) -> Self {
+        // Bounds are constants and `digits` is clamped to what hdrhistogram accepts.
+        Self(
+            Histogram::new_with_bounds(1, MAX_MICROS, digits.clamp(1, 5))
+                .expect("valid histogram bounds"),
+        )
     }
 
     pub fn record(&mut self, value: Duration) {
@@ -174,6 +182,76 @@ impl IntervalStats {
 
     pub fn error_count(&self) -> u64 {
         self.failed + self.unknown
+    }
+}
+
+/// Figures of one subject over a whole run (per-subject figures are not kept per second: a
+/// histogram per subject per second would cost more memory than the insight is worth).
+#[derive(Debug, Clone)]
+pub struct SubjectStats {
+    pub subject: String,
+    pub attempted: u64,
+    pub acked: u64,
+    pub payload_bytes: u64,
+    /// Corrected latency of acked publishes, 2 significant digits.
+    pub latency: DurationHistogram,
+    /// Payload sizes in bytes, 2 significant digits.
+    pub sizes: Histogram<u64>,
+}
+
+impl SubjectStats {
+    fn new(subject: &str) -> Self {
+        Self {
+            subject: subject.to_string(),
+            attempted: 0,
+            acked: 0,
+            payload_bytes: 0,
+            latency: DurationHistogram::with_precision(2),
+            // Constant bounds that hdrhistogram accepts; larger payloads saturate at 64 MiB.
+            sizes: Histogram::new_with_bounds(1, 64 << 20, 2).expect("valid histogram bounds"),
+        }
+    }
+
+    pub fn merge(&mut self, other: &SubjectStats) {
+        self.attempted += other.attempted;
+        self.acked += other.acked;
+        self.payload_bytes += other.payload_bytes;
+        self.latency.merge(&other.latency);
+        let _ = self.sizes.add(&other.sizes);
+    }
+
+    pub fn record_size(&mut self, bytes: usize) {
+        self.attempted += 1;
+        self.payload_bytes += bytes as u64;
+        self.sizes.saturating_record(bytes.max(1) as u64);
+    }
+}
+
+/// Per-subject figures of a publisher, looked up by a linear scan: a domain has a handful of subjects,
+/// and comparing a few short strings beats hashing on the per-event path.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectTable {
+    pub subjects: Vec<SubjectStats>,
+}
+
+impl SubjectTable {
+    /// The index of `subject`, adding it on first sight.
+    pub fn index_of(&mut self, subject: &str) -> usize {
+        match self.subjects.iter().position(|s| s.subject == subject) {
+            Some(index) => index,
+            None => {
+                self.subjects.push(SubjectStats::new(subject));
+                self.subjects.len() - 1
+            }
+        }
+    }
+
+    /// Adds another table's figures subject by subject.
+    pub fn merge(&mut self, other: &SubjectTable) {
+        for stats in &other.subjects {
+            let index = self.index_of(&stats.subject);
+            self.subjects[index].merge(stats);
+        }
     }
 }
 

@@ -100,6 +100,29 @@ pub fn render(report: &RunReport) -> String {
         );
     }
 
+    let _ = writeln!(out, "\n## By subject\n\n| subject | attempted | acked | not acked | acked/s | p50 | p99 | max | size p50 | size p99 | size max |");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in &report.subjects {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {:.1} | {} | {} | {} | {} B | {} B | {} B |",
+            s.subject,
+            s.attempted,
+            s.acked,
+            s.not_acked,
+            s.acked_per_second,
+            format_millis(s.latency.p50),
+            format_millis(s.latency.p99),
+            format_millis(s.latency.max),
+            s.size_bytes.p50,
+            s.size_bytes.p99,
+            s.size_bytes.max
+        );
+    }
+
     let _ = writeln!(out, "\n## Checks\n");
     for s in &report.streams {
         let _ = writeln!(
@@ -109,6 +132,28 @@ pub fn render(report: &RunReport) -> String {
             s.stream,
             s.detail
         );
+    }
+    for c in &report.ledger {
+        let _ = writeln!(
+            out,
+            "- {} ledger {}: {} (read {}, lost {}, duplicated {}, unexpected {}, recovered {})",
+            if c.passed { "✓" } else { "✗" },
+            c.stream,
+            c.detail,
+            c.read,
+            c.lost,
+            c.duplicated,
+            c.unexpected,
+            c.recovered
+        );
+        if !c.lost_events.is_empty() {
+            let ids: Vec<String> = c
+                .lost_events
+                .iter()
+                .map(|e| format!("{}/{}", e.publisher, e.seq))
+                .collect();
+            let _ = writeln!(out, "  - first lost (publisher/seq): {}", ids.join(", "));
+        }
     }
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 use crate::load::metrics::Percentiles;
@@ -25,7 +26,11 @@ pub struct RunReport {
     pub latency: LatencyReport,
     pub throughput: Throughput,
     pub timeline: Vec<TimelineRow>,
+    /// Rates, latency and sizes by subject, busiest first.
+    pub subjects: Vec<SubjectReport>,
     pub streams: Vec<StreamCount>,
+    /// The ledger check per stream: lost, duplicated, unexpected, recovered.
+    pub ledger: Vec<LedgerCheck>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
@@ -115,6 +120,30 @@ pub struct Throughput {
     pub achieved_peak: f64,
     /// Mean payload size in bytes.
     pub mean_payload_bytes: f64,
+}
+
+/// One subject over the whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectReport {
+    pub subject: String,
+    pub attempted: u64,
+    pub acked: u64,
+    /// Attempted but not acked (failed or unknown).
+    pub not_acked: u64,
+    pub acked_per_second: f64,
+    /// Corrected latency (intended → ack), ms, 2 significant digits.
+    pub latency: Percentiles,
+    pub size_bytes: SizeSummary,
+}
+
+/// Distribution of payload sizes, bytes (2 significant digits).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SizeSummary {
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
 }
 
 /// One second of the run.

@@ -94,6 +94,26 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         dotted("publish.send_delay"),
         percentiles(&report.latency.send_delay)
     );
+    if report.subjects.len() > 1 {
+        let _ = writeln!(
+            out,
+            "\n  {:<28} {:>9} {:>9} {:>10} {:>10} {:>9}",
+            "by subject", "acked", "acked/s", "p99", "max", "mean size"
+        );
+        for s in &report.subjects {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>9} {:>9.1} {:>10} {:>10} {:>7.0} B",
+                s.subject,
+                s.acked,
+                s.acked_per_second,
+                format_millis(s.latency.p99),
+                format_millis(s.latency.max),
+                s.size_bytes.mean
+            );
+        }
+        let _ = writeln!(out);
+    }
     for s in &report.streams {
         let mark = if s.passed { "✓" } else { "✗" };
         let _ = writeln!(
@@ -102,6 +122,29 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             dotted(&format!("stream {}", s.stream)),
             s.detail
         );
+    }
+    for c in &report.ledger {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(
+            out,
+            "  {} {mark} {}",
+            dotted(&format!("ledger {}", c.stream)),
+            c.detail
+        );
+        if !c.lost_events.is_empty() {
+            let first: Vec<String> = c
+                .lost_events
+                .iter()
+                .take(10)
+                .map(|e| format!("{}/{}", e.publisher, e.seq))
+                .collect();
+            let _ = writeln!(
+                out,
+                "      lost (publisher/seq): {}{}",
+                first.join(" "),
+                if c.lost > 10 { " ..." } else { "" }
+            );
+        }
     }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");

@@ -3,5 +3,6 @@
 mod chaos;
 mod cluster;
 mod run;
+mod scenarios;
 mod support;
 mod topology;

@@ -91,6 +91,26 @@ async fn short_focus_burst_acked_count_equals_the_stream_count() {
         assert!(report["latency"]["service_time"][key].as_f64().is_some());
         assert!(report["latency"]["send_delay"][key].as_f64().is_some());
     }
+    let ledger = &report["ledger"][0];
+    assert_eq!(ledger["passed"], true, "{ledger}");
+    assert_eq!(
+        ledger["read"].as_u64(),
+        Some(acked),
+        "every acked event read back once"
+    );
+    let subjects = report["subjects"].as_array().expect("subjects");
+    assert_eq!(
+        subjects[0]["subject"], "focus.ping",
+        "the busiest subject comes first"
+    );
+    let by_subject: u64 = subjects
+        .iter()
+        .map(|s| s["acked"].as_u64().expect("acked"))
+        .sum();
+    assert_eq!(by_subject, acked, "subjects add up to the total");
+    assert!(subjects
+        .iter()
+        .all(|s| s["size_bytes"]["mean"].as_f64().is_some_and(|m| m > 50.0)));
     let timeline = report["timeline"].as_array().expect("timeline");
     assert!(timeline.len() >= 12, "a row a second");
     assert!(timeline.iter().any(|row| row["phase"] == "burst"));
@@ -232,52 +252,81 @@ fn nats_servers_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A run in the background whose stderr is read line by line.
+struct BackgroundRun {
+    child: tokio::process::Child,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+impl BackgroundRun {
+    fn spawn(args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(BIN)
+            .args(args)
+            .env_remove("NATS_URL")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn aivo-load");
+        let stderr = child.stderr.take().expect("stderr");
+        Self {
+            child,
+            stderr: tokio::io::BufReader::new(stderr).lines(),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    async fn wait_for_line(&mut self, needle: &str) {
+        let found = tokio::time::timeout(Duration::from_secs(40), async {
+            while let Ok(Some(line)) = self.stderr.next_line().await {
+                if line.contains(needle) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true), "the run never printed {needle:?}");
+    }
+
+    /// Drains stderr (so the run cannot block on a full pipe) and waits for the exit code.
+    async fn finish(mut self) -> Option<i32> {
+        let drain = async { while let Ok(Some(_)) = self.stderr.next_line().await {} };
+        let (_, status) = tokio::time::timeout(Duration::from_secs(90), async {
+            tokio::join!(drain, self.child.wait())
+        })
+        .await
+        .expect("the run finishes");
+        status.expect("wait").code()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_run_reports_and_takes_the_cluster_down() {
-    use tokio::io::AsyncBufReadExt;
     let reports = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "run",
-            "--duration",
-            "60s",
-            "--rate-scale",
-            "0.1",
-            "--reports-dir",
-        ])
-        .arg(reports.path())
-        .env_remove("NATS_URL")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn aivo-load");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(40), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("cluster ready") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ready, Ok(true), "the run never reported a ready cluster");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "--duration",
+        "60s",
+        "--rate-scale",
+        "0.1",
+        "--reports-dir",
+        reports_dir,
+    ]);
+    run.wait_for_line("cluster ready").await;
     assert_eq!(
         nats_servers_under(reports.path()).len(),
         3,
         "three nodes while running"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let child = &mut run.child;
     let pid = child.id().expect("pid") as i32;
     // SAFETY: kill(2) on our own child's pid with a valid signal number.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the run stops within 30 s of Ctrl-C")
-        .expect("wait");
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(run.finish().await, Some(130));
     let report = report_json(reports.path());
     assert_eq!(report["run"]["interrupted"], true);
     assert_eq!(report["verdict"]["passed"], false);
@@ -356,5 +405,139 @@ async fn keep_cluster_leaves_it_running_until_cluster_down() {
     assert!(
         nats_servers_under(state.path()).is_empty(),
         "nodes left after cluster down"
+    );
+}
+
+/// The run id of the single run writing into `reports` (its report directory's name).
+fn run_id_in(reports: &Path) -> String {
+    let dirs: Vec<_> = std::fs::read_dir(reports)
+        .expect("reports dir")
+        .flatten()
+        .collect();
+    assert_eq!(dirs.len(), 1, "one report directory expected");
+    dirs[0].file_name().to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
+    let cluster = TestCluster::start().await;
+    let servers = cluster.endpoints().server_list();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "focus-burst",
+        "--backend",
+        "external",
+        "--server",
+        &servers,
+        "--duration",
+        "8s",
+        "--rate-scale",
+        "0.1",
+        "--reports-dir",
+        reports_dir,
+    ]);
+    run.wait_for_line("cluster ready").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // From outside the harness: delete one stored event and slip in one the run never attempted.
+    let client = async_nats::connect(cluster.endpoints().nodes[2].client_url.as_str())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let focus = js.get_stream("FOCUS").await.expect("FOCUS");
+    assert!(
+        focus.delete_message(5).await.expect("delete seq 5"),
+        "seq 5 existed"
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Aivo-Ledger",
+        format!("{}/0/999999999", run_id_in(reports.path())).as_str(),
+    );
+    js.publish_with_headers("focus.ping", headers, "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    assert_eq!(run.finish().await, Some(1), "the run must fail");
+    let report = report_json(reports.path());
+    let ledger = &report["ledger"][0];
+    assert_eq!(ledger["stream"], "FOCUS");
+    assert_eq!(ledger["lost"], 1, "{ledger}");
+    assert_eq!(ledger["unexpected"], 1, "{ledger}");
+    assert_eq!(ledger["unexpected_events"][0]["seq"], 999999999u64);
+    assert_eq!(ledger["passed"], false);
+    let failures = report["verdict"]["failures"].to_string();
+    assert!(
+        failures.contains("lost") && failures.contains("unexpected"),
+        "{failures}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn school_day_runs_all_four_domains_and_breaks_the_report_down_by_subject() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let output = aivo(
+        &[
+            "run",
+            "school-day",
+            "--duration",
+            "20s",
+            "--rate-scale",
+            "0.3",
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8 path"),
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    let subjects: Vec<String> = report["subjects"]
+        .as_array()
+        .expect("subjects")
+        .iter()
+        .map(|s| s["subject"].as_str().expect("subject").to_string())
+        .collect();
+    for domain in ["learning.", "focus.", "homework.", "recommendation."] {
+        assert!(
+            subjects.iter().any(|s| s.starts_with(domain)),
+            "no {domain} subject in {subjects:?}"
+        );
+    }
+    let streams: Vec<&str> = report["ledger"]
+        .as_array()
+        .expect("ledger")
+        .iter()
+        .map(|c| c["stream"].as_str().expect("stream"))
+        .collect();
+    assert_eq!(streams, ["FOCUS", "HOMEWORK", "LEARNING", "RECOMMENDATION"]);
+    assert!(
+        report["ledger"]
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .all(|c| c["passed"] == true),
+        "{}",
+        report["ledger"]
+    );
+    let summary = std::fs::read_to_string(
+        std::fs::read_dir(reports.path())
+            .expect("dir")
+            .flatten()
+            .next()
+            .expect("run dir")
+            .path()
+            .join("summary.md"),
+    )
+    .expect("summary.md");
+    assert!(
+        summary.contains("## By subject") && summary.contains("homework.question.asked"),
+        "{summary}"
     );
 }

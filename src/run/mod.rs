@@ -5,35 +5,27 @@
 //! path (normal end, error, Ctrl-C), and a cancellation token stops the publishers on Ctrl-C or
 //! SIGTERM, after which the figures so far are still reported and the exit code is 130.
 
-use std::io::IsTerminal;
+mod load;
+mod verdict;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use indicatif::{ProgressBar, ProgressStyle};
-use time::format_description::well_known::Rfc3339 as Rfc3339Format;
 use time::OffsetDateTime;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::stream_count::{self, StreamCount};
-use crate::checks::thresholds::{format_millis, ThresholdResult};
+use crate::checks::{no_loss, stream_count};
 use crate::cli::{BackendKind, RunArgs, StateArgs};
 use crate::cluster::local::{LocalCluster, LocalClusterConfig};
 use crate::exit::{AppError, ExitStatus};
-use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
-use crate::load::ledger::PublisherLedger;
-use crate::load::metrics::IntervalStats;
-use crate::report::{
-    self, Counts, LatencyReport, RunIdentity, RunReport, Throughput, TimelineRow, Verdict,
-};
+use crate::report;
 use crate::scenario::catalog;
 use crate::scenario::Scenario;
 use crate::topology::{self, StreamOverride, Topology};
-use crate::traffic::arrival::PublisherArrivals;
-use crate::traffic::population::Population;
-use crate::traffic::{make_source, Mix};
+use load::drive_load;
+use verdict::{build_report, ReportInputs};
 
 /// The async-nats version the harness is built with (stated in every report).
 pub const ASYNC_NATS_VERSION: &str = "0.51";
@@ -150,12 +142,13 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         scenario.intended_total(),
         crate::scenario::units::format_duration(scenario.duration)
     );
-    let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await;
+    let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await?;
 
     let mut stream_checks = Vec::new();
+    let mut ledger_checks = Vec::new();
     let totals = stream_count::totals_by_stream(&outcome.ledgers);
-    for (stream, (last_before, _)) in streams.iter().zip(before) {
-        let (last_after, messages_after) = stream_state(&js, stream).await?;
+    for (stream, (last_before, _, _)) in streams.iter().zip(before) {
+        let (last_after, messages_after, first_after) = stream_state(&js, stream).await?;
         let ledger = totals.get(*stream).copied().unwrap_or_default();
         stream_checks.push(stream_count::judge(
             stream,
@@ -164,6 +157,22 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
             last_after,
             messages_after,
         ));
+        eprintln!(
+            "aivo-load: reading {stream} back ({} messages)",
+            last_after.saturating_sub(last_before)
+        );
+        let back = no_loss::read_back(&js, stream, &run_id, last_before + 1, last_after)
+            .await
+            .map_err(|e| AppError::environment(anyhow!(e)))?;
+        let writers: Vec<_> = outcome
+            .ledgers
+            .iter()
+            .filter(|l| l.stream == *stream)
+            .collect();
+        let removed = first_after
+            .saturating_sub(last_before + 1)
+            .min(last_after - last_before);
+        ledger_checks.push(no_loss::judge(stream, &writers, &back, removed));
     }
     drop(js);
     for client in clients {
@@ -181,6 +190,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         nats_server_version,
         outcome,
         stream_checks,
+        ledger_checks,
         interrupted: was_interrupted,
     });
     report
@@ -388,11 +398,11 @@ async fn wait_until_replicated(
     )))
 }
 
-/// (last sequence, messages) of a stream.
+/// (last sequence, messages, first sequence) of a stream.
 async fn stream_state(
     js: &async_nats::jetstream::Context,
     stream: &str,
-) -> Result<(u64, u64), AppError> {
+) -> Result<(u64, u64, u64), AppError> {
     let read = async {
         let mut handle = js
             .get_stream(stream)
@@ -402,353 +412,17 @@ async fn stream_state(
             .info()
             .await
             .map_err(|e| anyhow!("stream {stream} info: {e}"))?;
-        Ok::<_, anyhow::Error>((info.state.last_sequence, info.state.messages))
+        Ok::<_, anyhow::Error>((
+            info.state.last_sequence,
+            info.state.messages,
+            info.state.first_sequence,
+        ))
     };
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .map_err(|_| anyhow!("stream {stream}: no answer within 10s"))
         .and_then(|r| r)
         .map_err(AppError::environment)
-}
-
-/// What the load phase produced.
-struct LoadOutcome {
-    ledgers: Vec<PublisherLedger>,
-    cumulative: IntervalStats,
-    timeline: Vec<TimelineRow>,
-    elapsed: Duration,
-}
-
-async fn drive_load(
-    scenario: &Arc<Scenario>,
-    clients: &[async_nats::Client],
-    run_id: &str,
-    cancel: CancellationToken,
-) -> LoadOutcome {
-    let run_id: Arc<str> = Arc::from(run_id);
-    let population = Arc::new(Population::generate(
-        scenario.seed,
-        scenario.tenants as usize,
-        scenario.learners as usize,
-    ));
-    let settings = EngineSettings {
-        in_flight: scenario.in_flight as usize,
-        ack_timeout: scenario.ack_timeout,
-        send_grace: Duration::from_secs(5).max(scenario.duration / 10),
-    };
-    let clock = RunClock::now();
-    let mut tasks = JoinSet::new();
-    let mut stats: Vec<SharedStats> = Vec::new();
-    let mut publisher_id = 0u32;
-    for source in &scenario.traffic {
-        let profile = Arc::new(source.profile.clone());
-        // Mixes were validated when the scenario was loaded.
-        let Ok(mix) = Mix::new(&source.mix) else {
-            continue;
-        };
-        for index in 0..scenario.publishers {
-            let cell: SharedStats = Arc::default();
-            stats.push(cell.clone());
-            let plan = PublisherPlan {
-                id: publisher_id,
-                stream: source.domain.stream().to_string(),
-                client: clients[publisher_id as usize % clients.len()].clone(),
-                arrivals: Box::new(PublisherArrivals::new(
-                    profile.clone(),
-                    u64::from(index),
-                    u64::from(scenario.publishers),
-                )),
-                source: make_source(
-                    source.domain,
-                    mix.clone(),
-                    population.clone(),
-                    run_id.clone(),
-                    publisher_id,
-                    scenario.seed,
-                ),
-            };
-            tasks.spawn(engine::run_publisher(
-                plan,
-                settings.clone(),
-                run_id.clone(),
-                clock,
-                cell,
-                cancel.clone(),
-            ));
-            publisher_id += 1;
-        }
-    }
-
-    // Publishers stop by themselves at the end of their schedules; this bounds them regardless.
-    let hard_stop =
-        scenario.duration + settings.send_grace + settings.ack_timeout + Duration::from_secs(10);
-    let mut sampler = Sampler::new(scenario.clone(), stats);
-    let progress = Progress::new(scenario.duration);
-    let mut tick =
-        tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
-    let mut ledgers = Vec::new();
-    let deadline = tokio::time::sleep_until(clock.start + hard_stop);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let row = sampler.sample();
-                progress.update(&row, clock.start.elapsed(), sampler.cumulative.error_count());
-            }
-            joined = tasks.join_next() => match joined {
-                Some(Ok(ledger)) => ledgers.push(ledger),
-                Some(Err(e)) => tracing::error!("a publisher task failed: {e}"),
-                None => break,
-            },
-            _ = &mut deadline, if !cancel.is_cancelled() => {
-                tracing::warn!("publishers still busy {hard_stop:?} after the start; stopping them");
-                cancel.cancel();
-            }
-        }
-    }
-    let elapsed = clock.start.elapsed();
-    sampler.sample();
-    progress.finish();
-    ledgers.sort_by_key(|l| l.publisher);
-    LoadOutcome {
-        ledgers,
-        cumulative: sampler.cumulative,
-        timeline: sampler.timeline,
-        elapsed,
-    }
-}
-
-/// Collects each publisher's interval figures once a second into the timeline.
-struct Sampler {
-    scenario: Arc<Scenario>,
-    stats: Vec<SharedStats>,
-    cumulative: IntervalStats,
-    timeline: Vec<TimelineRow>,
-}
-
-impl Sampler {
-    fn new(scenario: Arc<Scenario>, stats: Vec<SharedStats>) -> Self {
-        Self {
-            scenario,
-            stats,
-            cumulative: IntervalStats::default(),
-            timeline: Vec::new(),
-        }
-    }
-
-    fn sample(&mut self) -> TimelineRow {
-        let mut interval = IntervalStats::default();
-        for cell in &self.stats {
-            let taken = std::mem::take(&mut *engine::lock(cell));
-            interval.merge(&taken);
-        }
-        self.cumulative.merge(&interval);
-        let second = self.timeline.len() as u64;
-        let from = Duration::from_secs(second);
-        let h = &interval.histograms;
-        let row = TimelineRow {
-            second,
-            phase: self.scenario.phase_at(from),
-            target: self
-                .scenario
-                .intended_between(from, from + Duration::from_secs(1)),
-            attempted: interval.attempted,
-            acked: interval.acked,
-            failed: interval.failed,
-            unknown: interval.unknown,
-            errors: interval.errors.clone(),
-            p50_ms: h.latency.quantile_micros(0.5) as f64 / 1000.0,
-            p99_ms: h.latency.quantile_micros(0.99) as f64 / 1000.0,
-            max_ms: h.latency.max_micros() as f64 / 1000.0,
-            send_delay_p99_ms: h.send_delay.quantile_micros(0.99) as f64 / 1000.0,
-        };
-        self.timeline.push(row.clone());
-        row
-    }
-}
-
-/// Live progress on stderr: a bar on a terminal, a line every 10 s otherwise (CI logs).
-struct Progress {
-    bar: Option<ProgressBar>,
-}
-
-impl Progress {
-    fn new(duration: Duration) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(duration.as_secs().max(1));
-            if let Ok(style) =
-                ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {pos}/{len}s {msg}")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar
-        });
-        Self { bar }
-    }
-
-    fn update(&self, row: &TimelineRow, elapsed: Duration, errors: u64) {
-        let message = format!(
-            "{:<10} target {:>6.0}/s  acked {:>6}/s  p99 {:>9}  errors {}",
-            row.phase,
-            row.target,
-            row.acked,
-            format_millis(row.p99_ms),
-            errors
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(elapsed.as_secs());
-                bar.set_message(message);
-            }
-            None if row.second % 10 == 9 => eprintln!("[{:>4}s] {message}", row.second + 1),
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-struct ReportInputs<'a> {
-    scenario: &'a Scenario,
-    plan_backend: BackendKind,
-    rate_scale: f64,
-    run_id: &'a str,
-    started_at: OffsetDateTime,
-    servers: Vec<String>,
-    nats_server_version: String,
-    outcome: LoadOutcome,
-    stream_checks: Vec<StreamCount>,
-    interrupted: bool,
-}
-
-fn build_report(input: ReportInputs<'_>) -> RunReport {
-    let ReportInputs {
-        scenario, outcome, ..
-    } = input;
-    let c = &outcome.cumulative;
-    let ledgers = &outcome.ledgers;
-    let counts = Counts {
-        intended: scenario.intended_total(),
-        attempted: ledgers.iter().map(|l| l.attempted).sum(),
-        acked: ledgers.iter().map(|l| l.acked.len()).sum(),
-        duplicate_acks: ledgers.iter().map(|l| l.duplicate_acks).sum(),
-        failed: ledgers.iter().map(|l| l.failed.len()).sum(),
-        unknown: ledgers.iter().map(|l| l.unknown.len()).sum(),
-        never_sent: ledgers.iter().map(|l| l.never_sent).sum(),
-        payload_bytes: c.payload_bytes,
-        errors: c.errors.clone(),
-    };
-    let latency = LatencyReport {
-        corrected: c.histograms.latency.summary(),
-        service_time: c.histograms.service.summary(),
-        send_delay: c.histograms.send_delay.summary(),
-    };
-    let seconds = scenario.duration.as_secs_f64();
-    let throughput = Throughput {
-        target_mean: counts.intended as f64 / seconds,
-        achieved_mean: counts.acked as f64 / seconds,
-        achieved_peak: outcome.timeline.iter().map(|r| r.acked).max().unwrap_or(0) as f64,
-        mean_payload_bytes: if counts.attempted > 0 {
-            c.payload_bytes as f64 / counts.attempted as f64
-        } else {
-            0.0
-        },
-    };
-
-    let thresholds: Vec<ThresholdResult> = scenario
-        .thresholds
-        .iter()
-        .map(|t| t.evaluate(metric_value(&t.metric, &counts, &latency).unwrap_or(f64::NAN)))
-        .collect();
-    let mut failures: Vec<String> = Vec::new();
-    failures.extend(
-        input
-            .stream_checks
-            .iter()
-            .filter(|s| !s.passed)
-            .map(|s| format!("stream {}: {}", s.stream, s.detail)),
-    );
-    failures.extend(
-        thresholds
-            .iter()
-            .filter(|t| !t.passed)
-            .map(|t| t.to_string()),
-    );
-    if input.interrupted {
-        failures.push("the run was interrupted before its end".into());
-    }
-    let finished_at = OffsetDateTime::now_utc();
-    let mut histograms = std::collections::BTreeMap::new();
-    histograms.insert("latency".to_string(), c.histograms.latency.to_base64());
-    histograms.insert("service_time".to_string(), c.histograms.service.to_base64());
-    histograms.insert(
-        "send_delay".to_string(),
-        c.histograms.send_delay.to_base64(),
-    );
-
-    RunReport {
-        schema_version: report::SCHEMA_VERSION,
-        run: RunIdentity {
-            id: input.run_id.to_string(),
-            scenario: scenario.name.clone(),
-            description: scenario.description.clone(),
-            origin: scenario.origin.clone(),
-            seed: scenario.seed,
-            rate_scale: input.rate_scale,
-            started_at: input.started_at.format(&Rfc3339Format).unwrap_or_default(),
-            finished_at: finished_at.format(&Rfc3339Format).unwrap_or_default(),
-            duration_s: outcome.elapsed.as_secs_f64(),
-            backend: match input.plan_backend {
-                BackendKind::Local => "local".into(),
-                BackendKind::External => "external".into(),
-            },
-            servers: input.servers,
-            aivo_load_version: env!("CARGO_PKG_VERSION").into(),
-            async_nats_version: ASYNC_NATS_VERSION.into(),
-            nats_server_version: input.nats_server_version,
-            publishers: scenario.publishers * scenario.traffic.len() as u32,
-            in_flight_per_publisher: scenario.in_flight,
-            ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
-            interrupted: input.interrupted,
-        },
-        verdict: Verdict {
-            passed: failures.is_empty(),
-            failures,
-        },
-        counts,
-        latency,
-        throughput,
-        timeline: outcome.timeline,
-        streams: input.stream_checks,
-        thresholds,
-        histograms,
-    }
-}
-
-/// The value of a threshold metric, in the unit `checks::thresholds` gives it.
-fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
-    let mut parts = metric.splitn(3, '.');
-    let (Some("publish"), Some(name)) = (parts.next(), parts.next()) else {
-        return None;
-    };
-    let stat = parts.next();
-    Some(match (name, stat) {
-        ("latency", Some(stat)) => latency.corrected.get(stat)?,
-        ("service_time", Some(stat)) => latency.service_time.get(stat)?,
-        ("send_delay", Some(stat)) => latency.send_delay.get(stat)?,
-        ("error_rate", None) => counts.error_rate(),
-        ("achieved_ratio", None) => counts.achieved_ratio(),
-        ("attempted", None) => counts.attempted as f64,
-        ("acked", None) => counts.acked as f64,
-        ("failed", None) => counts.failed as f64,
-        ("unknown", None) => counts.unknown as f64,
-        ("never_sent", None) => counts.never_sent as f64,
-        _ => return None,
-    })
 }
 
 /// "20261127T110444Z".
@@ -762,32 +436,4 @@ fn compact_utc(t: OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::checks::thresholds::known_metrics;
-
-    #[test]
-    fn every_known_metric_has_a_value() {
-        let counts = Counts {
-            intended: 10,
-            attempted: 10,
-            acked: 9,
-            failed: 1,
-            ..Counts::default()
-        };
-        let latency = LatencyReport::default();
-        for (metric, _) in known_metrics() {
-            assert!(
-                metric_value(&metric, &counts, &latency).is_some(),
-                "{metric} has no value"
-            );
-        }
-        assert_eq!(
-            metric_value("publish.error_rate", &counts, &latency),
-            Some(0.1)
-        );
-    }
 }

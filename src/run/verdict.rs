@@ -1,0 +1,319 @@
+//! The end of a run: figures, checks and thresholds become a [`RunReport`] with a verdict.
+
+use std::time::Duration;
+
+use time::format_description::well_known::Rfc3339 as Rfc3339Format;
+use time::OffsetDateTime;
+
+use super::load::LoadOutcome;
+use super::ASYNC_NATS_VERSION;
+use crate::checks::no_loss::LedgerCheck;
+use crate::checks::stream_count::StreamCount;
+use crate::checks::thresholds::{Tag, ThresholdResult};
+use crate::cli::BackendKind;
+use crate::load::metrics::SubjectTable;
+use crate::report::{
+    self, Counts, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport, Throughput,
+    Verdict,
+};
+use crate::scenario::Scenario;
+use crate::traffic::Domain;
+
+pub(super) struct ReportInputs<'a> {
+    pub(super) scenario: &'a Scenario,
+    pub(super) plan_backend: BackendKind,
+    pub(super) rate_scale: f64,
+    pub(super) run_id: &'a str,
+    pub(super) started_at: OffsetDateTime,
+    pub(super) servers: Vec<String>,
+    pub(super) nats_server_version: String,
+    pub(super) outcome: LoadOutcome,
+    pub(super) stream_checks: Vec<StreamCount>,
+    pub(super) ledger_checks: Vec<LedgerCheck>,
+    pub(super) interrupted: bool,
+}
+
+pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
+    let ReportInputs {
+        scenario, outcome, ..
+    } = input;
+    let c = &outcome.cumulative;
+    let ledgers = &outcome.ledgers;
+    let counts = Counts {
+        intended: scenario.intended_total(),
+        attempted: ledgers.iter().map(|l| l.attempted).sum(),
+        acked: ledgers.iter().map(|l| l.acked.len()).sum(),
+        duplicate_acks: ledgers.iter().map(|l| l.duplicate_acks).sum(),
+        failed: ledgers.iter().map(|l| l.failed.len()).sum(),
+        unknown: ledgers.iter().map(|l| l.unknown.len()).sum(),
+        never_sent: ledgers.iter().map(|l| l.never_sent).sum(),
+        payload_bytes: c.payload_bytes,
+        errors: c.errors.clone(),
+    };
+    let latency = LatencyReport {
+        corrected: c.histograms.latency.summary(),
+        service_time: c.histograms.service.summary(),
+        send_delay: c.histograms.send_delay.summary(),
+    };
+    let seconds = scenario.duration.as_secs_f64();
+    let throughput = Throughput {
+        target_mean: counts.intended as f64 / seconds,
+        achieved_mean: counts.acked as f64 / seconds,
+        achieved_peak: outcome.timeline.iter().map(|r| r.acked).max().unwrap_or(0) as f64,
+        mean_payload_bytes: if counts.attempted > 0 {
+            c.payload_bytes as f64 / counts.attempted as f64
+        } else {
+            0.0
+        },
+    };
+
+    let subjects = subject_reports(scenario, &outcome.subjects, outcome.elapsed);
+    let thresholds: Vec<ThresholdResult> = scenario
+        .thresholds
+        .iter()
+        .map(|t| {
+            let value = match &t.tag {
+                None => metric_value(&t.metric, &counts, &latency),
+                Some(tag) => tagged_value(&t.metric, tag, &outcome.subjects),
+            };
+            t.evaluate(value.unwrap_or(f64::NAN))
+        })
+        .collect();
+    let mut failures: Vec<String> = Vec::new();
+    failures.extend(
+        input
+            .stream_checks
+            .iter()
+            .filter(|s| !s.passed)
+            .map(|s| format!("stream {}: {}", s.stream, s.detail)),
+    );
+    // The ledger check holds in every run, thresholds or not (DESIGN.md §3).
+    failures.extend(
+        input
+            .ledger_checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("ledger {}: {}", c.stream, c.detail)),
+    );
+    failures.extend(
+        thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| t.to_string()),
+    );
+    if input.interrupted {
+        failures.push("the run was interrupted before its end".into());
+    }
+    let finished_at = OffsetDateTime::now_utc();
+    let mut histograms = std::collections::BTreeMap::new();
+    histograms.insert("latency".to_string(), c.histograms.latency.to_base64());
+    histograms.insert("service_time".to_string(), c.histograms.service.to_base64());
+    histograms.insert(
+        "send_delay".to_string(),
+        c.histograms.send_delay.to_base64(),
+    );
+
+    RunReport {
+        schema_version: report::SCHEMA_VERSION,
+        run: RunIdentity {
+            id: input.run_id.to_string(),
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            origin: scenario.origin.clone(),
+            seed: scenario.seed,
+            rate_scale: input.rate_scale,
+            started_at: input.started_at.format(&Rfc3339Format).unwrap_or_default(),
+            finished_at: finished_at.format(&Rfc3339Format).unwrap_or_default(),
+            duration_s: outcome.elapsed.as_secs_f64(),
+            backend: match input.plan_backend {
+                BackendKind::Local => "local".into(),
+                BackendKind::External => "external".into(),
+            },
+            servers: input.servers,
+            aivo_load_version: env!("CARGO_PKG_VERSION").into(),
+            async_nats_version: ASYNC_NATS_VERSION.into(),
+            nats_server_version: input.nats_server_version,
+            publishers: scenario.publishers * scenario.traffic.len() as u32,
+            in_flight_per_publisher: scenario.in_flight,
+            ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
+            interrupted: input.interrupted,
+        },
+        verdict: Verdict {
+            passed: failures.is_empty(),
+            failures,
+        },
+        counts,
+        latency,
+        throughput,
+        timeline: outcome.timeline,
+        subjects,
+        streams: input.stream_checks,
+        ledger: input.ledger_checks,
+        thresholds,
+        histograms,
+    }
+}
+
+/// Rates, latency and payload sizes by subject, busiest first.
+fn subject_reports(
+    scenario: &Scenario,
+    table: &SubjectTable,
+    elapsed: Duration,
+) -> Vec<SubjectReport> {
+    let seconds = scenario
+        .duration
+        .as_secs_f64()
+        .min(elapsed.as_secs_f64())
+        .max(1e-9);
+    let mut reports: Vec<SubjectReport> = table
+        .subjects
+        .iter()
+        .map(|s| {
+            let size = |q: f64| {
+                if s.sizes.is_empty() {
+                    0
+                } else {
+                    s.sizes.value_at_quantile(q)
+                }
+            };
+            SubjectReport {
+                subject: s.subject.clone(),
+                attempted: s.attempted,
+                acked: s.acked,
+                not_acked: s.attempted.saturating_sub(s.acked),
+                acked_per_second: s.acked as f64 / seconds,
+                latency: s.latency.summary(),
+                size_bytes: SizeSummary {
+                    min: if s.sizes.is_empty() { 0 } else { s.sizes.min() },
+                    mean: s.sizes.mean(),
+                    p50: size(0.5),
+                    p99: size(0.99),
+                    max: if s.sizes.is_empty() { 0 } else { s.sizes.max() },
+                },
+            }
+        })
+        .collect();
+    reports.sort_by(|a, b| {
+        b.attempted
+            .cmp(&a.attempted)
+            .then(a.subject.cmp(&b.subject))
+    });
+    reports
+}
+
+/// The value of a metric narrowed to a subject or a stream, from the per-subject figures.
+fn tagged_value(metric: &str, tag: &Tag, table: &SubjectTable) -> Option<f64> {
+    let mut merged = SubjectTable::default();
+    for stats in &table.subjects {
+        let selected = match tag {
+            Tag::Subject(subject) => &stats.subject == subject,
+            Tag::Stream(stream) => Domain::ALL
+                .iter()
+                .any(|d| d.stream() == stream && d.subjects().contains(&stats.subject.as_str())),
+        };
+        if selected {
+            let index = merged.index_of("selected");
+            let mut renamed = stats.clone();
+            renamed.subject = "selected".into();
+            merged.subjects[index].merge(&renamed);
+        }
+    }
+    let stats = merged.subjects.first()?;
+    match metric.strip_prefix("publish.latency.") {
+        Some(stat) => stats.latency.summary().get(stat),
+        None => match metric {
+            "publish.acked" => Some(stats.acked as f64),
+            "publish.attempted" => Some(stats.attempted as f64),
+            "publish.error_rate" if stats.attempted > 0 => {
+                Some(stats.attempted.saturating_sub(stats.acked) as f64 / stats.attempted as f64)
+            }
+            "publish.error_rate" => Some(0.0),
+            _ => None,
+        },
+    }
+}
+
+/// The value of a threshold metric, in the unit `checks::thresholds` gives it.
+fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
+    let mut parts = metric.splitn(3, '.');
+    let (Some("publish"), Some(name)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let stat = parts.next();
+    Some(match (name, stat) {
+        ("latency", Some(stat)) => latency.corrected.get(stat)?,
+        ("service_time", Some(stat)) => latency.service_time.get(stat)?,
+        ("send_delay", Some(stat)) => latency.send_delay.get(stat)?,
+        ("error_rate", None) => counts.error_rate(),
+        ("achieved_ratio", None) => counts.achieved_ratio(),
+        ("attempted", None) => counts.attempted as f64,
+        ("acked", None) => counts.acked as f64,
+        ("failed", None) => counts.failed as f64,
+        ("unknown", None) => counts.unknown as f64,
+        ("never_sent", None) => counts.never_sent as f64,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::thresholds::known_metrics;
+
+    #[test]
+    fn tagged_metrics_use_the_selected_subjects_only() {
+        let mut table = SubjectTable::default();
+        for (subject, acked, latency_ms) in [
+            ("focus.ping", 10, 5),
+            ("focus.loss.idle", 10, 50),
+            ("learning.session.started", 10, 500),
+        ] {
+            let i = table.index_of(subject);
+            for _ in 0..acked {
+                table.subjects[i].record_size(100);
+                table.subjects[i].acked += 1;
+                table.subjects[i]
+                    .latency
+                    .record(Duration::from_millis(latency_ms));
+            }
+        }
+        table.subjects[0].record_size(100); // one focus.ping never acked
+        let p99 = |tag| tagged_value("publish.latency.p99", &tag, &table).expect("value");
+        assert!((p99(Tag::Subject("focus.ping".into())) - 5.0).abs() < 0.1);
+        assert!((p99(Tag::Stream("FOCUS".into())) - 50.0).abs() < 1.0);
+        assert!((p99(Tag::Stream("LEARNING".into())) - 500.0).abs() < 10.0);
+        let rate = tagged_value(
+            "publish.error_rate",
+            &Tag::Subject("focus.ping".into()),
+            &table,
+        )
+        .expect("value");
+        assert!((rate - 1.0 / 11.0).abs() < 1e-9);
+        assert_eq!(
+            tagged_value("publish.acked", &Tag::Stream("HOMEWORK".into()), &table),
+            None
+        );
+    }
+
+    #[test]
+    fn every_known_metric_has_a_value() {
+        let counts = Counts {
+            intended: 10,
+            attempted: 10,
+            acked: 9,
+            failed: 1,
+            ..Counts::default()
+        };
+        let latency = LatencyReport::default();
+        for (metric, _) in known_metrics() {
+            assert!(
+                metric_value(&metric, &counts, &latency).is_some(),
+                "{metric} has no value"
+            );
+        }
+        assert_eq!(
+            metric_value("publish.error_rate", &counts, &latency),
+            Some(0.1)
+        );
+    }
+}
