@@ -30,6 +30,7 @@ pub mod partition;
 pub mod pause;
 pub mod restart;
 pub mod rolling_restart;
+pub mod run_hook;
 pub mod schedule;
 pub mod stop;
 pub mod target;

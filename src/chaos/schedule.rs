@@ -239,11 +239,13 @@ impl ChaosPlan {
     }
 }
 
-/// Plays `faults` on the engine's clock until they are done or `cancel` fires, then reverts whatever
-/// is still active (through the guard, which also reverts if this task is dropped mid-way).
+/// Plays `faults` on the engine's clock until `end` (the end of the run) or until `cancel` fires,
+/// then reverts whatever is still active (through the guard, which also reverts if this task is
+/// dropped mid-way).
 pub async fn play(
     engine: Arc<ChaosEngine>,
     faults: Vec<ScheduledFault>,
+    end: Duration,
     cancel: CancellationToken,
 ) -> Vec<FaultEvent> {
     enum Action {
@@ -290,6 +292,10 @@ pub async fn play(
                 }
             }
         }
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(engine.until(end)) => {}
     }
     let by = if cancel.is_cancelled() {
         "interrupted"

@@ -29,6 +29,27 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../scenarios/school-day.toml"),
     ),
     ("soak", include_str!("../../scenarios/soak.toml")),
+    ("node-kill", include_str!("../../scenarios/node-kill.toml")),
+    (
+        "leader-kill",
+        include_str!("../../scenarios/leader-kill.toml"),
+    ),
+    (
+        "route-partition",
+        include_str!("../../scenarios/route-partition.toml"),
+    ),
+    (
+        "pause-node",
+        include_str!("../../scenarios/pause-node.toml"),
+    ),
+    (
+        "storage-fill",
+        include_str!("../../scenarios/storage-fill.toml"),
+    ),
+    (
+        "rolling-restart",
+        include_str!("../../scenarios/rolling-restart.toml"),
+    ),
 ];
 
 /// Finds a scenario by name or path and validates it.

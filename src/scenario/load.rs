@@ -271,6 +271,9 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         }
     }
 
+    let entries: Vec<_> = raw.chaos.iter().map(|e| e.get_ref().clone()).collect();
+    let chaos = crate::chaos::schedule::ChaosPlan::from_entries(&entries)
+        .map_err(|(i, msg)| source.error(Some(raw.chaos[i].span()), format!("[[chaos]]: {msg}")))?;
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
@@ -285,6 +288,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         traffic,
         streams,
         thresholds,
+        chaos,
     })
 }
 

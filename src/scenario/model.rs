@@ -166,6 +166,9 @@ pub struct RawScenario {
     pub streams: BTreeMap<Spanned<String>, RawStreamOverride>,
     #[serde(default)]
     pub thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// `[[chaos]]` entries (format and validation in `chaos/schedule.rs`).
+    #[serde(default)]
+    pub chaos: Vec<Spanned<crate::chaos::schedule::ChaosEntry>>,
 }
 
 /// `[population]`: who generates the events; per-learner rates are resolved against `learners`.
@@ -377,6 +380,8 @@ pub struct Scenario {
     /// Stream limits to apply before the run, by stream name.
     pub streams: BTreeMap<String, StreamSettings>,
     pub thresholds: Vec<Threshold>,
+    /// Faults to apply during the run.
+    pub chaos: crate::chaos::schedule::ChaosPlan,
 }
 
 /// One stream of synthetic traffic.
