@@ -159,6 +159,8 @@ pub struct IntervalStats {
     pub acked: u64,
     pub failed: u64,
     pub unknown: u64,
+    /// Events skipped because the publisher was too far behind its schedule.
+    pub never_sent: u64,
     /// Bytes of payload handed to the client.
     pub payload_bytes: u64,
     /// Failures and unknown outcomes by kind ("timeout", "no_responders", "jetstream_10077", ...).
@@ -173,6 +175,7 @@ impl IntervalStats {
         self.acked += other.acked;
         self.failed += other.failed;
         self.unknown += other.unknown;
+        self.never_sent += other.never_sent;
         self.payload_bytes += other.payload_bytes;
         for (kind, count) in &other.errors {
             *self.errors.entry(kind.clone()).or_default() += count;

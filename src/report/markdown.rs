@@ -123,6 +123,23 @@ pub fn render(report: &RunReport) -> String {
         );
     }
 
+    if !report.faults.is_empty() {
+        let _ = writeln!(out, "\n## Faults\n\n| requested | confirmed | phase | fault | node | observed |\n|---:|---:|---|---|---|---|");
+        for f in &report.faults {
+            let _ = writeln!(
+                out,
+                "| {:.1} s | {} | {:?} | {} | {} | {} |",
+                f.requested_s,
+                f.confirmed_s
+                    .map_or("not confirmed".to_string(), |t| format!("{t:.1} s")),
+                f.phase,
+                f.fault,
+                f.node,
+                f.detail
+            );
+        }
+    }
+
     let _ = writeln!(out, "\n## Checks\n");
     for s in &report.streams {
         let _ = writeln!(
@@ -159,21 +176,26 @@ pub fn render(report: &RunReport) -> String {
         let _ = writeln!(out, "- {th}");
     }
 
-    let _ = writeln!(out, "\n## Timeline\n\n| s | phase | target | acked | errors | p50 | p99 | max | send delay p99 |");
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "\n## Timeline\n\n| s | phase | target | acked | errors | never sent | p50 | p99 | max | send delay p99 | faults |");
+    let _ = writeln!(
+        out,
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for row in &report.timeline {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.second,
             row.phase,
             row.target,
             row.acked,
             row.failed + row.unknown,
+            row.never_sent,
             format_millis(row.p50_ms),
             format_millis(row.p99_ms),
             format_millis(row.max_ms),
-            format_millis(row.send_delay_p99_ms)
+            format_millis(row.send_delay_p99_ms),
+            row.faults.join(", ")
         );
     }
     out

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::chaos::engine::FaultEvent;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
@@ -31,6 +32,8 @@ pub struct RunReport {
     pub streams: Vec<StreamCount>,
     /// The ledger check per stream: lost, duplicated, unexpected, recovered.
     pub ledger: Vec<LedgerCheck>,
+    /// Faults applied and reverted, with the moment each was requested and confirmed (s since start).
+    pub faults: Vec<FaultEvent>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
@@ -158,12 +161,16 @@ pub struct TimelineRow {
     pub acked: u64,
     pub failed: u64,
     pub unknown: u64,
+    /// Events skipped this second because the publisher was too far behind its schedule.
+    pub never_sent: u64,
     pub errors: BTreeMap<String, u64>,
     /// Corrected latency of the acks of this second, ms.
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
     pub send_delay_p99_ms: f64,
+    /// Faults active during this second ("kill nats2").
+    pub faults: Vec<String>,
 }
 
 /// The run's outcome.
@@ -186,10 +193,10 @@ impl RunReport {
     }
 
     fn timeline_csv(&self) -> String {
-        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,p50_ms,p99_ms,max_ms,send_delay_p99_ms\n");
+        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,never_sent,p50_ms,p99_ms,max_ms,send_delay_p99_ms,faults\n");
         for r in &self.timeline {
             out.push_str(&format!(
-                "{},{},{:.1},{},{},{},{},{:.3},{:.3},{:.3},{:.3}\n",
+                "{},{},{:.1},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{}\n",
                 r.second,
                 r.phase,
                 r.target,
@@ -197,10 +204,12 @@ impl RunReport {
                 r.acked,
                 r.failed,
                 r.unknown,
+                r.never_sent,
                 r.p50_ms,
                 r.p99_ms,
                 r.max_ms,
-                r.send_delay_p99_ms
+                r.send_delay_p99_ms,
+                r.faults.join(";")
             ));
         }
         out

@@ -114,6 +114,25 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         }
         let _ = writeln!(out);
     }
+    if !report.faults.is_empty() {
+        let _ = writeln!(out, "  faults");
+        for f in &report.faults {
+            let seen = match f.confirmed_s {
+                Some(t) => format!("confirmed at {t:.1}s"),
+                None => "NOT confirmed".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "    {:>6.1}s {:<6} {} {} ({seen}): {}",
+                f.requested_s,
+                format!("{:?}", f.phase).to_lowercase(),
+                f.fault,
+                f.node,
+                f.detail
+            );
+        }
+        let _ = writeln!(out);
+    }
     for s in &report.streams {
         let mark = if s.passed { "✓" } else { "✗" };
         let _ = writeln!(

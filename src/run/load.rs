@@ -179,11 +179,13 @@ impl Sampler {
             acked: interval.acked,
             failed: interval.failed,
             unknown: interval.unknown,
+            never_sent: interval.never_sent,
             errors: interval.errors.clone(),
             p50_ms: h.latency.quantile_micros(0.5) as f64 / 1000.0,
             p99_ms: h.latency.quantile_micros(0.99) as f64 / 1000.0,
             max_ms: h.latency.max_micros() as f64 / 1000.0,
             send_delay_p99_ms: h.send_delay.quantile_micros(0.99) as f64 / 1000.0,
+            faults: Vec::new(),
         };
         self.timeline.push(row.clone());
         row

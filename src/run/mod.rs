@@ -156,7 +156,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         cancel.child_token(),
     )?;
     let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await?;
-    let _fault_events = match chaos {
+    let fault_events = match chaos {
         Some(chaos) => chaos.finish().await,
         None => Vec::new(),
     };
@@ -165,6 +165,10 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let mut ledger_checks = Vec::new();
     let totals = stream_count::totals_by_stream(&outcome.ledgers);
     for (stream, (last_before, _, _)) in streams.iter().zip(before) {
+        if !fault_events.is_empty() {
+            // After faults, read back only from a stream that has its leader and replicas again.
+            wait_until_replicated(&js, stream).await?;
+        }
         let (last_after, messages_after, first_after) = stream_state(&js, stream).await?;
         let ledger = totals.get(*stream).copied().unwrap_or_default();
         stream_checks.push(stream_count::judge(
@@ -208,6 +212,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         outcome,
         stream_checks,
         ledger_checks,
+        fault_events,
         interrupted: was_interrupted,
     });
     report
@@ -310,13 +315,23 @@ async fn stop_cluster(cluster: RunCluster, run_dir: &Path) {
     }
 }
 
+/// One client per node, each with every node's URL, its own node first: publishers spread over the
+/// nodes, and when a node dies its clients fail over to the others (as AIVO's services, given the
+/// whole server list, would) instead of waiting for it to come back.
 async fn connect_all(urls: &[String]) -> Result<Vec<async_nats::Client>, AppError> {
     let mut clients = Vec::new();
-    for url in urls {
+    for first in 0..urls.len() {
+        let url = &urls[first];
+        let rotated: Vec<&str> = urls[first..]
+            .iter()
+            .chain(&urls[..first])
+            .map(String::as_str)
+            .collect();
         let connect = async_nats::ConnectOptions::new()
             .name("aivo-load")
             .connection_timeout(CONNECT_TIMEOUT)
-            .connect(url.as_str());
+            .retain_servers_order()
+            .connect(rotated);
         let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, connect)
             .await
             .map_err(|_| anyhow!("no answer from {url} within {:?}", CONNECT_TIMEOUT * 2))

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
+use crate::chaos::engine::{FaultEvent, Phase};
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::{Tag, ThresholdResult};
@@ -14,7 +15,7 @@ use crate::cli::BackendKind;
 use crate::load::metrics::SubjectTable;
 use crate::report::{
     self, Counts, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport, Throughput,
-    Verdict,
+    TimelineRow, Verdict,
 };
 use crate::scenario::Scenario;
 use crate::traffic::Domain;
@@ -30,6 +31,7 @@ pub(super) struct ReportInputs<'a> {
     pub(super) outcome: LoadOutcome,
     pub(super) stream_checks: Vec<StreamCount>,
     pub(super) ledger_checks: Vec<LedgerCheck>,
+    pub(super) fault_events: Vec<FaultEvent>,
     pub(super) interrupted: bool,
 }
 
@@ -145,13 +147,34 @@ pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
         counts,
         latency,
         throughput,
-        timeline: outcome.timeline,
+        timeline: with_faults(outcome.timeline, &input.fault_events),
+        faults: input.fault_events,
         subjects,
         streams: input.stream_checks,
         ledger: input.ledger_checks,
         thresholds,
         histograms,
     }
+}
+
+/// Marks each second of the timeline with the faults active in it (from the moment a fault's
+/// effect was confirmed, or requested if never confirmed, to the moment its revert was requested).
+fn with_faults(mut timeline: Vec<TimelineRow>, events: &[FaultEvent]) -> Vec<TimelineRow> {
+    for apply in events.iter().filter(|e| e.phase == Phase::Apply) {
+        let from = apply.confirmed_s.unwrap_or(apply.requested_s);
+        let until = events
+            .iter()
+            .find(|e| e.phase == Phase::Revert && e.id == apply.id)
+            .map_or(f64::INFINITY, |e| e.requested_s);
+        let label = format!("{} {}", apply.fault, apply.node);
+        for row in &mut timeline {
+            let (start, end) = (row.second as f64, row.second as f64 + 1.0);
+            if from < end && until > start {
+                row.faults.push(label.clone());
+            }
+        }
+    }
+    timeline
 }
 
 /// Rates, latency and payload sizes by subject, busiest first.
