@@ -93,7 +93,11 @@ async fn short_focus_burst_acked_count_equals_the_stream_count() {
     }
     let ledger = &report["ledger"][0];
     assert_eq!(ledger["passed"], true, "{ledger}");
-    assert_eq!(ledger["read"].as_u64(), Some(acked), "every acked event read back once");
+    assert_eq!(
+        ledger["read"].as_u64(),
+        Some(acked),
+        "every acked event read back once"
+    );
     let subjects = report["subjects"].as_array().expect("subjects");
     assert_eq!(
         subjects[0]["subject"], "focus.ping",
