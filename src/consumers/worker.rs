@@ -273,7 +273,7 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
                     Ok(()) => {}
                     Err(()) => {
                         // Postgres went away: return what is buffered and stop pulling.
-                        nak_buffered(&shared, &mut messages).await;
+                        give_back(&shared, messages, Some(NAK_DELAY_BASE)).await;
                         shared.stats.db_up.store(false, Ordering::Relaxed);
                         warned_db = true;
                         tracing::warn!(
@@ -287,7 +287,7 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
             if cancel.is_cancelled() {
                 // Hand back what arrived but was not processed, so the next instance gets it now
                 // rather than after the ack wait.
-                nak_buffered(&shared, &mut messages).await;
+                give_back(&shared, messages, None).await;
                 client = Some(pg);
                 break;
             }
@@ -333,16 +333,25 @@ async fn collect(
     (batch, None)
 }
 
-/// Naks (without delay) whatever the subscription already holds, giving it up for now.
-async fn nak_buffered(shared: &Shared, messages: &mut jetstream::consumer::pull::Stream) {
+/// Gives back whatever the subscription already holds: takes it for a moment, drops the
+/// subscription, then naks each message (after `delay`, if given). Naking while still subscribed would
+/// have the server redeliver into the same subscription at once, burning deliveries in a loop.
+async fn give_back(
+    shared: &Shared,
+    mut messages: jetstream::consumer::pull::Stream,
+    delay: Option<Duration>,
+) {
+    let mut held = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
-        let _ = message.ack_with(AckKind::Nak(None)).await;
-        shared.stats.naks.fetch_add(1, Ordering::Relaxed);
+        held.push(message);
     }
-    // Anything ready right now as well (the timeout above may have ended on an idle moment).
     while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-        let _ = message.ack_with(AckKind::Nak(None)).await;
+        held.push(message);
+    }
+    drop(messages);
+    for message in held {
+        let _ = message.ack_with(AckKind::Nak(delay)).await;
         shared.stats.naks.fetch_add(1, Ordering::Relaxed);
     }
 }
