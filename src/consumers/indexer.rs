@@ -2,7 +2,9 @@
 //!
 //! A batch goes in with one binary `COPY` into a temporary staging table and one
 //! `INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING`, in one transaction, so a redelivered or
-//! replayed event is written once however often it arrives. The loop around it (pulling, poison,
+//! replayed event is written once however often it arrives; a batch of first deliveries first tries
+//! a plain COPY into `events` and falls back to that path on a unique violation (see
+//! [`write_events`]). The loop around it (pulling, poison,
 //! acking after commit, backoff, reconnects) is `worker.rs`; the service around that is `service.rs`.
 //!
 //! Messages of the DLQ stream are not events: they become rows of `dead_letters` (with the
@@ -211,12 +213,37 @@ pub(crate) async fn prepare(client: &Client) -> Result<(), tokio_postgres::Error
         .await
 }
 
-/// Writes a batch idempotently: COPY to staging, insert what is new, commit. Returns the rows
-/// inserted (the rest were already there).
+/// Writes a batch idempotently and returns the rows inserted (the rest were already there).
+///
+/// Two paths, both idempotent on the event id (the primary key):
+/// - **fast**, when no event of the batch was delivered before (`maybe_seen` false): one binary COPY
+///   straight into `events`. If an event is there already after all (a replay, a publisher retry
+///   under another message id), the COPY fails with a unique violation and the batch takes the slow
+///   path; nothing of the failed attempt remains.
+/// - **staging**: COPY into the session's temporary staging table, then
+///   `INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING`.
+///
+/// The fast path exists because the staging path costs about two and a half times a plain COPY
+/// per row (see `benches/indexer.rs`), and in steady state almost no batch holds a known event.
 pub(crate) async fn write_events(
     client: &mut Client,
     events: &[&Parsed<'_>],
+    maybe_seen: bool,
 ) -> Result<u64, WriteError> {
+    if !maybe_seen {
+        let fast = async {
+            let tx = client.transaction().await?;
+            let n = copy_rows(&tx, "events", events.iter().map(|p| RowRef::from_parsed(p))).await?;
+            tx.commit().await?;
+            Ok::<u64, tokio_postgres::Error>(n)
+        }
+        .await;
+        match fast {
+            Ok(n) => return Ok(n),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(WriteError::from_pg(client, e)),
+        }
+    }
     let result = async {
         let tx = client.transaction().await?;
         copy_rows(

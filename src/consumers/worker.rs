@@ -78,6 +78,10 @@ pub struct ConsumerStats {
     pub db_errors: AtomicU64,
     /// Whether the last write (or connection attempt) succeeded.
     pub db_up: AtomicBool,
+    /// Time spent in Postgres writes, in microseconds (how much of the wall time the database takes).
+    pub write_micros: AtomicU64,
+    /// Time spent acknowledging, in microseconds.
+    pub ack_micros: AtomicU64,
 }
 
 /// A copy of [`ConsumerStats`] at one moment.
@@ -90,6 +94,8 @@ pub struct StatsSnapshot {
     pub naks: u64,
     pub db_errors: u64,
     pub db_up: bool,
+    pub write_micros: u64,
+    pub ack_micros: u64,
 }
 
 impl ConsumerStats {
@@ -103,6 +109,8 @@ impl ConsumerStats {
             naks: self.naks.load(Ordering::Relaxed),
             db_errors: self.db_errors.load(Ordering::Relaxed),
             db_up: self.db_up.load(Ordering::Relaxed),
+            write_micros: self.write_micros.load(Ordering::Relaxed),
+            ack_micros: self.ack_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -195,7 +203,7 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
     let mut warned_nats = false;
     while !cancel.is_cancelled() {
         // Postgres first: there is no point pulling what cannot be written.
-        let mut pg = match client.take().filter(|c| !c.is_closed()) {
+        let pg = match client.take().filter(|c| !c.is_closed()) {
             Some(c) => c,
             None => match open_writer(&shared).await {
                 Ok(c) => {
@@ -266,38 +274,69 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
         };
         warned_nats = false;
         backoff.reset();
+        // One write in flight per stream, on its own task, while the next batch is pulled and
+        // parsed: the pull's round trips overlap the database's work. The next write starts only
+        // when the previous one has committed and acked, so a stream's batches stay in order.
+        let mut inflight: Option<tokio::task::JoinHandle<(Client, Result<(), ()>)>> = None;
+        let mut writer = Some(pg);
         loop {
             let (batch_messages, pull_error) = collect(&mut messages, batch, &cancel).await;
-            if !batch_messages.is_empty() {
-                match process(&shared, &stream, &mut pg, batch_messages).await {
-                    Ok(()) => {}
-                    Err(()) => {
-                        // Postgres went away: return what is buffered and stop pulling.
-                        give_back(&shared, messages, Some(NAK_DELAY_BASE)).await;
-                        shared.stats.db_up.store(false, Ordering::Relaxed);
-                        warned_db = true;
-                        tracing::warn!(
-                            "{}/{stream}: Postgres unavailable; paused until it answers",
-                            shared.consumer
-                        );
-                        break;
+            let mut db_down = false;
+            if let Some(handle) = inflight.take() {
+                match handle.await {
+                    Ok((c, result)) => {
+                        db_down = result.is_err();
+                        writer = Some(c);
+                    }
+                    Err(e) => {
+                        tracing::error!("{}/{stream}: writer task failed: {e}", shared.consumer);
+                        db_down = true;
                     }
                 }
             }
-            if cancel.is_cancelled() {
-                // Hand back what arrived but was not processed, so the next instance gets it now
-                // rather than after the ack wait.
-                give_back(&shared, messages, None).await;
-                client = Some(pg);
-                break;
-            }
-            if let Some(e) = pull_error {
+            if db_down {
+                // Postgres went away: return this batch and what is buffered, stop pulling.
+                for m in &batch_messages {
+                    let _ = m.ack_with(AckKind::Nak(Some(NAK_DELAY_BASE))).await;
+                    shared.stats.naks.fetch_add(1, Ordering::Relaxed);
+                }
+                give_back(&shared, messages, Some(NAK_DELAY_BASE)).await;
+                shared.stats.db_up.store(false, Ordering::Relaxed);
+                warned_db = true;
                 tracing::warn!(
-                    "{}/{stream}: pull failed ({e}); resubscribing",
+                    "{}/{stream}: Postgres unavailable; paused until it answers",
                     shared.consumer
                 );
-                client = Some(pg);
-                backoff.wait(&cancel).await;
+                client = None;
+                break;
+            }
+            if !batch_messages.is_empty() {
+                if let Some(mut c) = writer.take() {
+                    let (shared, stream) = (shared.clone(), stream.clone());
+                    inflight = Some(tokio::spawn(async move {
+                        let result = process(&shared, &stream, &mut c, batch_messages).await;
+                        (c, result)
+                    }));
+                }
+            }
+            if cancel.is_cancelled() || pull_error.is_some() {
+                if let Some(handle) = inflight.take() {
+                    if let Ok((c, result)) = handle.await {
+                        writer = Some(c).filter(|_| result.is_ok());
+                    }
+                }
+                client = writer.take();
+                if cancel.is_cancelled() {
+                    // Hand back what arrived but was not processed, so the next instance gets it
+                    // now rather than after the ack wait.
+                    give_back(&shared, messages, None).await;
+                } else if let Some(e) = pull_error {
+                    tracing::warn!(
+                        "{}/{stream}: pull failed ({e}); resubscribing",
+                        shared.consumer
+                    );
+                    backoff.wait(&cancel).await;
+                }
                 break;
             }
         }
@@ -440,6 +479,8 @@ async fn process(
         return Ok(());
     }
     // Write, splitting around rows Postgres refuses.
+    // A batch of first deliveries is unlikely to hold known events (the indexer's fast path).
+    let maybe_seen = valid.iter().any(|(i, _)| delivered(&batch[*i]) > 1);
     // (start, end) index ranges of `valid` still to write.
     let mut pending: Vec<(usize, usize)> = vec![(0, valid.len())];
     let mut refused: Vec<usize> = Vec::new();
@@ -447,10 +488,15 @@ async fn process(
     while let Some((start, end)) = pending.pop() {
         let range = start..end;
         let events: Vec<&Parsed<'_>> = valid[range.clone()].iter().map(|(_, p)| p).collect();
+        let started = std::time::Instant::now();
         let result = match shared.sink {
-            Sink::Indexer => indexer::write_events(pg, &events).await,
+            Sink::Indexer => indexer::write_events(pg, &events, maybe_seen).await,
             Sink::Analytics => analytics::write_events(pg, &events).await,
         };
+        shared
+            .stats
+            .write_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         match result {
             Ok(new_rows) => {
                 shared.stats.written.fetch_add(new_rows, Ordering::Relaxed);
@@ -492,11 +538,16 @@ async fn process(
             }
         }
     }
+    let started = std::time::Instant::now();
     for (k, (i, _)) in valid.iter().enumerate() {
         if written[k] {
             let _ = batch[*i].ack().await;
         }
     }
+    shared
+        .stats
+        .ack_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     for k in refused {
         nak_with_backoff(shared, &batch[valid[k].0]).await;
     }
