@@ -538,3 +538,47 @@ async fn exhausted_deliveries_reach_the_dlq_and_replay_brings_them_into_events()
     assert_eq!(back.rows, 20);
     assert_eq!(back.seen[&1].ranges().collect::<Vec<_>>(), [(1, 20)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_counts_each_event_once_under_redelivery() {
+    let env = Env::start(1).await;
+    let run = "run-analytics";
+    let events = valid_batch(run, 1, 1..=300);
+    // The first 50 again under other message ids: redeliveries as far as analytics can tell.
+    let again: Vec<_> = events[..50]
+        .iter()
+        .map(|(s, id, l, p)| (s.clone(), format!("{id}-again"), l.clone(), p.clone()))
+        .collect();
+    publish_all(&env.js, events).await;
+    publish_all(&env.js, again).await;
+    let (stats, cancel, task) = env.run_in_process(ServiceKind::Analytics);
+    wait_for("analytics to take all 350 messages", CATCH_UP, || async {
+        let s = stats.snapshot();
+        (s.written + s.duplicates >= 350).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(STEP, task)
+        .await
+        .expect("analytics stops")
+        .expect("analytics task");
+    assert_eq!(stats.snapshot().written, 300);
+    let pg = env.pg().await;
+    let row = pg
+        .query_one(
+            "SELECT sum(pings)::int8, sum(focus_losses)::int8, sum(focused_ms)::int8 FROM analytics_focus_minute",
+            &[],
+        )
+        .await
+        .expect("sums");
+    // valid_batch: every tenth event is a focus loss, the rest are focused 5 s pings.
+    assert_eq!(row.get::<_, i64>(0), 270);
+    assert_eq!(row.get::<_, i64>(1), 30);
+    assert_eq!(row.get::<_, i64>(2), 270 * 5000);
+    let events: i64 = pg
+        .query_one("SELECT sum(events)::int8 FROM analytics_tenant_hour", &[])
+        .await
+        .expect("sum")
+        .get(0);
+    assert_eq!(events, 300);
+}
