@@ -42,6 +42,10 @@ pub enum CliCommand {
     /// Inspect or replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Apply one fault to the `cluster up` cluster; reverted after --for, on Ctrl-C, or by `heal`.
+    Chaos(ChaosArgs),
+    /// Revert faults that a killed run or `chaos` command left behind (from the fault journal).
+    Heal(HealArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +94,35 @@ pub struct DlqSelection {
 }
 
 #[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// kill | stop | restart | pause | partition | latency | bandwidth | fill-storage | rolling-restart
+    pub fault: String,
+    /// nats1..nats3 | random | leader:STREAM | meta-leader
+    #[arg(long, default_value = "random")]
+    pub target: String,
+    /// Revert after this long (e.g. 30s); without it the fault stays until `aivo-load heal`.
+    #[arg(long = "for", value_parser = parse_duration_arg)]
+    pub hold: Option<Duration>,
+    /// Added latency for `latency`, e.g. 200ms.
+    #[arg(long)]
+    pub latency: Option<String>,
+    /// Rate for `bandwidth`, e.g. 256KiB/s.
+    #[arg(long)]
+    pub bandwidth: Option<String>,
+    /// partition: isolate | one-way | bridge; fill-storage: tmpfs | max-file-store.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Seed for `random` targets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Faults run only on clusters aivo-load manages; `external` is refused (exit 2).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct DlqListArgs {
     #[command(flatten)]
     pub selection: DlqSelection,
@@ -108,6 +141,14 @@ pub struct DlqReplayArgs {
     /// Only say what would be replayed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealArgs {
+    /// A run's report directory (its `faults.jsonl`); default: the `cluster up` state dir's journal.
+    pub run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Which cluster a command works on.
@@ -225,6 +266,8 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             args,
         )?),
         CliCommand::Dlq(cmd) => Command::Dlq(dlq_plan(cmd)?),
+        CliCommand::Chaos(args) => Command::Chaos(args),
+        CliCommand::Heal(args) => Command::Heal(args),
     })
 }
 

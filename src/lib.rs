@@ -3,6 +3,7 @@
 //! The binary is thin (`main.rs`); this crate holds the work. A command line becomes a [`Command`]
 //! (validated in `cli.rs`), and [`execute`] runs it on a Tokio runtime and returns the exit status.
 
+pub mod chaos;
 pub mod checks;
 pub mod cli;
 pub mod cluster;
@@ -29,6 +30,8 @@ pub enum Command {
     Consumer(consumers::ServiceConfig),
     /// `dlq list` / `dlq replay`.
     Dlq(consumers::DlqPlan),
+    Chaos(cli::ChaosArgs),
+    Heal(cli::HealArgs),
 }
 
 /// Runs a command to completion.
@@ -48,6 +51,8 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Verify(args) => topology::verify_command(args).await,
             Command::Consumer(config) => consumers::service_command(config).await,
             Command::Dlq(plan) => consumers::dlq_command(plan).await,
+            Command::Chaos(args) => chaos::commands::chaos(args).await,
+            Command::Heal(args) => chaos::commands::heal(args).await,
         }
     })
 }

@@ -70,13 +70,89 @@ impl Op {
 /// A parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
+    /// The metric without its tag, e.g. `publish.latency.p99`.
     pub metric: String,
+    /// Narrows the metric to one subject or stream: `publish.latency.p99{subject:focus.ping}`.
+    pub tag: Option<Tag>,
     /// As written, e.g. "< 250ms".
     pub expression: String,
     pub op: Op,
     /// In the metric's unit: milliseconds, a fraction, or a count.
     pub limit: f64,
     pub unit: Unit,
+}
+
+/// What a tag narrows a metric to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    Subject(String),
+    Stream(String),
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tag::Subject(s) => write!(f, "{{subject:{s}}}"),
+            Tag::Stream(s) => write!(f, "{{stream:{s}}}"),
+        }
+    }
+}
+
+/// Metrics that can be narrowed by subject or stream (the engine keeps these per subject).
+fn taggable(metric: &str) -> bool {
+    metric.starts_with("publish.latency.")
+        || matches!(
+            metric,
+            "publish.acked" | "publish.attempted" | "publish.error_rate"
+        )
+}
+
+/// Splits `name{key:value}` and checks the tag names a known subject or stream.
+fn parse_tag(written: &str) -> Result<(&str, Option<Tag>), ThresholdError> {
+    let Some((name, rest)) = written.split_once('{') else {
+        return Ok((written, None));
+    };
+    let inner = rest.strip_suffix('}').ok_or_else(|| {
+        ThresholdError::InMetric(format!(
+            "a tag is written `{{subject:NAME}}` or `{{stream:NAME}}`, found \"{written}\""
+        ))
+    })?;
+    let (key, value) = inner
+        .split_once(':')
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .unwrap_or((inner, ""));
+    let subjects: Vec<&str> = crate::traffic::Domain::ALL
+        .iter()
+        .flat_map(|d| d.subjects().iter().copied())
+        .collect();
+    let streams = ["LEARNING", "FOCUS", "HOMEWORK", "RECOMMENDATION"];
+    let tag = match key {
+        "subject" if subjects.contains(&value) => Tag::Subject(value.to_string()),
+        "subject" => {
+            return Err(ThresholdError::InMetric(format!(
+                "unknown subject \"{value}\" in tag; known subjects: {}",
+                subjects.join(", ")
+            )))
+        }
+        "stream" if streams.contains(&value) => Tag::Stream(value.to_string()),
+        "stream" => {
+            return Err(ThresholdError::InMetric(format!(
+                "unknown stream \"{value}\" in tag; known streams: {}",
+                streams.join(", ")
+            )))
+        }
+        _ => {
+            return Err(ThresholdError::InMetric(format!(
+                "unknown tag \"{key}\"; tags are `{{subject:NAME}}` and `{{stream:NAME}}`"
+            )))
+        }
+    };
+    if !taggable(name) {
+        return Err(ThresholdError::InMetric(format!(
+            "{name} cannot be narrowed by a tag; tags apply to publish.latency.*, publish.acked, publish.attempted and publish.error_rate"
+        )));
+    }
+    Ok((name, Some(tag)))
 }
 
 /// Why a threshold cannot be parsed; `InMetric` points at the key, `InExpression` at the value.
@@ -88,7 +164,8 @@ pub enum ThresholdError {
 
 impl Threshold {
     /// Parses `metric = expression`.
-    pub fn parse(metric: &str, expression: &str) -> Result<Self, ThresholdError> {
+    pub fn parse(written: &str, expression: &str) -> Result<Self, ThresholdError> {
+        let (metric, tag) = parse_tag(written.trim())?;
         let known = known_metrics();
         let Some((_, unit)) = known.iter().find(|(name, _)| name == metric) else {
             let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
@@ -126,6 +203,7 @@ impl Threshold {
         };
         Ok(Self {
             metric: metric.to_string(),
+            tag,
             expression: text.to_string(),
             op,
             limit,
@@ -133,10 +211,18 @@ impl Threshold {
         })
     }
 
+    /// The metric as written, with its tag.
+    pub fn name(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}{tag}", self.metric),
+            None => self.metric.clone(),
+        }
+    }
+
     /// Compares a measured value (in the metric's unit) with the limit.
     pub fn evaluate(&self, measured: f64) -> ThresholdResult {
         ThresholdResult {
-            metric: self.metric.clone(),
+            metric: self.name(),
             expression: self.expression.clone(),
             measured,
             measured_text: format_value(measured, self.unit),
@@ -161,6 +247,9 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 
 /// Formats a value in a unit for people.
 pub fn format_value(value: f64, unit: Unit) -> String {
+    if value.is_nan() {
+        return "no data".into();
+    }
     match unit {
         Unit::Duration => format_millis(value),
         Unit::Ratio => format!("{:.3}%", value * 100.0),
@@ -218,6 +307,31 @@ mod tests {
                 .evaluate(100.0)
                 .passed
         );
+    }
+
+    #[test]
+    fn tags_narrow_to_a_subject_or_stream() {
+        let t =
+            Threshold::parse("publish.latency.p99{subject:focus.ping}", "< 50ms").expect("valid");
+        assert_eq!(t.metric, "publish.latency.p99");
+        assert_eq!(t.tag, Some(Tag::Subject("focus.ping".into())));
+        assert_eq!(t.name(), "publish.latency.p99{subject:focus.ping}");
+        assert!(Threshold::parse("publish.error_rate{stream:FOCUS}", "< 1%").is_ok());
+        for bad in [
+            "publish.latency.p99{subject:focus.pong}",
+            "publish.latency.p99{stream:NOPE}",
+            "publish.latency.p99{colour:red}",
+            "publish.never_sent{stream:FOCUS}",
+            "publish.latency.p99{subject:focus.ping",
+        ] {
+            assert!(
+                matches!(
+                    Threshold::parse(bad, "< 1s"),
+                    Err(ThresholdError::InMetric(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

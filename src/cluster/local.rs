@@ -10,14 +10,18 @@
 //! The proxies run on a runtime of their own (see `proxy.rs`), so a cluster works from any caller's
 //! runtime, even one that blocks. Node process handling lives in `node.rs`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::binary::{self, BinaryError, NatsServerBinary};
+use super::control::{ControlOp, NodeState};
 use super::monitor::{self, Health};
 use super::node::{DeadAddress, Node, NodePorts, PortReservation, Spawner};
-use super::proxy::{MeshError, ProxyStats, RouteMesh};
+use super::proxy::{LinkShape, MeshError, ProxyStats, RouteMesh};
+use super::storage::{self, FillMode};
 use super::{ClusterEndpoints, NodeEndpoints};
 
 /// The cluster name, as in the seed's docker-compose.
@@ -72,6 +76,10 @@ pub enum LocalError {
     },
     #[error(transparent)]
     Mesh(#[from] MeshError),
+    #[error("no node named {0:?} in this cluster")]
+    UnknownNode(String),
+    #[error("{node}: {reason}")]
+    Storage { node: String, reason: String },
     #[error(
         "{node} exited during startup ({status}); last lines of {}:\n{log_tail}",
         log.display()
@@ -140,6 +148,8 @@ pub struct LocalCluster {
     mesh: RouteMesh,
     /// Held so that no one can listen on the advertised route addresses.
     _dead_addresses: Vec<DeadAddress>,
+    /// Nodes whose store is filled, and how (see `storage.rs`).
+    filled: Mutex<BTreeMap<usize, FillMode>>,
     /// Dropped after the nodes are reaped (field order), so no death signal races the shutdown.
     spawner: Spawner,
 }
@@ -203,6 +213,7 @@ impl LocalCluster {
             nodes,
             mesh,
             _dead_addresses: dead_addresses,
+            filled: Mutex::new(BTreeMap::new()),
             spawner,
         };
         reservation.release();
@@ -386,9 +397,232 @@ impl LocalCluster {
         self.mesh.stats()
     }
 
+    fn index(&self, node: &str) -> Result<usize, LocalError> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| LocalError::UnknownNode(node.to_string()))
+    }
+
+    /// Kills a node with SIGKILL (no chance to flush or say goodbye) and reaps it.
+    pub fn kill_node(&self, node: &str) -> Result<(), LocalError> {
+        self.nodes[self.index(node)?].kill_and_reap();
+        tracing::info!(node, "killed");
+        Ok(())
+    }
+
+    /// Stops a node gracefully (SIGTERM; SIGKILL after a grace period).
+    pub async fn stop_node(&self, node: &str) -> Result<(), LocalError> {
+        self.nodes[self.index(node)?].stop(STOP_GRACE).await;
+        tracing::info!(node, "stopped");
+        Ok(())
+    }
+
+    /// Starts a node that is not running, on the same ports, config and store; a no-op if it runs.
+    /// Returns without waiting for it to be healthy (the caller confirms from `/healthz`).
+    pub async fn start_node(&self, node: &str) -> Result<(), LocalError> {
+        let i = self.index(node)?;
+        let handle = &self.nodes[i];
+        if handle.is_running() {
+            return Ok(());
+        }
+        handle
+            .write_config(CLUSTER_NAME)
+            .map_err(LocalError::io(format!(
+                "cannot write {}",
+                handle.config_path().display()
+            )))?;
+        self.spawn_node(i).await?;
+        tracing::info!(node, "started");
+        Ok(())
+    }
+
+    /// Stops a node gracefully and starts it again.
+    pub async fn restart_node(&self, node: &str) -> Result<(), LocalError> {
+        self.stop_node(node).await?;
+        self.start_node(node).await
+    }
+
+    /// Freezes a node with SIGSTOP.
+    pub fn pause_node(&self, node: &str) -> Result<(), LocalError> {
+        self.nodes[self.index(node)?].pause();
+        tracing::info!(node, "paused");
+        Ok(())
+    }
+
+    /// Thaws a paused node with SIGCONT.
+    pub fn resume_node(&self, node: &str) -> Result<(), LocalError> {
+        self.nodes[self.index(node)?].resume();
+        tracing::info!(node, "resumed");
+        Ok(())
+    }
+
+    /// Holds every byte `from` sends to `to` on their routes (one-way partition).
+    pub fn block_link(&self, from: &str, to: &str) -> Result<(), LocalError> {
+        Ok(self.mesh.block(from, to)?)
+    }
+
+    /// Ends a one-way partition.
+    pub fn unblock_link(&self, from: &str, to: &str) -> Result<(), LocalError> {
+        Ok(self.mesh.unblock(from, to)?)
+    }
+
+    /// Sets latency and bandwidth on the route link between two nodes.
+    pub fn shape_link(&self, a: &str, b: &str, shape: LinkShape) -> Result<(), LocalError> {
+        Ok(self.mesh.shape_link(a, b, shape)?)
+    }
+
+    /// Makes a node's store run out of space (see `storage.rs`); the node is restarted.
+    pub async fn fill_storage(&self, node: &str, mode: FillMode) -> Result<(), LocalError> {
+        let i = self.index(node)?;
+        let handle = &self.nodes[i];
+        let failed = |reason: String| LocalError::Storage {
+            node: node.to_string(),
+            reason,
+        };
+        if self.filled_mode(i).is_some() {
+            return Err(failed("storage is already filled".into()));
+        }
+        let store = handle.store_dir();
+        let used = storage::tree_size(&store).unwrap_or(0);
+        handle.stop(STOP_GRACE).await;
+        match mode {
+            FillMode::Tmpfs => storage::cover_with_tmpfs(&store).map_err(|e| {
+                failed(format!(
+                    "cannot mount a tmpfs over {}: {e}",
+                    store.display()
+                ))
+            })?,
+            FillMode::MaxFileStore => {
+                handle.set_max_file_store(Some(used + storage::QUOTA_HEADROOM))
+            }
+        }
+        self.filled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(i, mode);
+        self.start_node(node).await?;
+        if mode == FillMode::Tmpfs {
+            // Give the node a moment to open its store before the last byte goes.
+            self.wait_node_answers(i, Duration::from_secs(10)).await;
+            let ballast = storage::write_ballast(&store)
+                .map_err(|e| failed(format!("cannot write the ballast file: {e}")))?;
+            tracing::info!(node, ballast, "storage filled");
+        }
+        Ok(())
+    }
+
+    /// Gives a node's store its space back (the node is restarted); a no-op if it is not filled.
+    pub async fn drain_storage(&self, node: &str) -> Result<(), LocalError> {
+        let i = self.index(node)?;
+        let Some(mode) = self.filled_mode(i) else {
+            return Ok(());
+        };
+        let handle = &self.nodes[i];
+        handle.stop(STOP_GRACE).await;
+        match mode {
+            FillMode::Tmpfs => {
+                storage::uncover(&handle.store_dir(), true).map_err(|e| LocalError::Storage {
+                    node: node.to_string(),
+                    reason: format!("cannot restore the store: {e}"),
+                })?
+            }
+            FillMode::MaxFileStore => handle.set_max_file_store(None),
+        }
+        self.filled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&i);
+        self.start_node(node).await
+    }
+
+    fn filled_mode(&self, i: usize) -> Option<FillMode> {
+        self.filled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&i)
+            .copied()
+    }
+
+    /// Waits (bounded) until a node's monitoring port answers at all.
+    async fn wait_node_answers(&self, i: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let url = self.endpoints.nodes[i].monitor_url.clone();
+        while Instant::now() < deadline {
+            if monitor::healthz(&url).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Heals every link, resumes paused nodes, gives filled storage back and starts stopped nodes.
+    pub async fn make_whole(&self) -> Result<(), LocalError> {
+        self.mesh.heal_all();
+        let mut first_error = None;
+        for node in &self.nodes {
+            node.resume();
+        }
+        for i in 0..self.nodes.len() {
+            let name = self.nodes[i].name.clone();
+            if let Err(err) = self.drain_storage(&name).await {
+                first_error.get_or_insert(err);
+            }
+            if let Err(err) = self.start_node(&name).await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Applies one control operation (see `control.rs`).
+    pub async fn apply(&self, op: &ControlOp) -> Result<(), LocalError> {
+        match op {
+            ControlOp::Kill { node } => self.kill_node(node),
+            ControlOp::Stop { node } => self.stop_node(node).await,
+            ControlOp::Start { node } => self.start_node(node).await,
+            ControlOp::Restart { node } => self.restart_node(node).await,
+            ControlOp::Pause { node } => self.pause_node(node),
+            ControlOp::Resume { node } => self.resume_node(node),
+            ControlOp::CutNode { node } => self.cut_node(node),
+            ControlOp::HealNode { node } => self.heal_node(node),
+            ControlOp::CutLink { a, b } => self.cut_link(a, b),
+            ControlOp::HealLink { a, b } => self.heal_link(a, b),
+            ControlOp::Block { from, to } => self.block_link(from, to),
+            ControlOp::Unblock { from, to } => self.unblock_link(from, to),
+            ControlOp::Shape { a, b, shape } => self.shape_link(a, b, *shape),
+            ControlOp::FillStorage { node, mode } => self.fill_storage(node, *mode).await,
+            ControlOp::DrainStorage { node } => self.drain_storage(node).await,
+            ControlOp::MakeWhole => self.make_whole().await,
+            ControlOp::Status => Ok(()),
+        }
+    }
+
+    /// Process state of every node.
+    pub fn node_states(&self) -> Vec<NodeState> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| NodeState {
+                name: node.name.clone(),
+                pid: node.is_running().then(|| node.pid()).flatten(),
+                running: node.is_running(),
+                paused: node.is_paused(),
+                storage_filled: self.filled_mode(i).is_some(),
+            })
+            .collect()
+    }
+
     /// Stops every node (SIGTERM, then SIGKILL after a grace period) and proxy. The run dir keeps the
     /// configs, logs and stores.
     pub async fn shutdown(self) {
+        // A filled store is given back first so no tmpfs stays mounted over a node's dir.
+        for i in 0..self.nodes.len() {
+            if self.filled_mode(i) == Some(FillMode::Tmpfs) {
+                self.nodes[i].kill_and_reap();
+                let _ = storage::uncover(&self.nodes[i].store_dir(), true);
+            }
+        }
         futures::future::join_all(self.nodes.iter().map(|node| node.stop(STOP_GRACE))).await;
         self.mesh.stop();
         tracing::info!(dir = %self.config.dir.display(), "local cluster stopped");
@@ -400,6 +634,15 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         for node in &self.nodes {
             node.kill_and_reap();
+        }
+        for (i, mode) in std::mem::take(
+            self.filled
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        ) {
+            if mode == FillMode::Tmpfs {
+                let _ = storage::uncover(&self.nodes[i].store_dir(), true);
+            }
         }
         self.mesh.stop();
     }

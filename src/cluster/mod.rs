@@ -11,11 +11,13 @@
 
 pub mod binary;
 pub mod commands;
+pub mod control;
 pub mod local;
 pub mod monitor;
 mod node;
 pub mod proxy;
 pub mod state;
+pub mod storage;
 
 use serde::{Deserialize, Serialize};
 

@@ -310,6 +310,8 @@ pub struct PeerInfo {
     pub current: bool,
     pub offline: bool,
     pub lag: u64,
+    /// Nanoseconds since the leader last heard from this peer.
+    pub active: u64,
 }
 
 /// A RAFT group (the meta group or a stream's group).

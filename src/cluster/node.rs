@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -201,6 +202,10 @@ pub struct Node {
     child: Mutex<Option<Child>>,
     /// Length of the log when the current process started, to read only its own lines.
     log_offset: Mutex<u64>,
+    /// Set while the process is stopped with SIGSTOP (a paused node ignores SIGTERM until resumed).
+    paused: AtomicBool,
+    /// JetStream `max_file_store` written into the config (the fill-storage fault lowers it).
+    max_file_store: AtomicU64,
 }
 
 impl Node {
@@ -220,6 +225,8 @@ impl Node {
             routes,
             child: Mutex::new(None),
             log_offset: Mutex::new(0),
+            paused: AtomicBool::new(false),
+            max_file_store: AtomicU64::new(MAX_FILE_STORE),
         }
     }
 
@@ -276,7 +283,7 @@ impl Node {
             client = self.ports.client,
             monitor = self.ports.monitor,
             store = quote(&self.store_dir().to_string_lossy()),
-            max_file_store = MAX_FILE_STORE,
+            max_file_store = self.max_file_store.load(Ordering::Relaxed),
             cluster = quote(cluster_name),
             cport = self.ports.cluster,
             advertise = self.advertise,
@@ -305,9 +312,40 @@ impl Node {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         let child = spawner.spawn(command).await?;
+        self.paused.store(false, Ordering::Relaxed);
         *lock(&self.log_offset) = offset;
         *lock(&self.child) = Some(child);
         Ok(())
+    }
+
+    /// Sets the JetStream `max_file_store` of the next [`Node::write_config`] (`None`: the default).
+    pub fn set_max_file_store(&self, bytes: Option<u64>) {
+        self.max_file_store
+            .store(bytes.unwrap_or(MAX_FILE_STORE), Ordering::Relaxed);
+    }
+
+    /// True if a process was started and has not exited (paused counts as running).
+    pub fn is_running(&self) -> bool {
+        lock(&self.child)
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// True while the process is stopped with SIGSTOP.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed) && self.is_running()
+    }
+
+    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+        self.paused.store(true, Ordering::Relaxed);
+    }
+
+    /// Thaws a paused process (SIGCONT); harmless on a running one.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+        self.paused.store(false, Ordering::Relaxed);
     }
 
     /// Pid of the current process, if one was started and not reaped.
@@ -336,6 +374,7 @@ impl Node {
 
     /// Kills the process and reaps it. Blocking, but SIGKILL ends a process within milliseconds.
     pub fn kill_and_reap(&self) {
+        self.paused.store(false, Ordering::Relaxed);
         if let Some(mut child) = lock(&self.child).take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -344,13 +383,12 @@ impl Node {
 
     /// Asks the process to stop (SIGTERM), waits up to `grace`, then kills it.
     pub async fn stop(&self, grace: Duration) {
+        // A paused process would hold SIGTERM pending until the grace runs out: thaw it first.
         self.signal(libc::SIGTERM);
+        self.resume();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            let running = lock(&self.child)
-                .as_mut()
-                .is_some_and(|c| c.try_wait().ok().flatten().is_none());
-            if !running {
+            if !self.is_running() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

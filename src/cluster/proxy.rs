@@ -13,16 +13,24 @@
 //! routes must keep flowing while the caller's runtime is busy or blocked (a current-thread test
 //! runtime waiting on a child process, a saturated publisher), and the cluster can be dropped anywhere.
 //!
-//! Left for later (chaos work): latency and bandwidth shaping. The place for it is [`pump`], which
-//! moves one direction of one connection chunk by chunk; the shaping parameters would join
-//! [`LinkControl`] next to `cut`.
+//! Faults beyond a cut (the chaos engine's `latency`, `bandwidth` and one-way `partition`): each
+//! direction of a forwarded connection is a reader and a writer joined by a short queue of
+//! timestamped chunks ([`pump`]). The writer holds every chunk until `read time + latency` and, with
+//! a bandwidth limit, waits `bytes / rate` after writing it; a blocked direction stops both reading
+//! and writing (TCP back-pressure does the rest), which is how a one-way partition looks to the
+//! nodes: one side's bytes never arrive, so its peer's pings go unanswered and the route drops.
+//! The shape of every proxy sits in a `watch` channel, so a change reaches live connections at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -35,6 +43,52 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes moved per read; routes carry small protocol frames and message batches.
 const CHUNK: usize = 64 * 1024;
+
+/// Chunks queued between the reader and the writer of one direction (bounds memory under latency).
+const PIPELINE_CHUNKS: usize = 256;
+
+/// Latency and bandwidth of a link, applied to each direction separately.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkShape {
+    /// Added to every chunk, in milliseconds (0: none).
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Bytes per second per direction (`None`: unlimited).
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+}
+
+impl LinkShape {
+    /// No shaping at all.
+    pub fn is_clear(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Everything the pumps of one proxy obey: the link's shape and which directions are blocked.
+/// "Forward" is inbound → target (the soliciting node's bytes), "reverse" the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PumpControl {
+    shape: LinkShape,
+    forward_blocked: bool,
+    reverse_blocked: bool,
+}
+
+impl PumpControl {
+    fn blocked(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::Forward => self.forward_blocked,
+            Direction::Reverse => self.reverse_blocked,
+        }
+    }
+}
+
+/// One direction of a forwarded connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Reverse,
+}
 
 /// Locks a mutex, ignoring poisoning: the guarded state stays consistent between statements.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,6 +127,12 @@ pub struct ProxyStats {
     pub listen: SocketAddr,
     pub target: SocketAddr,
     pub cut: bool,
+    /// Latency and bandwidth added to both directions.
+    pub shape: LinkShape,
+    /// The soliciting node's bytes are held (one-way partition).
+    pub forward_blocked: bool,
+    /// The target's bytes are held (one-way partition).
+    pub reverse_blocked: bool,
     /// Connections accepted and forwarded to the target.
     pub forwarded: u64,
     /// Connections closed on accept because the link was cut.
@@ -89,6 +149,8 @@ struct Shared {
     listen: SocketAddr,
     control: Mutex<LinkControl>,
     counters: Counters,
+    /// Latency, bandwidth and blocked directions, watched by every pump.
+    pumps: watch::Sender<PumpControl>,
     /// Cancelled when the proxy stops; every `live` token is a child of it.
     shutdown: CancellationToken,
 }
@@ -121,6 +183,7 @@ impl Proxy {
                 target,
             }),
             counters: Counters::default(),
+            pumps: watch::Sender::new(PumpControl::default()),
             shutdown,
         });
         runtime.spawn(accept_loop(listener, shared.clone()));
@@ -150,6 +213,25 @@ impl Proxy {
         lock(&self.shared.control).cut
     }
 
+    /// Sets the latency and bandwidth of both directions, live connections included.
+    pub fn set_shape(&self, shape: LinkShape) {
+        self.shared.pumps.send_if_modified(|c| {
+            let changed = c.shape != shape;
+            c.shape = shape;
+            changed
+        });
+    }
+
+    /// Blocks or unblocks one direction: `forward` is the soliciting node's bytes to the target.
+    fn set_blocked(&self, forward: bool, reverse: bool) {
+        self.shared.pumps.send_if_modified(|c| {
+            let changed = (c.forward_blocked, c.reverse_blocked) != (forward, reverse);
+            c.forward_blocked = forward;
+            c.reverse_blocked = reverse;
+            changed
+        });
+    }
+
     /// Points new connections at another address (a restarted node on a new port).
     pub fn set_target(&self, target: SocketAddr) {
         lock(&self.shared.control).target = target;
@@ -159,11 +241,15 @@ impl Proxy {
     pub fn stats(&self) -> ProxyStats {
         let control = lock(&self.shared.control);
         let c = &self.shared.counters;
+        let pumps = *self.shared.pumps.borrow();
         ProxyStats {
             name: self.shared.name.clone(),
             listen: self.shared.listen,
             target: control.target,
             cut: control.cut,
+            shape: pumps.shape,
+            forward_blocked: pumps.forward_blocked,
+            reverse_blocked: pumps.reverse_blocked,
             forwarded: c.forwarded.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             active: c.active.load(Ordering::Relaxed),
@@ -245,29 +331,72 @@ async fn forward(
     let (out_read, out_write) = outbound.into_split();
     // A NATS route is closed as a whole, so the first direction to end ends the connection; dropping
     // both halves closes both sockets.
+    let forward = pump(in_read, out_write, Direction::Forward, &shared);
+    let reverse = pump(out_read, in_write, Direction::Reverse, &shared);
     tokio::select! {
         _ = live.cancelled() => {}
-        _ = pump(in_read, out_write, &shared.counters) => {}
-        _ = pump(out_read, in_write, &shared.counters) => {}
+        _ = forward => {}
+        _ = reverse => {}
     }
     shared.counters.active.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Moves one direction of a connection. Latency and bandwidth shaping would go between read and write.
+/// Moves one direction of a connection: a reader stamps chunks with their arrival time, a writer
+/// releases them after the link's latency and paces them to its bandwidth; a blocked direction
+/// stalls both (see the module header).
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
-    counters: &Counters,
+    direction: Direction,
+    shared: &Shared,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return to.shutdown().await;
+    let (queue, mut chunks) = mpsc::channel::<(Instant, Vec<u8>)>(PIPELINE_CHUNKS);
+    let mut reader_control = shared.pumps.subscribe();
+    let mut writer_control = shared.pumps.subscribe();
+    let reader = async move {
+        loop {
+            if reader_control
+                .wait_for(|c| !c.blocked(direction))
+                .await
+                .is_err()
+            {
+                return Ok::<(), io::Error>(());
+            }
+            let mut buf = vec![0u8; CHUNK];
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            if queue.send((Instant::now(), buf)).await.is_err() {
+                return Ok(());
+            }
         }
-        to.write_all(&buf[..n]).await?;
-        counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
+    };
+    let writer = async move {
+        while let Some((read_at, buf)) = chunks.recv().await {
+            let control = match writer_control.wait_for(|c| !c.blocked(direction)).await {
+                Ok(control) => *control,
+                Err(_) => return Ok(()),
+            };
+            if control.shape.latency_ms > 0 {
+                tokio::time::sleep_until(read_at + Duration::from_millis(control.shape.latency_ms))
+                    .await;
+            }
+            to.write_all(&buf).await?;
+            shared
+                .counters
+                .bytes
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            if let Some(rate) = control.shape.bandwidth.filter(|&r| r > 0) {
+                let pause = Duration::from_secs_f64(buf.len() as f64 / rate as f64);
+                tokio::time::sleep(pause).await;
+            }
+        }
+        to.shutdown().await
+    };
+    let (read, write) = tokio::join!(reader, writer);
+    read.and(write)
 }
 
 /// Partition state of a mesh: a link is cut when either end is isolated or the link itself is cut.
@@ -276,6 +405,10 @@ struct Partition {
     isolated: BTreeSet<usize>,
     /// Unordered pairs `(low, high)`.
     cut_links: BTreeSet<(usize, usize)>,
+    /// Ordered pairs `(from, to)`: bytes from `from` to `to` are held (one-way partition).
+    blocked: BTreeSet<(usize, usize)>,
+    /// Shapes of links, by unordered pair.
+    shapes: BTreeMap<(usize, usize), LinkShape>,
 }
 
 impl Partition {
@@ -402,7 +535,46 @@ impl RouteMesh {
         Ok(())
     }
 
-    /// Removes every cut.
+    /// Holds every byte node `from` sends to node `to` (on whichever proxy carries their route),
+    /// while `to`'s bytes still reach `from`: a one-way partition.
+    pub fn block(&self, from: &str, to: &str) -> Result<(), MeshError> {
+        let (from, to) = (self.index(from)?, self.index(to)?);
+        self.update(|p| {
+            p.blocked.insert((from, to));
+        });
+        Ok(())
+    }
+
+    /// Ends a [`RouteMesh::block`].
+    pub fn unblock(&self, from: &str, to: &str) -> Result<(), MeshError> {
+        let (from, to) = (self.index(from)?, self.index(to)?);
+        self.update(|p| {
+            p.blocked.remove(&(from, to));
+        });
+        Ok(())
+    }
+
+    /// Sets the latency and bandwidth of the link between two nodes (both proxies, both directions);
+    /// a clear shape removes it.
+    pub fn shape_link(&self, a: &str, b: &str, shape: LinkShape) -> Result<(), MeshError> {
+        let (a, b) = (self.index(a)?, self.index(b)?);
+        self.update(|p| {
+            let key = (a.min(b), a.max(b));
+            if shape.is_clear() {
+                p.shapes.remove(&key);
+            } else {
+                p.shapes.insert(key, shape);
+            }
+        });
+        Ok(())
+    }
+
+    /// Node names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Removes every cut, block and shape.
     pub fn heal_all(&self) {
         self.update(|p| *p = Partition::default());
     }
@@ -419,6 +591,17 @@ impl RouteMesh {
                     (false, true) => proxy.heal(),
                     _ => {}
                 }
+                // Proxy i→j carries i's bytes forward and j's bytes in reverse.
+                proxy.set_blocked(
+                    partition.blocked.contains(&(i, j)),
+                    partition.blocked.contains(&(j, i)),
+                );
+                let shape = partition
+                    .shapes
+                    .get(&(i.min(j), i.max(j)))
+                    .copied()
+                    .unwrap_or_default();
+                proxy.set_shape(shape);
             }
         }
     }
@@ -542,5 +725,113 @@ mod tests {
         mesh.heal_all();
         assert!(mesh.stats().iter().all(|s| !s.cut));
         assert!(matches!(mesh.cut_node("z"), Err(MeshError::UnknownNode(_))));
+    }
+
+    #[tokio::test]
+    async fn latency_delays_each_direction_and_clears() {
+        let echo = echo_server().await;
+        let proxy = Proxy::start("t", echo, &Handle::current()).expect("proxy");
+        let mut stream = TcpStream::connect(proxy.listen_addr())
+            .await
+            .expect("connect");
+        proxy.set_shape(LinkShape {
+            latency_ms: 150,
+            bandwidth: None,
+        });
+        let started = std::time::Instant::now();
+        assert_eq!(
+            roundtrip(&mut stream, b"slow").await.expect("echo"),
+            b"slow"
+        );
+        // Out and back: two delayed directions.
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+        proxy.set_shape(LinkShape::default());
+        let started = std::time::Instant::now();
+        assert_eq!(
+            roundtrip(&mut stream, b"fast").await.expect("echo"),
+            b"fast"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn bandwidth_paces_bytes() {
+        let echo = echo_server().await;
+        let proxy = Proxy::start("t", echo, &Handle::current()).expect("proxy");
+        proxy.set_shape(LinkShape {
+            latency_ms: 0,
+            bandwidth: Some(200_000),
+        });
+        let mut stream = TcpStream::connect(proxy.listen_addr())
+            .await
+            .expect("connect");
+        let payload = vec![7u8; 100_000];
+        let started = std::time::Instant::now();
+        stream.write_all(&payload).await.expect("write");
+        let mut back = vec![0u8; payload.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut back))
+            .await
+            .expect("in time")
+            .expect("read");
+        // 100 kB each way at 200 kB/s: at least ~0.5 s per direction, less the first chunk's pause.
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn one_way_block_holds_one_direction_only() {
+        // A sink that reports what it received, and a source that writes on accept.
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let target = listener.local_addr().expect("addr");
+        let (seen_tx, mut seen) = mpsc::channel::<Vec<u8>>(8);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen_tx = seen_tx.clone();
+                tokio::spawn(async move {
+                    let _ = stream.write_all(b"hello").await;
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 || seen_tx.send(buf[..n].to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let proxy = Proxy::start("t", target, &Handle::current()).expect("proxy");
+        proxy.set_blocked(true, false);
+        let mut stream = TcpStream::connect(proxy.listen_addr())
+            .await
+            .expect("connect");
+        let mut greeting = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut greeting))
+            .await
+            .expect("reverse direction flows")
+            .expect("read");
+        assert_eq!(&greeting, b"hello");
+        stream.write_all(b"held").await.expect("write");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), seen.recv())
+                .await
+                .is_err(),
+            "bytes crossed a blocked direction"
+        );
+        proxy.set_blocked(false, false);
+        let got = tokio::time::timeout(Duration::from_secs(2), seen.recv())
+            .await
+            .expect("released after unblock")
+            .expect("sink open");
+        assert_eq!(got, b"held");
     }
 }

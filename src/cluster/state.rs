@@ -13,6 +13,8 @@
 //! cluster.json      the ClusterState of the running supervisor (written last, removed on stop)
 //! supervisor.lock   flock held by the running supervisor: one cluster per state dir
 //! supervisor.log    the supervisor's output
+//! control.sock      the supervisor's control socket (faults and heal go through it, `control.rs`)
+//! faults.jsonl      the fault journal of `aivo-load chaos` commands against this cluster
 //! cluster/          node configs, logs and JetStream stores (removed by `cluster down`)
 //! ```
 
@@ -64,6 +66,9 @@ pub struct ClusterState {
     pub nodes: Vec<NodeProcess>,
     /// RFC 3339, UTC.
     pub started_at: String,
+    /// The supervisor's control socket (absent in state files of older supervisors).
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 /// One node process of a background cluster.
@@ -142,6 +147,14 @@ impl StatePaths {
     /// `supervisor.lock`.
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("supervisor.lock")
+    }
+    /// `control.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+    /// `faults.jsonl`, the journal of faults applied by `aivo-load chaos`.
+    pub fn fault_journal(&self) -> PathBuf {
+        self.dir.join("faults.jsonl")
     }
 }
 
@@ -312,24 +325,24 @@ pub async fn serve(args: &StateArgs) -> Result<(), StateError> {
         _ = terminate.recv() => return Ok(()),
         _ = interrupt.recv() => return Ok(()),
     };
-    let state = ClusterState {
-        schema: SCHEMA,
-        endpoints: cluster.endpoints().clone(),
-        supervisor_pid: std::process::id(),
-        dir: cluster.dir().to_path_buf(),
-        nats_server: cluster.nats_server_path().to_path_buf(),
-        nats_server_version: cluster.nats_server_version().to_string(),
-        nodes: cluster
-            .nodes()
-            .into_iter()
-            .map(|n| NodeProcess {
-                name: n.name,
-                pid: n.pid,
-            })
-            .collect(),
-        started_at: now_rfc3339(),
-    };
+    let cluster = std::sync::Arc::new(cluster);
+    let state = state_of(&cluster, &paths);
     write_state(&paths, &state)?;
+    let control_stop = tokio_util::sync::CancellationToken::new();
+    let control = {
+        let paths = paths.clone();
+        tokio::spawn(super::control::serve(
+            paths.control_socket(),
+            cluster.clone(),
+            control_stop.clone(),
+            move |cluster| {
+                // New pids after a restart: `cluster down` must find the live nodes.
+                if let Err(err) = write_state(&paths, &state_of(cluster, &paths)) {
+                    tracing::warn!("cannot update the state file: {err}");
+                }
+            },
+        ))
+    };
     println!(
         "supervisor {}: cluster up ({}), waiting for SIGTERM",
         state.supervisor_pid,
@@ -339,11 +352,42 @@ pub async fn serve(args: &StateArgs) -> Result<(), StateError> {
         _ = terminate.recv() => println!("SIGTERM: stopping the cluster"),
         _ = interrupt.recv() => println!("SIGINT: stopping the cluster"),
     }
-    cluster.shutdown().await;
+    control_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
+    match std::sync::Arc::try_unwrap(cluster) {
+        Ok(cluster) => cluster.shutdown().await,
+        // A control request still holds it: dropping the last handle kills the nodes.
+        Err(cluster) => drop(cluster),
+    }
     let _ = fs::remove_file(paths.state_file());
+    let _ = fs::remove_file(paths.control_socket());
     println!("cluster stopped");
     Ok(())
 }
+
+fn state_of(cluster: &LocalCluster, paths: &StatePaths) -> ClusterState {
+    ClusterState {
+        schema: SCHEMA,
+        endpoints: cluster.endpoints().clone(),
+        supervisor_pid: std::process::id(),
+        dir: cluster.dir().to_path_buf(),
+        nats_server: cluster.nats_server_path().to_path_buf(),
+        nats_server_version: cluster.nats_server_version().to_string(),
+        nodes: cluster
+            .node_states()
+            .into_iter()
+            .map(|n| NodeProcess {
+                name: n.name,
+                pid: n.pid,
+            })
+            .collect(),
+        started_at: STARTED_AT.get_or_init(now_rfc3339).clone(),
+        control_socket: Some(paths.control_socket()),
+    }
+}
+
+/// When this process's cluster started (one supervisor per process).
+static STARTED_AT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// What [`stop`] did.
 #[derive(Debug, Clone)]
@@ -548,6 +592,7 @@ mod tests {
             nats_server_version: "v2.15.1".into(),
             nodes: Vec::new(),
             started_at: now_rfc3339(),
+            control_socket: None,
         };
         write_state(&paths, &state).expect("write");
         assert_eq!(read_state(&paths), Some(state));

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::thresholds::format_millis;
+use crate::exit::AppError;
 use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::{IntervalStats, SubjectTable};
@@ -17,7 +18,8 @@ use crate::report::TimelineRow;
 use crate::scenario::Scenario;
 use crate::traffic::arrival::PublisherArrivals;
 use crate::traffic::population::Population;
-use crate::traffic::{make_source, Mix};
+use crate::traffic::{build_source, Mix, Shard, SourceConfig};
+use anyhow::anyhow;
 
 /// What the load phase produced.
 pub(super) struct LoadOutcome {
@@ -33,7 +35,7 @@ pub(super) async fn drive_load(
     clients: &[async_nats::Client],
     run_id: &str,
     cancel: CancellationToken,
-) -> LoadOutcome {
+) -> Result<LoadOutcome, AppError> {
     let run_id: Arc<str> = Arc::from(run_id);
     let population = Arc::new(Population::generate(
         scenario.seed,
@@ -45,20 +47,26 @@ pub(super) async fn drive_load(
         ack_timeout: scenario.ack_timeout,
         send_grace: Duration::from_secs(5).max(scenario.duration / 10),
     };
-    let clock = RunClock::now();
-    let mut tasks = JoinSet::new();
-    let mut stats: Vec<SharedStats> = Vec::new();
+    // Build every publisher before the clock starts: a source that cannot be built is a scenario
+    // error, found before any event is sent.
+    let mut plans = Vec::new();
     let mut publisher_id = 0u32;
     for source in &scenario.traffic {
         let profile = Arc::new(source.profile.clone());
-        // Mixes were validated when the scenario was loaded.
-        let Ok(mix) = Mix::new(&source.mix) else {
-            continue;
-        };
+        let mix = Mix::new(&source.mix).map_err(|e| AppError::usage(anyhow!("{e}")))?;
         for index in 0..scenario.publishers {
-            let cell: SharedStats = Arc::default();
-            stats.push(cell.clone());
-            let plan = PublisherPlan {
+            let events = build_source(SourceConfig {
+                domain: source.domain,
+                mix: mix.clone(),
+                population: population.clone(),
+                run_id: run_id.clone(),
+                publisher: publisher_id,
+                // Each learner belongs to one publisher of the source, so its lifecycle stays in order.
+                shard: Shard::new(index, scenario.publishers),
+                seed: scenario.seed,
+            })
+            .map_err(|e| AppError::usage(anyhow!("{} traffic: {e}", source.domain.stream())))?;
+            plans.push(PublisherPlan {
                 id: publisher_id,
                 stream: source.domain.stream().to_string(),
                 client: clients[publisher_id as usize % clients.len()].clone(),
@@ -67,25 +75,26 @@ pub(super) async fn drive_load(
                     u64::from(index),
                     u64::from(scenario.publishers),
                 )),
-                source: make_source(
-                    source.domain,
-                    mix.clone(),
-                    population.clone(),
-                    run_id.clone(),
-                    publisher_id,
-                    scenario.seed,
-                ),
-            };
-            tasks.spawn(engine::run_publisher(
-                plan,
-                settings.clone(),
-                run_id.clone(),
-                clock,
-                cell,
-                cancel.clone(),
-            ));
+                source: events,
+            });
             publisher_id += 1;
         }
+    }
+
+    let clock = RunClock::now();
+    let mut tasks = JoinSet::new();
+    let mut stats: Vec<SharedStats> = Vec::new();
+    for plan in plans {
+        let cell: SharedStats = Arc::default();
+        stats.push(cell.clone());
+        tasks.spawn(engine::run_publisher(
+            plan,
+            settings.clone(),
+            run_id.clone(),
+            clock,
+            cell,
+            cancel.clone(),
+        ));
     }
 
     // Publishers stop by themselves at the end of their schedules; this bounds them regardless.
@@ -123,13 +132,13 @@ pub(super) async fn drive_load(
     sampler.sample();
     progress.finish();
     ledgers.sort_by_key(|l| l.publisher);
-    LoadOutcome {
+    Ok(LoadOutcome {
         ledgers,
         subjects,
         cumulative: sampler.cumulative,
         timeline: sampler.timeline,
         elapsed,
-    }
+    })
 }
 
 /// Collects each publisher's interval figures once a second into the timeline.

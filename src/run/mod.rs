@@ -66,6 +66,7 @@ impl RunPlan {
                 "--backend external needs the cluster's URLs: --server nats://host:4222[,...] or NATS_URL"
             )));
         }
+        crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
         if args.backend == BackendKind::External && args.keep_cluster {
             return Err(AppError::usage(anyhow!(
                 "--keep-cluster applies to the local backend only"
@@ -85,7 +86,7 @@ impl RunPlan {
 
 /// The cluster a run talks to; a local one stops when this is dropped.
 enum RunCluster {
-    Local(Box<LocalCluster>),
+    Local(Arc<LocalCluster>),
     Kept(Vec<String>),
     External(Vec<String>),
 }
@@ -142,7 +143,23 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         scenario.intended_total(),
         crate::scenario::units::format_duration(scenario.duration)
     );
-    let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await;
+    let local = match &cluster {
+        RunCluster::Local(c) => Some(c),
+        _ => None,
+    };
+    let chaos = crate::chaos::run_hook::start(
+        &scenario.chaos,
+        crate::chaos::run_hook::cluster_of(local, &plan.state),
+        &run_dir,
+        scenario.duration,
+        scenario.seed,
+        cancel.child_token(),
+    )?;
+    let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await?;
+    let _fault_events = match chaos {
+        Some(chaos) => chaos.finish().await,
+        None => Vec::new(),
+    };
 
     let mut stream_checks = Vec::new();
     let mut ledger_checks = Vec::new();
@@ -264,7 +281,7 @@ async fn start_cluster(
             let cluster = LocalCluster::start(LocalClusterConfig::new(run_dir.join("cluster")))
                 .await
                 .map_err(|e| AppError::environment(anyhow!(e)))?;
-            Ok(RunCluster::Local(Box::new(cluster)))
+            Ok(RunCluster::Local(Arc::new(cluster)))
         }
     }
 }
@@ -273,7 +290,10 @@ async fn start_cluster(
 async fn stop_cluster(cluster: RunCluster, run_dir: &Path) {
     match cluster {
         RunCluster::Local(cluster) => {
-            cluster.shutdown().await;
+            // The chaos engine has let go of its handle by now; if not, dropping kills the nodes.
+            if let Ok(cluster) = Arc::try_unwrap(cluster) {
+                cluster.shutdown().await;
+            }
             if let Ok(nodes) = std::fs::read_dir(run_dir.join("cluster")) {
                 for node in nodes.flatten() {
                     let _ = std::fs::remove_dir_all(node.path().join("store"));

@@ -9,7 +9,7 @@ use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
-use crate::checks::thresholds::ThresholdResult;
+use crate::checks::thresholds::{Tag, ThresholdResult};
 use crate::cli::BackendKind;
 use crate::load::metrics::SubjectTable;
 use crate::report::{
@@ -17,6 +17,7 @@ use crate::report::{
     Verdict,
 };
 use crate::scenario::Scenario;
+use crate::traffic::Domain;
 
 pub(super) struct ReportInputs<'a> {
     pub(super) scenario: &'a Scenario,
@@ -70,7 +71,13 @@ pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
     let thresholds: Vec<ThresholdResult> = scenario
         .thresholds
         .iter()
-        .map(|t| t.evaluate(metric_value(&t.metric, &counts, &latency).unwrap_or(f64::NAN)))
+        .map(|t| {
+            let value = match &t.tag {
+                None => metric_value(&t.metric, &counts, &latency),
+                Some(tag) => tagged_value(&t.metric, tag, &outcome.subjects),
+            };
+            t.evaluate(value.unwrap_or(f64::NAN))
+        })
         .collect();
     let mut failures: Vec<String> = Vec::new();
     failures.extend(
@@ -194,6 +201,38 @@ fn subject_reports(
     reports
 }
 
+/// The value of a metric narrowed to a subject or a stream, from the per-subject figures.
+fn tagged_value(metric: &str, tag: &Tag, table: &SubjectTable) -> Option<f64> {
+    let mut merged = SubjectTable::default();
+    for stats in &table.subjects {
+        let selected = match tag {
+            Tag::Subject(subject) => &stats.subject == subject,
+            Tag::Stream(stream) => Domain::ALL
+                .iter()
+                .any(|d| d.stream() == stream && d.subjects().contains(&stats.subject.as_str())),
+        };
+        if selected {
+            let index = merged.index_of("selected");
+            let mut renamed = stats.clone();
+            renamed.subject = "selected".into();
+            merged.subjects[index].merge(&renamed);
+        }
+    }
+    let stats = merged.subjects.first()?;
+    match metric.strip_prefix("publish.latency.") {
+        Some(stat) => stats.latency.summary().get(stat),
+        None => match metric {
+            "publish.acked" => Some(stats.acked as f64),
+            "publish.attempted" => Some(stats.attempted as f64),
+            "publish.error_rate" if stats.attempted > 0 => {
+                Some(stats.attempted.saturating_sub(stats.acked) as f64 / stats.attempted as f64)
+            }
+            "publish.error_rate" => Some(0.0),
+            _ => None,
+        },
+    }
+}
+
 /// The value of a threshold metric, in the unit `checks::thresholds` gives it.
 fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
     let mut parts = metric.splitn(3, '.');
@@ -220,6 +259,41 @@ fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Optio
 mod tests {
     use super::*;
     use crate::checks::thresholds::known_metrics;
+
+    #[test]
+    fn tagged_metrics_use_the_selected_subjects_only() {
+        let mut table = SubjectTable::default();
+        for (subject, acked, latency_ms) in [
+            ("focus.ping", 10, 5),
+            ("focus.loss.idle", 10, 50),
+            ("learning.session.started", 10, 500),
+        ] {
+            let i = table.index_of(subject);
+            for _ in 0..acked {
+                table.subjects[i].record_size(100);
+                table.subjects[i].acked += 1;
+                table.subjects[i]
+                    .latency
+                    .record(Duration::from_millis(latency_ms));
+            }
+        }
+        table.subjects[0].record_size(100); // one focus.ping never acked
+        let p99 = |tag| tagged_value("publish.latency.p99", &tag, &table).expect("value");
+        assert!((p99(Tag::Subject("focus.ping".into())) - 5.0).abs() < 0.1);
+        assert!((p99(Tag::Stream("FOCUS".into())) - 50.0).abs() < 1.0);
+        assert!((p99(Tag::Stream("LEARNING".into())) - 500.0).abs() < 10.0);
+        let rate = tagged_value(
+            "publish.error_rate",
+            &Tag::Subject("focus.ping".into()),
+            &table,
+        )
+        .expect("value");
+        assert!((rate - 1.0 / 11.0).abs() < 1e-9);
+        assert_eq!(
+            tagged_value("publish.acked", &Tag::Stream("HOMEWORK".into()), &table),
+            None
+        );
+    }
 
     #[test]
     fn every_known_metric_has_a_value() {

@@ -11,10 +11,46 @@ use crate::exit::{AppError, ExitStatus};
 use crate::scenario::{self, Scenario};
 
 /// `(name, file text)` of every shipped scenario.
-pub const BUILT_IN: &[(&str, &str)] = &[(
-    "focus-burst",
-    include_str!("../../scenarios/focus-burst.toml"),
-)];
+pub const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "focus-burst",
+        include_str!("../../scenarios/focus-burst.toml"),
+    ),
+    (
+        "learning-steady",
+        include_str!("../../scenarios/learning-steady.toml"),
+    ),
+    (
+        "homework-mix",
+        include_str!("../../scenarios/homework-mix.toml"),
+    ),
+    (
+        "school-day",
+        include_str!("../../scenarios/school-day.toml"),
+    ),
+    ("soak", include_str!("../../scenarios/soak.toml")),
+    ("node-kill", include_str!("../../scenarios/node-kill.toml")),
+    (
+        "leader-kill",
+        include_str!("../../scenarios/leader-kill.toml"),
+    ),
+    (
+        "route-partition",
+        include_str!("../../scenarios/route-partition.toml"),
+    ),
+    (
+        "pause-node",
+        include_str!("../../scenarios/pause-node.toml"),
+    ),
+    (
+        "storage-fill",
+        include_str!("../../scenarios/storage-fill.toml"),
+    ),
+    (
+        "rolling-restart",
+        include_str!("../../scenarios/rolling-restart.toml"),
+    ),
+];
 
 /// Finds a scenario by name or path and validates it.
 pub fn resolve(name_or_path: &str) -> Result<Scenario, AppError> {
@@ -50,13 +86,111 @@ fn load_file(path: &Path) -> Result<Scenario, AppError> {
     scenario::parse(&path.display().to_string(), &text).map_err(AppError::usage)
 }
 
+/// What `scenarios validate` prints about a valid scenario: its sources, their shapes, the events
+/// they intend to send, stream overrides and thresholds.
+pub fn summary(scenario: &Scenario) -> String {
+    use std::fmt::Write;
+
+    use crate::scenario::units::format_duration;
+    use crate::traffic::arrival::{format_rate, ArrivalProcess};
+
+    let mut out = String::new();
+    let _ = writeln!(out, "  {} — {}", scenario.name, scenario.description);
+    let _ = writeln!(
+        out,
+        "  {}, seed {}; {} tenants, {} learners; {} publishers per source, {} in flight each, ack timeout {}",
+        format_duration(scenario.duration),
+        scenario.seed,
+        scenario.tenants,
+        scenario.learners,
+        scenario.publishers,
+        scenario.in_flight,
+        format_duration(scenario.ack_timeout)
+    );
+    let _ = writeln!(out, "  traffic ({} source(s)):", scenario.traffic.len());
+    for (i, source) in scenario.traffic.iter().enumerate() {
+        let profile = &source.profile;
+        let placement = match profile.process() {
+            ArrivalProcess::Even => "even arrivals".to_string(),
+            ArrivalProcess::Poisson { .. } => format!(
+                "poisson arrivals ({:.0} expected)",
+                profile.expected_total()
+            ),
+        };
+        let mix: Vec<String> = source
+            .mix
+            .iter()
+            .map(|(subject, weight)| format!("{subject}={weight}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "    {}. {:?} → {}: {}; {}; peak {}; {} events",
+            i + 1,
+            source.domain,
+            source.domain.stream(),
+            profile.shape(),
+            placement,
+            format_rate(profile.peak_rate()),
+            profile.total()
+        );
+        let _ = writeln!(out, "       mix: {}", mix.join(", "));
+        let phases = profile.phases();
+        let mut shown: Vec<String> = phases
+            .iter()
+            .take(8)
+            .map(|(at, name)| format!("{} {name}", format_duration(*at)))
+            .collect();
+        if phases.len() > shown.len() {
+            shown.push(format!("… {} phases in all", phases.len()));
+        }
+        let _ = writeln!(out, "       phases: {}", shown.join(", "));
+    }
+    // The sum of the sources' rates, sampled finely enough to catch a short burst.
+    let steps = 4000;
+    let peak = (0..=steps)
+        .map(|k| {
+            scenario.target_rate_at(scenario.duration.mul_f64(f64::from(k) / f64::from(steps)))
+        })
+        .fold(0.0, f64::max);
+    let total = scenario.intended_total();
+    let _ = writeln!(
+        out,
+        "  intended events: {total} (mean {}, peak ≈ {})",
+        format_rate((total as f64 / scenario.duration.as_secs_f64()).round()),
+        format_rate(peak.round())
+    );
+    for (stream, settings) in &scenario.streams {
+        let mut limits = Vec::new();
+        if let Some(age) = settings.max_age {
+            limits.push(format!("max_age {}", format_duration(age)));
+        }
+        if let Some(bytes) = settings.max_bytes {
+            limits.push(format!("max_bytes {bytes}"));
+        }
+        if let Some(msgs) = settings.max_msgs {
+            limits.push(format!("max_msgs {msgs}"));
+        }
+        if let Some(replicas) = settings.replicas {
+            limits.push(format!("replicas {replicas}"));
+        }
+        let _ = writeln!(out, "  stream {stream}: {}", limits.join(", "));
+    }
+    let _ = writeln!(out, "  thresholds ({}):", scenario.thresholds.len());
+    for t in &scenario.thresholds {
+        let _ = writeln!(out, "    {} {}", t.metric, t.expression);
+    }
+    out
+}
+
+/// Runs `aivo-load scenarios list|show|validate`.
 pub fn execute(cmd: ScenariosCommand) -> Result<ExitStatus, AppError> {
     match cmd {
         ScenariosCommand::List => {
             for (name, text) in BUILT_IN {
-                let description = scenario::parse(name, text)
-                    .map(|s| s.description)
-                    .unwrap_or_default();
+                let description = match scenario::parse(name, text) {
+                    Ok(s) => s.description,
+                    Err(e) => format!("(cannot run yet: {})", e.message),
+                };
                 println!("{name:<16} {description}");
             }
         }
@@ -84,14 +218,8 @@ pub fn execute(cmd: ScenariosCommand) -> Result<ExitStatus, AppError> {
         }
         ScenariosCommand::Validate { file } => {
             let scenario = load_file(&file)?;
-            println!(
-                "{}: ok ({}, {} traffic source(s), {} events intended, {} threshold(s))",
-                file.display(),
-                crate::scenario::units::format_duration(scenario.duration),
-                scenario.traffic.len(),
-                scenario.intended_total(),
-                scenario.thresholds.len()
-            );
+            println!("{}: ok", file.display());
+            print!("{}", summary(&scenario));
         }
     }
     Ok(ExitStatus::Success)
@@ -99,12 +227,33 @@ pub fn execute(cmd: ScenariosCommand) -> Result<ExitStatus, AppError> {
 
 #[cfg(test)]
 mod tests {
+    /// Shipped scenarios parse, except for naming a domain whose generator has not landed; the
+    /// integration test `scenarios::shipped_scenarios_are_valid` checks the rest of those files.
     #[test]
-    fn every_built_in_scenario_is_valid() {
+    fn every_built_in_scenario_is_valid_or_waits_for_a_generator() {
         for (name, text) in super::BUILT_IN {
             if let Err(e) = crate::scenario::parse(name, text) {
-                panic!("{e}");
+                assert!(e.message.contains("no event generator yet"), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn built_in_files_are_in_the_scenarios_folder() {
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+                .expect("scenarios/ exists")
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".toml")
+                        .map(str::to_string)
+                })
+                .collect();
+        on_disk.sort();
+        let mut built_in = super::names();
+        built_in.sort();
+        assert_eq!(on_disk, built_in);
     }
 }

@@ -5,10 +5,27 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::model::{RawScenario, Scenario, StreamSettings, TrafficSource};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::model::{
+    source_seed, ArrivalKind, RateValue, RawBurst, RawRate, RawScenario, RawSchoolDay, Scenario,
+    StreamSettings, TrafficSource,
+};
 use crate::checks::thresholds::{Threshold, ThresholdError};
-use crate::traffic::arrival::{RatePoint, RateProfile};
+use crate::traffic::arrival::{
+    format_rate, ArrivalProcess, Burst, ProfileError, RatePoint, RateProfile, SchoolDay,
+    DEFAULT_EVENING,
+};
 use crate::traffic::Mix;
+
+/// The seed of a scenario that names none.
+pub const DEFAULT_SEED: u64 = 1;
+
+/// The highest rate a source may reach: far above what one machine can drive, so a value beyond it
+/// is a typo (a missing "/min", a per-learner rate meant as a total).
+const MAX_RATE: f64 = 1_000_000.0;
 
 /// A scenario that cannot be used, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +72,11 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
-        let offset = span.map_or(0, |s| s.start).min(self.text.len());
+        let mut offset = span.map_or(0, |s| s.start).min(self.text.len());
+        // Spans fall on character boundaries; never slice inside one if a parser disagrees.
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -85,8 +106,11 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
 
 fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
     let whole_file = || Some(0..0);
-    if raw.name.trim().is_empty() {
-        return Err(source.error(whole_file(), "`name` must not be empty"));
+    if raw.name.get_ref().trim().is_empty() {
+        return Err(source.error(
+            Some(raw.name.span()),
+            "expected a `name` such as \"focus-burst\", found an empty string",
+        ));
     }
     let duration = raw.duration.get_ref().0;
     if duration.is_zero() {
@@ -105,6 +129,14 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
     let tenants = positive(&raw.population.tenants, "population.tenants")?;
     let learners = positive(&raw.population.learners, "population.learners")?;
     let publishers = positive(&raw.publishers.count, "publishers.count")?;
+    if learners < publishers {
+        // Each learner belongs to one publisher of a source (its events stay in order); a publisher
+        // without learners would have nothing to send.
+        return Err(source.error(
+            Some(raw.publishers.count.span()),
+            format!("`publishers.count` ({publishers}) must not exceed `population.learners` ({learners})"),
+        ));
+    }
     let in_flight = positive(&raw.publishers.in_flight, "publishers.in_flight")?;
     if raw.traffic.is_empty() {
         return Err(source.error(
@@ -114,13 +146,15 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
     }
 
     let mut traffic = Vec::new();
-    for raw_source in raw.traffic {
+    for (index, raw_source) in raw.traffic.into_iter().enumerate() {
+        let source_span = raw_source.span();
+        let raw_source = raw_source.into_inner();
         let domain = *raw_source.domain.get_ref();
         let known = domain.subjects();
         if known.is_empty() {
             return Err(source.error(
                 Some(raw_source.domain.span()),
-                format!("the {domain:?} domain has no event generator yet; available: focus"),
+                format!("the {domain:?} domain has no event generator"),
             ));
         }
         let mix = match &raw_source.mix {
@@ -143,21 +177,36 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             }
             None => domain.default_mix(),
         };
-        let span = raw_source.rate.span();
-        let points = raw_source
-            .rate
-            .into_inner()
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| RatePoint {
-                at: p.at.0,
-                per_second: p.rate.0,
-                ramp: p.ramp.map_or(std::time::Duration::ZERO, |r| r.0),
-                phase: p.phase.unwrap_or_else(|| format!("phase {}", i + 1)),
-            })
-            .collect();
-        let profile =
-            RateProfile::new(points, duration).map_err(|e| source.error(Some(span), e))?;
+        let shape = Shape {
+            source,
+            duration,
+            learners,
+        };
+        let mut profile = match (raw_source.rate, raw_source.school_day) {
+            (Some(rate), None) => shape.rate(rate)?,
+            (None, Some(day)) => shape.school_day(day)?,
+            (Some(_), Some(day)) => {
+                return Err(source.error(
+                    Some(day.span()),
+                    "give either `rate` or `school_day` for a traffic source, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(source.error(
+                    Some(source_span),
+                    "a traffic source needs a shape: `rate = \"500/s\"`, `rate = [ { at = \"0s\", rate = \"500/s\" }, ... ]` or `school_day = { peak = \"3/learner/min\", compression = 96 }`",
+                ))
+            }
+        };
+        if !raw_source.bursts.is_empty() {
+            profile = shape.bursts(&profile, raw_source.bursts)?;
+        }
+        if let Some(arrivals) = raw_source.arrivals {
+            if *arrivals.get_ref() == ArrivalKind::Poisson {
+                let seed = source_seed(raw.seed.unwrap_or(DEFAULT_SEED), index);
+                profile = profile.with_process(ArrivalProcess::Poisson { seed });
+            }
+        }
         traffic.push(TrafficSource {
             domain,
             mix,
@@ -178,13 +227,35 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
                 ),
             ));
         }
+        if let Some(replicas) = &ov.replicas {
+            if !(1..=3).contains(replicas.get_ref()) {
+                return Err(source.error(
+                    Some(replicas.span()),
+                    format!(
+                        "expected `replicas` between 1 and 3 (the cluster has three nodes), found {}",
+                        replicas.get_ref()
+                    ),
+                ));
+            }
+        }
+        if let Some(max_msgs) = &ov.max_msgs {
+            if *max_msgs.get_ref() < -1 || *max_msgs.get_ref() == 0 {
+                return Err(source.error(
+                    Some(max_msgs.span()),
+                    format!(
+                        "expected `max_msgs` to be a positive count (or -1 for no limit), found {}",
+                        max_msgs.get_ref()
+                    ),
+                ));
+            }
+        }
         streams.insert(
             name.into_inner(),
             StreamSettings {
                 max_age: ov.max_age.map(|d| d.0),
                 max_bytes: ov.max_bytes.map(|s| s.0),
-                max_msgs: ov.max_msgs,
-                replicas: ov.replicas,
+                max_msgs: ov.max_msgs.map(Spanned::into_inner),
+                replicas: ov.replicas.map(Spanned::into_inner),
             },
         );
     }
@@ -200,12 +271,15 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         }
     }
 
+    let entries: Vec<_> = raw.chaos.iter().map(|e| e.get_ref().clone()).collect();
+    let chaos = crate::chaos::schedule::ChaosPlan::from_entries(&entries)
+        .map_err(|(i, msg)| source.error(Some(raw.chaos[i].span()), format!("[[chaos]]: {msg}")))?;
     Ok(Scenario {
-        name: raw.name,
+        name: raw.name.into_inner(),
         description: raw.description,
         origin: source.file.to_string(),
         duration,
-        seed: raw.seed.unwrap_or(1),
+        seed: raw.seed.unwrap_or(DEFAULT_SEED),
         tenants,
         learners,
         publishers,
@@ -214,7 +288,132 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         traffic,
         streams,
         thresholds,
+        chaos,
     })
+}
+
+/// Builds the rate profile of one traffic source, pointing errors at the value at fault.
+struct Shape<'a> {
+    source: &'a Source<'a>,
+    duration: Duration,
+    learners: u32,
+}
+
+impl Shape<'_> {
+    /// Resolves a rate against the population and bounds it.
+    fn resolve(&self, rate: &Spanned<RateValue>) -> Result<f64, ScenarioError> {
+        let per_second = rate.get_ref().0.resolve(self.learners);
+        if per_second > MAX_RATE {
+            let how = if rate.get_ref().0.per_learner {
+                format!(" ({} learners)", self.learners)
+            } else {
+                String::new()
+            };
+            return Err(self.source.error(
+                Some(rate.span()),
+                format!(
+                    "this rate comes to {}{how}, above the {} a source may reach; expected a smaller rate",
+                    format_rate(per_second),
+                    format_rate(MAX_RATE)
+                ),
+            ));
+        }
+        Ok(per_second)
+    }
+
+    fn rate(&self, rate: Spanned<RawRate>) -> Result<RateProfile, ScenarioError> {
+        let span = rate.span();
+        match rate.into_inner() {
+            RawRate::Constant(value) => {
+                let per_second = self.resolve(&Spanned::new(span.clone(), value))?;
+                RateProfile::constant(per_second, self.duration)
+                    .map_err(|e| self.source.error(Some(span), e.message))
+            }
+            RawRate::Points(points) => {
+                let spans: Vec<_> = points.iter().map(|p| p.span()).collect();
+                let mut resolved = Vec::new();
+                for (i, point) in points.into_iter().enumerate() {
+                    let point = point.into_inner();
+                    resolved.push(RatePoint {
+                        at: point.at.0,
+                        per_second: self.resolve(&point.rate)?,
+                        ramp: point.ramp.map_or(Duration::ZERO, |r| r.0),
+                        phase: point.phase.unwrap_or_else(|| format!("phase {}", i + 1)),
+                    });
+                }
+                RateProfile::new(resolved, self.duration).map_err(|e| self.at_item(e, &spans, span))
+            }
+        }
+    }
+
+    fn school_day(&self, day: Spanned<RawSchoolDay>) -> Result<RateProfile, ScenarioError> {
+        let span = day.span();
+        let day = day.into_inner();
+        let compression = *day.compression.get_ref();
+        if !(compression.is_finite() && (1.0..=86_400.0).contains(&compression)) {
+            return Err(self.source.error(
+                Some(day.compression.span()),
+                format!("expected a `compression` between 1 (real time) and 86400 (a day per second), found {compression}"),
+            ));
+        }
+        let evening = match &day.evening {
+            Some(evening) => {
+                let value = *evening.get_ref();
+                if !(value.is_finite() && (0.0..=2.0).contains(&value)) {
+                    return Err(self.source.error(
+                        Some(evening.span()),
+                        format!("expected `evening` as a fraction of the peak between 0 and 2, found {value}"),
+                    ));
+                }
+                value
+            }
+            None => DEFAULT_EVENING,
+        };
+        let curve = SchoolDay {
+            peak: self.resolve(&day.peak)?,
+            compression,
+            start: day.start.map_or(Duration::ZERO, |c| c.0),
+            evening,
+        };
+        RateProfile::school_day(&curve, self.duration)
+            .map_err(|e| self.source.error(Some(span), e.message))
+    }
+
+    fn bursts(
+        &self,
+        base: &RateProfile,
+        bursts: Vec<Spanned<RawBurst>>,
+    ) -> Result<RateProfile, ScenarioError> {
+        let spans: Vec<_> = bursts.iter().map(|b| b.span()).collect();
+        let whole = spans.first().cloned().unwrap_or(0..0);
+        let mut resolved = Vec::new();
+        for burst in bursts {
+            let burst = burst.into_inner();
+            resolved.push(Burst {
+                at: burst.at.0,
+                per_second: self.resolve(&burst.rate)?,
+                ramp: burst.ramp.map_or(Duration::ZERO, |r| r.0),
+                hold: burst.hold.0,
+                phase: burst.phase.unwrap_or_else(|| "burst".into()),
+            });
+        }
+        base.with_bursts(&resolved)
+            .map_err(|e| self.at_item(e, &spans, whole))
+    }
+
+    /// Points a profile error at the rate point or burst it names, else at `fallback`.
+    fn at_item(
+        &self,
+        e: ProfileError,
+        spans: &[std::ops::Range<usize>],
+        fallback: std::ops::Range<usize>,
+    ) -> ScenarioError {
+        let span = e
+            .item
+            .and_then(|i| spans.get(i).cloned())
+            .unwrap_or(fallback);
+        self.source.error(Some(span), e.message)
+    }
 }
 
 /// A shared scenario for tasks.

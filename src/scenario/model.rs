@@ -1,8 +1,23 @@
 //! The validated scenario a run executes, and the raw TOML shape it is read from.
 //!
-//! Values with units (durations, rates, sizes) are parsed while deserialising, so a bad value is
-//! reported by the TOML parser at its exact line and column. Checks that span several values (rate
-//! points in order, thresholds) keep the TOML spans to point at the offending value too.
+//! Values with units (durations, rates, sizes, times of day) are parsed while deserialising, so a bad
+//! value is reported by the TOML parser at its exact line and column. Checks that span several values
+//! (rate points in order, bursts that overlap, thresholds) keep the TOML spans to point at the
+//! offending value too.
+//!
+//! A `[[traffic]]` source names a `domain`, an optional `mix` of subjects by weight, and one shape:
+//!
+//! ```toml
+//! rate = "500/s"                                   # constant; or per learner: "3/learner/min"
+//! rate = [ { at = "0s", rate = "100/s" },          # steps, and ramps with `ramp`
+//!          { at = "30s", rate = "1000/s", ramp = "5s", phase = "rush" } ]
+//! school_day = { peak = "60/learner/min", compression = 96, start = "06:00", evening = 0.45 }
+//! ```
+//!
+//! optionally `bursts = [ { at = "40s", rate = "10000/s", ramp = "5s", for = "30s", phase = "bell" } ]`
+//! laid over the shape, and `arrivals = "even"` (default) or `"poisson"` (seeded from `seed`). Per-
+//! learner rates are multiplied by `population.learners`. A `[[chaos]]` section belongs to the chaos
+//! engine and is added there; until then `deny_unknown_fields` refuses it like any unknown key.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,29 +30,102 @@ use crate::checks::thresholds::Threshold;
 use crate::traffic::arrival::RateProfile;
 use crate::traffic::Domain;
 
+/// Reads a value written as text with a unit, so a value of the wrong type is refused with the same
+/// "expected ..." as a badly written one; sizes may also be a plain byte count.
+struct TextVisitor<T> {
+    expected: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    /// For sizes: how to take a plain non-negative integer.
+    from_integer: Option<fn(u64) -> T>,
+}
+
+impl<T> serde::de::Visitor<'_> for TextVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+        (self.parse)(text).map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<T, E> {
+        match self.from_integer {
+            Some(from) => Ok(from(value)),
+            None => Err(E::invalid_type(
+                serde::de::Unexpected::Unsigned(value),
+                &self,
+            )),
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<T, E> {
+        match u64::try_from(value) {
+            Ok(value) => self.visit_u64(value),
+            Err(_) => Err(E::invalid_type(serde::de::Unexpected::Signed(value), &self)),
+        }
+    }
+}
+
+fn from_text<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    expected: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    from_integer: Option<fn(u64) -> T>,
+) -> Result<T, D::Error> {
+    deserializer.deserialize_any(TextVisitor {
+        expected,
+        parse,
+        from_integer,
+    })
+}
+
 /// A duration written like "90s".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DurationValue(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        units::parse_duration(&text)
-            .map(DurationValue)
-            .map_err(serde::de::Error::custom)
+        from_text(
+            deserializer,
+            "a duration such as \"90s\", \"2m\" or \"250ms\"",
+            units::parse_duration,
+            None,
+        )
+        .map(DurationValue)
     }
 }
 
-/// A rate written like "500/s".
+/// A rate written like "500/s" or "3/learner/min" (resolved against the population by the loader).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateValue(pub f64);
+pub struct RateValue(pub units::Rate);
 
 impl<'de> Deserialize<'de> for RateValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        units::parse_rate(&text)
-            .map(|r| RateValue(r.per_second))
-            .map_err(serde::de::Error::custom)
+        from_text(
+            deserializer,
+            "a rate such as \"500/s\", \"30/min\" or \"3/learner/min\"",
+            units::parse_rate,
+            None,
+        )
+        .map(RateValue)
+    }
+}
+
+/// A time of day written like "06:00".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockValue(pub Duration);
+
+impl<'de> Deserialize<'de> for ClockValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_text(
+            deserializer,
+            "a time of day such as \"06:00\"",
+            units::parse_clock,
+            None,
+        )
+        .map(ClockValue)
     }
 }
 
@@ -47,18 +135,13 @@ pub struct SizeValue(pub u64);
 
 impl<'de> Deserialize<'de> for SizeValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Bytes(bytes) => Ok(SizeValue(bytes)),
-            Raw::Text(text) => units::parse_size(&text)
-                .map(SizeValue)
-                .map_err(serde::de::Error::custom),
-        }
+        from_text(
+            deserializer,
+            "a size such as \"8MiB\" or a number of bytes",
+            units::parse_size,
+            Some(|bytes| bytes),
+        )
+        .map(SizeValue)
     }
 }
 
@@ -66,7 +149,7 @@ impl<'de> Deserialize<'de> for SizeValue {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
-    pub name: String,
+    pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
     pub duration: Spanned<DurationValue>,
@@ -76,13 +159,19 @@ pub struct RawScenario {
     pub population: RawPopulation,
     #[serde(default)]
     pub publishers: RawPublishers,
-    pub traffic: Vec<RawTraffic>,
+    /// Missing or empty is refused by the loader with a message that says what to add.
+    #[serde(default)]
+    pub traffic: Vec<Spanned<RawTraffic>>,
     #[serde(default)]
     pub streams: BTreeMap<Spanned<String>, RawStreamOverride>,
     #[serde(default)]
     pub thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// `[[chaos]]` entries (format and validation in `chaos/schedule.rs`).
+    #[serde(default)]
+    pub chaos: Vec<Spanned<crate::chaos::schedule::ChaosEntry>>,
 }
 
+/// `[population]`: who generates the events; per-learner rates are resolved against `learners`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPopulation {
@@ -142,59 +231,166 @@ fn default_ack_timeout() -> DurationValue {
     DurationValue(Duration::from_secs(5))
 }
 
+/// One `[[traffic]]` source as written: a domain, a mix, a shape, bursts and a placement.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTraffic {
     pub domain: Spanned<Domain>,
     #[serde(default)]
     pub mix: Option<Spanned<BTreeMap<String, u32>>>,
-    pub rate: Spanned<Vec<RawRatePoint>>,
+    /// A constant rate ("500/s") or a list of rate points (steps and ramps).
+    #[serde(default)]
+    pub rate: Option<Spanned<RawRate>>,
+    /// The diurnal school-day curve instead of `rate`.
+    #[serde(default)]
+    pub school_day: Option<Spanned<RawSchoolDay>>,
+    /// Short spikes laid over the shape.
+    #[serde(default)]
+    pub bursts: Vec<Spanned<RawBurst>>,
+    /// How events are placed under the rate curve (default: evenly).
+    #[serde(default)]
+    pub arrivals: Option<Spanned<ArrivalKind>>,
 }
 
+/// `rate = "500/s"` or `rate = [ { at = "0s", rate = "500/s" }, ... ]`.
+#[derive(Debug)]
+pub enum RawRate {
+    Constant(RateValue),
+    Points(Vec<Spanned<RawRatePoint>>),
+}
+
+impl<'de> Deserialize<'de> for RawRate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RateVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for RateVisitor {
+            type Value = RawRate;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a rate such as \"500/s\" or \"3/learner/min\", or a list of rate points such as [ { at = \"0s\", rate = \"500/s\" } ]",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawRate, E> {
+                units::parse_rate(text)
+                    .map(|r| RawRate::Constant(RateValue(r)))
+                    .map_err(E::custom)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawRate, A::Error> {
+                let mut points = Vec::new();
+                while let Some(point) = seq.next_element()? {
+                    points.push(point);
+                }
+                Ok(RawRate::Points(points))
+            }
+        }
+
+        deserializer.deserialize_any(RateVisitor)
+    }
+}
+
+/// One step or ramp: from `at`, reach `rate` over `ramp`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRatePoint {
     pub at: DurationValue,
-    pub rate: RateValue,
+    pub rate: Spanned<RateValue>,
     #[serde(default)]
     pub ramp: Option<DurationValue>,
     #[serde(default)]
     pub phase: Option<String>,
 }
 
+/// A spike: from `at`, rise to `rate` over `ramp`, hold it `for`, fall back over `ramp`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBurst {
+    pub at: DurationValue,
+    pub rate: Spanned<RateValue>,
+    #[serde(default)]
+    pub ramp: Option<DurationValue>,
+    #[serde(rename = "for")]
+    pub hold: DurationValue,
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+/// `school_day = { peak = "3/learner/min", compression = 96, start = "06:00", evening = 0.45 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchoolDay {
+    /// The rate during class periods.
+    pub peak: Spanned<RateValue>,
+    /// How many times faster than real time the day runs (96: 24 h in 15 min).
+    pub compression: Spanned<f64>,
+    /// Time of day at the start of the run (default "00:00").
+    #[serde(default)]
+    pub start: Option<ClockValue>,
+    /// The evening homework bump as a fraction of the peak.
+    #[serde(default)]
+    pub evening: Option<Spanned<f64>>,
+}
+
+/// `arrivals = "even" | "poisson"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArrivalKind {
+    /// The n-th event exactly where the integrated rate reaches n.
+    Even,
+    /// A seeded non-homogeneous Poisson process over the same rate curve.
+    Poisson,
+}
+
+/// `[streams.NAME]`: limits applied to a stream before the run.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStreamOverride {
     pub max_age: Option<DurationValue>,
     pub max_bytes: Option<SizeValue>,
-    pub max_msgs: Option<i64>,
-    pub replicas: Option<usize>,
+    pub max_msgs: Option<Spanned<i64>>,
+    pub replicas: Option<Spanned<usize>>,
 }
 
 /// A validated scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// Names the run and its report folder.
     pub name: String,
+    /// One sentence for `scenarios list` and the report.
     pub description: String,
     /// Where it was read from (a path, or `built-in:NAME`).
     pub origin: String,
+    /// How long traffic is sent.
     pub duration: Duration,
+    /// Fixes every random choice of the run: events, learners, Poisson arrivals.
     pub seed: u64,
     pub tenants: u32,
     pub learners: u32,
+    /// Publisher tasks per traffic source.
     pub publishers: u32,
+    /// Unacknowledged publishes per publisher.
     pub in_flight: u32,
     pub ack_timeout: Duration,
     pub traffic: Vec<TrafficSource>,
+    /// Stream limits to apply before the run, by stream name.
     pub streams: BTreeMap<String, StreamSettings>,
     pub thresholds: Vec<Threshold>,
+    /// Faults to apply during the run.
+    pub chaos: crate::chaos::schedule::ChaosPlan,
 }
 
 /// One stream of synthetic traffic.
 #[derive(Debug, Clone)]
 pub struct TrafficSource {
     pub domain: Domain,
+    /// `(subject, weight)`; validated against the domain's generator.
     pub mix: Vec<(String, u32)>,
+    /// When events are intended to be sent, per-learner rates already resolved.
     pub profile: RateProfile,
 }
 
@@ -207,9 +403,19 @@ pub struct StreamSettings {
     pub replicas: Option<usize>,
 }
 
+/// The Poisson seed of traffic source `index` of a scenario seeded with `seed`: sources draw
+/// independent arrival processes, and the same seed always gives the same ones.
+pub fn source_seed(seed: u64, index: usize) -> u64 {
+    // SplitMix64 finaliser over the pair, so neighbouring seeds do not give correlated streams.
+    let mut z = seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl Scenario {
     /// The same scenario with another duration (phases stretched or compressed to fit), rates
-    /// multiplied by `rate_scale`, and another seed.
+    /// multiplied by `rate_scale`, and another seed (which also redraws Poisson arrivals).
     pub fn adjusted(
         mut self,
         duration: Option<Duration>,
@@ -221,7 +427,10 @@ impl Scenario {
                 "--rate-scale must be a positive number, found {rate_scale}"
             ));
         }
-        for source in &mut self.traffic {
+        for (index, source) in self.traffic.iter_mut().enumerate() {
+            if let Some(seed) = seed {
+                source.profile = source.profile.reseeded(source_seed(seed, index));
+            }
             if let Some(duration) = duration {
                 source.profile = source.profile.fitted_to(duration)?;
             }

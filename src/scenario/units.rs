@@ -1,5 +1,5 @@
 //! Units in scenario files and flags: durations ("90s", "2m", "1h30m", "250ms"), rates ("500/s",
-//! "3/learner/min") and sizes ("8MiB").
+//! "3/learner/min"), sizes ("8MiB") and times of day ("06:00").
 
 use std::time::Duration;
 
@@ -47,18 +47,34 @@ fn bad_duration(text: &str) -> String {
     format!("expected a duration such as \"90s\", \"2m\", \"1h30m\" or \"250ms\", found \"{text}\"")
 }
 
-/// A rate of events, stored per second.
+/// A rate of events as written: in total, or for each learner of the population.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
+    /// Events per second (per learner when `per_learner`).
     pub per_second: f64,
+    /// Written like "3/learner/min": multiply by `population.learners` to get the total.
+    pub per_learner: bool,
 }
 
-/// Parses "500/s", "30/min", "2/h" or "0/s". Per-learner rates ("3/learner/min") are refused here with
-/// a pointer to the population-based form, which the traffic model resolves.
+impl Rate {
+    /// Events per second in total, for a population of `learners`.
+    pub fn resolve(self, learners: u32) -> f64 {
+        if self.per_learner {
+            self.per_second * f64::from(learners)
+        } else {
+            self.per_second
+        }
+    }
+}
+
+/// Parses "500/s", "30/min", "2/h", "0/s", or a per-learner rate such as "3/learner/min".
 pub fn parse_rate(text: &str) -> Result<Rate, String> {
     let trimmed = text.trim();
-    let expected =
-        || format!("expected a rate such as \"500/s\", \"30/min\" or \"2/h\", found \"{trimmed}\"");
+    let expected = || {
+        format!(
+            "expected a rate such as \"500/s\", \"30/min\" or \"3/learner/min\", found \"{trimmed}\""
+        )
+    };
     let (count, unit) = trimmed.split_once('/').ok_or_else(expected)?;
     let count: f64 = count.trim().parse().map_err(|_| expected())?;
     if !count.is_finite() || count < 0.0 {
@@ -66,20 +82,46 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
             "a rate cannot be negative or infinite, found \"{trimmed}\""
         ));
     }
-    let seconds = match unit.trim() {
+    let (per_learner, unit) = match unit.trim().split_once('/') {
+        Some((learner, unit)) if learner.trim() == "learner" => (true, unit.trim()),
+        Some(_) => return Err(expected()),
+        None => (false, unit.trim()),
+    };
+    let seconds = match unit {
         "s" | "sec" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other if other.starts_with("learner") => {
-            return Err(format!(
-                "per-learner rates (\"{trimmed}\") are not supported yet; give a total rate such as \"500/s\""
-            ))
-        }
         _ => return Err(expected()),
     };
     Ok(Rate {
         per_second: count / seconds,
+        per_learner,
     })
+}
+
+/// Parses a time of day "HH:MM" (or "HH:MM:SS") into the time since midnight.
+pub fn parse_clock(text: &str) -> Result<std::time::Duration, String> {
+    let trimmed = text.trim();
+    let expected =
+        || format!("expected a time of day such as \"06:00\" or \"13:45\", found \"{trimmed}\"");
+    let parts: Vec<&str> = trimmed.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return Err(expected());
+    }
+    let mut numbers = [0u64; 3];
+    for (slot, part) in numbers.iter_mut().zip(&parts) {
+        if part.is_empty() || part.len() > 2 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(expected());
+        }
+        *slot = part.parse().map_err(|_| expected())?;
+    }
+    let [hours, minutes, seconds] = numbers;
+    if hours > 23 || minutes > 59 || seconds > 59 {
+        return Err(expected());
+    }
+    Ok(std::time::Duration::from_secs(
+        hours * 3600 + minutes * 60 + seconds,
+    ))
 }
 
 /// Parses "8MiB", "20GB", "512KiB", "100B" or a bare byte count into bytes.
@@ -154,12 +196,41 @@ mod tests {
     fn rates_and_sizes_parse() {
         assert_eq!(parse_rate("500/s").map(|r| r.per_second), Ok(500.0));
         assert_eq!(parse_rate("30/min").map(|r| r.per_second), Ok(0.5));
-        assert!(parse_rate("-5/s").is_err());
-        assert!(parse_rate("5").is_err());
-        assert!(parse_rate("5/fortnight").is_err());
+        let per_learner = parse_rate("3/learner/min").expect("valid");
+        assert!(per_learner.per_learner);
+        assert_eq!(per_learner.resolve(2000), 100.0);
+        assert_eq!(
+            parse_rate(" 6 / learner / h ").map(|r| r.resolve(600)),
+            Ok(1.0)
+        );
+        assert_eq!(parse_rate("500/s").map(|r| r.resolve(7)), Ok(500.0));
+        for bad in [
+            "-5/s",
+            "5",
+            "5/fortnight",
+            "3/teacher/min",
+            "3/learner",
+            "/s",
+            "NaN/s",
+            "inf/s",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} should be refused");
+        }
         assert_eq!(parse_size("8MiB"), Ok(8 * 1024 * 1024));
         assert_eq!(parse_size("20GB"), Ok(20_000_000_000));
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn clocks_parse() {
+        assert_eq!(parse_clock("06:00"), Ok(Duration::from_secs(6 * 3600)));
+        assert_eq!(
+            parse_clock("13:45:30"),
+            Ok(Duration::from_secs(13 * 3600 + 45 * 60 + 30))
+        );
+        for bad in ["24:00", "6", "06:60", "6:0:0:0", "-1:00", "06:+5", ""] {
+            assert!(parse_clock(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

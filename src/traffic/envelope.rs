@@ -1,7 +1,13 @@
 //! The event envelope shared by every domain (DESIGN.md §5), encoded straight into a reused buffer.
+//!
+//! `{"event_id", "type", "tenant_id", "learner_id", "session_id"?, "occurred_at", "producer", "data"}`:
+//! `event_id` is a UUID v7 whose timestamp is the intended time, `type` the subject, `session_id` present
+//! for the learning and focus domains, `producer` the ledger's coordinates. What goes in `data` is each
+//! domain's business (see its file). Ids are rendered on the stack, never through a `String`.
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// Who produced an event: the ledger's coordinates, repeated in the payload for readers downstream.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -53,6 +59,35 @@ impl Serialize for Rfc3339 {
     }
 }
 
+/// A UUID rendered lowercase-hyphenated on the stack, for borrowing as `&str` while encoding.
+#[derive(Clone, Copy)]
+pub struct IdText([u8; uuid::fmt::Hyphenated::LENGTH]);
+
+impl IdText {
+    /// Renders `id`.
+    pub fn new(id: &Uuid) -> Self {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        id.hyphenated().encode_lower(&mut text);
+        Self(text)
+    }
+
+    /// The rendered id.
+    pub fn as_str(&self) -> &str {
+        // Hex digits and hyphens only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// A UUID that serialises as its lowercase hyphenated text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Id(pub Uuid);
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(IdText::new(&self.0).as_str())
+    }
+}
+
 /// True when a subject has the `<domain>.<entity>.<action>` shape (three or more non-empty tokens of
 /// lowercase letters, digits and underscores), with two tokens allowed for the seed's `focus.ping` and
 /// `recommendation.created` style.
@@ -64,4 +99,42 @@ pub fn is_valid_subject(subject: &str) -> bool {
                 && t.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_shape() {
+        for good in [
+            "focus.ping",
+            "recommendation.created",
+            "learning.session.started",
+            "focus.loss.tab_switch",
+        ] {
+            assert!(is_valid_subject(good), "{good}");
+        }
+        for bad in [
+            "focus",
+            "focus.",
+            ".ping",
+            "Focus.ping",
+            "focus.*",
+            "a.b.c.d.e",
+            "focus ping",
+        ] {
+            assert!(!is_valid_subject(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_render_like_uuid() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(IdText::new(&id).as_str(), id.hyphenated().to_string());
+        assert_eq!(
+            serde_json::to_string(&Id(id)).expect("encodes"),
+            format!("\"{id}\"")
+        );
+    }
 }

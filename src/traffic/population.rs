@@ -1,22 +1,30 @@
 //! Tenants and learners with stable ids: the same seed gives the same population, so runs compare.
+//!
+//! Also where a learner's session ids come from: session `n` of learner `i` has an id derived from
+//! the seed, `i` and `n` alone, so two sources of a run (learning and focus) that each count a
+//! learner's sessions name them alike. Which learners a publisher drives is [`Population::shard`].
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
+use super::{Shard, TrafficError};
+
 /// One learner and the tenant (school) it belongs to, ids pre-rendered for cheap encoding.
 #[derive(Debug, Clone)]
 pub struct Learner {
+    /// The school, a UUID; learners are spread round-robin over the tenants.
     pub tenant_id: String,
+    /// The learner, a UUID.
     pub learner_id: String,
-    /// The learner's current session (focus pings only happen during one).
-    pub session_id: String,
 }
 
 /// Every learner of a run.
 #[derive(Debug, Clone)]
 pub struct Population {
+    /// Every learner; a learner's index here is its number in shards and session ids.
     pub learners: Vec<Learner>,
+    /// How many tenants the learners are spread over.
     pub tenants: usize,
 }
 
@@ -31,7 +39,6 @@ impl Population {
             .map(|i| Learner {
                 tenant_id: tenant_ids[i % tenant_ids.len()].clone(),
                 learner_id: random_uuid(&mut rng).to_string(),
-                session_id: random_uuid(&mut rng).to_string(),
             })
             .collect();
         Self {
@@ -39,6 +46,49 @@ impl Population {
             tenants: tenant_ids.len(),
         }
     }
+
+    /// The indices of the learners `shard` owns: learner `i` belongs to shard `i % count`.
+    pub fn shard(&self, shard: Shard) -> Result<Vec<u32>, TrafficError> {
+        let Shard { index, count } = shard;
+        if index >= count {
+            return Err(TrafficError::BadShard { index, count });
+        }
+        let members: Vec<u32> = (index..)
+            .step_by(count as usize)
+            .take_while(|&i| (i as usize) < self.learners.len())
+            .collect();
+        if members.is_empty() {
+            return Err(TrafficError::EmptyShard {
+                index,
+                count,
+                learners: self.learners.len(),
+            });
+        }
+        Ok(members)
+    }
+}
+
+/// The id of session `ordinal` (counted from 0) of learner `learner` under `seed`.
+///
+/// A pure function, so the learning source (which starts and ends sessions) and the focus source
+/// (whose pings fall inside sessions) of one run agree on a learner's `n`-th session. v4-shaped:
+/// the id must not depend on when either source opens the session.
+pub fn session_uuid(seed: u64, learner: u32, ordinal: u32) -> Uuid {
+    let key = splitmix64(seed) ^ (u64::from(learner) << 32 | u64::from(ordinal));
+    let hi = splitmix64(key ^ 0x5e55_1011_d000_0001);
+    let lo = splitmix64(hi ^ u64::from(learner));
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// SplitMix64's finaliser: a cheap, well-mixed bijection on `u64`.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A v4-shaped UUID from a seeded generator (so ids repeat under the same seed).
@@ -61,5 +111,28 @@ mod tests {
         assert_ne!(a.learners[9].learner_id, c.learners[9].learner_id);
         assert_eq!(a.learners[0].tenant_id, a.learners[3].tenant_id);
         assert_ne!(a.learners[0].tenant_id, a.learners[1].tenant_id);
+    }
+
+    #[test]
+    fn shards_partition_the_learners() {
+        let population = Population::generate(1, 2, 10);
+        let mut seen: Vec<u32> = (0..3)
+            .flat_map(|k| population.shard(Shard::new(k, 3)).expect("non-empty"))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(population.shard(Shard::WHOLE).expect("whole").len(), 10);
+    }
+
+    #[test]
+    fn session_ids_are_stable_and_distinct() {
+        assert_eq!(session_uuid(7, 3, 0), session_uuid(7, 3, 0));
+        let mut ids: Vec<Uuid> = (0..50)
+            .flat_map(|l| (0..50).map(move |n| session_uuid(7, l, n)))
+            .collect();
+        ids.push(session_uuid(8, 3, 0));
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 2501);
     }
 }

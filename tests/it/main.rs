@@ -1,7 +1,9 @@
 //! Integration tests: one binary, real `nats-server` clusters, shared helpers in `support.rs`.
 
+mod chaos;
 mod cluster;
 mod consumers;
 mod run;
+mod scenarios;
 mod support;
 mod topology;

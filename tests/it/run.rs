@@ -476,3 +476,68 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
         "{failures}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn school_day_runs_all_four_domains_and_breaks_the_report_down_by_subject() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let output = aivo(
+        &[
+            "run",
+            "school-day",
+            "--duration",
+            "20s",
+            "--rate-scale",
+            "0.3",
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8 path"),
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    let subjects: Vec<String> = report["subjects"]
+        .as_array()
+        .expect("subjects")
+        .iter()
+        .map(|s| s["subject"].as_str().expect("subject").to_string())
+        .collect();
+    for domain in ["learning.", "focus.", "homework.", "recommendation."] {
+        assert!(
+            subjects.iter().any(|s| s.starts_with(domain)),
+            "no {domain} subject in {subjects:?}"
+        );
+    }
+    let streams: Vec<&str> = report["ledger"]
+        .as_array()
+        .expect("ledger")
+        .iter()
+        .map(|c| c["stream"].as_str().expect("stream"))
+        .collect();
+    assert_eq!(streams, ["FOCUS", "HOMEWORK", "LEARNING", "RECOMMENDATION"]);
+    assert!(
+        report["ledger"]
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .all(|c| c["passed"] == true),
+        "{}",
+        report["ledger"]
+    );
+    let summary = std::fs::read_to_string(
+        std::fs::read_dir(reports.path())
+            .expect("dir")
+            .flatten()
+            .next()
+            .expect("run dir")
+            .path()
+            .join("summary.md"),
+    )
+    .expect("summary.md");
+    assert!(
+        summary.contains("## By subject") && summary.contains("homework.question.asked"),
+        "{summary}"
+    );
+}

@@ -1,0 +1,341 @@
+//! Applying and reverting faults: journal first, then the cluster, then proof from the monitoring
+//! endpoints. Faults stay on the engine's active list until reverted; `guard.rs` reverts whatever is
+//! left when the engine's owner ends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::effect::Effect;
+use super::journal::{self, Cleanup, ClusterOwner, FaultJournal, JournalEntry};
+use super::{ChaosError, Fault, Step, Target, EFFECT_TIMEOUT, RECOVERY_TIMEOUT};
+use crate::cluster::control::{self, ControlOp};
+use crate::cluster::local::LocalCluster;
+use crate::cluster::ClusterEndpoints;
+
+/// The cluster faults are applied to.
+#[derive(Debug, Clone)]
+pub enum ChaosCluster {
+    /// A cluster this process owns.
+    InProcess(Arc<LocalCluster>),
+    /// A `cluster up` cluster, reached through its supervisor's control socket.
+    Supervisor {
+        state_dir: PathBuf,
+        socket: PathBuf,
+        endpoints: ClusterEndpoints,
+    },
+}
+
+impl ChaosCluster {
+    /// Client and monitoring URLs.
+    pub fn endpoints(&self) -> ClusterEndpoints {
+        match self {
+            Self::InProcess(cluster) => cluster.endpoints().clone(),
+            Self::Supervisor { endpoints, .. } => endpoints.clone(),
+        }
+    }
+
+    /// Applies one operation.
+    pub async fn apply(&self, op: &ControlOp) -> Result<(), ChaosError> {
+        match self {
+            Self::InProcess(cluster) => Ok(cluster.apply(op).await?),
+            Self::Supervisor { socket, .. } => {
+                control::request(socket, op).await?;
+                Ok(())
+            }
+        }
+    }
+
+    fn owner(&self) -> ClusterOwner {
+        match self {
+            Self::InProcess(cluster) => ClusterOwner::InProcess {
+                dir: cluster.dir().to_path_buf(),
+            },
+            Self::Supervisor {
+                state_dir, socket, ..
+            } => ClusterOwner::Supervisor {
+                state_dir: state_dir.clone(),
+                socket: socket.clone(),
+            },
+        }
+    }
+
+    fn store_dir(&self, node: &str) -> Option<PathBuf> {
+        match self {
+            Self::InProcess(cluster) => Some(cluster.dir().join(node).join("store")),
+            Self::Supervisor { state_dir, .. } => {
+                Some(state_dir.join("cluster").join(node).join("store"))
+            }
+        }
+    }
+}
+
+/// Whether a timeline event applies or reverts a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Apply,
+    Revert,
+}
+
+/// One fault applied or reverted, for the run timeline and report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultEvent {
+    pub id: String,
+    pub phase: Phase,
+    pub fault: String,
+    pub target: String,
+    pub node: String,
+    /// Seconds since the engine's clock started (the run's start) when the change was requested.
+    pub requested_s: f64,
+    /// Seconds since the clock started when the effect (apply) or a whole cluster (revert) was seen.
+    pub confirmed_s: Option<f64>,
+    pub confirmed: bool,
+    /// What was observed, or why it was not.
+    pub detail: String,
+    /// E.g. how storage was filled.
+    pub note: Option<String>,
+    /// An error that stopped the change (the fault may be partly applied; it stays active).
+    pub error: Option<String>,
+}
+
+/// A fault on the active list.
+#[derive(Debug, Clone)]
+struct ActiveFault {
+    id: String,
+    fault: String,
+    target: String,
+    node: String,
+    revert: Vec<ControlOp>,
+}
+
+#[derive(Debug)]
+struct EngineState {
+    journal: FaultJournal,
+    active: Vec<ActiveFault>,
+    next: u64,
+    rng: ChaCha8Rng,
+}
+
+/// Applies faults to one cluster and reverts them; see the module header.
+#[derive(Debug)]
+pub struct ChaosEngine {
+    cluster: ChaosCluster,
+    clock: Instant,
+    state: Mutex<EngineState>,
+}
+
+impl ChaosEngine {
+    /// An engine journaling to `journal`, timing events from `clock`, choosing `random` targets
+    /// with `seed`.
+    pub fn new(
+        cluster: ChaosCluster,
+        journal: &std::path::Path,
+        clock: Instant,
+        seed: u64,
+    ) -> Result<Self, ChaosError> {
+        Ok(Self {
+            cluster,
+            clock,
+            state: Mutex::new(EngineState {
+                journal: FaultJournal::open(journal)?,
+                active: Vec::new(),
+                next: 1,
+                rng: ChaCha8Rng::seed_from_u64(seed),
+            }),
+        })
+    }
+
+    /// The cluster faults go to.
+    pub fn cluster(&self) -> &ChaosCluster {
+        &self.cluster
+    }
+
+    fn since_clock(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.clock).as_secs_f64()
+    }
+
+    /// Ids of the active faults, oldest first.
+    pub async fn active(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .await
+            .active
+            .iter()
+            .map(|f| f.id.clone())
+            .collect()
+    }
+
+    /// Resolves the target, journals the revert, applies the fault and waits for its effect.
+    /// A fault whose effect is not seen stays applied (and active): the event says so.
+    pub async fn inject(&self, fault: &Fault, target: &Target) -> Result<FaultEvent, ChaosError> {
+        let endpoints = self.cluster.endpoints();
+        let mut state = self.state.lock().await;
+        let node = target.resolve(&endpoints, &mut state.rng).await?;
+        let names: Vec<String> = endpoints.nodes.iter().map(|n| n.name.clone()).collect();
+        let plan = fault.plan(&node, &names);
+        let id = format!("{}-{}", std::process::id(), state.next);
+        state.next += 1;
+        let cleanup = match fault {
+            Fault::FillStorage {
+                mode: crate::cluster::storage::FillMode::Tmpfs,
+            } => self
+                .cluster
+                .store_dir(&node)
+                .map(|store| vec![Cleanup::Mount { store }])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        state.journal.append(&JournalEntry::Begin {
+            id: id.clone(),
+            at: journal::now(),
+            fault: fault.name().to_string(),
+            target: target.to_string(),
+            node: node.clone(),
+            owner: self.cluster.owner(),
+            revert: plan.revert.clone(),
+            cleanup,
+        })?;
+        state.active.push(ActiveFault {
+            id: id.clone(),
+            fault: fault.name().to_string(),
+            target: target.to_string(),
+            node: node.clone(),
+            revert: plan.revert.clone(),
+        });
+        let requested = Instant::now();
+        tracing::info!(%id, fault = fault.name(), %node, "applying fault");
+        let mut error = None;
+        for step in &plan.steps {
+            let outcome = match step {
+                Step::Op(op) => self.cluster.apply(op).await,
+                Step::AwaitWhole => {
+                    let seen = Effect::Whole.wait(&endpoints, RECOVERY_TIMEOUT).await;
+                    if seen.confirmed {
+                        Ok(())
+                    } else {
+                        Err(ChaosError::Usage(format!(
+                            "cluster not whole between steps: {}",
+                            seen.detail
+                        )))
+                    }
+                }
+                Step::Await(effect) => {
+                    effect.wait(&endpoints, EFFECT_TIMEOUT).await;
+                    Ok(())
+                }
+            };
+            if let Err(err) = outcome {
+                error = Some(err.to_string());
+                break;
+            }
+        }
+        let seen = if error.is_none() {
+            plan.effect.wait(&endpoints, EFFECT_TIMEOUT).await
+        } else {
+            super::effect::Confirmation {
+                confirmed: false,
+                after: requested.elapsed(),
+                detail: "not applied".into(),
+            }
+        };
+        state.journal.append(&JournalEntry::Applied {
+            id: id.clone(),
+            at: journal::now(),
+            confirmed: seen.confirmed,
+            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
+        })?;
+        Ok(FaultEvent {
+            id,
+            phase: Phase::Apply,
+            fault: fault.name().to_string(),
+            target: target.to_string(),
+            node,
+            requested_s: self.since_clock(requested),
+            confirmed_s: seen
+                .confirmed
+                .then(|| self.since_clock(requested + seen.after)),
+            confirmed: seen.confirmed,
+            detail: seen.detail,
+            note: plan.note,
+            error,
+        })
+    }
+
+    /// Reverts one active fault and waits (bounded) for a whole cluster.
+    pub async fn revert(&self, id: &str, by: &str) -> Result<FaultEvent, ChaosError> {
+        let mut state = self.state.lock().await;
+        let position = state
+            .active
+            .iter()
+            .position(|f| f.id == id)
+            .ok_or_else(|| ChaosError::UnknownFault(id.to_string()))?;
+        let fault = state.active[position].clone();
+        let requested = Instant::now();
+        tracing::info!(id, fault = %fault.fault, node = %fault.node, "reverting fault");
+        let mut error = None;
+        for op in &fault.revert {
+            if let Err(err) = self.cluster.apply(op).await {
+                error.get_or_insert(err.to_string());
+            }
+        }
+        let seen = Effect::Whole
+            .wait(&self.cluster.endpoints(), RECOVERY_TIMEOUT)
+            .await;
+        // Reverted even if not (yet) whole: the operations ran; the event carries the verdict.
+        if error.is_none() {
+            state.active.remove(position);
+        }
+        state.journal.append(&JournalEntry::Reverted {
+            id: id.to_string(),
+            at: journal::now(),
+            by: by.to_string(),
+            confirmed: seen.confirmed && error.is_none(),
+            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
+        })?;
+        Ok(FaultEvent {
+            id: id.to_string(),
+            phase: Phase::Revert,
+            fault: fault.fault,
+            target: fault.target,
+            node: fault.node,
+            requested_s: self.since_clock(requested),
+            confirmed_s: seen
+                .confirmed
+                .then(|| self.since_clock(requested + seen.after)),
+            confirmed: seen.confirmed,
+            detail: seen.detail,
+            note: None,
+            error,
+        })
+    }
+
+    /// Reverts every active fault, newest first.
+    pub async fn revert_all(&self, by: &str) -> Vec<FaultEvent> {
+        let mut events = Vec::new();
+        let mut ids = self.active().await;
+        ids.reverse();
+        for id in ids {
+            match self.revert(&id, by).await {
+                Ok(event) => events.push(event),
+                Err(err) => tracing::warn!(%id, "revert failed: {err}"),
+            }
+        }
+        events
+    }
+
+    /// Seconds on the engine's clock now.
+    pub fn now_s(&self) -> f64 {
+        self.since_clock(Instant::now())
+    }
+
+    /// How long until `at` on the engine's clock.
+    pub fn until(&self, at: Duration) -> Duration {
+        (self.clock + at).saturating_duration_since(Instant::now())
+    }
+}

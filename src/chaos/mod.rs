@@ -1,0 +1,182 @@
+//! The chaos engine (DESIGN.md §7): faults against a local cluster, always reverted.
+//!
+//! - [`Fault`] is the enum; each variant's plan (what to apply, how to revert, which effect proves it
+//!   happened) lives in its own file: `kill.rs`, `stop.rs`, `restart.rs`, `pause.rs`,
+//!   `partition.rs`, `latency.rs`, `bandwidth.rs`, `fill_storage.rs`, `rolling_restart.rs`;
+//! - `target.rs` turns `nats2`, `random`, `leader:STREAM`, `meta-leader` into a node;
+//! - `effect.rs` confirms a fault's effect, and the cluster's recovery, from the monitoring endpoints
+//!   and real client traffic, with the moment it was seen;
+//! - `journal.rs` appends (and fsyncs) every fault's revert before applying it; `engine.rs` applies and
+//!   reverts; `guard.rs` reverts what is still active when its owner ends, panics included;
+//!   `heal.rs` reverts what a SIGKILLed harness left behind;
+//! - `schedule.rs` (fixed times from the scenario) and `nemesis.rs` (seeded random faults) drive it.
+//!
+//! Faults reach the cluster as [`ControlOp`]s, in process or through a `cluster up` supervisor's
+//! control socket (`cluster/control.rs`). Load, checks and reports are left to others; they receive
+//! [`FaultEvent`]s for the timeline.
+
+pub mod bandwidth;
+pub mod commands;
+pub mod effect;
+pub mod engine;
+pub mod fill_storage;
+pub mod guard;
+pub mod heal;
+pub mod journal;
+pub mod kill;
+pub mod latency;
+pub mod nemesis;
+pub mod partition;
+pub mod pause;
+pub mod restart;
+pub mod rolling_restart;
+pub mod run_hook;
+pub mod schedule;
+pub mod stop;
+pub mod target;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::control::{ControlError, ControlOp};
+use crate::cluster::local::LocalError;
+use crate::cluster::storage::FillMode;
+pub use effect::Effect;
+pub use engine::{ChaosCluster, ChaosEngine, FaultEvent};
+pub use partition::PartitionMode;
+pub use target::Target;
+
+/// One fault, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    /// SIGKILL the node; revert: start it on the same ports and store.
+    Kill,
+    /// SIGTERM the node (graceful); revert: start it.
+    Stop,
+    /// Stop and start the node at once; nothing to revert.
+    Restart,
+    /// SIGSTOP the node; revert: SIGCONT.
+    Pause,
+    /// Cut the node off its peers' routes (clients still reach it).
+    Partition { mode: PartitionMode },
+    /// Added latency on every route link of the node.
+    Latency { latency_ms: u64 },
+    /// A bandwidth limit on every route link of the node.
+    Bandwidth { bytes_per_second: u64 },
+    /// The node's store runs out of space.
+    FillStorage { mode: FillMode },
+    /// Every node restarted in turn, waiting for the cluster to be whole between nodes (the target
+    /// goes last).
+    RollingRestart,
+}
+
+impl Fault {
+    /// The name used in scenario files and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Pause => "pause",
+            Self::Partition { .. } => "partition",
+            Self::Latency { .. } => "latency",
+            Self::Bandwidth { .. } => "bandwidth",
+            Self::FillStorage { .. } => "fill-storage",
+            Self::RollingRestart => "rolling-restart",
+        }
+    }
+
+    /// True for every fault: each one changes a cluster, so none may run against a cluster the
+    /// harness does not own (`guard::refuse_external`). Kept as a method so a future read-only
+    /// fault (e.g. a probe) can say otherwise.
+    pub fn is_destructive(&self) -> bool {
+        true
+    }
+
+    /// What to do against `node` of a cluster whose nodes are `nodes`.
+    pub fn plan(&self, node: &str, nodes: &[String]) -> FaultPlan {
+        match self {
+            Self::Kill => kill::plan(node),
+            Self::Stop => stop::plan(node),
+            Self::Restart => restart::plan(node),
+            Self::Pause => pause::plan(node),
+            Self::Partition { mode } => partition::plan(node, nodes, *mode),
+            Self::Latency { latency_ms } => latency::plan(node, nodes, *latency_ms),
+            Self::Bandwidth { bytes_per_second } => bandwidth::plan(node, nodes, *bytes_per_second),
+            Self::FillStorage { mode } => fill_storage::plan(node, *mode),
+            Self::RollingRestart => rolling_restart::plan(node, nodes),
+        }
+    }
+}
+
+/// One step of applying a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Change the cluster.
+    Op(ControlOp),
+    /// Wait (bounded) until the cluster is whole again.
+    AwaitWhole,
+    /// Wait until an effect shows, then go on.
+    Await(Effect),
+}
+
+/// How one fault is applied, proven and reverted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultPlan {
+    pub steps: Vec<Step>,
+    /// Journaled before the first step; applied in order to revert.
+    pub revert: Vec<ControlOp>,
+    /// What shows the fault took effect.
+    pub effect: Effect,
+    /// Said in the report next to the fault (e.g. how storage is filled).
+    pub note: Option<String>,
+}
+
+impl FaultPlan {
+    fn simple(op: ControlOp, revert: Vec<ControlOp>, effect: Effect) -> Self {
+        Self {
+            steps: vec![Step::Op(op)],
+            revert,
+            effect,
+            note: None,
+        }
+    }
+}
+
+/// How long an effect may take to show after a fault is applied. Generous: on a busy 2-core machine
+/// a route drop or a JetStream shutdown can take seconds.
+pub const EFFECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a revert may take to give a whole cluster back (a restarted node catches up first).
+pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Errors of the chaos engine.
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("fault journal {path}: {source}")]
+    Journal {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve target {target}: {reason}")]
+    Target { target: String, reason: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("no active fault with id {0}")]
+    UnknownFault(String),
+}
+
+impl From<ChaosError> for crate::exit::AppError {
+    fn from(error: ChaosError) -> Self {
+        match error {
+            ChaosError::Usage(_) => crate::exit::AppError::usage(error),
+            _ => crate::exit::AppError::environment(error),
+        }
+    }
+}

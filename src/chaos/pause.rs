@@ -1,0 +1,16 @@
+//! `pause`: SIGSTOP a node — its sockets stay open but nothing answers, like a long GC pause or a
+//! hung VM; peers see it by missed heartbeats. Reverted by SIGCONT. Proven by `/healthz` accepting
+//! the connection but never answering.
+
+use super::{Effect, FaultPlan};
+use crate::cluster::control::ControlOp;
+
+/// Pause `node`; revert: resume it.
+pub fn plan(node: &str) -> FaultPlan {
+    let node = node.to_string();
+    FaultPlan::simple(
+        ControlOp::Pause { node: node.clone() },
+        vec![ControlOp::Resume { node: node.clone() }],
+        Effect::Frozen { node },
+    )
+}

@@ -1,0 +1,140 @@
+//! The chaos side of a run: starts the scenario's schedule next to the load on the run's clock, and
+//! at the end reverts what is active and writes the events for the timeline (`chaos.json` beside
+//! `faults.jsonl` in the run dir). `run.rs` calls [`start`] and [`RunChaos::finish`]; nothing else.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{ChaosCluster, ChaosEngine, FaultEvent};
+use super::schedule::{self, ChaosPlan};
+use super::ChaosError;
+use crate::cli::StateArgs;
+use crate::cluster::local::LocalCluster;
+use crate::cluster::state;
+
+/// How long a run waits at its end for the reverts to finish (a restarted node catching up).
+const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The schedule of a running scenario.
+#[derive(Debug)]
+pub struct RunChaos {
+    task: Option<JoinHandle<Vec<FaultEvent>>>,
+    cancel: CancellationToken,
+    run_dir: PathBuf,
+}
+
+/// The cluster of a run as the chaos engine reaches it: in process, or the `cluster up` supervisor.
+pub fn cluster_of(
+    local: Option<&Arc<LocalCluster>>,
+    state_args: &StateArgs,
+) -> Option<ChaosCluster> {
+    if let Some(cluster) = local {
+        return Some(ChaosCluster::InProcess(cluster.clone()));
+    }
+    let paths = state::paths(state_args).ok()?;
+    let kept = state::load(state_args)?;
+    Some(ChaosCluster::Supervisor {
+        socket: kept
+            .control_socket
+            .clone()
+            .unwrap_or_else(|| paths.control_socket()),
+        state_dir: paths.dir,
+        endpoints: kept.endpoints,
+    })
+}
+
+/// Starts the plan's faults on a clock starting now; `None` when the plan has none.
+pub fn start(
+    plan: &ChaosPlan,
+    cluster: Option<ChaosCluster>,
+    run_dir: &Path,
+    duration: Duration,
+    seed: u64,
+    cancel: CancellationToken,
+) -> Result<Option<RunChaos>, ChaosError> {
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let cluster = cluster.ok_or_else(|| {
+        ChaosError::Usage("this scenario has [[chaos]] but the run has no managed cluster".into())
+    })?;
+    let engine = Arc::new(ChaosEngine::new(
+        cluster,
+        &run_dir.join("faults.jsonl"),
+        Instant::now(),
+        seed,
+    )?);
+    let faults = plan.timeline(duration, seed);
+    for fault in &faults {
+        eprintln!(
+            "aivo-load: chaos at {:?}: {} on {}{}",
+            fault.at,
+            fault.fault.name(),
+            fault.target,
+            fault
+                .hold
+                .map(|h| format!(" for {h:?}"))
+                .unwrap_or_default()
+        );
+    }
+    let task = tokio::spawn(schedule::play(engine, faults, duration, cancel.clone()));
+    Ok(Some(RunChaos {
+        task: Some(task),
+        cancel,
+        run_dir: run_dir.to_path_buf(),
+    }))
+}
+
+impl RunChaos {
+    /// Ends the schedule, reverts what is active, writes `chaos.json` and returns every event.
+    pub async fn finish(mut self) -> Vec<FaultEvent> {
+        self.cancel.cancel();
+        let Some(task) = self.task.take() else {
+            return Vec::new();
+        };
+        let events = match tokio::time::timeout(FINISH_TIMEOUT, task).await {
+            Ok(Ok(events)) => events,
+            Ok(Err(err)) => {
+                eprintln!("aivo-load: the chaos schedule failed: {err}; run `aivo-load heal`");
+                Vec::new()
+            }
+            Err(_) => {
+                eprintln!("aivo-load: reverting faults took over {FINISH_TIMEOUT:?}; run `aivo-load heal`");
+                Vec::new()
+            }
+        };
+        for event in &events {
+            eprintln!(
+                "aivo-load: chaos {:?} {} on {} at {:.1}s: {} ({})",
+                event.phase,
+                event.fault,
+                event.node,
+                event.confirmed_s.unwrap_or(event.requested_s),
+                if event.confirmed {
+                    "confirmed"
+                } else {
+                    "NOT confirmed"
+                },
+                event.detail
+            );
+        }
+        let path = self.run_dir.join("chaos.json");
+        if let Ok(text) = serde_json::to_string_pretty(&events) {
+            if let Err(err) = std::fs::write(&path, text + "\n") {
+                eprintln!("aivo-load: cannot write {}: {err}", path.display());
+            }
+        }
+        events
+    }
+}
+
+impl Drop for RunChaos {
+    fn drop(&mut self) {
+        // A run that ends early (an error) still ends its faults: the play task reverts on cancel.
+        self.cancel.cancel();
+    }
+}

@@ -1,0 +1,357 @@
+//! `[[chaos]]` entries of a scenario, and the task that plays them during a run.
+//!
+//! ```toml
+//! [[chaos]]
+//! at = "50s"
+//! fault = "kill"          # kill | stop | restart | pause | partition | latency | bandwidth
+//!                         # | fill-storage | rolling-restart | nemesis
+//! target = "leader:FOCUS" # nats2 | random | leader:STREAM | meta-leader
+//! for = "20s"             # revert after (default: at the end of the run)
+//! # per fault: latency = "200ms"; bandwidth = "256KiB/s"; mode = "one-way" (partition: isolate |
+//! # one-way | bridge; fill-storage: tmpfs | max-file-store)
+//!
+//! [[chaos]]               # a seeded random nemesis for soaks
+//! fault = "nemesis"
+//! at = "10s"              # first fault
+//! every = "20s"           # quiet time between faults
+//! for = "10s"             # each fault held this long
+//! faults = ["kill", "pause", "partition"]
+//! targets = ["random", "meta-leader"]
+//! ```
+//!
+//! The scenario model holds the raw [`ChaosEntry`]s and calls [`ChaosPlan::from_entries`]; a bad
+//! entry is reported at its position in the file. [`play`] applies and reverts the faults at their
+//! times on the run's clock and returns every [`FaultEvent`] for the timeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{ChaosEngine, FaultEvent};
+use super::guard::RevertGuard;
+use super::nemesis::Nemesis;
+use super::{Fault, Target};
+use crate::cluster::storage::FillMode;
+use crate::scenario::units;
+
+/// One `[[chaos]]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosEntry {
+    #[serde(default)]
+    pub at: Option<String>,
+    pub fault: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default, rename = "for")]
+    pub hold: Option<String>,
+    #[serde(default)]
+    pub latency: Option<String>,
+    #[serde(default)]
+    pub bandwidth: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Nemesis: quiet time between faults.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// Nemesis: fault kinds to draw from.
+    #[serde(default)]
+    pub faults: Option<Vec<String>>,
+    /// Nemesis: targets to draw from.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    /// Nemesis: no fault past this time.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// A fault at a time on the run's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledFault {
+    pub at: Duration,
+    pub fault: Fault,
+    pub target: Target,
+    /// Revert after this long; `None`: at the end of the run.
+    pub hold: Option<Duration>,
+}
+
+/// A scenario's chaos: fixed faults and nemeses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChaosPlan {
+    pub fixed: Vec<ScheduledFault>,
+    pub nemeses: Vec<Nemesis>,
+}
+
+fn duration(field: &str, text: &Option<String>) -> Result<Option<Duration>, String> {
+    text.as_deref()
+        .map(|t| units::parse_duration(t).map_err(|e| format!("{field}: {e}")))
+        .transpose()
+}
+
+/// Builds a fault from its name and the entry's parameters.
+pub fn fault_from(
+    name: &str,
+    latency: Option<&str>,
+    bandwidth: Option<&str>,
+    mode: Option<&str>,
+) -> Result<Fault, String> {
+    Ok(match name {
+        "kill" => Fault::Kill,
+        "stop" => Fault::Stop,
+        "restart" => Fault::Restart,
+        "pause" => Fault::Pause,
+        "rolling-restart" => Fault::RollingRestart,
+        "partition" => Fault::Partition {
+            mode: mode.map(str::parse).transpose()?.unwrap_or_default(),
+        },
+        "latency" => {
+            let text = latency.unwrap_or("200ms");
+            let latency = units::parse_duration(text).map_err(|e| format!("latency: {e}"))?;
+            Fault::Latency {
+                latency_ms: latency.as_millis().max(1) as u64,
+            }
+        }
+        "bandwidth" => {
+            let text = bandwidth.ok_or("bandwidth needs `bandwidth = \"256KiB/s\"`")?;
+            let bytes = units::parse_size(text.trim_end_matches("/s"))
+                .map_err(|e| format!("bandwidth: {e}"))?;
+            if bytes == 0 {
+                return Err("bandwidth must be above 0".into());
+            }
+            Fault::Bandwidth {
+                bytes_per_second: bytes,
+            }
+        }
+        "fill-storage" => Fault::FillStorage {
+            mode: match mode {
+                None => FillMode::for_this_process(),
+                Some("tmpfs") => FillMode::Tmpfs,
+                Some("max-file-store") => FillMode::MaxFileStore,
+                Some(other) => {
+                    return Err(format!(
+                        "unknown fill-storage mode {other:?}: expected tmpfs or max-file-store"
+                    ))
+                }
+            },
+        },
+        other => {
+            return Err(format!(
+                "unknown fault {other:?}: expected kill, stop, restart, pause, partition, latency, \
+                 bandwidth, fill-storage, rolling-restart or nemesis"
+            ))
+        }
+    })
+}
+
+impl ChaosEntry {
+    fn target(&self) -> Result<Target, String> {
+        self.target.as_deref().unwrap_or("random").parse()
+    }
+
+    fn fault(&self, name: &str) -> Result<Fault, String> {
+        fault_from(
+            name,
+            self.latency.as_deref(),
+            self.bandwidth.as_deref(),
+            self.mode.as_deref(),
+        )
+    }
+}
+
+impl ChaosPlan {
+    /// Validates the entries; an error names the entry (0-based index) and what is wrong.
+    pub fn from_entries(entries: &[ChaosEntry]) -> Result<Self, (usize, String)> {
+        let mut plan = Self::default();
+        for (i, entry) in entries.iter().enumerate() {
+            let at = duration("at", &entry.at).map_err(|e| (i, e))?;
+            let hold = duration("for", &entry.hold).map_err(|e| (i, e))?;
+            if entry.fault == "nemesis" {
+                let every = duration("every", &entry.every)
+                    .map_err(|e| (i, e))?
+                    .ok_or((i, "a nemesis needs `every`".to_string()))?;
+                let names = entry
+                    .faults
+                    .clone()
+                    .unwrap_or_else(|| vec!["kill".into(), "pause".into(), "partition".into()]);
+                let faults = names
+                    .iter()
+                    .map(|n| entry.fault(n))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| (i, e))?;
+                let targets = entry
+                    .targets
+                    .clone()
+                    .unwrap_or_else(|| vec!["random".into()])
+                    .iter()
+                    .map(|t| t.parse())
+                    .collect::<Result<Vec<Target>, _>>()
+                    .map_err(|e| (i, e))?;
+                plan.nemeses.push(Nemesis {
+                    start: at.unwrap_or_default(),
+                    every,
+                    hold: hold.unwrap_or(every),
+                    faults,
+                    targets,
+                    until: duration("until", &entry.until).map_err(|e| (i, e))?,
+                });
+                continue;
+            }
+            if entry.every.is_some() || entry.faults.is_some() || entry.targets.is_some() {
+                return Err((
+                    i,
+                    "`every`, `faults` and `targets` belong to fault = \"nemesis\"".into(),
+                ));
+            }
+            plan.fixed.push(ScheduledFault {
+                at: at.ok_or((i, "a fault needs `at`".to_string()))?,
+                fault: entry.fault(&entry.fault).map_err(|e| (i, e))?,
+                target: entry.target().map_err(|e| (i, e))?,
+                hold,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// True if the plan applies no fault.
+    pub fn is_empty(&self) -> bool {
+        self.fixed.is_empty() && self.nemeses.is_empty()
+    }
+
+    /// Every fault kind the plan may apply (for the external-backend guardrail).
+    pub fn faults(&self) -> Vec<&Fault> {
+        self.fixed
+            .iter()
+            .map(|f| &f.fault)
+            .chain(self.nemeses.iter().flat_map(|n| &n.faults))
+            .collect()
+    }
+
+    /// Fixed faults and the nemeses' draws, by time.
+    pub fn timeline(&self, duration: Duration, seed: u64) -> Vec<ScheduledFault> {
+        let mut all = self.fixed.clone();
+        for (i, nemesis) in self.nemeses.iter().enumerate() {
+            all.extend(nemesis.expand(duration, seed.wrapping_add(i as u64)));
+        }
+        all.sort_by_key(|f| f.at);
+        all
+    }
+}
+
+/// Plays `faults` on the engine's clock until `end` (the end of the run) or until `cancel` fires,
+/// then reverts whatever is still active (through the guard, which also reverts if this task is
+/// dropped mid-way).
+pub async fn play(
+    engine: Arc<ChaosEngine>,
+    faults: Vec<ScheduledFault>,
+    end: Duration,
+    cancel: CancellationToken,
+) -> Vec<FaultEvent> {
+    enum Action {
+        Apply(usize),
+        Revert(usize),
+    }
+    let guard = RevertGuard::new(engine.clone());
+    let mut actions: Vec<(Duration, Action)> = Vec::new();
+    for (i, fault) in faults.iter().enumerate() {
+        actions.push((fault.at, Action::Apply(i)));
+        if let Some(hold) = fault.hold {
+            actions.push((fault.at + hold, Action::Revert(i)));
+        }
+    }
+    // Stable: an apply and a revert at the same moment keep their order.
+    actions.sort_by_key(|(at, _)| *at);
+    let mut ids: Vec<Option<String>> = vec![None; faults.len()];
+    let mut events = Vec::new();
+    for (at, action) in actions {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(engine.until(at)) => {}
+        }
+        match action {
+            Action::Apply(i) => match engine.inject(&faults[i].fault, &faults[i].target).await {
+                Ok(event) => {
+                    ids[i] = Some(event.id.clone());
+                    events.push(event);
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        "fault {} on {}: {err}",
+                        faults[i].fault.name(),
+                        faults[i].target
+                    );
+                }
+            },
+            Action::Revert(i) => {
+                if let Some(id) = ids[i].take() {
+                    match engine.revert(&id, "schedule").await {
+                        Ok(event) => events.push(event),
+                        Err(err) => tracing::warn!(%id, "revert failed: {err}"),
+                    }
+                }
+            }
+        }
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(engine.until(end)) => {}
+    }
+    let by = if cancel.is_cancelled() {
+        "interrupted"
+    } else {
+        "run end"
+    };
+    events.extend(guard.finish(by).await);
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::PartitionMode;
+
+    fn entry(toml_text: &str) -> ChaosEntry {
+        toml::from_str(toml_text).expect("entry")
+    }
+
+    #[test]
+    fn fixed_and_nemesis_entries_validate() {
+        let plan = ChaosPlan::from_entries(&[
+            entry("at = \"50s\"\nfault = \"kill\"\ntarget = \"leader:FOCUS\"\nfor = \"20s\""),
+            entry("at = \"5s\"\nfault = \"latency\"\nlatency = \"150ms\"\ntarget = \"nats2\""),
+            entry("at = \"5s\"\nfault = \"partition\"\nmode = \"one-way\""),
+            entry("fault = \"nemesis\"\nevery = \"10s\"\nfaults = [\"pause\"]"),
+        ])
+        .expect("valid");
+        assert_eq!(plan.fixed.len(), 3);
+        assert_eq!(plan.fixed[0].hold, Some(Duration::from_secs(20)));
+        assert_eq!(plan.fixed[1].fault, Fault::Latency { latency_ms: 150 });
+        assert_eq!(
+            plan.fixed[2].fault,
+            Fault::Partition {
+                mode: PartitionMode::OneWay
+            }
+        );
+        assert_eq!(plan.fixed[2].target, Target::Random);
+        let timeline = plan.timeline(Duration::from_secs(60), 1);
+        assert!(timeline.len() > 3);
+        assert!(timeline.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_wrong() {
+        let err = ChaosPlan::from_entries(&[entry("fault = \"kill\"")]).expect_err("no at");
+        assert_eq!(err, (0, "a fault needs `at`".to_string()));
+        let err = ChaosPlan::from_entries(&[entry("at = \"1s\"\nfault = \"melt\"")])
+            .expect_err("unknown");
+        assert!(err.1.contains("unknown fault"), "{err:?}");
+        let err =
+            ChaosPlan::from_entries(&[entry("at = \"1s\"\nfault = \"kill\"\ntarget = \"x\"")])
+                .expect_err("bad target");
+        assert!(err.1.contains("unknown target"), "{err:?}");
+        let err = ChaosPlan::from_entries(&[entry("at = \"1s\"\nfault = \"bandwidth\"")])
+            .expect_err("no rate");
+        assert!(err.1.contains("bandwidth"), "{err:?}");
+    }
+}

@@ -1,0 +1,507 @@
+//! The chaos engine against real clusters: one test per fault, each asserting from the monitoring
+//! endpoints, the process table or real traffic that the fault happened, and that after its revert
+//! the cluster is whole (3 healthy nodes, full routes, a meta leader, streams current, publishes
+//! acknowledged). Then the revert guard on panic, and `heal` after a SIGKILLed `chaos` command.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aivo_load::chaos::effect::{self, Effect};
+use aivo_load::chaos::engine::{ChaosCluster, ChaosEngine, FaultEvent};
+use aivo_load::chaos::guard::RevertGuard;
+use aivo_load::chaos::journal;
+use aivo_load::chaos::{Fault, PartitionMode, Target};
+use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
+use aivo_load::cluster::monitor::{self, ClusterStatus};
+use aivo_load::cluster::storage::FillMode;
+
+use crate::support::{
+    create_stream_with_retry, process_alive, publish_acked, wait_for, START_TIMEOUT,
+};
+
+/// A cluster shared with an engine, an R3 stream on it, and the tempdir they live in.
+struct Chaos {
+    cluster: Arc<LocalCluster>,
+    engine: Arc<ChaosEngine>,
+    js: async_nats::jetstream::Context,
+    dir: tempfile::TempDir,
+}
+
+impl Chaos {
+    async fn start() -> Chaos {
+        let dir = tempfile::Builder::new()
+            .prefix("aivo-chaos-")
+            .tempdir()
+            .expect("tempdir");
+        let config = LocalClusterConfig::new(dir.path().join("cluster"));
+        let cluster = tokio::time::timeout(START_TIMEOUT, LocalCluster::start(config))
+            .await
+            .expect("cluster start timed out")
+            .unwrap_or_else(|err| panic!("cluster did not start: {err}"));
+        let cluster = Arc::new(cluster);
+        let engine = Arc::new(
+            ChaosEngine::new(
+                ChaosCluster::InProcess(cluster.clone()),
+                &dir.path().join("faults.jsonl"),
+                Instant::now(),
+                7,
+            )
+            .expect("engine"),
+        );
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(cluster.endpoints().client_urls())
+            .await
+            .expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let config = async_nats::jetstream::stream::Config {
+            name: "CHAOS".to_string(),
+            subjects: vec!["chaos.>".to_string()],
+            num_replicas: 3,
+            ..Default::default()
+        };
+        create_stream_with_retry(&js, config, Duration::from_secs(20))
+            .await
+            .expect("R3 stream");
+        publish_acked(&js, "chaos.before", "x", Duration::from_secs(20))
+            .await
+            .expect("publish before the fault");
+        Chaos {
+            cluster,
+            engine,
+            js,
+            dir,
+        }
+    }
+
+    fn pid(&self, node: &str) -> Option<u32> {
+        self.cluster
+            .nodes()
+            .into_iter()
+            .find(|n| n.name == node)
+            .and_then(|n| n.pid)
+    }
+
+    fn monitor(&self, node: &str) -> String {
+        self.cluster
+            .endpoints()
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.monitor_url.clone())
+            .expect("node")
+    }
+
+    async fn inject(&self, fault: Fault, target: &str) -> FaultEvent {
+        let target: Target = target.parse().expect("target");
+        let event = self.engine.inject(&fault, &target).await.expect("inject");
+        assert!(event.error.is_none(), "{event:?}");
+        assert!(event.confirmed, "effect not confirmed: {event:?}");
+        assert!(
+            event.confirmed_s.is_some_and(|c| c >= event.requested_s),
+            "{event:?}"
+        );
+        event
+    }
+
+    /// Reverts everything and checks the cluster is whole, with a publish acknowledged.
+    async fn revert_and_check_whole(self) {
+        let events = self.engine.revert_all("test").await;
+        assert!(!events.is_empty(), "nothing was active");
+        for event in &events {
+            assert!(event.error.is_none(), "{event:?}");
+            assert!(event.confirmed, "not whole after revert: {event:?}");
+        }
+        let whole = Effect::Whole
+            .wait(self.cluster.endpoints(), Duration::from_secs(60))
+            .await;
+        assert!(whole.confirmed, "{whole:?}");
+        let status = ClusterStatus::gather(self.cluster.endpoints()).await;
+        assert!(status.is_healthy(), "{}", status.render_table());
+        assert_eq!(status.nodes.len(), 3);
+        publish_acked(&self.js, "chaos.after", "y", Duration::from_secs(30))
+            .await
+            .expect("publish after the revert");
+        let endpoints = self.cluster.endpoints().clone();
+        wait_for(
+            "every stream replica current",
+            Duration::from_secs(30),
+            || async { effect::streams_led(&endpoints, true).await.ok() },
+        )
+        .await;
+        let entries = journal::read(&self.dir.path().join("faults.jsonl")).expect("journal");
+        assert!(journal::active(&entries).is_empty(), "{entries:?}");
+        assert!(self.engine.active().await.is_empty());
+        drop(self.engine);
+        if let Ok(cluster) = Arc::try_unwrap(self.cluster) {
+            cluster.shutdown().await;
+        }
+    }
+}
+
+/// The process state letter from /proc (`T` is stopped).
+fn proc_state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+        .unwrap_or('?')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_takes_a_node_down_and_revert_restarts_it_on_its_store() {
+    let chaos = Chaos::start().await;
+    let pid = chaos.pid("nats2").expect("pid");
+    let event = chaos.inject(Fault::Kill, "nats2").await;
+    assert!(event.detail.contains("/healthz"), "{event:?}");
+    assert!(!process_alive(pid), "nats2 survived SIGKILL");
+    assert!(monitor::healthz(&chaos.monitor("nats2")).await.is_err());
+    // The majority still accepts writes.
+    publish_acked(&chaos.js, "chaos.during", "z", Duration::from_secs(30))
+        .await
+        .expect("publish with one node down");
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_is_graceful_and_start_brings_the_node_back() {
+    let chaos = Chaos::start().await;
+    let pid = chaos.pid("nats3").expect("pid");
+    chaos.inject(Fault::Stop, "nats3").await;
+    assert!(!process_alive(pid));
+    let log =
+        std::fs::read_to_string(chaos.dir.path().join("cluster/nats3/nats.log")).expect("log");
+    assert!(
+        log.contains("Server Exiting") || log.contains("Initiating Shutdown"),
+        "no graceful shutdown in the log"
+    );
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_gives_a_new_process_on_the_same_ports() {
+    let chaos = Chaos::start().await;
+    let before = chaos.cluster.nodes()[0].clone();
+    chaos.inject(Fault::Restart, "nats1").await;
+    let after = chaos.cluster.nodes()[0].clone();
+    assert_ne!(before.pid, after.pid);
+    assert_eq!(before.client_addr, after.client_addr);
+    assert_eq!(before.cluster_addr, after.cluster_addr);
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_freezes_a_node_and_resume_thaws_it() {
+    let chaos = Chaos::start().await;
+    let pid = chaos.pid("nats2").expect("pid");
+    chaos.inject(Fault::Pause, "nats2").await;
+    assert_eq!(proc_state(pid), 'T', "nats2 is not stopped");
+    chaos.revert_and_check_whole().await;
+    assert_ne!(proc_state(pid), 'T');
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_isolates_a_node_that_clients_still_reach() {
+    let chaos = Chaos::start().await;
+    let event = chaos
+        .inject(
+            Fault::Partition {
+                mode: PartitionMode::Isolate,
+            },
+            "nats3",
+        )
+        .await;
+    assert!(event.detail.contains("0 routes"), "{event:?}");
+    let routes = monitor::routez(&chaos.monitor("nats3"))
+        .await
+        .expect("routez");
+    assert_eq!(routes.num_routes, 0);
+    let peers = monitor::routez(&chaos.monitor("nats1"))
+        .await
+        .expect("routez");
+    assert_eq!(peers.peers(), ["nats2"]);
+    let url = chaos.cluster.endpoints().nodes[2].client_url.clone();
+    let client = async_nats::connect(url)
+        .await
+        .expect("client reaches nats3");
+    client.flush().await.expect("flush");
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_partition_silences_a_node_towards_its_peers() {
+    let chaos = Chaos::start().await;
+    let event = chaos
+        .inject(
+            Fault::Partition {
+                mode: PartitionMode::OneWay,
+            },
+            "nats1",
+        )
+        .await;
+    assert!(event.detail.contains("nats1"), "{event:?}");
+    let blocked: Vec<String> = chaos
+        .cluster
+        .proxy_stats()
+        .into_iter()
+        .filter(|s| s.forward_blocked || s.reverse_blocked)
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(blocked.len(), 4, "{blocked:?}");
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_slows_requests_across_the_route() {
+    let chaos = Chaos::start().await;
+    let event = chaos
+        .inject(Fault::Latency { latency_ms: 250 }, "nats2")
+        .await;
+    assert!(event.detail.contains("took"), "{event:?}");
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_limits_bytes_across_the_route() {
+    let chaos = Chaos::start().await;
+    let event = chaos
+        .inject(
+            Fault::Bandwidth {
+                bytes_per_second: 512 * 1024,
+            },
+            "nats3",
+        )
+        .await;
+    assert!(event.detail.contains("took"), "{event:?}");
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_storage_disables_jetstream_on_the_node_and_drain_restores_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the tmpfs mode needs root");
+        return;
+    }
+    let chaos = Chaos::start().await;
+    let store = chaos.dir.path().join("cluster/nats2/store");
+    let event = chaos
+        .inject(
+            Fault::FillStorage {
+                mode: FillMode::Tmpfs,
+            },
+            "nats2",
+        )
+        .await;
+    assert!(
+        event.note.as_deref().is_some_and(|n| n.contains("tmpfs")),
+        "{event:?}"
+    );
+    assert!(aivo_load::cluster::storage::is_mount_point(&store));
+    chaos.revert_and_check_whole().await;
+    assert!(!aivo_load::cluster::storage::is_mount_point(&store));
+    assert!(!store.with_file_name("store.disk").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_restarts_every_node_and_ends_whole() {
+    let chaos = Chaos::start().await;
+    let before: Vec<Option<u32>> = chaos.cluster.nodes().iter().map(|n| n.pid).collect();
+    let event = chaos.inject(Fault::RollingRestart, "nats1").await;
+    assert!(
+        event.note.as_deref().is_some_and(|n| n.ends_with("nats1")),
+        "{event:?}"
+    );
+    let after: Vec<Option<u32>> = chaos.cluster.nodes().iter().map(|n| n.pid).collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(b, a, "a node was not restarted: {before:?} {after:?}");
+    }
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_leader_target_hits_the_current_leader() {
+    let chaos = Chaos::start().await;
+    let endpoints = chaos.cluster.endpoints().clone();
+    let leader = wait_for("a CHAOS leader", Duration::from_secs(10), || {
+        monitor::stream_leader(&endpoints, "CHAOS")
+    })
+    .await;
+    let event = chaos.inject(Fault::Kill, "leader:CHAOS").await;
+    assert_eq!(event.node, leader);
+    chaos.revert_and_check_whole().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_reverts_active_faults_when_dropped_by_a_panic() {
+    let chaos = Chaos::start().await;
+    let pid = chaos.pid("nats1").expect("pid");
+    let engine = chaos.engine.clone();
+    let panicked = tokio::spawn(async move {
+        let guard = RevertGuard::new(engine.clone());
+        engine
+            .inject(&Fault::Pause, &"nats1".parse().expect("target"))
+            .await
+            .expect("inject");
+        assert_eq!(proc_state(pid), 'T');
+        let _keep = &guard;
+        panic!("a run panics mid-fault");
+    })
+    .await;
+    assert!(panicked.is_err(), "the task should have panicked");
+    assert_ne!(proc_state(pid), 'T', "the guard did not resume nats1");
+    let entries = journal::read(&chaos.dir.path().join("faults.jsonl")).expect("journal");
+    assert!(journal::active(&entries).is_empty());
+    let whole = Effect::Whole
+        .wait(chaos.cluster.endpoints(), Duration::from_secs(60))
+        .await;
+    assert!(whole.confirmed, "{whole:?}");
+}
+
+// --- `chaos` and `heal` on a `cluster up` cluster ---------------------------------------------
+
+fn aivo_load(state_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aivo-load"));
+    command
+        .args(args)
+        .env("AIVO_STATE_DIR", state_dir)
+        .env_remove("NATS_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn output(command: Command) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut command = command;
+    std::thread::spawn(move || {
+        let _ = tx.send(command.output());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("command finished within 120 s")
+        .expect("command ran")
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn chaos_against_an_external_backend_is_refused_with_exit_2() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let out = output(aivo_load(
+        state.path(),
+        &[
+            "chaos",
+            "kill",
+            "--target",
+            "nats1",
+            "--backend",
+            "external",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing chaos"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let dir = state.path();
+    let up = output(aivo_load(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let read_state = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).expect("state"))
+            .expect("state JSON")
+    };
+    let node_pid = |name: &str| -> u32 {
+        read_state()["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["name"] == name)
+            .and_then(|n| n["pid"].as_u64())
+            .expect("pid") as u32
+    };
+    let paused = node_pid("nats2");
+
+    // Two faults at once from two harness processes: a partition and a pause, both held for long.
+    let mut partition = aivo_load(
+        dir,
+        &["chaos", "partition", "--target", "nats3", "--for", "10m"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn chaos");
+    let journal_path = dir.join("faults.jsonl");
+    let applied = |n: usize| {
+        journal::read(&journal_path)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| matches!(e, journal::JournalEntry::Applied { .. }))
+            .count()
+            >= n
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !applied(1) {
+        assert!(Instant::now() < deadline, "partition not applied in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut pause = aivo_load(
+        dir,
+        &["chaos", "pause", "--target", "nats2", "--for", "10m"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn chaos");
+    while !applied(2) {
+        assert!(Instant::now() < deadline, "pause not applied in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGKILL: no guard, no signal handler runs.
+    partition.kill().expect("kill");
+    pause.kill().expect("kill");
+    let _ = partition.wait();
+    let _ = pause.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(proc_state(paused), 'T', "nats2 should still be paused");
+    let status = output(aivo_load(dir, &["cluster", "status"]));
+    assert_eq!(status.status.code(), Some(1), "degraded: {}", text(&status));
+    let entries = journal::read(&journal_path).expect("journal");
+    assert_eq!(journal::active(&entries).len(), 2, "{entries:?}");
+
+    let heal = output(aivo_load(dir, &["heal"]));
+    assert_eq!(heal.status.code(), Some(0), "{}", text(&heal));
+    let said = String::from_utf8_lossy(&heal.stdout);
+    assert!(
+        said.contains("Reverted 2 active fault(s)"),
+        "{}",
+        text(&heal)
+    );
+    assert!(said.contains("Cluster whole"), "{}", text(&heal));
+    assert_ne!(proc_state(paused), 'T');
+    let status = output(aivo_load(dir, &["cluster", "status"]));
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let entries = journal::read(&journal_path).expect("journal");
+    assert!(journal::active(&entries).is_empty());
+    let again = output(aivo_load(dir, &["heal"]));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("No active fault"),
+        "{}",
+        text(&again)
+    );
+
+    let down = output(aivo_load(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+}
