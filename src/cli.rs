@@ -35,10 +35,62 @@ pub enum CliCommand {
     Init(TopologyArgs),
     /// Compare the declared streams and consumers with the live ones; exit 1 on drift.
     Verify(TopologyArgs),
+    /// Run the reference indexer: every event of every stream into the Postgres table `events`.
+    Indexer(ConsumerArgs),
+    /// Run the reference analytics consumer: dashboard aggregates from LEARNING and FOCUS.
+    Analytics(ConsumerArgs),
+    /// Inspect or replay the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Apply one fault to the `cluster up` cluster; reverted after --for, on Ctrl-C, or by `heal`.
     Chaos(ChaosArgs),
     /// Revert faults that a killed run or `chaos` command left behind (from the fault journal).
     Heal(HealArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumerArgs {
+    /// Cluster URL(s), comma-separated. Default: the local cluster from `cluster up`, else nats://127.0.0.1:4222.
+    #[arg(long, env = "NATS_URL")]
+    pub server: Option<String>,
+    /// Postgres to write to, e.g. postgres://aivo@127.0.0.1:5432/aivo.
+    #[arg(long, env = "DATABASE_URL")]
+    pub postgres_url: Option<String>,
+    /// Most events per transaction (capped at half the consumer's max_ack_pending).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// How often to print a status line (rate, lag) on stderr; 0s for never.
+    #[arg(long, value_parser = parse_duration_arg, default_value = "5s")]
+    pub status_every: Duration,
+    /// Streams to read, comma-separated (default: all the consumer's streams).
+    #[arg(long, value_delimiter = ',')]
+    pub streams: Vec<String>,
+    /// Durable consumer name (default: `indexer` / `analytics`).
+    #[arg(long)]
+    pub consumer: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters grouped by reason, stream and consumer, with counts and samples.
+    List(DlqListArgs),
+    /// Republish dead letters to their original subjects with their original payloads.
+    Replay(DlqReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqSelection {
+    /// Cluster URL(s), comma-separated. Default: the local cluster from `cluster up`, else nats://127.0.0.1:4222.
+    #[arg(long, env = "NATS_URL")]
+    pub server: Option<String>,
+    /// Only dead letters matching key=value terms (stream, consumer, reason, subject with NATS
+    /// wildcards, seq as N or N-M of the DLQ stream); repeat or comma-separate.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +120,27 @@ pub struct ChaosArgs {
     pub backend: BackendKind,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    pub selection: DlqSelection,
+    /// Samples shown per group.
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqReplayArgs {
+    #[command(flatten)]
+    pub selection: DlqSelection,
+    /// Delete each dead letter from the DLQ once its replay is acknowledged.
+    #[arg(long)]
+    pub remove: bool,
+    /// Only say what would be replayed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -184,7 +257,72 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
         CliCommand::Cluster(cmd) => Command::Cluster(cmd),
         CliCommand::Init(args) => Command::Init(args),
         CliCommand::Verify(args) => Command::Verify(args),
+        CliCommand::Indexer(args) => Command::Consumer(consumer_config(
+            crate::consumers::ServiceKind::Indexer,
+            args,
+        )?),
+        CliCommand::Analytics(args) => Command::Consumer(consumer_config(
+            crate::consumers::ServiceKind::Analytics,
+            args,
+        )?),
+        CliCommand::Dlq(cmd) => Command::Dlq(dlq_plan(cmd)?),
         CliCommand::Chaos(args) => Command::Chaos(args),
         CliCommand::Heal(args) => Command::Heal(args),
+    })
+}
+
+fn server_or_default(server: Option<String>, state: &StateArgs) -> String {
+    server
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| crate::cluster::state::default_server(state))
+}
+
+fn consumer_config(
+    kind: crate::consumers::ServiceKind,
+    args: ConsumerArgs,
+) -> Result<crate::consumers::ServiceConfig, AppError> {
+    let postgres_url = args
+        .postgres_url
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            AppError::usage(anyhow::anyhow!(
+                "{} needs a Postgres: give --postgres-url or set DATABASE_URL \
+                 (`aivo-load run` starts an embedded one by itself)",
+                kind.command()
+            ))
+        })?;
+    if args.batch == 0 {
+        return Err(AppError::usage(anyhow::anyhow!(
+            "--batch must be at least 1"
+        )));
+    }
+    let server = server_or_default(args.server, &args.state);
+    let mut config = crate::consumers::ServiceConfig::new(kind, &server, &postgres_url);
+    config.batch = args.batch;
+    config.status_every = (!args.status_every.is_zero()).then_some(args.status_every);
+    if !args.streams.is_empty() {
+        config.streams = args.streams;
+    }
+    if let Some(consumer) = args.consumer {
+        config.consumer = consumer;
+    }
+    Ok(config)
+}
+
+fn dlq_plan(cmd: DlqCommand) -> Result<crate::consumers::DlqPlan, AppError> {
+    use crate::consumers::dlq::DlqFilter;
+    let filter = |s: &DlqSelection| DlqFilter::parse(&s.filter).map_err(AppError::usage);
+    Ok(match cmd {
+        DlqCommand::List(args) => crate::consumers::DlqPlan::List {
+            filter: filter(&args.selection)?,
+            server: server_or_default(args.selection.server, &args.selection.state),
+            samples: args.samples,
+        },
+        DlqCommand::Replay(args) => crate::consumers::DlqPlan::Replay {
+            filter: filter(&args.selection)?,
+            server: server_or_default(args.selection.server, &args.selection.state),
+            remove: args.remove,
+            dry_run: args.dry_run,
+        },
     })
 }

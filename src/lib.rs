@@ -7,6 +7,7 @@ pub mod chaos;
 pub mod checks;
 pub mod cli;
 pub mod cluster;
+pub mod consumers;
 pub mod exit;
 pub mod load;
 pub mod report;
@@ -25,6 +26,10 @@ pub enum Command {
     Cluster(cli::ClusterCommand),
     Init(cli::TopologyArgs),
     Verify(cli::TopologyArgs),
+    /// `indexer` / `analytics`: a reference consumer as a long-running service.
+    Consumer(consumers::ServiceConfig),
+    /// `dlq list` / `dlq replay`.
+    Dlq(consumers::DlqPlan),
     Chaos(cli::ChaosArgs),
     Heal(cli::HealArgs),
 }
@@ -44,6 +49,8 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Cluster(cmd) => cluster::commands::execute(cmd).await,
             Command::Init(args) => topology::init_command(args).await,
             Command::Verify(args) => topology::verify_command(args).await,
+            Command::Consumer(config) => consumers::service_command(config).await,
+            Command::Dlq(plan) => consumers::dlq_command(plan).await,
             Command::Chaos(args) => chaos::commands::chaos(args).await,
             Command::Heal(args) => chaos::commands::heal(args).await,
         }

@@ -2,6 +2,7 @@
 
 mod chaos;
 mod cluster;
+mod consumers;
 mod run;
 mod scenarios;
 mod support;

@@ -1,0 +1,605 @@
+//! The loop both consumers share: pull a batch from one stream, sort out poison, write the rest to
+//! Postgres in one transaction, and only then acknowledge.
+//!
+//! - **Poison** (see `envelope.rs`) is routed to `dlq.<stream>.<consumer>` and terminated (AckTerm),
+//!   never retried. If the DLQ cannot take it, the event is nak'ed and comes back later.
+//! - **Postgres unreachable** (connection closed, admin shutdown, cannot connect): the batch is nak'ed
+//!   with a delay that grows with its delivery count, the pull subscription is dropped, and nothing
+//!   more is pulled until Postgres answers again. Pulling only when rows can be written is what keeps
+//!   the consumer's place: an outage of any length costs each event at most a delivery or two of its
+//!   max deliver, not one per retry.
+//! - **Postgres refuses some rows** (an error with a data SQLSTATE): the batch is split in halves until
+//!   the failing events stand alone; the others are written and acknowledged, the failing ones nak'ed
+//!   with backoff until max deliver gives up and the DLQ router takes them.
+//! - **NATS restarts**: the client reconnects by itself; a pull subscription that errors is rebuilt.
+//!
+//! Pulls are capped at half the consumer's `max_ack_pending`, so the next batch is already on its way
+//! while the current one is written.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, AckKind, Message};
+use futures::{FutureExt, StreamExt};
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use super::dlq::{self, DeadLetter, DLQ_STREAM};
+use super::envelope::{self, Envelope, Poison};
+use super::{analytics, indexer, postgres};
+use crate::load::engine::HEADER_LEDGER;
+
+/// How long a batch waits for more messages after its first one.
+const LINGER: Duration = Duration::from_millis(10);
+/// A pull request lives this long at the server; short, so a dropped subscription's requests die soon.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// First and longest wait between reconnection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Nak delay for the first delivery; doubled per delivery, capped at [`NAK_DELAY_MAX`].
+const NAK_DELAY_BASE: Duration = Duration::from_secs(1);
+const NAK_DELAY_MAX: Duration = Duration::from_secs(30);
+
+/// The nak delay for a message delivered `delivered` times: 1 s, 2 s, 4 s, ... up to 30 s.
+pub fn nak_delay(delivered: i64) -> Duration {
+    let exponent = delivered.clamp(1, 16) as u32 - 1;
+    NAK_DELAY_BASE
+        .saturating_mul(1u32 << exponent)
+        .min(NAK_DELAY_MAX)
+}
+
+/// Which consumer a worker feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Every event into `events` (dead letters into `dead_letters`).
+    Indexer,
+    /// Dashboard aggregates.
+    Analytics,
+}
+
+/// Counters a consumer process keeps (shared by its stream workers; read by its status line).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Events written (new rows or aggregated for the first time).
+    pub written: AtomicU64,
+    /// Events acknowledged that were already there (redeliveries, replays).
+    pub duplicates: AtomicU64,
+    /// Messages of the DLQ stream recorded in `dead_letters`.
+    pub dead_letters: AtomicU64,
+    /// Poison events routed to the DLQ by this consumer.
+    pub poison: AtomicU64,
+    /// Messages nak'ed (database down or refusing, DLQ unavailable, shutdown).
+    pub naks: AtomicU64,
+    /// Failed writes.
+    pub db_errors: AtomicU64,
+    /// Whether the last write (or connection attempt) succeeded.
+    pub db_up: AtomicBool,
+    /// Time spent in Postgres writes, in microseconds (how much of the wall time the database takes).
+    pub write_micros: AtomicU64,
+    /// Time spent acknowledging, in microseconds.
+    pub ack_micros: AtomicU64,
+}
+
+/// A copy of [`ConsumerStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    pub written: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+    pub poison: u64,
+    pub naks: u64,
+    pub db_errors: u64,
+    pub db_up: bool,
+    pub write_micros: u64,
+    pub ack_micros: u64,
+}
+
+impl ConsumerStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            written: self.written.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            poison: self.poison.load(Ordering::Relaxed),
+            naks: self.naks.load(Ordering::Relaxed),
+            db_errors: self.db_errors.load(Ordering::Relaxed),
+            db_up: self.db_up.load(Ordering::Relaxed),
+            write_micros: self.write_micros.load(Ordering::Relaxed),
+            ack_micros: self.ack_micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What every stream worker of one consumer process shares.
+pub(crate) struct Shared {
+    pub js: jetstream::Context,
+    pub consumer: String,
+    pub sink: Sink,
+    pub postgres_url: String,
+    pub batch: usize,
+    pub stats: Arc<ConsumerStats>,
+}
+
+/// One event of a batch that passed the envelope checks.
+pub(crate) struct Parsed<'a> {
+    pub subject: &'a str,
+    pub stream: &'a str,
+    pub stream_seq: u64,
+    pub envelope: Envelope<'a>,
+    pub payload: &'a [u8],
+}
+
+/// How a write failed.
+pub(crate) enum WriteError {
+    /// Postgres is not reachable: reconnect, keep the place.
+    Unavailable(tokio_postgres::Error),
+    /// Postgres refused the rows: find the culprit.
+    Refused(tokio_postgres::Error),
+}
+
+impl WriteError {
+    pub(crate) fn from_pg(client: &Client, e: tokio_postgres::Error) -> WriteError {
+        let connection = client.is_closed()
+            || e.is_closed()
+            || match e.code() {
+                None => true,
+                Some(code) => {
+                    code.code().starts_with("08")
+                        || *code == SqlState::ADMIN_SHUTDOWN
+                        || *code == SqlState::CRASH_SHUTDOWN
+                        || *code == SqlState::CANNOT_CONNECT_NOW
+                        || *code == SqlState::TOO_MANY_CONNECTIONS
+                }
+            };
+        if connection {
+            WriteError::Unavailable(e)
+        } else {
+            WriteError::Refused(e)
+        }
+    }
+}
+
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(BACKOFF_MIN)
+    }
+    async fn wait(&mut self, cancel: &CancellationToken) {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(self.0) => {}
+        }
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+    }
+    fn reset(&mut self) {
+        self.0 = BACKOFF_MIN;
+    }
+}
+
+/// Connects to Postgres and readies the connection for `sink` (temporary staging tables).
+pub(crate) async fn open_writer(shared: &Shared) -> Result<Client, String> {
+    let client = postgres::connect(&shared.postgres_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let setup = match shared.sink {
+        Sink::Indexer => indexer::prepare(&client).await,
+        Sink::Analytics => analytics::prepare(&client).await,
+    };
+    setup.map_err(|e| format!("prepare the connection: {e}"))?;
+    Ok(client)
+}
+
+/// Consumes `stream` for `shared.consumer` until `cancel`.
+pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: CancellationToken) {
+    let mut backoff = Backoff::new();
+    let mut client: Option<Client> = None;
+    let mut warned_db = false;
+    let mut warned_nats = false;
+    while !cancel.is_cancelled() {
+        // Postgres first: there is no point pulling what cannot be written.
+        let pg = match client.take().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => match open_writer(&shared).await {
+                Ok(c) => {
+                    if warned_db {
+                        tracing::warn!("{}/{stream}: Postgres is back", shared.consumer);
+                    }
+                    warned_db = false;
+                    shared.stats.db_up.store(true, Ordering::Relaxed);
+                    c
+                }
+                Err(e) => {
+                    shared.stats.db_up.store(false, Ordering::Relaxed);
+                    if !warned_db {
+                        tracing::warn!(
+                            "{}/{stream}: Postgres unavailable ({e}); retrying",
+                            shared.consumer
+                        );
+                        warned_db = true;
+                    }
+                    backoff.wait(&cancel).await;
+                    continue;
+                }
+            },
+        };
+        let consumer: PullConsumer = match shared
+            .js
+            .get_consumer_from_stream(&shared.consumer, &stream)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if !warned_nats {
+                    tracing::warn!(
+                        "{}/{stream}: consumer unavailable ({e}); retrying",
+                        shared.consumer
+                    );
+                    warned_nats = true;
+                }
+                client = Some(pg);
+                backoff.wait(&cancel).await;
+                continue;
+            }
+        };
+        let max_ack_pending = consumer.cached_info().config.max_ack_pending;
+        let batch = if max_ack_pending > 1 {
+            shared.batch.min((max_ack_pending / 2) as usize)
+        } else {
+            shared.batch
+        }
+        .max(1);
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                if !warned_nats {
+                    tracing::warn!("{}/{stream}: cannot pull ({e}); retrying", shared.consumer);
+                    warned_nats = true;
+                }
+                client = Some(pg);
+                backoff.wait(&cancel).await;
+                continue;
+            }
+        };
+        warned_nats = false;
+        backoff.reset();
+        // One write in flight per stream, on its own task, while the next batch is pulled and
+        // parsed: the pull's round trips overlap the database's work. The next write starts only
+        // when the previous one has committed and acked, so a stream's batches stay in order.
+        let mut inflight: Option<tokio::task::JoinHandle<(Client, Result<(), ()>)>> = None;
+        let mut writer = Some(pg);
+        loop {
+            let (batch_messages, pull_error) = collect(&mut messages, batch, &cancel).await;
+            let mut db_down = false;
+            if let Some(handle) = inflight.take() {
+                match handle.await {
+                    Ok((c, result)) => {
+                        db_down = result.is_err();
+                        writer = Some(c);
+                    }
+                    Err(e) => {
+                        tracing::error!("{}/{stream}: writer task failed: {e}", shared.consumer);
+                        db_down = true;
+                    }
+                }
+            }
+            if db_down {
+                // Postgres went away: return this batch and what is buffered, stop pulling.
+                for m in &batch_messages {
+                    let _ = m.ack_with(AckKind::Nak(Some(NAK_DELAY_BASE))).await;
+                    shared.stats.naks.fetch_add(1, Ordering::Relaxed);
+                }
+                give_back(&shared, messages, Some(NAK_DELAY_BASE)).await;
+                shared.stats.db_up.store(false, Ordering::Relaxed);
+                warned_db = true;
+                tracing::warn!(
+                    "{}/{stream}: Postgres unavailable; paused until it answers",
+                    shared.consumer
+                );
+                client = None;
+                break;
+            }
+            if !batch_messages.is_empty() {
+                if let Some(mut c) = writer.take() {
+                    let (shared, stream) = (shared.clone(), stream.clone());
+                    inflight = Some(tokio::spawn(async move {
+                        let result = process(&shared, &stream, &mut c, batch_messages).await;
+                        (c, result)
+                    }));
+                }
+            }
+            if cancel.is_cancelled() || pull_error.is_some() {
+                if let Some(handle) = inflight.take() {
+                    if let Ok((c, result)) = handle.await {
+                        writer = Some(c).filter(|_| result.is_ok());
+                    }
+                }
+                client = writer.take();
+                if cancel.is_cancelled() {
+                    // Hand back what arrived but was not processed, so the next instance gets it
+                    // now rather than after the ack wait.
+                    give_back(&shared, messages, None).await;
+                } else if let Some(e) = pull_error {
+                    tracing::warn!(
+                        "{}/{stream}: pull failed ({e}); resubscribing",
+                        shared.consumer
+                    );
+                    backoff.wait(&cancel).await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Waits for a first message (or `cancel`), then takes whatever else arrives within [`LINGER`], up to
+/// `max`. Returns the messages and the pull error that ended the batch, if any.
+async fn collect(
+    messages: &mut jetstream::consumer::pull::Stream,
+    max: usize,
+    cancel: &CancellationToken,
+) -> (Vec<Message>, Option<String>) {
+    let mut batch = Vec::with_capacity(max);
+    let first = tokio::select! {
+        _ = cancel.cancelled() => return (batch, None),
+        next = messages.next() => next,
+    };
+    match first {
+        Some(Ok(m)) => batch.push(m),
+        Some(Err(e)) => return (batch, Some(e.to_string())),
+        None => return (batch, Some("the pull subscription ended".into())),
+    }
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, messages.next()).await {
+            Ok(Some(Ok(m))) => batch.push(m),
+            Ok(Some(Err(e))) => return (batch, Some(e.to_string())),
+            Ok(None) => return (batch, Some("the pull subscription ended".into())),
+            Err(_) => break,
+        }
+    }
+    (batch, None)
+}
+
+/// Gives back whatever the subscription already holds: takes it for a moment, drops the
+/// subscription, then naks each message (after `delay`, if given). Naking while still subscribed would
+/// have the server redeliver into the same subscription at once, burning deliveries in a loop.
+async fn give_back(
+    shared: &Shared,
+    mut messages: jetstream::consumer::pull::Stream,
+    delay: Option<Duration>,
+) {
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
+        held.push(message);
+    }
+    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        held.push(message);
+    }
+    drop(messages);
+    for message in held {
+        let _ = message.ack_with(AckKind::Nak(delay)).await;
+        shared.stats.naks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn delivered(message: &Message) -> i64 {
+    message.info().map(|i| i.delivered).unwrap_or(1)
+}
+
+fn stream_seq(message: &Message) -> u64 {
+    message.info().map(|i| i.stream_sequence).unwrap_or(0)
+}
+
+async fn nak_with_backoff(shared: &Shared, message: &Message) {
+    let delay = nak_delay(delivered(message));
+    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+    shared.stats.naks.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Handles one batch. `Err(())` means Postgres is unavailable (the batch has been nak'ed).
+async fn process(
+    shared: &Shared,
+    stream: &str,
+    pg: &mut Client,
+    batch: Vec<Message>,
+) -> Result<(), ()> {
+    if stream == DLQ_STREAM {
+        return match shared.sink {
+            Sink::Indexer => record_dead_letters(shared, pg, batch).await,
+            // Nothing else reads the DLQ; acknowledge rather than loop on it.
+            Sink::Analytics => {
+                for m in &batch {
+                    let _ = m.ack().await;
+                }
+                Ok(())
+            }
+        };
+    }
+    // Sort the batch: valid events to write, poison to the DLQ.
+    let mut valid: Vec<(usize, Parsed<'_>)> = Vec::with_capacity(batch.len());
+    let mut poison: Vec<(usize, Poison)> = Vec::new();
+    for (i, message) in batch.iter().enumerate() {
+        let ledger = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_LEDGER))
+            .map(|v| v.as_str());
+        match envelope::parse(&message.subject, stream, ledger, &message.payload) {
+            Ok(envelope) => valid.push((
+                i,
+                Parsed {
+                    subject: message.subject.as_str(),
+                    stream,
+                    stream_seq: stream_seq(message),
+                    envelope,
+                    payload: &message.payload,
+                },
+            )),
+            Err(p) => poison.push((i, p)),
+        }
+    }
+    for (i, p) in poison {
+        let message = &batch[i];
+        let letter = DeadLetter {
+            subject: message.subject.to_string(),
+            stream: stream.to_string(),
+            stream_seq: stream_seq(message),
+            consumer: shared.consumer.clone(),
+            deliveries: delivered(message),
+            reason: p.kind,
+            error: p.error,
+            payload: message.payload.clone(),
+            headers: message.headers.clone(),
+        };
+        match dlq::route(&shared.js, &letter).await {
+            Ok(()) => {
+                let _ = message.ack_with(AckKind::Term).await;
+                shared.stats.poison.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!("{e}; will retry");
+                nak_with_backoff(shared, message).await;
+            }
+        }
+    }
+    if valid.is_empty() {
+        return Ok(());
+    }
+    // Write, splitting around rows Postgres refuses.
+    // A batch of first deliveries is unlikely to hold known events (the indexer's fast path).
+    let maybe_seen = valid.iter().any(|(i, _)| delivered(&batch[*i]) > 1);
+    // (start, end) index ranges of `valid` still to write.
+    let mut pending: Vec<(usize, usize)> = vec![(0, valid.len())];
+    let mut refused: Vec<usize> = Vec::new();
+    let mut written: Vec<bool> = vec![false; valid.len()];
+    while let Some((start, end)) = pending.pop() {
+        let range = start..end;
+        let events: Vec<&Parsed<'_>> = valid[range.clone()].iter().map(|(_, p)| p).collect();
+        let started = std::time::Instant::now();
+        let result = match shared.sink {
+            Sink::Indexer => indexer::write_events(pg, &events, maybe_seen).await,
+            Sink::Analytics => analytics::write_events(pg, &events).await,
+        };
+        shared
+            .stats
+            .write_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match result {
+            Ok(new_rows) => {
+                shared.stats.written.fetch_add(new_rows, Ordering::Relaxed);
+                shared
+                    .stats
+                    .duplicates
+                    .fetch_add(range.len() as u64 - new_rows, Ordering::Relaxed);
+                for w in &mut written[range] {
+                    *w = true;
+                }
+            }
+            Err(WriteError::Unavailable(e)) => {
+                shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("write failed, Postgres unavailable: {e}");
+                // Acknowledge what was committed; nak the rest with backoff.
+                for (k, (i, _)) in valid.iter().enumerate() {
+                    if written[k] {
+                        let _ = batch[*i].ack().await;
+                    } else {
+                        nak_with_backoff(shared, &batch[*i]).await;
+                    }
+                }
+                return Err(());
+            }
+            Err(WriteError::Refused(e)) => {
+                shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
+                if range.len() == 1 {
+                    tracing::warn!(
+                        "{}/{stream}#{}: Postgres refused the event: {e}",
+                        shared.consumer,
+                        valid[range.start].1.stream_seq
+                    );
+                    refused.push(range.start);
+                } else {
+                    let mid = range.start + range.len() / 2;
+                    pending.push((mid, range.end));
+                    pending.push((range.start, mid));
+                }
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    for (k, (i, _)) in valid.iter().enumerate() {
+        if written[k] {
+            let _ = batch[*i].ack().await;
+        }
+    }
+    shared
+        .stats
+        .ack_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    for k in refused {
+        nak_with_backoff(shared, &batch[valid[k].0]).await;
+    }
+    Ok(())
+}
+
+/// The indexer's handling of the DLQ stream: each dead letter becomes a `dead_letters` row.
+async fn record_dead_letters(
+    shared: &Shared,
+    pg: &mut Client,
+    batch: Vec<Message>,
+) -> Result<(), ()> {
+    let letters: Vec<(u64, &Message)> = batch.iter().map(|m| (stream_seq(m), m)).collect();
+    match indexer::write_dead_letters(pg, &letters).await {
+        Ok(new_rows) => {
+            shared
+                .stats
+                .dead_letters
+                .fetch_add(new_rows, Ordering::Relaxed);
+            for m in &batch {
+                let _ = m.ack().await;
+            }
+            Ok(())
+        }
+        Err(WriteError::Unavailable(_)) => {
+            shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
+            for m in &batch {
+                nak_with_backoff(shared, m).await;
+            }
+            Err(())
+        }
+        Err(WriteError::Refused(e)) => {
+            shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("dead letters refused by Postgres: {e}");
+            for m in &batch {
+                nak_with_backoff(shared, m).await;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nak_delay_doubles_and_caps() {
+        assert_eq!(nak_delay(1), Duration::from_secs(1));
+        assert_eq!(nak_delay(2), Duration::from_secs(2));
+        assert_eq!(nak_delay(4), Duration::from_secs(8));
+        assert_eq!(nak_delay(10), NAK_DELAY_MAX);
+        assert_eq!(nak_delay(0), Duration::from_secs(1));
+    }
+}
