@@ -104,6 +104,26 @@ pub struct FaultEvent {
     pub error: Option<String>,
 }
 
+/// Prints a fault event as it happens, for the live run log.
+pub fn announce(event: &FaultEvent) {
+    eprintln!(
+        "aivo-load: chaos {} {} on {} at {:.1}s: {} ({})",
+        match event.phase {
+            Phase::Apply => "applied",
+            Phase::Revert => "reverted",
+        },
+        event.fault,
+        event.node,
+        event.confirmed_s.unwrap_or(event.requested_s),
+        if event.confirmed {
+            "confirmed"
+        } else {
+            "NOT confirmed"
+        },
+        event.detail
+    );
+}
+
 /// A fault on the active list.
 #[derive(Debug, Clone)]
 struct ActiveFault {

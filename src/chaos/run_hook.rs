@@ -107,21 +107,6 @@ impl RunChaos {
                 Vec::new()
             }
         };
-        for event in &events {
-            eprintln!(
-                "aivo-load: chaos {:?} {} on {} at {:.1}s: {} ({})",
-                event.phase,
-                event.fault,
-                event.node,
-                event.confirmed_s.unwrap_or(event.requested_s),
-                if event.confirmed {
-                    "confirmed"
-                } else {
-                    "NOT confirmed"
-                },
-                event.detail
-            );
-        }
         let path = self.run_dir.join("chaos.json");
         if let Ok(text) = serde_json::to_string_pretty(&events) {
             if let Err(err) = std::fs::write(&path, text + "\n") {

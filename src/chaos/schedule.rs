@@ -84,6 +84,18 @@ pub struct ChaosPlan {
     pub nemeses: Vec<Nemesis>,
 }
 
+impl ChaosPlan {
+    /// The plan with every fixed fault's time and hold multiplied by `ratio` (a run stretched or
+    /// compressed with `--duration`); nemeses already spread over whatever duration they get.
+    pub fn fitted(mut self, ratio: f64) -> Self {
+        for fault in &mut self.fixed {
+            fault.at = fault.at.mul_f64(ratio);
+            fault.hold = fault.hold.map(|h| h.mul_f64(ratio));
+        }
+        self
+    }
+}
+
 fn duration(field: &str, text: &Option<String>) -> Result<Option<Duration>, String> {
     text.as_deref()
         .map(|t| units::parse_duration(t).map_err(|e| format!("{field}: {e}")))
@@ -273,6 +285,7 @@ pub async fn play(
             Action::Apply(i) => match engine.inject(&faults[i].fault, &faults[i].target).await {
                 Ok(event) => {
                     ids[i] = Some(event.id.clone());
+                    super::engine::announce(&event);
                     events.push(event);
                 }
                 Err(err) => {
@@ -286,7 +299,10 @@ pub async fn play(
             Action::Revert(i) => {
                 if let Some(id) = ids[i].take() {
                     match engine.revert(&id, "schedule").await {
-                        Ok(event) => events.push(event),
+                        Ok(event) => {
+                            super::engine::announce(&event);
+                            events.push(event);
+                        }
                         Err(err) => tracing::warn!(%id, "revert failed: {err}"),
                     }
                 }
@@ -302,7 +318,9 @@ pub async fn play(
     } else {
         "run end"
     };
-    events.extend(guard.finish(by).await);
+    let reverted = guard.finish(by).await;
+    reverted.iter().for_each(super::engine::announce);
+    events.extend(reverted);
     events
 }
 

@@ -439,6 +439,9 @@ impl Scenario {
             }
         }
         if let Some(duration) = duration {
+            // Fixed faults keep their place in the run: at 30 s of 90 s stays at a third of the way.
+            let ratio = duration.as_secs_f64() / self.duration.as_secs_f64();
+            self.chaos = self.chaos.fitted(ratio);
             self.duration = duration;
         }
         if let Some(seed) = seed {

@@ -541,3 +541,153 @@ async fn school_day_runs_all_four_domains_and_breaks_the_report_down_by_subject(
         "{summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_kill_report_shows_the_errors_during_the_fault_and_their_end_after_it() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    // 90 s fitted into 45 s: the kill lands at 15 s and is reverted at 25 s.
+    let output = aivo(
+        &[
+            "run",
+            "node-kill",
+            "--duration",
+            "45s",
+            "--reports-dir",
+            reports_dir,
+        ],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("chaos applied kill on nats2") && log.contains("chaos reverted kill on nats2"),
+        "{log}"
+    );
+    let report = report_json(reports.path());
+    let faults = report["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(faults.iter().all(|f| f["confirmed"] == true), "{faults:?}");
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let errors = |row: &serde_json::Value| {
+        row["failed"].as_u64().unwrap_or(0) + row["unknown"].as_u64().unwrap_or(0)
+    };
+    let during: Vec<&serde_json::Value> = timeline
+        .iter()
+        .filter(|r| r["faults"].as_array().is_some_and(|f| !f.is_empty()))
+        .collect();
+    assert!(
+        during.len() >= 8,
+        "the fault spans about 10 s of the timeline"
+    );
+    let spike = during.iter().map(|r| errors(r)).sum::<u64>() > 0
+        || during
+            .iter()
+            .any(|r| r["max_ms"].as_f64().unwrap_or(0.0) > 100.0);
+    assert!(
+        spike,
+        "no error or latency spike while nats2 was down: {during:?}"
+    );
+    let last = during.last().expect("fault rows")["second"]
+        .as_u64()
+        .expect("second");
+    let after: Vec<&serde_json::Value> = timeline
+        .iter()
+        .filter(|r| r["second"].as_u64() > Some(last + 5))
+        .collect();
+    assert!(
+        after.len() >= 5 && after.iter().all(|r| errors(r) == 0),
+        "errors went on after the revert: {after:?}"
+    );
+    assert!(report["ledger"]
+        .as_array()
+        .expect("ledger")
+        .iter()
+        .all(|c| c["lost"] == 0 && c["passed"] == true));
+}
+
+/// Waits until the kept cluster's `cluster status` exits with `code`.
+async fn wait_for_status(state_dir: &str, code: i32, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = aivo(
+            &["cluster", "status", "--state-dir", state_dir],
+            &[],
+            Duration::from_secs(20),
+        )
+        .await;
+        if status.status.code() == Some(code) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cluster status never exited {code}: {}",
+            text(&status)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_partition_reverts_it_and_a_sigkilled_run_is_healed() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_dir = state.path().to_str().expect("utf-8 path");
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let reports = tempfile::tempdir().expect("tempdir");
+        let reports_dir = reports.path().to_str().expect("utf-8 path");
+        // 90 s fitted into 30 s: nats3 is cut off at 10 s for about 7 s.
+        let mut run = BackgroundRun::spawn(&[
+            "run",
+            "route-partition",
+            "--duration",
+            "30s",
+            "--keep-cluster",
+            "--state-dir",
+            state_dir,
+            "--reports-dir",
+            reports_dir,
+        ]);
+        run.wait_for_line("chaos applied partition on nats3").await;
+        // The fault is real: the kept cluster is degraded (status exits 1).
+        wait_for_status(state_dir, 1, Duration::from_secs(10)).await;
+        let pid = run.child.id().expect("pid") as i32;
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let code = run.finish().await;
+        if signal == libc::SIGINT {
+            assert_eq!(code, Some(130), "Ctrl-C exits 130");
+            wait_for_status(state_dir, 0, Duration::from_secs(20)).await;
+        } else {
+            assert_eq!(code, None, "killed by the signal");
+            wait_for_status(state_dir, 1, Duration::from_secs(5)).await;
+            let run_dir = std::fs::read_dir(reports.path())
+                .expect("dir")
+                .flatten()
+                .next()
+                .expect("run dir")
+                .path();
+            let heal = aivo(
+                &[
+                    "heal",
+                    run_dir.to_str().expect("utf-8 path"),
+                    "--state-dir",
+                    state_dir,
+                ],
+                &[],
+                Duration::from_secs(60),
+            )
+            .await;
+            assert_eq!(heal.status.code(), Some(0), "{}", text(&heal));
+            wait_for_status(state_dir, 0, Duration::from_secs(20)).await;
+        }
+    }
+    let down = aivo(
+        &["cluster", "down", "--state-dir", state_dir],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+}
