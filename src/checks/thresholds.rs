@@ -34,6 +34,14 @@ pub fn known_metrics() -> Vec<(String, Unit)> {
     for count in ["attempted", "acked", "failed", "unknown", "never_sent"] {
         metrics.push((format!("publish.{count}"), Unit::Count));
     }
+    // With `[consumers] indexer = true`: time from the end of the load to zero lag, and the latency
+    // from an event's intended publish time to its row in Postgres.
+    metrics.push(("indexer.catch_up".into(), Unit::Duration));
+    // From the indexer's start to less than one second of traffic behind.
+    metrics.push(("indexer.recovery".into(), Unit::Duration));
+    for stat in ["p50", "p90", "p99", "p99.9", "max", "mean"] {
+        metrics.push((format!("indexer.end_to_end.{stat}"), Unit::Duration));
+    }
     metrics
 }
 

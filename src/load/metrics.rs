@@ -49,6 +49,11 @@ impl DurationHistogram {
         self.0.saturating_record(micros);
     }
 
+    /// Records `count` samples of `micros` at once (clamped like `record`).
+    pub fn record_micros_n(&mut self, micros: u64, count: u64) {
+        let _ = self.0.record_n(micros.clamp(1, MAX_MICROS), count);
+    }
+
     /// Adds every sample of `other` (exact: same bounds and precision).
     pub fn merge(&mut self, other: &DurationHistogram) {
         // Same bounds on both sides, so adding cannot fail.

@@ -172,6 +172,21 @@ pub fn render(report: &RunReport) -> String {
             let _ = writeln!(out, "  - first lost (publisher/seq): {}", ids.join(", "));
         }
     }
+    if let Some(ix) = &report.indexer {
+        let _ = writeln!(
+            out,
+            "- {} indexer (Postgres {}): {} rows; lag at load end {}; caught up after {}; end-to-end p50 {} p99 {} max {}; {}",
+            if ix.ledger.passed { "✓" } else { "✗" },
+            ix.postgres,
+            ix.rows,
+            ix.lag_at_load_end,
+            ix.catch_up_s.map_or("never".to_string(), |s| format!("{s:.1} s")),
+            format_millis(ix.end_to_end.p50),
+            format_millis(ix.end_to_end.p99),
+            format_millis(ix.end_to_end.max),
+            ix.ledger.detail
+        );
+    }
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");
     }

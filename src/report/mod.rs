@@ -34,6 +34,8 @@ pub struct RunReport {
     pub ledger: Vec<LedgerCheck>,
     /// Faults applied and reverted, with the moment each was requested and confirmed (s since start).
     pub faults: Vec<FaultEvent>,
+    /// The indexer into Postgres, when the scenario runs it.
+    pub indexer: Option<IndexerReport>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
@@ -125,6 +127,35 @@ pub struct Throughput {
     pub mean_payload_bytes: f64,
 }
 
+/// What the consumers did in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexerReport {
+    /// "embedded (<dir>)" or the `DATABASE_URL` host.
+    pub postgres: String,
+    pub analytics: bool,
+    /// When the indexer was started, seconds after the load began.
+    pub started_s: f64,
+    /// Pending + unacknowledged events when the load ended.
+    pub lag_at_load_end: u64,
+    /// Seconds from the end of the load to zero lag; `None` if it never got there.
+    pub catch_up_s: Option<f64>,
+    /// Events per second the indexer worked off while catching up.
+    pub catch_up_rate: Option<f64>,
+    /// Highest lag sampled during the load.
+    pub peak_lag: u64,
+    /// Seconds from the indexer's start until it was less than one second of traffic behind (lag at
+    /// most the target rate of that second); `None` if that never happened during the load.
+    pub recovery_s: Option<f64>,
+    /// Events per second the indexer wrote while recovering: (peak lag + events intended meanwhile)
+    /// / recovery time.
+    pub recovery_rate: Option<f64>,
+    /// Intended publish time → row visible in Postgres, ms.
+    pub end_to_end: Percentiles,
+    pub rows: u64,
+    /// The ledger check on the `events` table.
+    pub ledger: LedgerCheck,
+}
+
 /// One subject over the whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubjectReport {
@@ -171,6 +202,8 @@ pub struct TimelineRow {
     pub send_delay_p99_ms: f64,
     /// Faults active during this second ("kill nats2").
     pub faults: Vec<String>,
+    /// Events the indexer had not yet written (pending + unacknowledged), when it runs.
+    pub indexer_lag: Option<u64>,
 }
 
 /// The run's outcome.

@@ -165,6 +165,39 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             );
         }
     }
+    if let Some(ix) = &report.indexer {
+        let catch_up = match (ix.catch_up_s, ix.catch_up_rate) {
+            (Some(s), Some(rate)) => format!(
+                "caught up {s:.1}s after the load ({} behind, {rate:.0} ev/s)",
+                ix.lag_at_load_end
+            ),
+            (Some(s), None) => format!("caught up {s:.1}s after the load"),
+            (None, _) => "did NOT catch up".to_string(),
+        };
+        let _ = writeln!(out, "  {} {} rows, {catch_up}", dotted("indexer"), ix.rows);
+        if let (Some(s), Some(rate)) = (ix.recovery_s, ix.recovery_rate) {
+            let _ = writeln!(
+                out,
+                "  {} {s:.0}s from its start at {:.0}s to under 1 s behind (peak lag {}, {rate:.0} ev/s)",
+                dotted("indexer.recovery"),
+                ix.started_s,
+                ix.peak_lag
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {} {}  (intended → row in Postgres)",
+            dotted("indexer.end_to_end"),
+            percentiles(&ix.end_to_end)
+        );
+        let mark = if ix.ledger.passed { "✓" } else { "✗" };
+        let _ = writeln!(
+            out,
+            "  {} {mark} {}",
+            dotted("ledger events (Postgres)"),
+            ix.ledger.detail
+        );
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");
         for t in &report.thresholds {

@@ -186,6 +186,7 @@ impl Sampler {
             max_ms: h.latency.max_micros() as f64 / 1000.0,
             send_delay_p99_ms: h.send_delay.quantile_micros(0.99) as f64 / 1000.0,
             faults: Vec::new(),
+            indexer_lag: None,
         };
         self.timeline.push(row.clone());
         row

@@ -5,6 +5,7 @@
 //! path (normal end, error, Ctrl-C), and a cancellation token stops the publishers on Ctrl-C or
 //! SIGTERM, after which the figures so far are still reported and the exit code is 130.
 
+mod consumers;
 mod load;
 mod verdict;
 
@@ -147,6 +148,14 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         RunCluster::Local(c) => Some(c),
         _ => None,
     };
+    let consumers = consumers::RunConsumers::start(
+        &scenario.consumers,
+        &run_dir,
+        &urls.join(","),
+        js.clone(),
+        streams.clone(),
+    )
+    .await?;
     let chaos = crate::chaos::run_hook::start(
         &scenario.chaos,
         crate::chaos::run_hook::cluster_of(local, &plan.state),
@@ -159,6 +168,13 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let fault_events = match chaos {
         Some(chaos) => chaos.finish().await,
         None => Vec::new(),
+    };
+    let (indexer, indexer_lag) = match consumers {
+        Some(consumers) => {
+            eprintln!("aivo-load: waiting for the indexer to catch up");
+            consumers.finish(&js, &run_id, &outcome.ledgers).await
+        }
+        None => (None, Vec::new()),
     };
 
     let mut stream_checks = Vec::new();
@@ -213,6 +229,8 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         stream_checks,
         ledger_checks,
         fault_events,
+        indexer,
+        indexer_lag,
         interrupted: was_interrupted,
     });
     report

@@ -14,8 +14,8 @@ use crate::checks::thresholds::{Tag, ThresholdResult};
 use crate::cli::BackendKind;
 use crate::load::metrics::SubjectTable;
 use crate::report::{
-    self, Counts, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport, Throughput,
-    TimelineRow, Verdict,
+    self, Counts, IndexerReport, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport,
+    Throughput, TimelineRow, Verdict,
 };
 use crate::scenario::Scenario;
 use crate::traffic::Domain;
@@ -32,10 +32,49 @@ pub(super) struct ReportInputs<'a> {
     pub(super) stream_checks: Vec<StreamCount>,
     pub(super) ledger_checks: Vec<LedgerCheck>,
     pub(super) fault_events: Vec<FaultEvent>,
+    pub(super) indexer: Option<IndexerReport>,
+    /// (second, pending + unacknowledged) of the indexer.
+    pub(super) indexer_lag: Vec<(u64, u64)>,
     pub(super) interrupted: bool,
 }
 
-pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
+/// How fast the indexer recovered, from its lag samples and the intended rate of each second.
+fn recovery(scenario: &Scenario, indexer: &mut IndexerReport, samples: &[(u64, u64)]) {
+    let started = indexer.started_s;
+    // The backlog peaks just before the indexer starts; count the sample of that second too.
+    indexer.peak_lag = samples
+        .iter()
+        .filter(|(s, _)| (*s as f64) >= started - 1.0)
+        .map(|(_, lag)| *lag)
+        .max()
+        .unwrap_or(0);
+    let during: Vec<(u64, u64)> = samples
+        .iter()
+        .copied()
+        .filter(|(s, _)| (*s as f64) >= started)
+        .collect();
+    let recovered = during.iter().find(|(second, lag)| {
+        let from = Duration::from_secs(*second);
+        (*lag as f64)
+            <= scenario
+                .intended_between(from, from + Duration::from_secs(1))
+                .max(1.0)
+    });
+    if let Some((second, _)) = recovered {
+        let seconds = (*second as f64 + 1.0 - started).max(1.0);
+        let arrived = scenario.intended_between(
+            Duration::from_secs_f64(started),
+            Duration::from_secs_f64(started + seconds),
+        );
+        indexer.recovery_s = Some(seconds);
+        indexer.recovery_rate = Some((indexer.peak_lag as f64 + arrived) / seconds);
+    }
+}
+
+pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
+    if let Some(indexer) = input.indexer.as_mut() {
+        recovery(input.scenario, indexer, &input.indexer_lag);
+    }
     let ReportInputs {
         scenario, outcome, ..
     } = input;
@@ -75,6 +114,9 @@ pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
         .iter()
         .map(|t| {
             let value = match &t.tag {
+                None if t.metric.starts_with("indexer.") => {
+                    indexer_value(&t.metric, input.indexer.as_ref())
+                }
                 None => metric_value(&t.metric, &counts, &latency),
                 Some(tag) => tagged_value(&t.metric, tag, &outcome.subjects),
             };
@@ -89,6 +131,12 @@ pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
             .filter(|s| !s.passed)
             .map(|s| format!("stream {}: {}", s.stream, s.detail)),
     );
+    if let Some(indexer) = input.indexer.as_ref().filter(|i| !i.ledger.passed) {
+        failures.push(format!(
+            "ledger events (Postgres): {}",
+            indexer.ledger.detail
+        ));
+    }
     // The ledger check holds in every run, thresholds or not (DESIGN.md §3).
     failures.extend(
         input
@@ -147,8 +195,12 @@ pub(super) fn build_report(input: ReportInputs<'_>) -> RunReport {
         counts,
         latency,
         throughput,
-        timeline: with_faults(outcome.timeline, &input.fault_events),
+        timeline: with_indexer_lag(
+            with_faults(outcome.timeline, &input.fault_events),
+            &input.indexer_lag,
+        ),
         faults: input.fault_events,
+        indexer: input.indexer,
         subjects,
         streams: input.stream_checks,
         ledger: input.ledger_checks,
@@ -254,6 +306,28 @@ fn tagged_value(metric: &str, tag: &Tag, table: &SubjectTable) -> Option<f64> {
             _ => None,
         },
     }
+}
+
+/// The value of an `indexer.*` metric, in ms.
+fn indexer_value(metric: &str, indexer: Option<&IndexerReport>) -> Option<f64> {
+    let indexer = indexer?;
+    match metric {
+        "indexer.catch_up" => indexer.catch_up_s.map(|s| s * 1000.0),
+        "indexer.recovery" => indexer.recovery_s.map(|s| s * 1000.0),
+        _ => indexer
+            .end_to_end
+            .get(metric.strip_prefix("indexer.end_to_end.")?),
+    }
+}
+
+/// Puts the indexer's lag samples on the timeline.
+fn with_indexer_lag(mut timeline: Vec<TimelineRow>, samples: &[(u64, u64)]) -> Vec<TimelineRow> {
+    for &(second, lag) in samples {
+        if let Some(row) = timeline.get_mut(second as usize) {
+            row.indexer_lag = Some(lag);
+        }
+    }
+    timeline
 }
 
 /// The value of a threshold metric, in the unit `checks::thresholds` gives it.

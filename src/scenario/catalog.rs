@@ -50,6 +50,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "rolling-restart",
         include_str!("../../scenarios/rolling-restart.toml"),
     ),
+    (
+        "indexer-catchup",
+        include_str!("../../scenarios/indexer-catchup.toml"),
+    ),
 ];
 
 /// Finds a scenario by name or path and validates it.

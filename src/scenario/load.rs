@@ -271,6 +271,27 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         }
     }
 
+    let consumers = super::model::ConsumerSettings {
+        indexer: raw.consumers.indexer,
+        analytics: raw.consumers.analytics,
+        indexer_start: raw
+            .consumers
+            .indexer_start
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.get_ref().0),
+        catch_up_timeout: raw
+            .consumers
+            .catch_up_timeout
+            .map_or(Duration::from_secs(120), |d| d.0),
+    };
+    if let Some(start) = &raw.consumers.indexer_start {
+        if !raw.consumers.indexer || start.get_ref().0 >= duration {
+            return Err(source.error(
+                Some(start.span()),
+                "`consumers.indexer_start` needs `indexer = true` and must fall inside the run",
+            ));
+        }
+    }
     let entries: Vec<_> = raw.chaos.iter().map(|e| e.get_ref().clone()).collect();
     let chaos = crate::chaos::schedule::ChaosPlan::from_entries(&entries)
         .map_err(|(i, msg)| source.error(Some(raw.chaos[i].span()), format!("[[chaos]]: {msg}")))?;
@@ -289,6 +310,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         streams,
         thresholds,
         chaos,
+        consumers,
     })
 }
 

@@ -169,6 +169,40 @@ pub struct RawScenario {
     /// `[[chaos]]` entries (format and validation in `chaos/schedule.rs`).
     #[serde(default)]
     pub chaos: Vec<Spanned<crate::chaos::schedule::ChaosEntry>>,
+    #[serde(default)]
+    pub consumers: RawConsumers,
+}
+
+/// `[consumers]`: the reference consumers a run starts as child processes (with a Postgres).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumers {
+    #[serde(default)]
+    pub indexer: bool,
+    #[serde(default)]
+    pub analytics: bool,
+    /// Start the indexer this long after the load (a backlog to catch up on).
+    #[serde(default)]
+    pub indexer_start: Option<Spanned<DurationValue>>,
+    /// How long after the load the indexer may take to reach zero lag before the run fails.
+    #[serde(default)]
+    pub catch_up_timeout: Option<DurationValue>,
+}
+
+/// The reference consumers of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsumerSettings {
+    pub indexer: bool,
+    pub analytics: bool,
+    pub indexer_start: Duration,
+    pub catch_up_timeout: Duration,
+}
+
+impl ConsumerSettings {
+    /// True when the run needs a Postgres.
+    pub fn any(&self) -> bool {
+        self.indexer || self.analytics
+    }
 }
 
 /// `[population]`: who generates the events; per-learner rates are resolved against `learners`.
@@ -382,6 +416,7 @@ pub struct Scenario {
     pub thresholds: Vec<Threshold>,
     /// Faults to apply during the run.
     pub chaos: crate::chaos::schedule::ChaosPlan,
+    pub consumers: ConsumerSettings,
 }
 
 /// One stream of synthetic traffic.
@@ -442,6 +477,7 @@ impl Scenario {
             // Fixed faults keep their place in the run: at 30 s of 90 s stays at a third of the way.
             let ratio = duration.as_secs_f64() / self.duration.as_secs_f64();
             self.chaos = self.chaos.fitted(ratio);
+            self.consumers.indexer_start = self.consumers.indexer_start.mul_f64(ratio);
             self.duration = duration;
         }
         if let Some(seed) = seed {

@@ -691,3 +691,109 @@ async fn ctrl_c_mid_partition_reverts_it_and_a_sigkilled_run_is_healed() {
     .await;
     assert_eq!(down.status.code(), Some(0), "{}", text(&down));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexer_catchup_writes_every_acked_event_to_postgres_once() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let output = aivo(
+        &[
+            "run",
+            "indexer-catchup",
+            "--duration",
+            "30s",
+            "--rate-scale",
+            "0.5",
+            "--reports-dir",
+            reports_dir,
+        ],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    let indexer = &report["indexer"];
+    let acked = report["counts"]["acked"].as_u64().expect("acked");
+    assert_eq!(indexer["rows"].as_u64(), Some(acked), "{indexer}");
+    assert_eq!(indexer["ledger"]["passed"], true, "{indexer}");
+    assert!(indexer["recovery_s"].as_f64().is_some(), "{indexer}");
+    assert!(
+        indexer["peak_lag"].as_u64().expect("peak") > 1000,
+        "a backlog built up while it was down"
+    );
+    // The lag grew while the indexer was down (it starts at 10 s of 30 s).
+    let lag = |s: usize| report["timeline"][s]["indexer_lag"].as_u64().unwrap_or(0);
+    assert!(
+        lag(8) > lag(2) && lag(2) > 0,
+        "lag at 2 s {} and 8 s {}",
+        lag(2),
+        lag(8)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_ledger_check_fails_when_a_row_is_deleted() {
+    let pg_dir = tempfile::tempdir().expect("tempdir");
+    let mut pg = aivo_load::consumers::EmbeddedPostgres::start(pg_dir.path())
+        .await
+        .expect("postgres");
+    let url = pg.url();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args([
+            "run",
+            "indexer-catchup",
+            "--duration",
+            "20s",
+            "--rate-scale",
+            "0.3",
+            "--reports-dir",
+            reports_dir,
+        ])
+        .env_remove("NATS_URL")
+        .env("DATABASE_URL", &url)
+        .kill_on_drop(true);
+    let run = tokio::spawn(async move { command.output().await });
+
+    // From outside the harness: delete one indexed row of the run as soon as it is there.
+    let client = aivo_load::consumers::connect_postgres(&url)
+        .await
+        .expect("connect");
+    let deleted = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(n) = client
+                .execute("DELETE FROM events WHERE publisher = 0 AND seq = 10", &[])
+                .await
+            {
+                if n == 1 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(deleted.is_ok(), "the row never appeared");
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the run finishes")
+        .expect("join")
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report = report_json(reports.path());
+    let ledger = &report["indexer"]["ledger"];
+    assert_eq!(ledger["lost"], 1, "{ledger}");
+    assert_eq!(ledger["lost_events"][0]["publisher"], 0);
+    assert_eq!(ledger["lost_events"][0]["seq"], 10);
+    // The streams still hold it: only the Postgres check fails.
+    assert!(report["ledger"]
+        .as_array()
+        .expect("ledger")
+        .iter()
+        .all(|c| c["passed"] == true));
+    let _ = pg.stop().await;
+}

@@ -1,0 +1,257 @@
+//! The reference consumers in a run (`[consumers]` in a scenario): an embedded Postgres, the indexer
+//! and analytics as child processes (so they can be killed like the real services), indexer lag
+//! sampled every second, then the catch-up wait and the read-back of `events` for the ledger check.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::no_loss::{self, ReadBack};
+use crate::consumers::{
+    connect_postgres, migrate, read_events_for_run, read_lag, ConsumerProcess, ConsumerProcessSpec,
+    EmbeddedPostgres, ServiceKind,
+};
+use crate::exit::AppError;
+use crate::load::ledger::PublisherLedger;
+use crate::load::metrics::DurationHistogram;
+use crate::report::IndexerReport;
+use crate::scenario::model::ConsumerSettings;
+
+/// The consumers of a running load.
+pub(super) struct RunConsumers {
+    settings: ConsumerSettings,
+    postgres: Option<EmbeddedPostgres>,
+    url: String,
+    children: Arc<Mutex<Vec<ConsumerProcess>>>,
+    indexer_task: Option<JoinHandle<()>>,
+    lag_task: Option<JoinHandle<Vec<(u64, u64)>>>,
+    stop: CancellationToken,
+    streams: Vec<&'static str>,
+}
+
+impl RunConsumers {
+    /// Starts Postgres (embedded in `run_dir/postgres` unless `DATABASE_URL` is set), migrates it,
+    /// and starts the consumers; the indexer after `indexer_start`.
+    pub(super) async fn start(
+        settings: &ConsumerSettings,
+        run_dir: &Path,
+        servers: &str,
+        js: async_nats::jetstream::Context,
+        streams: Vec<&'static str>,
+    ) -> Result<Option<RunConsumers>, AppError> {
+        if !settings.any() {
+            return Ok(None);
+        }
+        let env = |e: crate::consumers::ConsumersError| AppError::environment(anyhow!("{e}"));
+        let (postgres, url) = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => (None, url),
+            _ => {
+                eprintln!(
+                    "aivo-load: starting an embedded Postgres in {}",
+                    run_dir.join("postgres").display()
+                );
+                let pg = EmbeddedPostgres::start(&run_dir.join("postgres"))
+                    .await
+                    .map_err(env)?;
+                let url = pg.url();
+                (Some(pg), url)
+            }
+        };
+        let mut client = connect_postgres(&url).await.map_err(env)?;
+        migrate(&mut client).await.map_err(env)?;
+        let exe = std::env::current_exe()
+            .map_err(|e| AppError::environment(anyhow!("cannot find the aivo-load binary: {e}")))?;
+        let spec = |kind: ServiceKind, name: &str| ConsumerProcessSpec {
+            kind,
+            exe: exe.clone(),
+            server: servers.to_string(),
+            postgres_url: url.clone(),
+            log: run_dir.join(format!("{name}.log")),
+            extra_args: vec!["--status-every".into(), "5s".into()],
+        };
+        let children = Arc::new(Mutex::new(Vec::new()));
+        if settings.analytics {
+            let child = ConsumerProcess::spawn(&spec(ServiceKind::Analytics, "analytics"))
+                .await
+                .map_err(env)?;
+            lock(&children).push(child);
+        }
+        let start = Instant::now();
+        let stop = CancellationToken::new();
+        let indexer_task = settings.indexer.then(|| {
+            let (children, stop, delay) = (children.clone(), stop.clone(), settings.indexer_start);
+            let spec = spec(ServiceKind::Indexer, "indexer");
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => return,
+                }
+                match ConsumerProcess::spawn(&spec).await {
+                    Ok(child) => lock(&children).push(child),
+                    Err(e) => eprintln!("aivo-load: cannot start the indexer: {e}"),
+                }
+            })
+        });
+        let lag_task = settings.indexer.then(|| {
+            let (stop, streams) = (stop.clone(), streams.clone());
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut tick = tokio::time::interval_at(
+                    start + Duration::from_secs(1),
+                    Duration::from_secs(1),
+                );
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.cancelled() => return samples,
+                    }
+                    if let Ok(Ok(lag)) = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        read_lag(&js, "indexer", &streams),
+                    )
+                    .await
+                    {
+                        samples.push((
+                            start.elapsed().as_secs().saturating_sub(1),
+                            lag.pending() + lag.ack_pending(),
+                        ));
+                    }
+                }
+            })
+        });
+        Ok(Some(RunConsumers {
+            settings: settings.clone(),
+            postgres,
+            url,
+            children,
+            indexer_task,
+            lag_task,
+            stop,
+            streams,
+        }))
+    }
+
+    /// After the load: waits for the indexer to catch up, reads `events` back and judges it against
+    /// the ledgers, stops the consumers and Postgres.
+    pub(super) async fn finish(
+        mut self,
+        js: &async_nats::jetstream::Context,
+        run_id: &str,
+        ledgers: &[PublisherLedger],
+    ) -> (Option<IndexerReport>, Vec<(u64, u64)>) {
+        let load_end = Instant::now();
+        if let Some(task) = self.indexer_task.take() {
+            // The indexer starts within the load; if the load ended first, start it now.
+            if !task.is_finished() {
+                let _ = task.await;
+            }
+        }
+        let mut lag_at_load_end = 0;
+        let mut catch_up = None;
+        if self.settings.indexer {
+            let deadline = load_end + self.settings.catch_up_timeout;
+            let mut first = true;
+            while Instant::now() < deadline {
+                if let Ok(Ok(lag)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    read_lag(js, "indexer", &self.streams),
+                )
+                .await
+                {
+                    if first {
+                        lag_at_load_end = lag.pending() + lag.ack_pending();
+                        first = false;
+                    }
+                    if lag.is_caught_up() {
+                        catch_up = Some(load_end.elapsed());
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        self.stop.cancel();
+        let lag_samples = match self.lag_task.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let report = if self.settings.indexer {
+            Some(self.judge(run_id, ledgers, lag_at_load_end, catch_up).await)
+        } else {
+            None
+        };
+        let children: Vec<ConsumerProcess> = std::mem::take(&mut *lock(&self.children));
+        for mut child in children {
+            child.terminate(Duration::from_secs(5)).await;
+        }
+        if let Some(mut pg) = self.postgres.take() {
+            let _ = pg.stop().await;
+        }
+        (report, lag_samples)
+    }
+
+    async fn judge(
+        &self,
+        run_id: &str,
+        ledgers: &[PublisherLedger],
+        lag_at_load_end: u64,
+        catch_up: Option<Duration>,
+    ) -> IndexerReport {
+        let all: Vec<&PublisherLedger> = ledgers.iter().collect();
+        let mut back = ReadBack::default();
+        let mut end_to_end = DurationHistogram::with_precision(3);
+        match connect_postgres(&self.url).await {
+            Ok(client) => match read_events_for_run(&client, run_id).await {
+                Ok(rows) => {
+                    back.read = rows.rows;
+                    back.seen = rows.seen;
+                    back.duplicated_count = rows.duplicated;
+                    back.duplicated = rows.duplicated_samples;
+                    for value in rows.latency_us.iter_recorded() {
+                        end_to_end
+                            .record_micros_n(value.value_iterated_to(), value.count_at_value());
+                    }
+                }
+                Err(e) => back.incomplete = Some(format!("read-back of events failed: {e}")),
+            },
+            Err(e) => back.incomplete = Some(format!("cannot connect to Postgres: {e}")),
+        }
+        if catch_up.is_none() {
+            back.incomplete.get_or_insert(format!(
+                "the indexer did not catch up within {:?} after the load",
+                self.settings.catch_up_timeout
+            ));
+        }
+        let ledger = no_loss::judge("events (Postgres)", &all, &back, 0);
+        let catch_up_s = catch_up.map(|d| d.as_secs_f64());
+        IndexerReport {
+            postgres: match &self.postgres {
+                Some(pg) => format!("embedded, port {}", pg.port()),
+                None => "DATABASE_URL".into(),
+            },
+            analytics: self.settings.analytics,
+            started_s: self.settings.indexer_start.as_secs_f64(),
+            lag_at_load_end,
+            catch_up_s,
+            catch_up_rate: catch_up_s
+                .filter(|s| *s > 0.0)
+                .map(|s| lag_at_load_end as f64 / s),
+            // Filled in by the verdict, which knows the intended rate of each second.
+            peak_lag: 0,
+            recovery_s: None,
+            recovery_rate: None,
+            end_to_end: end_to_end.summary(),
+            rows: back.read,
+            ledger,
+        }
+    }
+}
+
+fn lock<T>(cell: &Arc<Mutex<T>>) -> std::sync::MutexGuard<'_, T> {
+    cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
