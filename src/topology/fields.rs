@@ -194,7 +194,7 @@ fn stream_fields() -> [Field<stream::Config>; 9] {
     ]
 }
 
-fn consumer_fields() -> [Field<consumer::Config>; 6] {
+fn consumer_fields() -> [Field<consumer::Config>; 7] {
     [
         Field {
             name: "kind",
@@ -230,6 +230,11 @@ fn consumer_fields() -> [Field<consumer::Config>; 6] {
             name: "max_deliver",
             updatable: true,
             read: |c| FieldValue::Count(limit(c.max_deliver)),
+        },
+        Field {
+            name: "max_ack_pending",
+            updatable: true,
+            read: |c| FieldValue::Count(limit(c.max_ack_pending)),
         },
         Field {
             name: "filter",
@@ -369,6 +374,7 @@ pub(super) fn merged_consumer(
     consumer::Config {
         ack_wait: declared.ack_wait,
         max_deliver: declared.max_deliver,
+        max_ack_pending: declared.max_ack_pending,
         filter_subject: declared.filter_subject.clone(),
         filter_subjects: declared.filter_subjects.clone(),
         ..live.clone()
@@ -394,7 +400,7 @@ mod tests {
         assert_eq!(checks.len(), 9);
         assert!(checks.iter().all(|c| c.matches), "{checks:?}");
         let checks = consumer_checks("FOCUS/indexer", &indexer(), Some(&indexer()));
-        assert_eq!(checks.len(), 6);
+        assert_eq!(checks.len(), 7);
         assert!(checks.iter().all(|c| c.matches), "{checks:?}");
     }
 
@@ -479,11 +485,17 @@ mod tests {
         live.max_deliver = -1;
         live.filter_subject = "focus.ping".into();
         live.max_ack_pending = 42;
+        live.description = Some("kept".into());
         let merged = merged_consumer(&live, &indexer());
         assert!(consumer_checks("x", &indexer(), Some(&merged))
             .iter()
             .all(|c| c.matches));
-        assert_eq!(merged.max_ack_pending, 42);
+        assert_eq!(merged.max_ack_pending, indexer().max_ack_pending);
+        assert_eq!(
+            merged.description.as_deref(),
+            Some("kept"),
+            "fields outside the declaration are kept"
+        );
     }
 
     #[test]

@@ -176,7 +176,7 @@ async fn verify_names_hand_made_drift_until_init_repairs_it() {
     );
     let closing = stdout.lines().last().unwrap_or_default();
     assert_eq!(
-        closing, "drift in 1 of 87 fields: FOCUS max_age",
+        closing, "drift in 1 of 94 fields: FOCUS max_age",
         "{stdout}"
     );
 
