@@ -134,7 +134,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     };
     let mut before = Vec::new();
     for stream in &streams {
-        wait_until_replicated(&js, stream).await?;
+        wait_until_replicated(&js, stream, true).await?;
         before.push(stream_state(&js, stream).await?);
     }
 
@@ -182,8 +182,12 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let totals = stream_count::totals_by_stream(&outcome.ledgers);
     for (stream, (last_before, _, _)) in streams.iter().zip(before) {
         if !fault_events.is_empty() {
-            // After faults, read back only from a stream that has its leader and replicas again.
-            wait_until_replicated(&js, stream).await?;
+            // After faults, read back from a stream that has its leader and replicas again. An idle
+            // stream's leader reports followers "not current" until the next write, so only online
+            // replicas are awaited; if even that fails, the read-back says what it could not read.
+            if let Err(e) = wait_until_replicated(&js, stream, false).await {
+                eprintln!("aivo-load: {e:#}; reading back anyway");
+            }
         }
         let (last_after, messages_after, first_after) = stream_state(&js, stream).await?;
         let ledger = totals.get(*stream).copied().unwrap_or_default();
@@ -406,11 +410,13 @@ async fn apply_topology(
     }
 }
 
-/// Waits until a stream has a leader and every replica is current, so the load does not start into
-/// an election (whose lost acks would be the harness's doing, not the cluster's under load).
+/// Waits until a stream has a leader and every replica is online (and, with `require_current`,
+/// current), so the load does not start into an election (whose lost acks would be the harness's
+/// doing, not the cluster's under load).
 async fn wait_until_replicated(
     js: &async_nats::jetstream::Context,
     stream: &str,
+    require_current: bool,
 ) -> Result<(), AppError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut last = String::from("no answer yet");
@@ -429,7 +435,7 @@ async fn wait_until_replicated(
                 let lagging: Vec<&str> = cluster
                     .replicas
                     .iter()
-                    .filter(|p| !p.current || p.offline)
+                    .filter(|p| p.offline || (require_current && !p.current))
                     .map(|p| p.name.as_str())
                     .collect();
                 match (&cluster.leader, lagging.is_empty()) {
