@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod checks;
+mod child;
 pub mod cli;
 pub mod cluster;
 pub mod consumers;

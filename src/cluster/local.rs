@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::binary::{self, BinaryError, NatsServerBinary};
 use super::control::{ControlOp, NodeState};
 use super::monitor::{self, Health};
-use super::node::{DeadAddress, Node, NodePorts, PortReservation, Spawner};
+use super::node::{DeadAddress, Node, NodePorts, PortReservation};
 use super::proxy::{LinkShape, MeshError, ProxyStats, RouteMesh};
 use super::storage::{self, FillMode};
 use super::{ClusterEndpoints, NodeEndpoints};
@@ -150,8 +150,6 @@ pub struct LocalCluster {
     _dead_addresses: Vec<DeadAddress>,
     /// Nodes whose store is filled, and how (see `storage.rs`).
     filled: Mutex<BTreeMap<usize, FillMode>>,
-    /// Dropped after the nodes are reaped (field order), so no death signal races the shutdown.
-    spawner: Spawner,
 }
 
 impl LocalCluster {
@@ -182,8 +180,6 @@ impl LocalCluster {
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p.cluster)))
             .collect();
         let mesh = RouteMesh::start(&names, &targets)?;
-        let spawner =
-            Spawner::start().map_err(LocalError::io("cannot start the spawner thread"))?;
         let nodes: Vec<Node> = names
             .iter()
             .enumerate()
@@ -214,7 +210,6 @@ impl LocalCluster {
             mesh,
             _dead_addresses: dead_addresses,
             filled: Mutex::new(BTreeMap::new()),
-            spawner,
         };
         reservation.release();
         for i in 0..n {
@@ -231,7 +226,7 @@ impl LocalCluster {
 
     async fn spawn_node(&self, i: usize) -> Result<(), LocalError> {
         let node = &self.nodes[i];
-        node.spawn(&self.binary.path, &self.spawner)
+        node.spawn(&self.binary.path)
             .await
             .map_err(LocalError::io(format!(
                 "cannot start {} ({})",

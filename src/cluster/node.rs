@@ -3,25 +3,19 @@
 //! Children must never outlive the harness. Three layers make sure of it:
 //! - `Drop` / `shutdown` in `local.rs` kill and reap them;
 //! - `PR_SET_PDEATHSIG(SIGKILL)` kills them if the harness dies without running `Drop` (SIGKILL, a
-//!   panic that aborts). The kernel sends the death signal when the *thread* that forked the child
-//!   exits, not the process, so every child is forked by one [`Spawner`] thread that lives exactly as
-//!   long as the cluster (a Tokio blocking-pool thread may exit after 10 s idle and take the nodes
-//!   with it);
+//!   panic that aborts), forked from the harness's one long-lived spawner thread (`crate::child`,
+//!   which says why a thread of its own);
 //! - each child runs in its own process group, so a Ctrl-C in the terminal reaches only the harness,
 //!   which then stops the nodes in order (after reverting faults).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-
-use tokio::sync::oneshot;
 
 /// JetStream file storage each node may reserve. The seed's streams declare about 42 GB of limits and
 /// JetStream refuses a stream whose limits exceed what is left of `max_file_store` (by default 75 % of
@@ -103,88 +97,6 @@ impl DeadAddress {
             _socket: socket,
             addr,
         })
-    }
-}
-
-/// A request to fork a child on the spawner thread.
-struct SpawnRequest {
-    command: Command,
-    reply: oneshot::Sender<io::Result<Child>>,
-}
-
-/// The one thread that forks the cluster's children (see the module header for why).
-#[derive(Debug)]
-pub struct Spawner {
-    requests: Option<mpsc::Sender<SpawnRequest>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Spawner {
-    /// Starts the spawner thread.
-    pub fn start() -> io::Result<Self> {
-        let (requests, inbox) = mpsc::channel::<SpawnRequest>();
-        let thread = std::thread::Builder::new()
-            .name("aivo-nats-spawner".to_string())
-            .spawn(move || {
-                while let Ok(request) = inbox.recv() {
-                    let mut command = request.command;
-                    if let Err(Ok(mut orphan)) = request.reply.send(command.spawn()) {
-                        // The caller gave up waiting: do not leave the child behind.
-                        let _ = orphan.kill();
-                        let _ = orphan.wait();
-                    }
-                }
-            })?;
-        Ok(Self {
-            requests: Some(requests),
-            thread: Some(thread),
-        })
-    }
-
-    /// Forks `command` on the spawner thread, with the death signal and a process group of its own.
-    pub async fn spawn(&self, mut command: Command) -> io::Result<Child> {
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-        // (prctl, getppid) and builds an io::Error from a raw code, which does not allocate.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) == -1
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                // The harness died between fork and prctl: the signal will never come, so give up.
-                if libc::getppid() != parent {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
-        command.process_group(0);
-        let (reply, answer) = oneshot::channel();
-        let gone = || io::Error::other("the node spawner thread has stopped");
-        self.requests
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(SpawnRequest { command, reply })
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
-impl Drop for Spawner {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread; its children have been reaped by then, and any left
-        // over get the death signal.
-        self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -298,7 +210,7 @@ impl Node {
     }
 
     /// Starts the process (stdout and stderr appended to the log).
-    pub async fn spawn(&self, binary: &Path, spawner: &Spawner) -> io::Result<()> {
+    pub async fn spawn(&self, binary: &Path) -> io::Result<()> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -311,7 +223,7 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
-        let child = spawner.spawn(command).await?;
+        let child = crate::child::spawn_tied(command, libc::SIGKILL).await?;
         self.paused.store(false, Ordering::Relaxed);
         *lock(&self.log_offset) = offset;
         *lock(&self.child) = Some(child);

@@ -25,7 +25,6 @@ pub mod process;
 pub mod readback;
 mod schema;
 mod service;
-mod spawn;
 mod worker;
 
 pub use commands::{dlq_command, service_command, DlqPlan};

@@ -25,8 +25,8 @@ use std::os::unix::process::CommandExt;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::spawn::{signal, spawn_tied};
 use super::ConsumersError;
+use crate::child::{signal, spawn_tied};
 
 /// The role `initdb` creates (a superuser, trust authentication on loopback only).
 pub const EMBEDDED_USER: &str = "aivo";

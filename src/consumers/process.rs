@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::service::ServiceKind;
-use super::spawn::{signal, spawn_tied};
 use super::ConsumersError;
+use crate::child::{signal, spawn_tied};
 
 /// What a consumer child needs to start.
 #[derive(Debug, Clone)]

@@ -1,10 +1,10 @@
-//! Forking the consumers' children (Postgres, indexer, analytics) so that they die with the harness.
+//! Forking the harness's children (nats-server nodes, Postgres, indexer, analytics) so that they die
+//! with the harness.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process. Tokio's
-//! blocking threads come and go, so every child is forked from one thread that lives as long as the
-//! process: then the signal means exactly "the harness is gone". The cluster module does the same for
-//! its nodes with a spawner of its own (private there); this one is shared by everything in
-//! `consumers/`.
+//! blocking threads come and go (one idle for 10 s exits and would take its children along), so
+//! every child is forked from one thread that lives as long as the process: then the signal means
+//! exactly "the harness is gone".
 
 use std::io;
 use std::process::{Child, Command};
@@ -29,7 +29,7 @@ fn spawner() -> io::Result<mpsc::Sender<SpawnRequest>> {
     }
     let (requests, inbox) = mpsc::channel::<SpawnRequest>();
     std::thread::Builder::new()
-        .name("aivo-consumer-spawner".to_string())
+        .name("aivo-spawner".to_string())
         .spawn(move || {
             // Never returns while the process lives: the sender sits in a static.
             while let Ok(request) = inbox.recv() {
@@ -79,10 +79,10 @@ pub(crate) async fn spawn_tied(
     let (reply, answer) = tokio::sync::oneshot::channel();
     spawner()?
         .send(SpawnRequest { command, reply })
-        .map_err(|_| io::Error::other("the consumer spawner thread has stopped"))?;
+        .map_err(|_| io::Error::other("the spawner thread has stopped"))?;
     answer
         .await
-        .map_err(|_| io::Error::other("the consumer spawner thread has stopped"))?
+        .map_err(|_| io::Error::other("the spawner thread has stopped"))?
 }
 
 /// Sends `signal` to `pid` (ignoring a process that is already gone).
