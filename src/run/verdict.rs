@@ -402,12 +402,34 @@ mod tests {
             ..Counts::default()
         };
         let latency = LatencyReport::default();
+        let back = crate::checks::no_loss::ReadBack::default();
+        let indexer = IndexerReport {
+            postgres: "embedded".into(),
+            analytics: false,
+            started_s: 0.0,
+            lag_at_load_end: 0,
+            catch_up_s: Some(1.5),
+            catch_up_rate: None,
+            peak_lag: 0,
+            recovery_s: Some(2.0),
+            recovery_rate: None,
+            end_to_end: Default::default(),
+            rows: 0,
+            ledger: crate::checks::no_loss::judge("events", &[], &back, 0),
+        };
         for (metric, _) in known_metrics() {
-            assert!(
-                metric_value(&metric, &counts, &latency).is_some(),
-                "{metric} has no value"
-            );
+            let value = if metric.starts_with("indexer.") {
+                indexer_value(&metric, Some(&indexer))
+            } else {
+                metric_value(&metric, &counts, &latency)
+            };
+            assert!(value.is_some(), "{metric} has no value");
         }
+        assert_eq!(
+            indexer_value("indexer.catch_up", Some(&indexer)),
+            Some(1500.0)
+        );
+        assert_eq!(indexer_value("indexer.recovery", None), None);
         assert_eq!(
             metric_value("publish.error_rate", &counts, &latency),
             Some(0.1)
