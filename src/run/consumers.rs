@@ -143,6 +143,7 @@ impl RunConsumers {
         js: &async_nats::jetstream::Context,
         run_id: &str,
         ledgers: &[PublisherLedger],
+        wait_for_catch_up: bool,
     ) -> (Option<IndexerReport>, Vec<(u64, u64)>) {
         let load_end = Instant::now();
         if let Some(task) = self.indexer_task.take() {
@@ -154,7 +155,12 @@ impl RunConsumers {
         let mut lag_at_load_end = 0;
         let mut catch_up = None;
         if self.settings.indexer {
-            let deadline = load_end + self.settings.catch_up_timeout;
+            let wait = if wait_for_catch_up {
+                self.settings.catch_up_timeout
+            } else {
+                Duration::ZERO
+            };
+            let deadline = load_end + wait;
             let mut first = true;
             while Instant::now() < deadline {
                 if let Ok(Ok(lag)) = tokio::time::timeout(

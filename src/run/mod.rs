@@ -172,7 +172,11 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let (indexer, indexer_lag) = match consumers {
         Some(consumers) => {
             eprintln!("aivo-load: waiting for the indexer to catch up");
-            consumers.finish(&js, &run_id, &outcome.ledgers).await
+            // After Ctrl-C the run ends now: no waiting for the indexer.
+            let catch_up = !cancel.is_cancelled();
+            consumers
+                .finish(&js, &run_id, &outcome.ledgers, catch_up)
+                .await
         }
         None => (None, Vec::new()),
     };
@@ -212,7 +216,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
             .collect();
         let removed = first_after
             .saturating_sub(last_before + 1)
-            .min(last_after - last_before);
+            .min(last_after.saturating_sub(last_before));
         ledger_checks.push(no_loss::judge(stream, &writers, &back, removed));
     }
     drop(js);
