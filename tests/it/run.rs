@@ -543,14 +543,16 @@ async fn school_day_runs_all_four_domains_and_breaks_the_report_down_by_subject(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_kill_report_shows_the_errors_during_the_fault_and_their_end_after_it() {
+async fn a_kill_report_shows_the_errors_during_the_fault_and_their_end_after_it() {
     let reports = tempfile::tempdir().expect("tempdir");
     let reports_dir = reports.path().to_str().expect("utf-8 path");
-    // 90 s fitted into 45 s: the kill lands at 15 s and is reverted at 25 s.
+    // The FOCUS leader, so that the kill certainly costs an election (killing a follower can go
+    // unnoticed by publishers, who fail over). 90 s fitted into 45 s: the kill lands at 15 s and is
+    // reverted at 25 s.
     let output = aivo(
         &[
             "run",
-            "node-kill",
+            "leader-kill",
             "--duration",
             "45s",
             "--reports-dir",
@@ -561,9 +563,11 @@ async fn node_kill_report_shows_the_errors_during_the_fault_and_their_end_after_
     )
     .await;
     let log = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{log}");
+    // Compressed to half its length, the scenario's error budget may not hold (the election costs the
+    // same seconds in a shorter run): a threshold may fail, a check may not (asserted below).
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{log}");
     assert!(
-        log.contains("chaos applied kill on nats2") && log.contains("chaos reverted kill on nats2"),
+        log.contains("chaos applied kill on nats") && log.contains("chaos reverted kill on nats"),
         "{log}"
     );
     let report = report_json(reports.path());
@@ -588,7 +592,7 @@ async fn node_kill_report_shows_the_errors_during_the_fault_and_their_end_after_
             .any(|r| r["max_ms"].as_f64().unwrap_or(0.0) > 100.0);
     assert!(
         spike,
-        "no error or latency spike while nats2 was down: {during:?}"
+        "no error or latency spike while the FOCUS leader was down: {during:?}"
     );
     let last = during.last().expect("fault rows")["second"]
         .as_u64()
