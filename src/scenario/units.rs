@@ -155,28 +155,10 @@ fn bad_size(text: &str) -> String {
     format!("expected a size such as \"8MiB\", \"20GB\" or \"4096\", found \"{text}\"")
 }
 
-/// Formats a duration the way scenario files write them: "90s", "2m", "1h30m", "250ms".
+/// Formats a duration the way scenario files write them, exactly: "90s", "2m30s", "1h30m", "250ms",
+/// "1s500ms" (one implementation for scenarios and the topology's drift table).
 pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis == 0 {
-        return "0s".into();
-    }
-    if !millis.is_multiple_of(1000) {
-        return if millis < 1000 {
-            format!("{millis}ms")
-        } else {
-            format!("{:.3}s", duration.as_secs_f64())
-        };
-    }
-    let mut secs = duration.as_secs();
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    out
+    crate::topology::format_duration(duration)
 }
 
 #[cfg(test)]
