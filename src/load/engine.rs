@@ -172,6 +172,8 @@ pub async fn run_publisher(
                     *s.errors
                         .entry(format!("send_{}", kind_name(err.kind())))
                         .or_default() += 1;
+                    // One attempt per intended event: move on (retrying here would spin).
+                    next = arrivals.next();
                     continue;
                 }
             }
