@@ -491,7 +491,15 @@ fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
     );
     assert!(said.contains("Cluster whole"), "{}", text(&heal));
     assert_ne!(proc_state(paused), 'T');
-    let status = output(aivo_load(dir, &["cluster", "status"]));
+    // A node just thawed may fail /healthz for a moment while JetStream catches up: poll, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = output(aivo_load(dir, &["cluster", "status"]));
+        if status.status.code() == Some(0) || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     let entries = journal::read(&journal_path).expect("journal");
     assert!(journal::active(&entries).is_empty());
