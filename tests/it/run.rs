@@ -1,46 +1,9 @@
 //! `aivo-load run`: real runs against real clusters, and the errors a user sees on bad input.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use crate::support::TestCluster;
-
-const BIN: &str = env!("CARGO_BIN_EXE_aivo-load");
-
-/// Runs the binary with a deadline, without blocking the runtime that moves the proxies' bytes.
-async fn aivo(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Output {
-    let mut command = tokio::process::Command::new(BIN);
-    command.args(args).kill_on_drop(true).env_remove("NATS_URL");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    tokio::time::timeout(timeout, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("aivo-load {args:?} did not finish within {timeout:?}"))
-        .expect("spawn aivo-load")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The single report directory written under `reports`.
-fn report_json(reports: &Path) -> serde_json::Value {
-    let dirs: Vec<_> = std::fs::read_dir(reports)
-        .expect("reports dir")
-        .flatten()
-        .collect();
-    assert_eq!(dirs.len(), 1, "one report directory expected");
-    let dir = dirs[0].path();
-    assert!(dir.join("summary.md").is_file() && dir.join("timeline.csv").is_file());
-    let bytes = std::fs::read(dir.join("report.json")).expect("report.json");
-    serde_json::from_slice(&bytes).expect("report.json is JSON")
-}
+use crate::support::{aivo, report_json, text, TestCluster, BIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_focus_burst_acked_count_equals_the_stream_count() {

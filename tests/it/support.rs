@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
@@ -203,4 +204,75 @@ pub async fn publish_acked(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+// --- the `aivo-load` binary -------------------------------------------------------------------
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_aivo-load");
+
+/// Runs the `aivo-load` binary with a deadline, without blocking the runtime that moves the proxies' bytes.
+pub async fn aivo(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Output {
+    let mut command = tokio::process::Command::new(BIN);
+    command.args(args).kill_on_drop(true).env_remove("NATS_URL");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    tokio::time::timeout(timeout, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("aivo-load {args:?} did not finish within {timeout:?}"))
+        .expect("spawn aivo-load")
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The single report directory written under `reports`.
+pub fn report_json(reports: &Path) -> serde_json::Value {
+    let dirs: Vec<_> = std::fs::read_dir(reports)
+        .expect("reports dir")
+        .flatten()
+        .collect();
+    assert_eq!(dirs.len(), 1, "one report directory expected");
+    let dir = dirs[0].path();
+    assert!(dir.join("summary.md").is_file() && dir.join("timeline.csv").is_file());
+    let bytes = std::fs::read(dir.join("report.json")).expect("report.json");
+    serde_json::from_slice(&bytes).expect("report.json is JSON")
+}
+
+/// `aivo-load` with `AIVO_STATE_DIR` set, for the `cluster`, `chaos` and `heal` commands.
+pub fn aivo_in(state_dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(args)
+        .env("AIVO_STATE_DIR", state_dir)
+        .env_remove("NATS_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs a blocking command on a thread, so that a hang fails the test after `limit` instead of
+/// blocking it.
+pub fn output_within(mut command: std::process::Command, limit: Duration) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(command.output());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("command did not finish within {limit:?}"))
+        .expect("command ran")
+}
+
+/// Exit status, stdout and stderr, for assertion messages.
+pub fn status_text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
