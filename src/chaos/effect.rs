@@ -15,6 +15,9 @@ use crate::cluster::ClusterEndpoints;
 /// How often an effect is polled.
 const POLL: Duration = Duration::from_millis(100);
 
+/// What counts as no room left for [`Effect::StorageCapped`]: a few of the quota mode's headroom.
+pub const CAPPED_ROOM: u64 = 4 * crate::cluster::storage::QUOTA_HEADROOM;
+
 /// Deadline of the `/healthz` probe that tells a frozen node from a slow one.
 const FROZEN_PROBE: Duration = Duration::from_millis(1500);
 
@@ -42,6 +45,9 @@ pub enum Effect {
     },
     /// JetStream is disabled on the node, or its `/healthz` fails.
     StorageFull { node: String },
+    /// The node's `/jsz` reports at most [`CAPPED_ROOM`] of file storage left under its
+    /// `max_file_store` (the quota mode of fill-storage; writes fill the rest).
+    StorageCapped { node: String },
     /// Every node healthy with routes to every peer, a meta leader, every stream led with no replica
     /// offline (see [`streams_led`]).
     Whole,
@@ -73,6 +79,7 @@ impl Effect {
                 format!("request {from}->{to} takes >= {at_least:?}")
             }
             Self::StorageFull { node } => format!("JetStream out of storage on {node}"),
+            Self::StorageCapped { node } => format!("JetStream storage on {node} capped"),
             Self::Whole => "cluster whole".to_string(),
         }
     }
@@ -214,6 +221,21 @@ impl Effect {
                     Ok(Health::Unhealthy(reason)) => Ok(format!("{node} /healthz: {reason}")),
                     Ok(Health::Ok) => Err(format!("{node} JetStream still enabled and healthy")),
                     Err(err) => Err(err.to_string()),
+                }
+            }
+            Self::StorageCapped { node } => {
+                let jsz = monitor::jsz(&url(node)?).await.map_err(|e| e.to_string())?;
+                let room = jsz.config.max_storage.saturating_sub(jsz.storage);
+                if jsz.config.max_storage > 0 && room <= CAPPED_ROOM {
+                    Ok(format!(
+                        "{node} /jsz: {room} bytes of file storage left (max_storage {}, used {})",
+                        jsz.config.max_storage, jsz.storage
+                    ))
+                } else {
+                    Err(format!(
+                        "{node} /jsz: {room} bytes of file storage left (max_storage {})",
+                        jsz.config.max_storage
+                    ))
                 }
             }
             Self::Whole => whole(endpoints).await,

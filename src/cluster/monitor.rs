@@ -369,6 +369,17 @@ pub struct Jsz {
     pub bytes: u64,
     pub meta_cluster: Option<RaftGroup>,
     pub account_details: Vec<AccountDetail>,
+    pub config: JetStreamConfig,
+}
+
+/// The `config` object of `/jsz`: the node's JetStream limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct JetStreamConfig {
+    /// `max_file_store`, bytes.
+    pub max_storage: u64,
+    /// `max_memory_store`, bytes.
+    pub max_memory: u64,
 }
 
 impl Jsz {

@@ -10,7 +10,9 @@
 //!   unmounts and starts the node again.
 //! - [`FillMode::MaxFileStore`] (anyone): the node is restarted with a JetStream `max_file_store` just
 //!   above what it stores now, so the traffic itself fills the quota and the node answers
-//!   "insufficient storage resources". No ballast file: the quota is the ballast.
+//!   "insufficient storage resources" where it must reserve or lead. No ballast file: the quota is
+//!   the ballast. It is weaker than a full disk: nats-server 2.15 lets a follower replicate past its
+//!   `max_file_store` (seen in the quota-mode chaos test).
 //!
 //! Both restart the node (a store cannot be swapped under a running server), which the fault's
 //! report states. Everything here is plain file work; `local.rs` stops and starts the node.
