@@ -265,37 +265,47 @@ pub async fn play(
         Revert(usize),
     }
     let guard = RevertGuard::new(engine.clone());
-    let mut actions: Vec<(Duration, Action)> = Vec::new();
-    for (i, fault) in faults.iter().enumerate() {
-        actions.push((fault.at, Action::Apply(i)));
-        if let Some(hold) = fault.hold {
-            actions.push((fault.at + hold, Action::Revert(i)));
-        }
-    }
-    // Stable: an apply and a revert at the same moment keep their order.
-    actions.sort_by_key(|(at, _)| *at);
+    // Pending actions in time order; an apply that succeeds queues its revert `hold` after the
+    // later of its scheduled time and the moment it was really applied, so a fault delayed by a
+    // slow revert before it (a cluster that took long to be whole again) is still held its full time.
+    let mut actions: Vec<(Duration, Action)> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, fault)| (fault.at, Action::Apply(i)))
+        .collect();
     let mut ids: Vec<Option<String>> = vec![None; faults.len()];
     let mut events = Vec::new();
-    for (at, action) in actions {
+    // Of actions due at the same moment, reverts go first (a fault ending as another begins never
+    // overlaps it), then the one queued first.
+    let order =
+        |(at, action): &(Duration, Action), k: usize| (*at, matches!(action, Action::Apply(_)), k);
+    while let Some(next) = (0..actions.len()).min_by_key(|&k| order(&actions[k], k)) {
+        let (at, action) = actions.remove(next);
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(engine.until(at)) => {}
         }
         match action {
-            Action::Apply(i) => match engine.inject(&faults[i].fault, &faults[i].target).await {
-                Ok(event) => {
-                    ids[i] = Some(event.id.clone());
-                    super::engine::announce(&event);
-                    events.push(event);
+            Action::Apply(i) => {
+                let applied_at = Duration::from_secs_f64(engine.now_s()).max(at);
+                match engine.inject(&faults[i].fault, &faults[i].target).await {
+                    Ok(event) => {
+                        ids[i] = Some(event.id.clone());
+                        super::engine::announce(&event);
+                        events.push(event);
+                        if let Some(hold) = faults[i].hold {
+                            actions.push((applied_at + hold, Action::Revert(i)));
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            "fault {} on {}: {err}",
+                            faults[i].fault.name(),
+                            faults[i].target
+                        );
+                    }
                 }
-                Err(err) => {
-                    tracing::warn!(
-                        "fault {} on {}: {err}",
-                        faults[i].fault.name(),
-                        faults[i].target
-                    );
-                }
-            },
+            }
             Action::Revert(i) => {
                 if let Some(id) = ids[i].take() {
                     match engine.revert(&id, "schedule").await {

@@ -29,6 +29,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../scenarios/school-day.toml"),
     ),
     ("soak", include_str!("../../scenarios/soak.toml")),
+    (
+        "chaos-soak",
+        include_str!("../../scenarios/chaos-soak.toml"),
+    ),
     ("node-kill", include_str!("../../scenarios/node-kill.toml")),
     (
         "leader-kill",
@@ -178,6 +182,25 @@ pub fn summary(scenario: &Scenario) -> String {
             limits.push(format!("replicas {replicas}"));
         }
         let _ = writeln!(out, "  stream {stream}: {}", limits.join(", "));
+    }
+    let faults = scenario.chaos.timeline(scenario.duration, scenario.seed);
+    if !faults.is_empty() {
+        let _ = writeln!(out, "  chaos ({} faults):", faults.len());
+        for fault in faults.iter().take(12) {
+            let hold = fault.hold.map_or("to the end".to_string(), |h| {
+                format!("for {}", format_duration(h))
+            });
+            let _ = writeln!(
+                out,
+                "    at {} {} {} {hold}",
+                format_duration(fault.at),
+                fault.fault.name(),
+                fault.target
+            );
+        }
+        if faults.len() > 12 {
+            let _ = writeln!(out, "    … {} more", faults.len() - 12);
+        }
     }
     let _ = writeln!(out, "  thresholds ({}):", scenario.thresholds.len());
     for t in &scenario.thresholds {
