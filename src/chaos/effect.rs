@@ -251,7 +251,10 @@ async fn whole(endpoints: &ClusterEndpoints) -> Result<String, String> {
             .nodes
             .iter()
             .filter(|n| !n.is_healthy())
-            .map(|n| format!("{} {:?}", n.name, n.health))
+            .map(|n| match &n.health {
+                Some(Health::Unhealthy(reason)) => format!("{} unhealthy: {reason}", n.name),
+                _ => format!("{} not answering /healthz", n.name),
+            })
             .collect();
         if status.meta_leader.is_none() {
             why.push("no meta leader".into());
