@@ -1,6 +1,7 @@
-//! Run reports (DESIGN.md §6): one versioned [`RunReport`], written as `report.json`, `summary.md`
-//! and `timeline.csv`, and printed as a compact end summary.
+//! Run reports (DESIGN.md §6): one versioned [`RunReport`], written as `report.json`, `summary.md`,
+//! `timeline.csv` and `report.html` (charts), and printed as a compact end summary.
 
+pub mod html;
 pub mod markdown;
 pub mod terminal;
 
@@ -215,13 +216,14 @@ pub struct Verdict {
 }
 
 impl RunReport {
-    /// Writes `report.json`, `summary.md` and `timeline.csv` into `dir`.
+    /// Writes `report.json`, `summary.md`, `timeline.csv` and `report.html` into `dir`.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("report.json"), json)?;
         std::fs::write(dir.join("summary.md"), markdown::render(self))?;
         std::fs::write(dir.join("timeline.csv"), self.timeline_csv())?;
+        std::fs::write(dir.join("report.html"), html::render(self))?;
         Ok(())
     }
 

@@ -1,0 +1,449 @@
+//! `report.html`: the run on one self-contained page (DESIGN.md §6) — inline SVG charts of the
+//! timeline (throughput and errors, latency, indexer lag) with fault windows shaded, followed by the
+//! same tables as `summary.md`. No script, no stylesheet or font from the network: the file opens
+//! from a CI artifact store or an e-mail as it is.
+//!
+//! The tables are not written twice: the Markdown summary is the one source, and [`markdown_to_html`]
+//! turns the subset it uses (headings, paragraphs, lists, pipe tables, inline code) into HTML.
+
+use std::fmt::Write as _;
+
+use super::{markdown, RunReport, TimelineRow};
+
+const WIDTH: f64 = 900.0;
+const HEIGHT: f64 = 220.0;
+/// Room for the axis labels.
+const LEFT: f64 = 64.0;
+const BOTTOM: f64 = 24.0;
+const TOP: f64 = 10.0;
+
+/// Renders the page.
+pub fn render(report: &RunReport) -> String {
+    let summary = markdown::render(report);
+    // The per-second table is what the charts show; the page keeps it in timeline.csv.
+    let summary = match summary.find("\n## Timeline") {
+        Some(at) => &summary[..at],
+        None => summary.as_str(),
+    };
+    let mut out = String::new();
+    let verdict = if report.verdict.passed {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{} — {verdict}</title>\n<style>{STYLE}</style></head><body>\n",
+        escape(&report.run.scenario)
+    );
+    let body = markdown_to_html(summary);
+    // Charts go right after the run's identity table, before the detail tables.
+    let split = body.find("<h2>").unwrap_or(body.len());
+    out.push_str(&body[..split]);
+    out.push_str("<h2>Timeline</h2>\n");
+    out.push_str(&charts(report));
+    out.push_str(&body[split..]);
+    out.push_str(
+        "<p class=\"note\">Per-second figures: timeline.csv; everything: report.json.</p>\n",
+    );
+    out.push_str("</body></html>\n");
+    out
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px}\
+td.r,th.r{text-align:right}code{background:#f4f4f4;padding:0 3px}h1.fail{color:#b00}h1.pass{color:#070}\
+svg{display:block;margin:.3em 0 1.2em}.note{color:#666}figcaption{font-weight:600}";
+
+/// The three charts of the timeline.
+fn charts(report: &RunReport) -> String {
+    let rows = &report.timeline;
+    if rows.is_empty() {
+        return "<p>No timeline: the load did not run.</p>\n".to_string();
+    }
+    let faults = fault_windows(rows);
+    let mut out = String::new();
+    let rate = Chart {
+        title: "Events per second: target, acked, errors (failed + unknown)",
+        log: false,
+        unit: "/s",
+        series: vec![
+            Series::of(rows, "target", "#999", |r| Some(r.target)),
+            Series::of(rows, "acked", "#1565c0", |r| Some(r.acked as f64)),
+            Series::of(rows, "errors", "#c62828", |r| {
+                Some((r.failed + r.unknown) as f64)
+            }),
+        ],
+    };
+    out.push_str(&rate.svg(rows.len(), &faults));
+    let latency = Chart {
+        title: "Latency of the second's acks, intended → ack (log scale)",
+        log: true,
+        unit: "ms",
+        series: vec![
+            Series::of(rows, "p50", "#2e7d32", |r| positive(r.p50_ms)),
+            Series::of(rows, "p99", "#ef6c00", |r| positive(r.p99_ms)),
+            Series::of(rows, "max", "#6a1b9a", |r| positive(r.max_ms)),
+        ],
+    };
+    out.push_str(&latency.svg(rows.len(), &faults));
+    if rows.iter().any(|r| r.indexer_lag.is_some()) {
+        let lag = Chart {
+            title: "Indexer lag (events not yet in Postgres)",
+            log: false,
+            unit: "",
+            series: vec![Series::of(rows, "lag", "#00838f", |r| {
+                r.indexer_lag.map(|l| l as f64)
+            })],
+        };
+        out.push_str(&lag.svg(rows.len(), &faults));
+    }
+    out
+}
+
+fn positive(ms: f64) -> Option<f64> {
+    (ms > 0.0).then_some(ms)
+}
+
+/// A fault active from `from` to `to` (seconds, end exclusive).
+struct Window {
+    from: usize,
+    to: usize,
+    label: String,
+}
+
+/// Consecutive seconds with the same non-empty fault list make one window.
+fn fault_windows(rows: &[TimelineRow]) -> Vec<Window> {
+    let mut out: Vec<Window> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if row.faults.is_empty() {
+            continue;
+        }
+        let label = row.faults.join(", ");
+        match out.last_mut() {
+            Some(last) if last.to == i && last.label == label => last.to = i + 1,
+            _ => out.push(Window {
+                from: i,
+                to: i + 1,
+                label,
+            }),
+        }
+    }
+    out
+}
+
+struct Series {
+    name: &'static str,
+    color: &'static str,
+    points: Vec<Option<f64>>,
+}
+
+impl Series {
+    fn of(
+        rows: &[TimelineRow],
+        name: &'static str,
+        color: &'static str,
+        value: impl Fn(&TimelineRow) -> Option<f64>,
+    ) -> Self {
+        Self {
+            name,
+            color,
+            points: rows.iter().map(value).collect(),
+        }
+    }
+}
+
+struct Chart {
+    title: &'static str,
+    log: bool,
+    unit: &'static str,
+    series: Vec<Series>,
+}
+
+impl Chart {
+    fn svg(&self, seconds: usize, faults: &[Window]) -> String {
+        let values = || self.series.iter().flat_map(|s| s.points.iter().flatten());
+        let max = values().copied().fold(0.0_f64, f64::max);
+        let (lo, hi) = if self.log {
+            let min = values().copied().fold(f64::INFINITY, f64::min);
+            let lo = if min.is_finite() {
+                min.log10().floor()
+            } else {
+                0.0
+            };
+            (lo, max.log10().ceil().max(lo + 1.0))
+        } else {
+            (0.0, nice_ceiling(max))
+        };
+        let plot_w = WIDTH - LEFT - 10.0;
+        let plot_h = HEIGHT - TOP - BOTTOM;
+        let x = |second: f64| LEFT + plot_w * second / (seconds.max(2) - 1) as f64;
+        let y = |value: f64| {
+            let v = if self.log { value.log10() } else { value };
+            TOP + plot_h * (1.0 - ((v - lo) / (hi - lo)).clamp(0.0, 1.0))
+        };
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "<figure><figcaption>{}</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
+             viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+             font-size=\"11\" role=\"img\">\n",
+            escape(self.title)
+        );
+        for window in faults {
+            let (x0, x1) = (
+                x(window.from as f64),
+                x(window.to as f64 - 1.0).max(x(window.from as f64) + 2.0),
+            );
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" fill=\"#ffcdd2\" \
+                 opacity=\"0.6\"><title>{}</title></rect>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#b71c1c\">{}</text>",
+                x1 - x0,
+                escape(&window.label),
+                x0 + 2.0,
+                TOP + 11.0,
+                escape(&window.label)
+            );
+        }
+        // Horizontal grid lines with their values: every decade on a log scale, else quarters.
+        let grid: Vec<f64> = if self.log {
+            (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
+        } else {
+            (0..=4).map(|k| hi * f64::from(k) / 4.0).collect()
+        };
+        for value in grid {
+            let yy = y(value);
+            let _ = writeln!(
+                out,
+                "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}{}</text>",
+                LEFT + plot_w,
+                LEFT - 4.0,
+                yy + 4.0,
+                axis_number(value),
+                self.unit
+            );
+        }
+        let step = (seconds / 10).max(1);
+        for second in (0..seconds).step_by(step) {
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{second}s</text>",
+                x(second as f64),
+                HEIGHT - 6.0
+            );
+        }
+        for (i, series) in self.series.iter().enumerate() {
+            // A gap (no value) breaks the line.
+            let mut path = String::new();
+            let mut pen_down = false;
+            for (second, value) in series.points.iter().enumerate() {
+                match value {
+                    Some(v) => {
+                        let _ = write!(
+                            path,
+                            "{}{:.1},{:.1} ",
+                            if pen_down { "L" } else { "M" },
+                            x(second as f64),
+                            y(*v)
+                        );
+                        pen_down = true;
+                    }
+                    None => pen_down = false,
+                }
+            }
+            let _ = writeln!(
+                out,
+                "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{}</text>",
+                path.trim_end(),
+                series.color,
+                LEFT + plot_w - 150.0 + 50.0 * i as f64,
+                TOP + 11.0,
+                series.color,
+                series.name
+            );
+        }
+        out.push_str("</svg></figure>\n");
+        out
+    }
+}
+
+/// 1, 2 or 5 times a power of ten, at least `max` (at least 1).
+fn nice_ceiling(max: f64) -> f64 {
+    if max <= 1.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(max.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&v| v >= max)
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn axis_number(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 1.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// HTML text escaping.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Inline Markdown: escaped text with `code` spans.
+fn inline(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{}</code>", escape(part));
+        } else {
+            out.push_str(&escape(part));
+        }
+    }
+    out
+}
+
+fn cells(line: &str) -> Vec<&str> {
+    let line = line.trim().trim_start_matches('|').trim_end_matches('|');
+    line.split('|').map(str::trim).collect()
+}
+
+/// The Markdown subset `summary.md` uses, as HTML.
+pub fn markdown_to_html(text: &str) -> String {
+    let mut out = String::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if let Some(title) = line.strip_prefix("# ") {
+            let class = if title.ends_with("FAIL") {
+                "fail"
+            } else {
+                "pass"
+            };
+            let _ = writeln!(out, "<h1 class=\"{class}\">{}</h1>", inline(title));
+        } else if let Some(title) = line.strip_prefix("## ") {
+            let _ = writeln!(out, "<h2>{}</h2>", inline(title));
+        } else if line.starts_with('|') {
+            // A header row, an alignment row, then body rows.
+            let header = cells(line);
+            let right: Vec<bool> = lines
+                .get(i + 1)
+                .map(|l| cells(l).iter().map(|c| c.ends_with(':')).collect())
+                .unwrap_or_default();
+            let class = |k: usize| {
+                if right.get(k).copied().unwrap_or(false) {
+                    " class=\"r\""
+                } else {
+                    ""
+                }
+            };
+            out.push_str("<table><tr>");
+            for (k, cell) in header.iter().enumerate() {
+                let _ = write!(out, "<th{}>{}</th>", class(k), inline(cell));
+            }
+            out.push_str("</tr>\n");
+            i += 2;
+            while i < lines.len() && lines[i].starts_with('|') {
+                out.push_str("<tr>");
+                for (k, cell) in cells(lines[i]).iter().enumerate() {
+                    let _ = write!(out, "<td{}>{}</td>", class(k), inline(cell));
+                }
+                out.push_str("</tr>\n");
+                i += 1;
+            }
+            out.push_str("</table>\n");
+            continue;
+        } else if line.starts_with("- ") {
+            out.push_str("<ul>\n");
+            while i < lines.len() && (lines[i].starts_with("- ") || lines[i].starts_with("  ")) {
+                let item = lines[i].trim_start().trim_start_matches("- ");
+                let _ = writeln!(out, "<li>{}</li>", inline(item));
+                i += 1;
+            }
+            out.push_str("</ul>\n");
+            continue;
+        } else if !line.trim().is_empty() {
+            let _ = writeln!(out, "<p>{}</p>", inline(line));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_subset_becomes_html_with_text_escaped() {
+        let html = markdown_to_html(
+            "# run — FAIL\n\nA <b> & `x<y`\n\n| a | n |\n|---|---:|\n| `s` | 3 |\n\n- ✓ one\n- ✗ two\n",
+        );
+        assert!(
+            html.contains("<h1 class=\"fail\">run — FAIL</h1>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<p>A &lt;b&gt; &amp; <code>x&lt;y</code></p>"),
+            "{html}"
+        );
+        assert!(html.contains("<th>a</th><th class=\"r\">n</th>"), "{html}");
+        assert!(
+            html.contains("<td><code>s</code></td><td class=\"r\">3</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<li>✓ one</li>\n<li>✗ two</li>"), "{html}");
+    }
+
+    #[test]
+    fn fault_seconds_merge_into_windows() {
+        let row = |faults: &[&str]| TimelineRow {
+            faults: faults.iter().map(|f| f.to_string()).collect(),
+            ..TimelineRow::default()
+        };
+        let rows = [
+            row(&[]),
+            row(&["kill nats2"]),
+            row(&["kill nats2"]),
+            row(&[]),
+            row(&["pause nats1"]),
+        ];
+        let windows: Vec<(usize, usize, String)> = fault_windows(&rows)
+            .into_iter()
+            .map(|w| (w.from, w.to, w.label))
+            .collect();
+        assert_eq!(
+            windows,
+            [(1, 3, "kill nats2".into()), (4, 5, "pause nats1".into())]
+        );
+    }
+
+    #[test]
+    fn axis_ceilings_are_round() {
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(nice_ceiling(330.0), 500.0);
+        assert_eq!(nice_ceiling(10_107.0), 20_000.0);
+        assert_eq!(nice_ceiling(2000.0), 2000.0);
+    }
+}
