@@ -46,6 +46,21 @@ pub enum CliCommand {
     Chaos(ChaosArgs),
     /// Revert faults that a killed run or `chaos` command left behind (from the fault journal).
     Heal(HealArgs),
+    /// Work with finished runs' reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Two runs side by side (e.g. the same scenario on --backend local and docker): every headline
+    /// figure of A and B, and B against A, with "worse" where B is worse.
+    Compare {
+        /// A run directory under reports/, or its report.json.
+        a: PathBuf,
+        /// The run to compare with A.
+        b: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +283,7 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
         CliCommand::Dlq(cmd) => Command::Dlq(dlq_plan(cmd)?),
         CliCommand::Chaos(args) => Command::Chaos(args),
         CliCommand::Heal(args) => Command::Heal(args),
+        CliCommand::Report(cmd) => Command::Report(cmd),
     })
 }
 

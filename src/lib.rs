@@ -33,6 +33,7 @@ pub enum Command {
     Dlq(consumers::DlqPlan),
     Chaos(cli::ChaosArgs),
     Heal(cli::HealArgs),
+    Report(cli::ReportCommand),
 }
 
 /// Runs a command to completion.
@@ -54,6 +55,9 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Dlq(plan) => consumers::dlq_command(plan).await,
             Command::Chaos(args) => chaos::commands::chaos(args).await,
             Command::Heal(args) => chaos::commands::heal(args).await,
+            Command::Report(cli::ReportCommand::Compare { a, b }) => {
+                report::compare::compare_command(&a, &b)
+            }
         }
     })
 }

@@ -1,6 +1,7 @@
 //! Run reports (DESIGN.md §6): one versioned [`RunReport`], written as `report.json`, `summary.md`,
 //! `timeline.csv` and `report.html` (charts), and printed as a compact end summary.
 
+pub mod compare;
 pub mod html;
 pub mod markdown;
 pub mod terminal;
