@@ -88,6 +88,30 @@ pub async fn heal(
             ClusterOwner::InProcess { .. } => {
                 "its nodes died with the harness (death signal); nothing runs to revert".to_string()
             }
+            ClusterOwner::Docker { dir, project, run } => {
+                match crate::cluster::docker::DockerCluster::attach(dir).await {
+                    Ok(cluster) => {
+                        for op in &revert {
+                            if let Err(err) = cluster.apply(op).await {
+                                problems.push(err.to_string());
+                            }
+                        }
+                        let mut how = format!(
+                            "replayed {} through the Docker API (compose project {project})",
+                            describe_ops(&revert)
+                        );
+                        // A run's own project outlived its harness: remove it, as the run would have.
+                        if *run {
+                            match cluster.shutdown().await {
+                                Ok(()) => how.push_str("; removed the run's compose project"),
+                                Err(err) => problems.push(err.to_string()),
+                            }
+                        }
+                        how
+                    }
+                    Err(err) => format!("its compose project {project} is gone ({err})"),
+                }
+            }
         };
         // Mounts of a live supervisor's node were handled by its drain-storage revert.
         let cluster_gone =
