@@ -159,6 +159,22 @@ pub async fn heal(args: HealArgs) -> Result<ExitStatus, AppError> {
             endpoints: cluster.endpoints,
         });
     let mut report = heal::heal(&journal, live.as_ref()).await?;
+    // A docker run killed with SIGKILL leaves its compose project running (containers do not get
+    // the death signal local nodes get): remove it, as the run would have.
+    if let Some(run_dir) = args.run_dir.as_ref().filter(|d| d.is_dir()) {
+        let cluster_dir = run_dir.join("cluster");
+        if cluster_dir.join("docker-cluster.json").is_file() {
+            if let Ok(cluster) = DockerCluster::attach(&cluster_dir).await {
+                match cluster.shutdown().await {
+                    Ok(()) => report.lines.push(format!(
+                        "removed the run's compose project {} (left by a killed harness)",
+                        cluster.spec().project
+                    )),
+                    Err(err) => report.failures.push(err.to_string()),
+                }
+            }
+        }
+    }
     if docker {
         // The `cluster up --backend docker` cluster, if it runs: made whole like a supervisor's.
         if let Ok(cluster) = DockerCluster::attach(&docker_commands::state_dir(&args.state)?).await

@@ -9,6 +9,9 @@
 //!   died, so there is no process to resume or proxy to heal. Only files can outlive it: a tmpfs
 //!   mounted over a node's store is unmounted and the real store put back.
 //!
+//! - Faults on a docker cluster are replayed through the Docker API if its compose project still
+//!   exists (a run's own project, which outlived its SIGKILLed harness, is then removed).
+//!
 //! Every fault handled gets a `reverted` entry (by `heal`), so a second `heal` finds nothing to do.
 
 use std::path::{Path, PathBuf};
