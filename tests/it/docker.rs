@@ -512,3 +512,78 @@ async fn run_node_kill_on_docker_passes_its_checks() {
         &format!("aivo-{name}-nats-1")
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heal_reverts_and_removes_the_project_of_a_killed_docker_run() {
+    let Some(()) = docker_engine().await else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("aivo-docker-heal-")
+        .tempdir()
+        .expect("tempdir");
+    let reports = dir.path().join("reports");
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "node-kill",
+            "--backend",
+            "docker",
+            "--duration",
+            "45s",
+        ])
+        .arg("--reports-dir")
+        .arg(&reports)
+        .env("AIVO_DOCKER_STORE_SIZE", "128MiB")
+        .env_remove("NATS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn run");
+    // Wait until the kill fault is applied, then SIGKILL the harness: nats2 stays down and the run's
+    // containers stay up, with nothing left to revert them but the journal.
+    let run_dir = wait_for("the kill fault applied", Duration::from_secs(90), || {
+        let reports = reports.clone();
+        async move {
+            let run_dir = std::fs::read_dir(&reports).ok()?.flatten().next()?.path();
+            let journal = std::fs::read_to_string(run_dir.join("faults.jsonl")).ok()?;
+            journal.contains("\"event\":\"applied\"").then_some(run_dir)
+        }
+    })
+    .await;
+    child.start_kill().expect("SIGKILL the run");
+    let _ = child.wait().await;
+    let cluster = DockerCluster::attach(&run_dir.join("cluster"))
+        .await
+        .expect("the run's project outlived its harness");
+    assert!(!cluster.state("nats2").await.expect("inspect").running);
+    let containers: Vec<String> = cluster
+        .spec()
+        .nodes
+        .iter()
+        .map(|n| n.container.clone())
+        .collect();
+    drop(cluster);
+
+    let run_arg = run_dir.display().to_string();
+    let heal = aivo(&["heal", &run_arg], &[], Duration::from_secs(120)).await;
+    assert_eq!(heal.code_or(), 0, "{}", text(&heal));
+    let shown = text(&heal);
+    assert!(
+        shown.contains("replayed start nats2 through the Docker API"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("removed the run's compose project"),
+        "{shown}"
+    );
+    for container in &containers {
+        assert!(
+            !docker_object_exists("container", container),
+            "{container} left behind"
+        );
+    }
+    let entries = journal::read(&run_dir.join("faults.jsonl")).expect("journal");
+    assert!(journal::active(&entries).is_empty(), "{entries:?}");
+}
