@@ -18,11 +18,15 @@
 //! | shape a link | `tc` htb (bandwidth) + netem (latency) in the container's netns (`netem.rs`) |
 //! | fill / drain storage | `PUT /containers/{id}/archive` (a ballast file filling `/data`); drain removes it and restarts |
 //!
+//! The operations live in `faults.rs`, the ballast archive in `ballast.rs`.
+//!
 //! The cluster a process started is torn down (`docker-compose down -v`, stores unmounted) when it is
 //! dropped; one found by [`DockerCluster::attach`] (a `cluster up` cluster) is left running.
 
+mod ballast;
 pub mod commands;
 pub mod compose;
+mod faults;
 pub mod image;
 pub mod netem;
 
@@ -31,12 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest};
-use bollard::query_parameters::{
-    KillContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
-};
 use bollard::Docker;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::binary::{self, BinaryError};
@@ -580,293 +579,6 @@ impl DockerCluster {
             ControlOp::Status => Ok(()),
         }
     }
-
-    async fn kill(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        let state = self.state(node).await?;
-        if !state.running {
-            return Ok(());
-        }
-        if state.paused {
-            self.resume_container(&n.container).await?;
-        }
-        call(
-            format!("kill container {} (SIGKILL)", n.container),
-            CALL_TIMEOUT,
-            self.docker.kill_container(
-                &n.container,
-                Some(
-                    KillContainerOptionsBuilder::default()
-                        .signal("SIGKILL")
-                        .build(),
-                ),
-            ),
-        )
-        .await?;
-        // The kill is asynchronous: wait (bounded) until Docker reports the container stopped.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.state(node).await?.running && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
-
-    async fn stop(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        let state = self.state(node).await?;
-        if !state.running {
-            return Ok(());
-        }
-        if state.paused {
-            self.resume_container(&n.container).await?;
-        }
-        call(
-            format!("stop container {}", n.container),
-            CALL_TIMEOUT,
-            self.docker.stop_container(
-                &n.container,
-                Some(
-                    StopContainerOptionsBuilder::default()
-                        .t(STOP_GRACE_S)
-                        .build(),
-                ),
-            ),
-        )
-        .await
-    }
-
-    async fn start_node(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        let state = self.state(node).await?;
-        if state.paused {
-            self.resume_container(&n.container).await?;
-        }
-        if state.running {
-            return Ok(());
-        }
-        call(
-            format!("start container {}", n.container),
-            CALL_TIMEOUT,
-            self.docker.start_container(&n.container, None),
-        )
-        .await
-    }
-
-    async fn pause(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        let state = self.state(node).await?;
-        if !state.running {
-            return Err(DockerError::Unsupported(format!(
-                "cannot pause {node}: its container is not running"
-            )));
-        }
-        if state.paused {
-            return Ok(());
-        }
-        call(
-            format!("pause container {}", n.container),
-            CALL_TIMEOUT,
-            self.docker.pause_container(&n.container),
-        )
-        .await
-    }
-
-    async fn resume(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        if self.state(node).await?.paused {
-            self.resume_container(&n.container).await?;
-        }
-        Ok(())
-    }
-
-    async fn resume_container(&self, container: &str) -> Result<(), DockerError> {
-        call(
-            format!("unpause container {container}"),
-            CALL_TIMEOUT,
-            self.docker.unpause_container(container),
-        )
-        .await
-    }
-
-    /// Disconnects the node from the cluster network: its routes go, its client port stays.
-    async fn disconnect(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        if self.state(node).await?.cluster_ip.is_none() {
-            return Ok(());
-        }
-        let network = self.spec.cluster_network();
-        call(
-            format!("disconnect {} from network {network}", n.container),
-            CALL_TIMEOUT,
-            self.docker.disconnect_network(
-                &network,
-                NetworkDisconnectRequest {
-                    container: n.container.clone(),
-                    force: Some(true),
-                },
-            ),
-        )
-        .await
-    }
-
-    /// Connects the node to the cluster network again, under its route alias.
-    async fn reconnect(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        if self.state(node).await?.cluster_ip.is_some() {
-            return Ok(());
-        }
-        let network = self.spec.cluster_network();
-        call(
-            format!("connect {} to network {network}", n.container),
-            CALL_TIMEOUT,
-            self.docker.connect_network(
-                &network,
-                NetworkConnectRequest {
-                    container: n.container.clone(),
-                    endpoint_config: Some(EndpointSettings {
-                        aliases: Some(vec![format!("{node}-route"), node.to_string()]),
-                        ..Default::default()
-                    }),
-                },
-            ),
-        )
-        .await
-    }
-
-    /// Sets (or with `None` clears) what happens to packets `from` sends `to` over the cluster network.
-    async fn link(&self, from: &str, to: &str, rule: Option<LinkRule>) -> Result<(), DockerError> {
-        let (_, _) = self.node(from)?;
-        let (slot, _) = self.node(to)?;
-        let source = self.state(from).await?;
-        let Some(from_ip) = source.cluster_ip.filter(|_| source.running) else {
-            return match rule {
-                // Nothing runs to shape; nothing to clear either.
-                None => Ok(()),
-                Some(_) => Err(DockerError::Unsupported(format!(
-                    "cannot change the link {from}->{to}: {from} is not running on the cluster network"
-                ))),
-            };
-        };
-        let dev = netem::interface_of(source.pid, &from_ip).await?;
-        match rule {
-            None => {
-                let to_ip = self.state(to).await?.cluster_ip;
-                netem::clear(source.pid, &dev, slot, to_ip.as_deref()).await
-            }
-            Some(rule) => {
-                let target = self.state(to).await?;
-                let to_ip = target.cluster_ip.ok_or_else(|| {
-                    DockerError::Unsupported(format!(
-                        "cannot change the link {from}->{to}: {to} has no cluster-network address"
-                    ))
-                })?;
-                netem::set(source.pid, &dev, slot, &to_ip, rule).await
-            }
-        }
-    }
-
-    /// Fills the node's tmpfs store with a ballast file uploaded through the Docker API.
-    async fn fill(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        if !n.store_tmpfs {
-            return Err(DockerError::Unsupported(format!(
-                "fill-storage on the docker backend needs {node}'s store on a size-limited tmpfs, \
-                 which aivo-load mounts only when it runs as root; {} is a plain directory",
-                n.store.display()
-            )));
-        }
-        if !self.state(node).await?.running {
-            return Err(DockerError::Unsupported(format!(
-                "cannot fill {node}'s storage: its container is not running"
-            )));
-        }
-        let free = free_bytes(&n.store).map_err(DockerError::io(format!(
-            "cannot statvfs {}",
-            n.store.display()
-        )))?;
-        // Whole pages: tmpfs hands out space by the page, so this fills it to the last byte.
-        let size = free / 4096 * 4096;
-        let tar = ballast_tar(size)?;
-        let upload = self.docker.upload_to_container(
-            &n.container,
-            Some(
-                UploadToContainerOptionsBuilder::default()
-                    .path(CONTAINER_STORE)
-                    .build(),
-            ),
-            bollard::body_stream(futures::stream::iter(tar)),
-        );
-        match call(
-            format!(
-                "upload {size} B of ballast to {}:{CONTAINER_STORE}/{BALLAST}",
-                n.container
-            ),
-            FILL_TIMEOUT,
-            upload,
-        )
-        .await
-        {
-            Ok(()) => Ok(()),
-            // Space ran out a few pages early (metadata): the store is full, which was the point.
-            Err(DockerError::Api { source, .. })
-                if source.to_string().contains("no space left") =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Removes the ballast and restarts the node (JetStream, once disabled by a full store, stays
-    /// disabled until the server restarts).
-    async fn drain(&self, node: &str) -> Result<(), DockerError> {
-        let (_, n) = self.node(node)?;
-        let ballast = n.store.join(BALLAST);
-        match std::fs::remove_file(&ballast) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(DockerError::io(format!(
-                    "cannot remove {}",
-                    ballast.display()
-                ))(err))
-            }
-        }
-        self.stop(node).await?;
-        self.start_node(node).await
-    }
-
-    /// Every node resumed, started, on the cluster network, unshaped and without ballast.
-    async fn make_whole(&self) -> Result<(), DockerError> {
-        let mut problems = Vec::new();
-        for n in &self.spec.nodes {
-            let node = n.name.as_str();
-            let steps = async {
-                self.resume(node).await?;
-                self.start_node(node).await?;
-                self.reconnect(node).await?;
-                let state = self.state(node).await?;
-                if let Some(ip) = state.cluster_ip.as_deref() {
-                    if state.running && state.pid > 0 {
-                        let dev = netem::interface_of(state.pid, ip).await?;
-                        netem::clear_all(state.pid, &dev).await?;
-                    }
-                }
-                if n.store.join(BALLAST).exists() {
-                    self.drain(node).await?;
-                }
-                Ok::<(), DockerError>(())
-            };
-            if let Err(err) = steps.await {
-                problems.push(format!("{node}: {err}"));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(DockerError::Unsupported(problems.join("; ")))
-        }
-    }
 }
 
 impl Drop for DockerCluster {
@@ -929,45 +641,6 @@ fn pick_ports(choice: &PortChoice, n: usize) -> Result<Vec<(u16, u16)>, DockerEr
     }
 }
 
-/// Bytes an unprivileged write could still take on the filesystem holding `path`.
-fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: statvfs(3) writes into a zeroed struct we own; the path is NUL-terminated.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
-}
-
-/// A tar archive holding one file, [`BALLAST`], of `size` zero bytes, in 1 MiB chunks (the chunks
-/// share one buffer: memory stays at 1 MiB whatever the size).
-fn ballast_tar(size: u64) -> Result<Vec<Bytes>, DockerError> {
-    const CHUNK: u64 = 1 << 20;
-    let mut header = tar::Header::new_gnu();
-    header
-        .set_path(BALLAST)
-        .map_err(DockerError::io("cannot make the ballast archive"))?;
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    let zeros = Bytes::from(vec![0u8; CHUNK as usize]);
-    let mut parts = vec![Bytes::copy_from_slice(header.as_bytes())];
-    let mut left = size;
-    while left > 0 {
-        let take = left.min(CHUNK);
-        parts.push(zeros.slice(0..take as usize));
-        left -= take;
-    }
-    // Pad the file to a 512-byte block, then two empty blocks end the archive.
-    let pad = ((512 - size % 512) % 512) as usize;
-    parts.push(Bytes::from(vec![0u8; pad + 1024]));
-    Ok(parts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,23 +653,6 @@ mod tests {
         );
         assert_eq!(project_name("a b/c"), "a-b-c");
         assert_eq!(project_name(""), "aivo");
-    }
-
-    #[test]
-    fn ballast_archive_is_a_valid_tar_of_the_size() {
-        let parts = ballast_tar(5000).expect("tar");
-        let bytes: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
-        assert_eq!(bytes.len() % 512, 0);
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let entries: Vec<_> = archive
-            .entries()
-            .expect("entries")
-            .map(|e| {
-                let e = e.expect("entry");
-                (e.path().expect("path").display().to_string(), e.size())
-            })
-            .collect();
-        assert_eq!(entries, vec![(BALLAST.to_string(), 5000)]);
     }
 
     #[test]
