@@ -130,7 +130,8 @@ pub struct ChaosArgs {
     /// Seed for `random` targets.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Faults run only on clusters aivo-load manages; `external` is refused (exit 2).
+    /// Faults run only on clusters aivo-load manages (`local`, or `docker` for the
+    /// `cluster up --backend docker` cluster); `external` is refused (exit 2).
     #[arg(long, value_enum, default_value_t = BackendKind::Local)]
     pub backend: BackendKind,
     #[command(flatten)]
@@ -162,6 +163,9 @@ pub struct DlqReplayArgs {
 pub struct HealArgs {
     /// A run's report directory (its `faults.jsonl`); default: the `cluster up` state dir's journal.
     pub run_dir: Option<PathBuf>,
+    /// Which `cluster up` cluster to make whole afterwards (and whose journal is the default).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -174,6 +178,9 @@ pub enum BackendKind {
     Local,
     /// Any running cluster given by --server; load and checks only.
     External,
+    /// The seed's docker-compose cluster (compose/) in containers, driven through the Docker API;
+    /// builds a FROM scratch NATS image from the local nats-server unless AIVO_NATS_IMAGE names one.
+    Docker,
 }
 
 #[derive(Debug, Args)]
@@ -196,7 +203,8 @@ pub struct RunArgs {
     /// Cluster URL(s) for --backend external, comma-separated.
     #[arg(long, env = "NATS_URL")]
     pub server: Option<String>,
-    /// Leave the local cluster running after the run (stop it with `aivo-load cluster down`).
+    /// Leave the local cluster running after the run (stop it with `aivo-load cluster down`; local
+    /// backend only).
     #[arg(long)]
     pub keep_cluster: bool,
     /// Directory that receives `<UTC time>-<scenario>/` report folders.
@@ -218,12 +226,16 @@ pub enum ScenariosCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Start a local 3-node cluster in the background and return once it is healthy.
+    /// Start a 3-node cluster in the background (local processes, or with --backend docker the
+    /// seed's compose project on ports 4222-4224/8222-8224) and return once it is healthy.
     Up(ClusterArgs),
     /// Show each node's health, routes, JetStream usage and the meta leader.
     Status(ClusterArgs),
-    /// Stop the local cluster and remove its data.
+    /// Stop the cluster and remove its data (docker: containers, networks and volumes).
     Down(ClusterArgs),
+    /// Build the docker backend's FROM scratch NATS image (aivo-load/nats-server:local) from the
+    /// local nats-server binary, through the Docker API (no registry needed).
+    BuildImage,
     /// Host a local cluster in the foreground until SIGTERM/SIGINT (used by `cluster up`).
     #[command(hide = true)]
     Serve(ClusterArgs),

@@ -16,7 +16,9 @@ use super::guard::{self, RevertGuard};
 use super::heal::{self, LiveSupervisor};
 use super::schedule::fault_from;
 use super::Target;
-use crate::cli::{ChaosArgs, HealArgs, StateArgs};
+use crate::cli::{BackendKind, ChaosArgs, HealArgs, StateArgs};
+use crate::cluster::control::ControlOp;
+use crate::cluster::docker::{commands as docker_commands, DockerCluster};
 use crate::cluster::state::{self, ClusterState};
 use crate::exit::{AppError, ExitStatus};
 
@@ -68,15 +70,28 @@ pub async fn chaos(args: ChaosArgs) -> Result<ExitStatus, AppError> {
         .parse()
         .map_err(|e: String| AppError::usage(anyhow!(e)))?;
     guard::refuse_external(args.backend, &[&fault])?;
-    let (cluster, socket) = live_cluster(&args.state)?;
-    let paths = state::paths(&args.state)?;
+    let (chaos_cluster, journal_path) = if args.backend == BackendKind::Docker {
+        let dir = docker_commands::state_dir(&args.state)?;
+        let cluster = DockerCluster::attach(&dir).await?;
+        (
+            ChaosCluster::Docker(Arc::new(cluster)),
+            docker_commands::fault_journal(&args.state)?,
+        )
+    } else {
+        let (cluster, socket) = live_cluster(&args.state)?;
+        let paths = state::paths(&args.state)?;
+        (
+            ChaosCluster::Supervisor {
+                state_dir: paths.dir.clone(),
+                socket,
+                endpoints: cluster.endpoints.clone(),
+            },
+            paths.fault_journal(),
+        )
+    };
     let engine = Arc::new(ChaosEngine::new(
-        ChaosCluster::Supervisor {
-            state_dir: paths.dir.clone(),
-            socket,
-            endpoints: cluster.endpoints.clone(),
-        },
-        &paths.fault_journal(),
+        chaos_cluster,
+        &journal_path,
         Instant::now(),
         args.seed,
     )?);
@@ -84,8 +99,13 @@ pub async fn chaos(args: ChaosArgs) -> Result<ExitStatus, AppError> {
         let event = engine.inject(&fault, &target).await?;
         print_event(&event);
         println!(
-            "The fault stays until `aivo-load heal` (journal {}).",
-            paths.fault_journal().display()
+            "The fault stays until `aivo-load heal{}` (journal {}).",
+            if args.backend == BackendKind::Docker {
+                " --backend docker"
+            } else {
+                ""
+            },
+            journal_path.display()
         );
         return Ok(if event.confirmed && event.error.is_none() {
             ExitStatus::Success
@@ -124,18 +144,51 @@ pub async fn chaos(args: ChaosArgs) -> Result<ExitStatus, AppError> {
 
 /// `aivo-load heal`.
 pub async fn heal(args: HealArgs) -> Result<ExitStatus, AppError> {
+    let docker = args.backend == BackendKind::Docker;
     let journal = match &args.run_dir {
         Some(dir) if dir.is_file() => dir.clone(),
         Some(dir) => dir.join("faults.jsonl"),
+        None if docker => docker_commands::fault_journal(&args.state)?,
         None => state::paths(&args.state)?.fault_journal(),
     };
     let live = live_cluster(&args.state)
         .ok()
+        .filter(|_| !docker)
         .map(|(cluster, socket)| LiveSupervisor {
             socket,
             endpoints: cluster.endpoints,
         });
-    let report = heal::heal(&journal, live.as_ref()).await?;
+    let mut report = heal::heal(&journal, live.as_ref()).await?;
+    // A docker run killed with SIGKILL leaves its compose project running (containers do not get
+    // the death signal local nodes get): remove it, as the run would have.
+    if let Some(run_dir) = args.run_dir.as_ref().filter(|d| d.is_dir()) {
+        let cluster_dir = run_dir.join("cluster");
+        if cluster_dir.join("docker-cluster.json").is_file() {
+            if let Ok(cluster) = DockerCluster::attach(&cluster_dir).await {
+                match cluster.shutdown().await {
+                    Ok(()) => report.lines.push(format!(
+                        "removed the run's compose project {} (left by a killed harness)",
+                        cluster.spec().project
+                    )),
+                    Err(err) => report.failures.push(err.to_string()),
+                }
+            }
+        }
+    }
+    if docker {
+        // The `cluster up --backend docker` cluster, if it runs: made whole like a supervisor's.
+        if let Ok(cluster) = DockerCluster::attach(&docker_commands::state_dir(&args.state)?).await
+        {
+            if let Err(err) = cluster.apply(&ControlOp::MakeWhole).await {
+                report.failures.push(err.to_string());
+            }
+            report.whole = Some(
+                super::Effect::Whole
+                    .wait(cluster.endpoints(), super::RECOVERY_TIMEOUT)
+                    .await,
+            );
+        }
+    }
     if report.active == 0 {
         println!("No active fault in {}.", journal.display());
     } else {

@@ -15,6 +15,7 @@ use super::effect::Effect;
 use super::journal::{self, Cleanup, ClusterOwner, FaultJournal, JournalEntry};
 use super::{ChaosError, Fault, Step, Target, EFFECT_TIMEOUT, RECOVERY_TIMEOUT};
 use crate::cluster::control::{self, ControlOp};
+use crate::cluster::docker::DockerCluster;
 use crate::cluster::local::LocalCluster;
 use crate::cluster::ClusterEndpoints;
 
@@ -29,6 +30,8 @@ pub enum ChaosCluster {
         socket: PathBuf,
         endpoints: ClusterEndpoints,
     },
+    /// A docker-compose cluster, changed through the Docker API.
+    Docker(Arc<DockerCluster>),
 }
 
 impl ChaosCluster {
@@ -37,6 +40,7 @@ impl ChaosCluster {
         match self {
             Self::InProcess(cluster) => cluster.endpoints().clone(),
             Self::Supervisor { endpoints, .. } => endpoints.clone(),
+            Self::Docker(cluster) => cluster.endpoints().clone(),
         }
     }
 
@@ -48,6 +52,7 @@ impl ChaosCluster {
                 control::request(socket, op).await?;
                 Ok(())
             }
+            Self::Docker(cluster) => Ok(cluster.apply(op).await?),
         }
     }
 
@@ -62,6 +67,11 @@ impl ChaosCluster {
                 state_dir: state_dir.clone(),
                 socket: socket.clone(),
             },
+            Self::Docker(cluster) => ClusterOwner::Docker {
+                dir: cluster.dir().to_path_buf(),
+                project: cluster.spec().project.clone(),
+                run: cluster.is_owned(),
+            },
         }
     }
 
@@ -71,6 +81,8 @@ impl ChaosCluster {
             Self::Supervisor { state_dir, .. } => {
                 Some(state_dir.join("cluster").join(node).join("store"))
             }
+            // The store is the container's own tmpfs; its revert removes the ballast.
+            Self::Docker(_) => None,
         }
     }
 }

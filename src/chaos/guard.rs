@@ -87,7 +87,7 @@ pub fn refuse_external(backend: BackendKind, faults: &[&Fault]) -> Result<(), Ap
     }
     Err(AppError::usage(anyhow::anyhow!(
         "refusing chaos against --backend external ({}): faults kill, pause and partition nodes, and \
-         aivo-load only does that to clusters it manages (--backend local). Remove the [[chaos]] \
+         aivo-load only does that to clusters it manages (--backend local or docker). Remove the [[chaos]] \
          entries or run against a local cluster",
         destructive.join(", ")
     )))

@@ -9,6 +9,9 @@
 //!   died, so there is no process to resume or proxy to heal. Only files can outlive it: a tmpfs
 //!   mounted over a node's store is unmounted and the real store put back.
 //!
+//! - Faults on a docker cluster are replayed through the Docker API if its compose project still
+//!   exists (a run's own project, which outlived its SIGKILLed harness, is then removed).
+//!
 //! Every fault handled gets a `reverted` entry (by `heal`), so a second `heal` finds nothing to do.
 
 use std::path::{Path, PathBuf};
@@ -87,6 +90,30 @@ pub async fn heal(
             }
             ClusterOwner::InProcess { .. } => {
                 "its nodes died with the harness (death signal); nothing runs to revert".to_string()
+            }
+            ClusterOwner::Docker { dir, project, run } => {
+                match crate::cluster::docker::DockerCluster::attach(dir).await {
+                    Ok(cluster) => {
+                        for op in &revert {
+                            if let Err(err) = cluster.apply(op).await {
+                                problems.push(err.to_string());
+                            }
+                        }
+                        let mut how = format!(
+                            "replayed {} through the Docker API (compose project {project})",
+                            describe_ops(&revert)
+                        );
+                        // A run's own project outlived its harness: remove it, as the run would have.
+                        if *run {
+                            match cluster.shutdown().await {
+                                Ok(()) => how.push_str("; removed the run's compose project"),
+                                Err(err) => problems.push(err.to_string()),
+                            }
+                        }
+                        how
+                    }
+                    Err(err) => format!("its compose project {project} is gone ({err})"),
+                }
             }
         };
         // Mounts of a live supervisor's node were handled by its drain-storage revert.

@@ -24,6 +24,14 @@ pub enum ClusterOwner {
     InProcess { dir: PathBuf },
     /// A `cluster up` supervisor, which outlives the harness: reverts go through its socket.
     Supervisor { state_dir: PathBuf, socket: PathBuf },
+    /// A docker-compose project (its dir holds `docker-cluster.json`), reached through the Docker API;
+    /// `run` when a run owned it (and `heal` should remove it once reverted).
+    Docker {
+        dir: PathBuf,
+        project: String,
+        #[serde(default)]
+        run: bool,
+    },
 }
 
 /// Something on disk a fault leaves that must go even if its cluster is gone.

@@ -159,6 +159,8 @@ pub enum ChaosError {
     Local(#[from] LocalError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Docker(#[from] crate::cluster::docker::DockerError),
     #[error("fault journal {path}: {source}")]
     Journal {
         path: String,

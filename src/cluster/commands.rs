@@ -15,6 +15,15 @@ use super::state::{self, ClusterState};
 /// Runs one `cluster` subcommand.
 pub async fn execute(cmd: ClusterCommand) -> Result<ExitStatus, AppError> {
     match cmd {
+        ClusterCommand::Up(args) if args.backend == BackendKind::Docker => {
+            no_monitor(&args)?;
+            super::docker::commands::up(&args.state).await
+        }
+        ClusterCommand::Down(args) if args.backend == BackendKind::Docker => {
+            no_monitor(&args)?;
+            super::docker::commands::down(&args.state).await
+        }
+        ClusterCommand::BuildImage => super::docker::commands::build_image().await,
         ClusterCommand::Up(args) => {
             local_only(&args, "up")?;
             let outcome = state::up(&args.state).await?;
@@ -59,6 +68,15 @@ pub async fn execute(cmd: ClusterCommand) -> Result<ExitStatus, AppError> {
             Ok(ExitStatus::Success)
         }
     }
+}
+
+fn no_monitor(args: &ClusterArgs) -> Result<(), AppError> {
+    if args.monitor.is_some() {
+        return Err(AppError::usage(anyhow::anyhow!(
+            "--monitor applies to --backend external only"
+        )));
+    }
+    Ok(())
 }
 
 /// `up`, `down` and `serve` manage the embedded cluster; an external one belongs to someone else.
@@ -112,6 +130,10 @@ fn describe(state: &ClusterState, args: &ClusterArgs) -> String {
 
 async fn status(args: &ClusterArgs) -> Result<ExitStatus, AppError> {
     let (title, endpoints) = match args.backend {
+        BackendKind::Docker => {
+            no_monitor(args)?;
+            return super::docker::commands::status(&args.state).await;
+        }
         BackendKind::External => {
             let urls = monitor_urls(args.monitor.as_deref())?;
             let endpoints = monitor::discover_endpoints(&urls).await;

@@ -4,6 +4,8 @@
 //!   routes through harness-owned, cuttable proxies (`proxy.rs`);
 //! - `state` / `commands`: a local cluster kept in the background by a supervisor process for
 //!   `cluster up|status|down` and `run --keep-cluster`;
+//! - `docker`: the seed's docker-compose cluster in containers, driven through the Docker API
+//!   (`docker/`);
 //! - `external`: any cluster given by URL; load and checks only.
 //!
 //! Everything else talks to a cluster through [`ClusterEndpoints`]: the client and monitoring URLs of
@@ -12,6 +14,7 @@
 pub mod binary;
 pub mod commands;
 pub mod control;
+pub mod docker;
 pub mod local;
 pub mod monitor;
 mod node;

@@ -60,7 +60,7 @@ impl RunPlan {
                 .map(String::from)
                 .collect(),
             (BackendKind::External, None) => Vec::new(),
-            (BackendKind::Local, _) => Vec::new(),
+            (BackendKind::Local | BackendKind::Docker, _) => Vec::new(),
         };
         if args.backend == BackendKind::External && servers.is_empty() {
             return Err(AppError::usage(anyhow!(
@@ -68,9 +68,10 @@ impl RunPlan {
             )));
         }
         crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
-        if args.backend == BackendKind::External && args.keep_cluster {
+        if args.backend != BackendKind::Local && args.keep_cluster {
             return Err(AppError::usage(anyhow!(
-                "--keep-cluster applies to the local backend only"
+                "--keep-cluster applies to the local backend only (for docker: `aivo-load cluster up \
+                 --backend docker`, then `run --backend external --server nats://127.0.0.1:4222,...`)"
             )));
         }
         Ok(Self {
@@ -88,6 +89,8 @@ impl RunPlan {
 /// The cluster a run talks to; a local one stops when this is dropped.
 enum RunCluster {
     Local(Arc<LocalCluster>),
+    /// A compose project of this run's own (free ports); removed when the run ends.
+    Docker(Arc<crate::cluster::docker::DockerCluster>),
     Kept(Vec<String>),
     External(Vec<String>),
 }
@@ -96,6 +99,7 @@ impl RunCluster {
     fn client_urls(&self) -> Vec<String> {
         match self {
             RunCluster::Local(cluster) => cluster.endpoints().client_urls(),
+            RunCluster::Docker(cluster) => cluster.endpoints().client_urls(),
             RunCluster::Kept(urls) | RunCluster::External(urls) => urls.clone(),
         }
     }
@@ -158,7 +162,10 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     .await?;
     let chaos = crate::chaos::run_hook::start(
         &scenario.chaos,
-        crate::chaos::run_hook::cluster_of(local, &plan.state),
+        match &cluster {
+            RunCluster::Docker(c) => Some(crate::chaos::ChaosCluster::Docker(c.clone())),
+            _ => crate::chaos::run_hook::cluster_of(local, &plan.state),
+        },
         &run_dir,
         scenario.duration,
         scenario.seed,
@@ -314,6 +321,24 @@ async fn start_cluster(
                 .map_err(|e| AppError::environment(anyhow!(e)))?;
             Ok(RunCluster::Local(Arc::new(cluster)))
         }
+        BackendKind::Docker => {
+            let run_id = run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let config = crate::cluster::docker::DockerClusterConfig::new(
+                run_dir.join("cluster"),
+                &format!("aivo-{run_id}"),
+            );
+            eprintln!(
+                "aivo-load: starting the compose project {} (docker backend) in {}; Postgres and \
+                 consumers, if any, run as host processes",
+                config.project,
+                run_dir.join("cluster").display()
+            );
+            let cluster = crate::cluster::docker::DockerCluster::start(config).await?;
+            Ok(RunCluster::Docker(Arc::new(cluster)))
+        }
     }
 }
 
@@ -336,6 +361,16 @@ async fn stop_cluster(cluster: RunCluster, run_dir: &Path) {
                 "aivo-load: cluster left running at {} (stop it with `aivo-load cluster down`)",
                 urls.join(",")
             );
+        }
+        RunCluster::Docker(cluster) => {
+            let logs = run_dir.join("cluster").join("containers.log");
+            if let Err(err) = cluster.save_logs(&logs).await {
+                eprintln!("aivo-load: cannot save the container logs: {err}");
+            }
+            // The chaos engine has let go of its handle by now; if not, dropping removes it.
+            if let Err(err) = cluster.shutdown().await {
+                eprintln!("aivo-load: {err}");
+            }
         }
         RunCluster::External(_) => {}
     }

@@ -178,6 +178,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             backend: match input.plan_backend {
                 BackendKind::Local => "local".into(),
                 BackendKind::External => "external".into(),
+                BackendKind::Docker => "docker".into(),
             },
             servers: input.servers,
             aivo_load_version: env!("CARGO_PKG_VERSION").into(),

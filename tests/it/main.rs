@@ -3,6 +3,7 @@
 mod chaos;
 mod cluster;
 mod consumers;
+mod docker;
 mod nemesis;
 mod run;
 mod scenarios;

@@ -1,0 +1,589 @@
+//! The docker backend on this machine's real Docker engine: the compose project comes up whole with
+//! routes on the cluster network, each fault takes effect (seen from `/routez`, `/healthz`, `/jsz` and
+//! the Docker API) and reverts to a whole cluster, `cluster up|status|down`, `chaos` and `heal` work
+//! from the command line, and `run node-kill --backend docker` passes its checks.
+//!
+//! Every test uses its own compose project on free loopback ports, and removes it on every path (the
+//! cluster's `Drop`, or [`UpGuard`]). Where no Docker engine answers, each test prints why and passes
+//! without doing anything.
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aivo_load::chaos::effect::Effect;
+use aivo_load::chaos::engine::{ChaosCluster, ChaosEngine, FaultEvent};
+use aivo_load::chaos::journal;
+use aivo_load::chaos::{Fault, PartitionMode, Target};
+use aivo_load::cluster::docker::{self, DockerCluster, DockerClusterConfig, BALLAST};
+use aivo_load::cluster::monitor::{self, ClusterStatus};
+use aivo_load::cluster::storage::FillMode;
+
+use crate::support::{create_stream_with_retry, publish_acked, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aivo-load");
+
+/// Small stores: the fill test uploads the free space as ballast.
+const TEST_STORE_BYTES: u64 = 96 << 20;
+
+/// `Some(())` if a Docker engine answers; otherwise says why the test is skipped.
+async fn docker_engine() -> Option<()> {
+    match docker::connect().await {
+        Ok(_) => Some(()),
+        Err(err) => {
+            eprintln!("skipped: no Docker engine answers on this machine: {err}");
+            None
+        }
+    }
+}
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn project(tag: &str) -> String {
+    format!("aivo-it-{}-{tag}", std::process::id())
+}
+
+async fn start(dir: &Path, tag: &str) -> DockerCluster {
+    let mut config = DockerClusterConfig::new(dir.join("cluster"), &project(tag));
+    config.store_bytes = TEST_STORE_BYTES;
+    config.image = None;
+    let started = Instant::now();
+    let cluster = tokio::time::timeout(Duration::from_secs(150), DockerCluster::start(config))
+        .await
+        .expect("docker cluster start timed out")
+        .unwrap_or_else(|err| panic!("docker cluster did not start: {err}"));
+    eprintln!(
+        "docker cluster {} up in {:.1}s",
+        cluster.spec().project,
+        started.elapsed().as_secs_f64()
+    );
+    cluster
+}
+
+/// `docker inspect NAME` succeeds (container, network or volume).
+fn docker_object_exists(kind: &str, name: &str) -> bool {
+    std::process::Command::new("docker")
+        .args([kind, "inspect", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_cluster_comes_up_whole_with_routes_on_the_cluster_network_and_down_removes_it() {
+    let Some(()) = docker_engine().await else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("aivo-docker-")
+        .tempdir()
+        .expect("tempdir");
+    let cluster = start(dir.path(), "up").await;
+    let status = ClusterStatus::gather(cluster.endpoints()).await;
+    assert!(status.is_healthy(), "{}", status.render_table());
+    assert_eq!(status.nodes.len(), 3);
+    assert!(status.meta_leader.is_some(), "{}", status.render_table());
+
+    // Every node runs in its container, on the image built from the local binary, and every route
+    // connection comes from a peer's address on the cluster network (never the client network).
+    let mut cluster_ips = Vec::new();
+    for node in &cluster.spec().nodes {
+        let state = cluster.state(&node.name).await.expect("inspect");
+        assert!(state.running && !state.paused, "{}: {state:?}", node.name);
+        assert_eq!(state.image, docker::image::LOCAL_IMAGE);
+        cluster_ips.push(state.cluster_ip.clone().expect("on the cluster network"));
+        if root() {
+            assert!(node.store_tmpfs, "{node:?}");
+            assert!(aivo_load::cluster::storage::is_mount_point(&node.store));
+        }
+    }
+    for node in cluster.endpoints().nodes.iter() {
+        let routes = monitor::routez(&node.monitor_url).await.expect("routez");
+        assert!(!routes.routes.is_empty(), "{}: no routes", node.name);
+        for route in &routes.routes {
+            assert!(
+                cluster_ips.contains(&route.ip),
+                "{} has a route from {} outside the cluster network {cluster_ips:?}",
+                node.name,
+                route.ip
+            );
+        }
+    }
+
+    let spec = cluster.spec().clone();
+    cluster.shutdown().await.expect("down");
+    for node in &spec.nodes {
+        assert!(
+            !docker_object_exists("container", &node.container),
+            "{} left behind",
+            node.container
+        );
+        assert!(!aivo_load::cluster::storage::is_mount_point(&node.store));
+    }
+    assert!(!docker_object_exists("network", &spec.cluster_network()));
+    assert!(!docker_object_exists(
+        "volume",
+        &format!("{}_nats1-data", spec.project)
+    ));
+}
+
+/// Keeps publishing small messages to `subject` (errors ignored) until told to stop: the writes a
+/// full store needs to fail.
+fn keep_publishing(
+    js: async_nats::jetstream::Context,
+    subject: &'static str,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let payload = bytes::Bytes::from(vec![b'b'; 4096]);
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok(ack) = js.publish(subject, payload.clone()).await {
+                let _ = tokio::time::timeout(Duration::from_secs(2), ack).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_faults_take_effect_and_revert_to_a_whole_cluster() {
+    let Some(()) = docker_engine().await else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("aivo-docker-")
+        .tempdir()
+        .expect("tempdir");
+    let cluster = Arc::new(start(dir.path(), "faults").await);
+    let journal_path = dir.path().join("faults.jsonl");
+    let engine = ChaosEngine::new(
+        ChaosCluster::Docker(cluster.clone()),
+        &journal_path,
+        Instant::now(),
+        7,
+    )
+    .expect("engine");
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(cluster.endpoints().client_urls())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let config = async_nats::jetstream::stream::Config {
+        name: "DOCKER".to_string(),
+        subjects: vec!["docker.>".to_string()],
+        num_replicas: 3,
+        ..Default::default()
+    };
+    create_stream_with_retry(&js, config, Duration::from_secs(30))
+        .await
+        .expect("R3 stream");
+    publish_acked(&js, "docker.before", "x", Duration::from_secs(20))
+        .await
+        .expect("publish before the faults");
+    let endpoints = cluster.endpoints().clone();
+    let monitor_of = |node: &str| {
+        endpoints
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.monitor_url.clone())
+            .expect("node")
+    };
+
+    let inject = |fault: Fault, target: &'static str| {
+        let engine = &engine;
+        async move {
+            let target: Target = target.parse().expect("target");
+            let event = engine.inject(&fault, &target).await.expect("inject");
+            assert!(event.error.is_none(), "{event:?}");
+            assert!(event.confirmed, "effect not confirmed: {event:?}");
+            eprintln!("{} on {}: {}", event.fault, event.node, event.detail);
+            event
+        }
+    };
+    let revert_whole = |what: &'static str| {
+        let engine = &engine;
+        let endpoints = endpoints.clone();
+        async move {
+            let events: Vec<FaultEvent> = engine.revert_all("test").await;
+            assert!(!events.is_empty(), "{what}: nothing was active");
+            for event in &events {
+                assert!(event.error.is_none(), "{what}: {event:?}");
+                assert!(event.confirmed, "{what}: not whole after revert: {event:?}");
+            }
+            let status = ClusterStatus::gather(&endpoints).await;
+            assert!(status.is_healthy(), "{what}: {}", status.render_table());
+            eprintln!("{what} reverted: {}", events[0].detail);
+        }
+    };
+
+    // kill: SIGKILL through the API; the published port refuses, the container is not running.
+    inject(Fault::Kill, "nats2").await;
+    assert!(!cluster.state("nats2").await.expect("inspect").running);
+    revert_whole("kill").await;
+
+    // partition: nats3 off the cluster network; /routez shows 0 routes, its client port still works.
+    inject(
+        Fault::Partition {
+            mode: PartitionMode::Isolate,
+        },
+        "nats3",
+    )
+    .await;
+    assert!(cluster
+        .state("nats3")
+        .await
+        .expect("inspect")
+        .cluster_ip
+        .is_none());
+    let routes = monitor::routez(&monitor_of("nats3")).await.expect("routez");
+    assert_eq!(routes.num_routes, 0);
+    let nats3 = endpoints.nodes[2].client_url.clone();
+    let direct = async_nats::connect(nats3.as_str())
+        .await
+        .expect("client reaches nats3");
+    direct
+        .flush()
+        .await
+        .expect("round trip to the isolated nats3");
+    drop(direct);
+    revert_whole("partition").await;
+
+    // pause: the cgroup freezer; /healthz is accepted (docker-proxy) and never answered.
+    inject(Fault::Pause, "nats1").await;
+    assert!(cluster.state("nats1").await.expect("inspect").paused);
+    revert_whole("pause").await;
+
+    // fill-storage: ballast uploaded into nats2's tmpfs store until JetStream disables itself there.
+    if root() {
+        let (stop, publisher) = keep_publishing(js.clone(), "docker.fill");
+        inject(
+            Fault::FillStorage {
+                mode: FillMode::Tmpfs,
+            },
+            "nats2",
+        )
+        .await;
+        let store = &cluster.spec().nodes[1].store;
+        let ballast = std::fs::metadata(store.join(BALLAST)).expect("ballast in the store");
+        assert!(ballast.len() > TEST_STORE_BYTES / 2, "{ballast:?}");
+        let jsz = monitor::jsz(&monitor_of("nats2")).await;
+        let healthz = monitor::healthz(&monitor_of("nats2")).await;
+        eprintln!(
+            "nats2 full: jsz disabled={:?}, healthz={healthz:?}",
+            jsz.map(|j| j.disabled)
+        );
+        stop.store(true, Ordering::Relaxed);
+        let _ = publisher.await;
+        revert_whole("fill-storage").await;
+        assert!(!store.join(BALLAST).exists());
+    } else {
+        eprintln!("fill-storage skipped: the tmpfs stores need root");
+    }
+
+    // latency: tc netem in the container's netns, where the kernel has netem; otherwise the fault
+    // fails with tc's own error (this project's CI kernel has no sch_netem).
+    let target: Target = "nats2".parse().expect("target");
+    let event = engine
+        .inject(&Fault::Latency { latency_ms: 100 }, &target)
+        .await
+        .expect("inject");
+    match &event.error {
+        None => assert!(event.confirmed, "{event:?}"),
+        Some(error) => {
+            assert!(error.contains("netem"), "{event:?}");
+            eprintln!("latency not available here: {error}");
+        }
+    }
+    revert_whole("latency").await;
+
+    publish_acked(&js, "docker.after", "y", Duration::from_secs(30))
+        .await
+        .expect("publish after the faults");
+    let entries = journal::read(&journal_path).expect("journal");
+    assert!(journal::active(&entries).is_empty(), "{entries:?}");
+    let whole = Effect::Whole
+        .wait(&endpoints, Duration::from_secs(30))
+        .await;
+    assert!(whole.confirmed, "{whole:?}");
+    drop(engine);
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.shutdown().await.expect("down");
+    }
+}
+
+/// Runs the binary with a deadline.
+async fn aivo(args: &[&str], envs: &[(String, String)], timeout: Duration) -> Output {
+    let mut command = tokio::process::Command::new(BIN);
+    command.args(args).kill_on_drop(true).env_remove("NATS_URL");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    tokio::time::timeout(timeout, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("aivo-load {args:?} did not finish within {timeout:?}"))
+        .expect("spawn aivo-load")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs `cluster down --backend docker` on drop, so a failed test leaves no containers behind.
+struct UpGuard {
+    envs: Vec<(String, String)>,
+}
+
+impl Drop for UpGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(BIN)
+            .args(["cluster", "down", "--backend", "docker"])
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_chaos_heal_and_down_work_from_the_command_line_on_docker() {
+    let Some(()) = docker_engine().await else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("aivo-docker-cli-")
+        .tempdir()
+        .expect("tempdir");
+    let mut envs = vec![
+        (
+            "AIVO_STATE_DIR".to_string(),
+            dir.path().display().to_string(),
+        ),
+        ("AIVO_DOCKER_PROJECT".to_string(), project("cli")),
+        ("AIVO_DOCKER_STORE_SIZE".to_string(), "64MiB".to_string()),
+    ];
+    let listeners: Vec<std::net::TcpListener> = (0..6)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    drop(listeners);
+    for i in 0..3 {
+        envs.push((
+            format!("NATS{}_CLIENT_PORT", i + 1),
+            ports[2 * i].to_string(),
+        ));
+        envs.push((
+            format!("NATS{}_MONITOR_PORT", i + 1),
+            ports[2 * i + 1].to_string(),
+        ));
+    }
+    let _guard = UpGuard { envs: envs.clone() };
+    let minute = Duration::from_secs(120);
+
+    let up = aivo(&["cluster", "up", "--backend", "docker"], &envs, minute).await;
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    assert!(
+        text(&up).contains(&format!("nats://127.0.0.1:{}", ports[0])),
+        "{}",
+        text(&up)
+    );
+    let status = aivo(&["cluster", "status", "--backend", "docker"], &envs, minute).await;
+    assert_eq!(status.code_or(), 0, "{}", text(&status));
+
+    // A fault left behind (no --for), as by a chaos command that was killed.
+    let chaos = aivo(
+        &["chaos", "pause", "--target", "nats2", "--backend", "docker"],
+        &envs,
+        minute,
+    )
+    .await;
+    assert_eq!(chaos.code_or(), 0, "{}", text(&chaos));
+    let monitor = format!("http://127.0.0.1:{}", ports[3]);
+    assert!(
+        monitor::healthz(&monitor).await.is_err(),
+        "nats2 still answers while paused"
+    );
+    let heal = aivo(&["heal", "--backend", "docker"], &envs, minute).await;
+    assert_eq!(heal.code_or(), 0, "{}", text(&heal));
+    assert!(text(&heal).contains("Cluster whole"), "{}", text(&heal));
+    let again = aivo(&["heal", "--backend", "docker"], &envs, minute).await;
+    assert!(text(&again).contains("No active fault"), "{}", text(&again));
+    wait_for(
+        "nats2 healthy after heal",
+        Duration::from_secs(30),
+        || async {
+            matches!(monitor::healthz(&monitor).await, Ok(monitor::Health::Ok)).then_some(())
+        },
+    )
+    .await;
+
+    let down = aivo(&["cluster", "down", "--backend", "docker"], &envs, minute).await;
+    assert_eq!(down.code_or(), 0, "{}", text(&down));
+    assert!(!docker_object_exists(
+        "container",
+        &format!("{}-nats-1", project("cli"))
+    ));
+    let status = aivo(&["cluster", "status", "--backend", "docker"], &envs, minute).await;
+    assert_eq!(status.code_or(), 3, "{}", text(&status));
+}
+
+trait CodeOr {
+    fn code_or(&self) -> i32;
+}
+
+impl CodeOr for Output {
+    /// The exit code, or -1 when killed by a signal.
+    fn code_or(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_node_kill_on_docker_passes_its_checks() {
+    let Some(()) = docker_engine().await else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("aivo-docker-run-")
+        .tempdir()
+        .expect("tempdir");
+    let reports = dir.path().join("reports");
+    let reports_arg = reports.display().to_string();
+    let envs = vec![("AIVO_DOCKER_STORE_SIZE".to_string(), "256MiB".to_string())];
+    let output = aivo(
+        &[
+            "run",
+            "node-kill",
+            "--backend",
+            "docker",
+            "--duration",
+            "30s",
+            "--reports-dir",
+            &reports_arg,
+        ],
+        &envs,
+        Duration::from_secs(240),
+    )
+    .await;
+    let shown = text(&output);
+    assert_eq!(output.code_or(), 0, "{shown}");
+    assert!(shown.contains("backend docker"), "{shown}");
+    let run_dir = std::fs::read_dir(&reports)
+        .expect("reports")
+        .flatten()
+        .next()
+        .expect("a report dir")
+        .path();
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("json");
+    assert_eq!(report["run"]["backend"], "docker", "{report:#}");
+    let chaos: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("chaos.json")).expect("chaos.json"),
+    )
+    .expect("chaos json");
+    assert_eq!(chaos.len(), 2, "{chaos:?}");
+    assert!(chaos.iter().all(|e| e["confirmed"] == true), "{chaos:?}");
+    assert!(run_dir.join("cluster/containers.log").is_file());
+    // The run's compose project is gone.
+    let name = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    assert!(!docker_object_exists(
+        "container",
+        &format!("aivo-{name}-nats-1")
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heal_reverts_and_removes_the_project_of_a_killed_docker_run() {
+    let Some(()) = docker_engine().await else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("aivo-docker-heal-")
+        .tempdir()
+        .expect("tempdir");
+    let reports = dir.path().join("reports");
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "node-kill",
+            "--backend",
+            "docker",
+            "--duration",
+            "45s",
+        ])
+        .arg("--reports-dir")
+        .arg(&reports)
+        .env("AIVO_DOCKER_STORE_SIZE", "128MiB")
+        .env_remove("NATS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn run");
+    // Wait until the kill fault is applied, then SIGKILL the harness: nats2 stays down and the run's
+    // containers stay up, with nothing left to revert them but the journal.
+    let run_dir = wait_for("the kill fault applied", Duration::from_secs(90), || {
+        let reports = reports.clone();
+        async move {
+            let run_dir = std::fs::read_dir(&reports).ok()?.flatten().next()?.path();
+            let journal = std::fs::read_to_string(run_dir.join("faults.jsonl")).ok()?;
+            journal.contains("\"event\":\"applied\"").then_some(run_dir)
+        }
+    })
+    .await;
+    child.start_kill().expect("SIGKILL the run");
+    let _ = child.wait().await;
+    let cluster = DockerCluster::attach(&run_dir.join("cluster"))
+        .await
+        .expect("the run's project outlived its harness");
+    assert!(!cluster.state("nats2").await.expect("inspect").running);
+    let containers: Vec<String> = cluster
+        .spec()
+        .nodes
+        .iter()
+        .map(|n| n.container.clone())
+        .collect();
+    drop(cluster);
+
+    let run_arg = run_dir.display().to_string();
+    let heal = aivo(&["heal", &run_arg], &[], Duration::from_secs(120)).await;
+    assert_eq!(heal.code_or(), 0, "{}", text(&heal));
+    let shown = text(&heal);
+    assert!(
+        shown.contains("replayed start nats2 through the Docker API"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("removed the run's compose project"),
+        "{shown}"
+    );
+    for container in &containers {
+        assert!(
+            !docker_object_exists("container", container),
+            "{container} left behind"
+        );
+    }
+    let entries = journal::read(&run_dir.join("faults.jsonl")).expect("journal");
+    assert!(journal::active(&entries).is_empty(), "{entries:?}");
+}
