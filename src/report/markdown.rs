@@ -163,14 +163,18 @@ pub fn render(report: &RunReport) -> String {
             c.unexpected,
             c.recovered
         );
-        if !c.lost_events.is_empty() {
-            let ids: Vec<String> = c
-                .lost_events
-                .iter()
-                .map(|e| format!("{}/{}", e.publisher, e.seq))
-                .collect();
-            let _ = writeln!(out, "  - first lost (publisher/seq): {}", ids.join(", "));
+        for event in &c.lost_events {
+            let _ = writeln!(out, "  - lost: {}", event.describe());
         }
+    }
+    for c in &report.retention {
+        let _ = writeln!(
+            out,
+            "- {} retention {}: {}",
+            if c.passed { "✓" } else { "✗" },
+            c.stream,
+            c.detail
+        );
     }
     if let Some(ix) = &report.indexer {
         let _ = writeln!(
@@ -186,6 +190,9 @@ pub fn render(report: &RunReport) -> String {
             format_millis(ix.end_to_end.max),
             ix.ledger.detail
         );
+        for event in &ix.ledger.lost_events {
+            let _ = writeln!(out, "  - lost: {}", event.describe());
+        }
     }
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::chaos::engine::FaultEvent;
 use crate::checks::no_loss::LedgerCheck;
+use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 use crate::load::metrics::Percentiles;
@@ -32,6 +33,9 @@ pub struct RunReport {
     pub streams: Vec<StreamCount>,
     /// The ledger check per stream: lost, duplicated, unexpected, recovered.
     pub ledger: Vec<LedgerCheck>,
+    /// The retention check per stream with overridden limits: limits held, oldest message age and
+    /// bytes over time.
+    pub retention: Vec<RetentionCheck>,
     /// Faults applied and reverted, with the moment each was requested and confirmed (s since start).
     pub faults: Vec<FaultEvent>,
     /// The indexer into Postgres, when the scenario runs it.

@@ -1,5 +1,6 @@
 //! The end of a run: figures, checks and thresholds become a [`RunReport`] with a verdict.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339 as Rfc3339Format;
@@ -9,6 +10,7 @@ use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
 use crate::chaos::engine::{FaultEvent, Phase};
 use crate::checks::no_loss::LedgerCheck;
+use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::{Tag, ThresholdResult};
 use crate::cli::BackendKind;
@@ -31,6 +33,7 @@ pub(super) struct ReportInputs<'a> {
     pub(super) outcome: LoadOutcome,
     pub(super) stream_checks: Vec<StreamCount>,
     pub(super) ledger_checks: Vec<LedgerCheck>,
+    pub(super) retention_checks: Vec<RetentionCheck>,
     pub(super) fault_events: Vec<FaultEvent>,
     pub(super) indexer: Option<IndexerReport>,
     /// (second, pending + unacknowledged) of the indexer.
@@ -71,10 +74,59 @@ fn recovery(scenario: &Scenario, indexer: &mut IndexerReport, samples: &[(u64, u
     }
 }
 
+/// Names the lost events of every ledger check: subject and event id (replayed from the
+/// publisher's deterministic source) and the faults active while each was being acked.
+fn name_lost_events(input: &mut ReportInputs<'_>) {
+    let windows = fault_windows(&input.fault_events);
+    let mut checks: Vec<&mut LedgerCheck> = input.ledger_checks.iter_mut().collect();
+    if let Some(indexer) = input.indexer.as_mut() {
+        checks.push(&mut indexer.ledger);
+    }
+    let wanted: BTreeSet<(u32, u64)> = checks
+        .iter()
+        .flat_map(|c| c.lost_events.iter().map(|e| (e.publisher, e.seq)))
+        .collect();
+    let named = super::load::replay_events(input.scenario, input.run_id, &input.outcome, &wanted);
+    for check in checks {
+        for event in &mut check.lost_events {
+            if let Some((subject, event_id)) = named.get(&(event.publisher, event.seq)) {
+                event.subject = Some(subject.clone());
+                event.event_id = Some(event_id.clone());
+            }
+            if let Some((from, to)) = event.acked_between_s {
+                event.faults_at_ack = windows
+                    .iter()
+                    .filter(|(_, start, end)| *start < to as f64 && *end > from as f64)
+                    .map(|(label, _, _)| label.clone())
+                    .collect();
+            }
+        }
+    }
+}
+
+/// Each fault as (label, active from, active until) in seconds since the start: from the moment
+/// its effect was confirmed (or requested, if never confirmed) to the moment its revert was
+/// requested (never, if it was not reverted).
+fn fault_windows(events: &[FaultEvent]) -> Vec<(String, f64, f64)> {
+    events
+        .iter()
+        .filter(|e| e.phase == Phase::Apply)
+        .map(|apply| {
+            let from = apply.confirmed_s.unwrap_or(apply.requested_s);
+            let until = events
+                .iter()
+                .find(|e| e.phase == Phase::Revert && e.id == apply.id)
+                .map_or(f64::INFINITY, |e| e.requested_s);
+            (format!("{} {}", apply.fault, apply.node), from, until)
+        })
+        .collect()
+}
+
 pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
     if let Some(indexer) = input.indexer.as_mut() {
         recovery(input.scenario, indexer, &input.indexer_lag);
     }
+    name_lost_events(&mut input);
     let ReportInputs {
         scenario, outcome, ..
     } = input;
@@ -146,6 +198,13 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             .map(|c| format!("ledger {}: {}", c.stream, c.detail)),
     );
     failures.extend(
+        input
+            .retention_checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("retention {}: {}", c.stream, c.detail)),
+    );
+    failures.extend(
         thresholds
             .iter()
             .filter(|t| !t.passed)
@@ -204,6 +263,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         subjects,
         streams: input.stream_checks,
         ledger: input.ledger_checks,
+        retention: input.retention_checks,
         thresholds,
         histograms,
     }
@@ -212,13 +272,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
 /// Marks each second of the timeline with the faults active in it (from the moment a fault's
 /// effect was confirmed, or requested if never confirmed, to the moment its revert was requested).
 fn with_faults(mut timeline: Vec<TimelineRow>, events: &[FaultEvent]) -> Vec<TimelineRow> {
-    for apply in events.iter().filter(|e| e.phase == Phase::Apply) {
-        let from = apply.confirmed_s.unwrap_or(apply.requested_s);
-        let until = events
-            .iter()
-            .find(|e| e.phase == Phase::Revert && e.id == apply.id)
-            .map_or(f64::INFINITY, |e| e.requested_s);
-        let label = format!("{} {}", apply.fault, apply.node);
+    for (label, from, until) in fault_windows(events) {
         for row in &mut timeline {
             let (start, end) = (row.second as f64, row.second as f64 + 1.0);
             if from < end && until > start {
