@@ -194,6 +194,10 @@ pub fn render(report: &RunReport) -> String {
             let _ = writeln!(out, "  - lost: {}", event.describe());
         }
     }
+    if let Some(c) = &report.catch_up {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "- {mark} indexer catch-up: {}", c.detail);
+    }
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");
     }

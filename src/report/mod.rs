@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::chaos::engine::FaultEvent;
+use crate::checks::catch_up::CatchUpCheck;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
@@ -40,6 +41,8 @@ pub struct RunReport {
     pub faults: Vec<FaultEvent>,
     /// The indexer into Postgres, when the scenario runs it.
     pub indexer: Option<IndexerReport>,
+    /// The indexer's catch-up check, when the run had an indexer.
+    pub catch_up: Option<CatchUpCheck>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).

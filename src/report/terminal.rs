@@ -209,6 +209,10 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         );
         lost_lines(&mut out, &ix.ledger);
     }
+    if let Some(c) = &report.catch_up {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "  {} {mark} {}", dotted("indexer catch-up"), c.detail);
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");
         for t in &report.thresholds {

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
 use crate::chaos::engine::{FaultEvent, Phase};
+use crate::checks::catch_up::{self, CatchUpCheck, CatchUpInputs};
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
@@ -104,6 +105,39 @@ fn name_lost_events(input: &mut ReportInputs<'_>) {
     }
 }
 
+/// The catch-up check, when the run had an indexer.
+fn catch_up_check(input: &ReportInputs<'_>) -> Option<CatchUpCheck> {
+    let indexer = input.indexer.as_ref()?;
+    let last_revert = input
+        .fault_events
+        .iter()
+        .filter(|e| e.phase == Phase::Revert)
+        .map(|e| {
+            (
+                format!("{} {}", e.fault, e.node),
+                e.confirmed_s.unwrap_or(e.requested_s),
+            )
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let scenario = input.scenario;
+    Some(catch_up::judge(
+        &CatchUpInputs {
+            lag: &input.indexer_lag,
+            indexer_start_s: indexer.started_s,
+            last_revert,
+            load_end_s: input.outcome.elapsed.as_secs_f64(),
+            drained_after_s: indexer.catch_up_s,
+            catch_up_timeout: scenario.consumers.catch_up_timeout,
+        },
+        |from, to| {
+            scenario.intended_between(
+                Duration::from_secs_f64(from.max(0.0)),
+                Duration::from_secs_f64(to.max(0.0)),
+            )
+        },
+    ))
+}
+
 /// Each fault as (label, active from, active until) in seconds since the start: from the moment
 /// its effect was confirmed (or requested, if never confirmed) to the moment its revert was
 /// requested (never, if it was not reverted).
@@ -127,6 +161,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         recovery(input.scenario, indexer, &input.indexer_lag);
     }
     name_lost_events(&mut input);
+    let catch_up = catch_up_check(&input);
     let ReportInputs {
         scenario, outcome, ..
     } = input;
@@ -197,6 +232,9 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             .filter(|c| !c.passed)
             .map(|c| format!("ledger {}: {}", c.stream, c.detail)),
     );
+    if let Some(check) = catch_up.as_ref().filter(|c| !c.passed) {
+        failures.push(format!("indexer catch-up: {}", check.detail));
+    }
     failures.extend(
         input
             .retention_checks
@@ -260,6 +298,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         ),
         faults: input.fault_events,
         indexer: input.indexer,
+        catch_up,
         subjects,
         streams: input.stream_checks,
         ledger: input.ledger_checks,

@@ -105,3 +105,160 @@ async fn a_retention_override_the_server_ignores_fails_the_run_and_names_the_str
     let failures = report["verdict"]["failures"].to_string();
     assert!(failures.contains("retention FOCUS"), "{failures}");
 }
+
+/// A focus-only scenario with the indexer starting `start` into a 15 s run, allowed `timeout` to
+/// catch up.
+fn indexer_scenario(dir: &std::path::Path, rate: &str, start: &str, timeout: &str) -> String {
+    let path = dir.join("catch-up.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "catch-up"
+description = "Focus pings with the indexer starting late."
+duration = "15s"
+seed = 5
+
+[publishers]
+count = 2
+in_flight = 128
+
+[[traffic]]
+domain = "focus"
+rate = "{rate}"
+
+[consumers]
+indexer = true
+indexer_start = "{start}"
+catch_up_timeout = "{timeout}"
+"#
+        ),
+    )
+    .expect("write scenario");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_catching_up_in_time_passes_with_time_to_zero_and_rate() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let scenario = indexer_scenario(scenario_dir.path(), "300/s", "5s", "60s");
+    let output = aivo(
+        &["run", &scenario, "--reports-dir", reports_dir],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    let check = &report["catch_up"];
+    assert_eq!(check["passed"], true, "{check}");
+    assert_eq!(check["reference"], "indexer start");
+    assert!(
+        check["lag_at_reference"].as_u64().expect("lag") > 500,
+        "{check}"
+    );
+    let t = check["time_to_zero_s"].as_f64().expect("time to zero");
+    assert!(t > 0.0 && t <= 60.0, "{check}");
+    assert!(
+        check["catch_up_rate"].as_f64().expect("rate") > 300.0,
+        "{check}"
+    );
+    assert!(log.contains("indexer catch-up"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexer_held_down_past_the_catch_up_timeout_fails_the_run() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    // 13 s of 1000/s pile up before the indexer starts, and it is allowed one second.
+    let scenario = indexer_scenario(scenario_dir.path(), "1000/s", "13s", "1s");
+    let output = aivo(
+        &["run", &scenario, "--reports-dir", reports_dir],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    let report = report_json(reports.path());
+    let check = &report["catch_up"];
+    assert_eq!(check["passed"], false, "{check}");
+    assert!(
+        check["lag_at_reference"].as_u64().expect("lag") > 5000,
+        "{check}"
+    );
+    let detail = check["detail"].as_str().expect("detail");
+    assert!(detail.contains("catch_up_timeout 1s"), "{detail}");
+    let failures = report["verdict"]["failures"].to_string();
+    assert!(failures.contains("indexer catch-up"), "{failures}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_ledger_check_fails_when_a_row_is_duplicated() {
+    let pg_dir = tempfile::tempdir().expect("tempdir");
+    let mut pg = aivo_load::consumers::EmbeddedPostgres::start(pg_dir.path())
+        .await
+        .expect("postgres");
+    let url = pg.url();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let scenario = indexer_scenario(scenario_dir.path(), "300/s", "2s", "60s");
+    let mut command = tokio::process::Command::new(crate::run::BIN);
+    command
+        .args(["run", &scenario, "--reports-dir", reports_dir])
+        .env_remove("NATS_URL")
+        .env("DATABASE_URL", &url)
+        .kill_on_drop(true);
+    let run = tokio::spawn(async move { command.output().await });
+
+    // From outside the harness: a second row for one event of the run (same run, publisher and
+    // sequence, another event id), as an indexer that is not idempotent would write.
+    let client = aivo_load::consumers::connect_postgres(&url)
+        .await
+        .expect("connect");
+    let copied = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(n) = client
+                .execute(
+                    "INSERT INTO events (event_id, subject, stream, stream_seq, type, tenant_id, \
+                     learner_id, session_id, occurred_at, run, publisher, seq, payload) \
+                     SELECT gen_random_uuid(), subject, stream, stream_seq, type, tenant_id, \
+                     learner_id, session_id, occurred_at, run, publisher, seq, payload \
+                     FROM events WHERE publisher = 1 AND seq = 20",
+                    &[],
+                )
+                .await
+            {
+                if n == 1 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(copied.is_ok(), "the row never appeared");
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the run finishes")
+        .expect("join")
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report = report_json(reports.path());
+    let ledger = &report["indexer"]["ledger"];
+    assert_eq!(ledger["duplicated"], 1, "{ledger}");
+    assert_eq!(ledger["lost"], 0, "{ledger}");
+    assert_eq!(ledger["passed"], false, "{ledger}");
+    assert!(ledger["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("read more than once"));
+    // The stream holds the event once: only the Postgres check fails.
+    assert_eq!(report["ledger"][0]["passed"], true);
+    assert_eq!(report["catch_up"]["passed"], true, "{}", report["catch_up"]);
+    let _ = pg.stop().await;
+}
