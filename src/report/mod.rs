@@ -71,6 +71,8 @@ pub struct RunIdentity {
     pub ack_timeout_ms: u64,
     /// True when Ctrl-C or SIGTERM ended the run early.
     pub interrupted: bool,
+    /// Set when an abort-on-fail threshold stopped the load early: which one, when, measured what.
+    pub aborted: Option<String>,
 }
 
 /// What happened to the events.

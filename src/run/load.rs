@@ -15,7 +15,7 @@ use crate::exit::AppError;
 use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::{IntervalStats, SubjectTable};
-use crate::report::TimelineRow;
+use crate::report::{Counts, LatencyReport, TimelineRow};
 use crate::scenario::Scenario;
 use crate::traffic::arrival::PublisherArrivals;
 use crate::traffic::population::Population;
@@ -29,6 +29,8 @@ pub(super) struct LoadOutcome {
     pub(super) cumulative: IntervalStats,
     pub(super) timeline: Vec<TimelineRow>,
     pub(super) elapsed: Duration,
+    /// Set when an abort-on-fail threshold stopped the load.
+    pub(super) aborted: Option<String>,
     /// The wall-clock start of the schedule (events' `occurred_at` = this + intended offset).
     pub(super) started_wall: time::OffsetDateTime,
 }
@@ -83,6 +85,7 @@ pub(super) async fn drive_load(
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
     let mut ledgers = Vec::new();
     let mut subjects = SubjectTable::default();
+    let mut aborted = None;
     let deadline = tokio::time::sleep_until(clock.start + hard_stop);
     tokio::pin!(deadline);
     loop {
@@ -90,6 +93,13 @@ pub(super) async fn drive_load(
             _ = tick.tick() => {
                 let row = sampler.sample();
                 progress.update(&row, clock.start.elapsed(), sampler.cumulative.error_count());
+                if aborted.is_none() {
+                    aborted = sampler.abort_on_fail(clock.start.elapsed());
+                    if let Some(reason) = &aborted {
+                        eprintln!("aivo-load: {reason}; stopping the load");
+                        cancel.cancel();
+                    }
+                }
             }
             joined = tasks.join_next() => match joined {
                 Some(Ok(done)) => {
@@ -115,6 +125,7 @@ pub(super) async fn drive_load(
         cumulative: sampler.cumulative,
         timeline: sampler.timeline,
         elapsed,
+        aborted,
         started_wall: clock.start_wall,
     })
 }
@@ -253,6 +264,45 @@ impl Sampler {
             cumulative: IntervalStats::default(),
             timeline: Vec::new(),
         }
+    }
+
+    /// The first abort-on-fail threshold (past its delay) that the figures so far fail.
+    fn abort_on_fail(&self, elapsed: Duration) -> Option<String> {
+        let c = &self.cumulative;
+        let counts = Counts {
+            intended: self
+                .scenario
+                .intended_between(Duration::ZERO, elapsed)
+                .round() as u64,
+            attempted: c.attempted,
+            acked: c.acked,
+            failed: c.failed,
+            unknown: c.unknown,
+            never_sent: c.never_sent,
+            ..Counts::default()
+        };
+        let latency = LatencyReport {
+            corrected: c.histograms.latency.summary(),
+            service_time: c.histograms.service.summary(),
+            send_delay: c.histograms.send_delay.summary(),
+        };
+        self.scenario
+            .thresholds
+            .iter()
+            .filter(|t| t.abort_on_fail && elapsed >= t.delay)
+            .find_map(|t| {
+                let value = super::verdict::metric_value(&t.metric, &counts, &latency)?;
+                let result = t.evaluate(value);
+                (!result.passed).then(|| {
+                    format!(
+                        "threshold {} {} failed at {:.0}s (measured {}, abort_on_fail)",
+                        result.metric,
+                        result.expression,
+                        elapsed.as_secs_f64(),
+                        result.measured_text
+                    )
+                })
+            })
     }
 
     fn sample(&mut self) -> TimelineRow {

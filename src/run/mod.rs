@@ -177,8 +177,9 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let (indexer, indexer_lag) = match consumers {
         Some(consumers) => {
             eprintln!("aivo-load: waiting for the indexer to catch up");
-            // After Ctrl-C the run ends now: no waiting for the indexer.
-            let catch_up = !cancel.is_cancelled();
+            // After Ctrl-C the run ends now: no waiting for the indexer (an abort-on-fail
+            // threshold also cancels the load, but the run still checks what was written).
+            let catch_up = !cancel.is_cancelled() || outcome.aborted.is_some();
             consumers
                 .finish(&js, &run_id, &outcome.ledgers, catch_up)
                 .await

@@ -94,12 +94,8 @@ fn name_lost_events(input: &mut ReportInputs<'_>) {
                 event.subject = Some(subject.clone());
                 event.event_id = Some(event_id.clone());
             }
-            if let Some((from, to)) = event.acked_between_s {
-                event.faults_at_ack = windows
-                    .iter()
-                    .filter(|(_, start, end)| *start < to as f64 && *end > from as f64)
-                    .map(|(label, _, _)| label.clone())
-                    .collect();
+            if let Some(window) = event.acked_between_s {
+                event.faults_at_ack = faults_during(&windows, window);
             }
         }
     }
@@ -136,6 +132,15 @@ fn catch_up_check(input: &ReportInputs<'_>) -> Option<CatchUpCheck> {
             )
         },
     ))
+}
+
+/// The faults whose active window meets the seconds `[from, to)`.
+fn faults_during(windows: &[(String, f64, f64)], (from, to): (u64, u64)) -> Vec<String> {
+    windows
+        .iter()
+        .filter(|(_, start, end)| *start < to as f64 && *end > from as f64)
+        .map(|(label, _, _)| label.clone())
+        .collect()
 }
 
 /// Each fault as (label, active from, active until) in seconds since the start: from the moment
@@ -251,6 +256,9 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
     if input.interrupted {
         failures.push("the run was interrupted before its end".into());
     }
+    if let Some(reason) = &outcome.aborted {
+        failures.insert(0, format!("aborted: {reason}"));
+    }
     let finished_at = OffsetDateTime::now_utc();
     let mut histograms = std::collections::BTreeMap::new();
     histograms.insert("latency".to_string(), c.histograms.latency.to_base64());
@@ -284,6 +292,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             in_flight_per_publisher: scenario.in_flight,
             ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
             interrupted: input.interrupted,
+            aborted: outcome.aborted.clone(),
         },
         verdict: Verdict {
             passed: failures.is_empty(),
@@ -424,7 +433,7 @@ fn with_indexer_lag(mut timeline: Vec<TimelineRow>, samples: &[(u64, u64)]) -> V
 }
 
 /// The value of a threshold metric, in the unit `checks::thresholds` gives it.
-fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
+pub(super) fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
     let mut parts = metric.splitn(3, '.');
     let (Some("publish"), Some(name)) = (parts.next(), parts.next()) else {
         return None;
@@ -483,6 +492,33 @@ mod tests {
             tagged_value("publish.acked", &Tag::Stream("HOMEWORK".into()), &table),
             None
         );
+    }
+
+    #[test]
+    fn a_lost_event_is_matched_to_the_faults_active_at_its_ack() {
+        let event = |id: &str, phase, requested_s, confirmed_s| FaultEvent {
+            id: id.into(),
+            phase,
+            fault: "kill".into(),
+            target: "nats2".into(),
+            node: "nats2".into(),
+            requested_s,
+            confirmed_s,
+            confirmed: confirmed_s.is_some(),
+            detail: String::new(),
+            note: None,
+            error: None,
+        };
+        let windows = fault_windows(&[
+            event("a", Phase::Apply, 10.0, Some(10.4)),
+            event("a", Phase::Revert, 30.0, Some(31.0)),
+            event("b", Phase::Apply, 40.0, None),
+        ]);
+        assert!(faults_during(&windows, (9, 10)).is_empty());
+        assert_eq!(faults_during(&windows, (10, 11)), vec!["kill nats2"]);
+        assert!(faults_during(&windows, (30, 40)).is_empty());
+        // Never reverted: active to the end.
+        assert_eq!(faults_during(&windows, (55, 56)).len(), 1);
     }
 
     #[test]

@@ -262,3 +262,63 @@ async fn the_events_ledger_check_fails_when_a_row_is_duplicated() {
     assert_eq!(report["catch_up"]["passed"], true, "{}", report["catch_up"]);
     let _ = pg.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_on_fail_threshold_stops_the_load_early_and_fails_the_run() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let path = scenario_dir.path().join("abort.toml");
+    std::fs::write(
+        &path,
+        r#"name = "abort"
+description = "A threshold that fails as soon as it is checked."
+duration = "60s"
+
+[[traffic]]
+domain = "focus"
+rate = "200/s"
+
+[thresholds]
+"publish.acked" = { expr = "< 100", abort_on_fail = true, delay = "3s" }
+"publish.error_rate" = "< 1%"
+"#,
+    )
+    .expect("write scenario");
+    let started = std::time::Instant::now();
+    let output = aivo(
+        &[
+            "run",
+            path.to_str().expect("utf-8"),
+            "--reports-dir",
+            reports_dir,
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the 60 s load was not cut short"
+    );
+    let report = report_json(reports.path());
+    let aborted = report["run"]["aborted"].as_str().expect("aborted");
+    assert!(
+        aborted.contains("publish.acked < 100") && aborted.contains("abort_on_fail"),
+        "{aborted}"
+    );
+    assert!(report["run"]["duration_s"].as_f64().expect("duration") < 20.0);
+    assert_eq!(report["run"]["interrupted"], false);
+    assert!(report["verdict"]["failures"][0]
+        .as_str()
+        .expect("failure")
+        .starts_with("aborted: threshold publish.acked"));
+    // What was written before the abort is still checked, and holds.
+    assert_eq!(
+        report["ledger"][0]["passed"], true,
+        "{}",
+        report["ledger"][0]
+    );
+}
