@@ -322,3 +322,54 @@ rate = "200/s"
         report["ledger"][0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stored_twice_in_a_stream_fails_the_ledger_check_as_duplicated() {
+    let cluster = TestCluster::start().await;
+    let servers = cluster.endpoints().server_list();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "focus-burst",
+        "--backend",
+        "external",
+        "--server",
+        &servers,
+        "--duration",
+        "8s",
+        "--rate-scale",
+        "0.1",
+        "--reports-dir",
+        reports_dir,
+    ]);
+    run.wait_for_line("cluster ready").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // From outside the harness: a second copy of stored event 0/1 under another Nats-Msg-Id (a
+    // producer retrying without its id would do this), so dedup does not catch it.
+    let client = async_nats::connect(cluster.endpoints().nodes[0].client_url.as_str())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Aivo-Ledger",
+        format!("{}/0/1", crate::run::run_id_in(reports.path())).as_str(),
+    );
+    headers.insert("Nats-Msg-Id", "a-retry-with-a-new-id");
+    js.publish_with_headers("focus.ping", headers, "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    assert_eq!(run.finish().await, Some(1), "the run must fail");
+    let report = report_json(reports.path());
+    let ledger = &report["ledger"][0];
+    assert_eq!(ledger["duplicated"], 1, "{ledger}");
+    assert_eq!(ledger["lost"], 0, "{ledger}");
+    assert_eq!(ledger["unexpected"], 0, "{ledger}");
+    let failures = report["verdict"]["failures"].to_string();
+    assert!(failures.contains("read more than once"), "{failures}");
+}
