@@ -202,6 +202,7 @@ pub fn render(report: &RunReport) -> String {
         let _ = writeln!(out, "- {th}");
     }
 
+    retention_table(&mut out, report);
     let _ = writeln!(out, "\n## Timeline\n\n| s | phase | target | acked | errors | never sent | p50 | p99 | max | send delay p99 | faults |");
     let _ = writeln!(
         out,
@@ -225,4 +226,37 @@ pub fn render(report: &RunReport) -> String {
         );
     }
     out
+}
+
+/// Bytes, messages and age of the oldest message of each stream with retention limits, every 5 s.
+fn retention_table(out: &mut String, report: &RunReport) {
+    if report.retention.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Retention over time\n\n| s | stream | bytes | messages | first seq | oldest age |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|");
+    for check in &report.retention {
+        let mut next = 0.0;
+        for sample in &check.samples {
+            if sample.second + 0.5 < next {
+                continue;
+            }
+            next = sample.second.floor() + 5.0;
+            let _ = writeln!(
+                out,
+                "| {:.0} | {} | {} | {} | {} | {} |",
+                sample.second,
+                check.stream,
+                sample.bytes,
+                sample.messages,
+                sample.first_seq,
+                sample
+                    .oldest_age_s
+                    .map_or("empty".to_string(), |a| format!("{a:.1} s"))
+            );
+        }
+    }
 }
