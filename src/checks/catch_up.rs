@@ -10,6 +10,9 @@
 //! it must be 0. The report gives the time to zero, the lag at the reference and the catch-up rate:
 //! (lag at the reference + events intended meanwhile) / time to zero.
 //!
+//! The time to zero has the lag sampler's resolution, one second (at least 1 s during the load);
+//! the drain after the load is polled every 250 ms.
+//!
 //! Lag samples come from the run (`pending + ack_pending` of the `indexer` durables, once a second);
 //! this module only judges them.
 
