@@ -1,6 +1,9 @@
-//! Checks that end a run in a verdict: thresholds on the run's figures, and the stream-count check
-//! that ties the ledger to what JetStream holds.
+//! Checks that end a run in a verdict: thresholds on the run's figures, the stream-count check
+//! that ties the ledger to what JetStream holds, the ledger check (no_loss), the retention check on
+//! streams with overridden limits, and the indexer's catch-up check.
 
+pub mod catch_up;
 pub mod no_loss;
+pub mod retention;
 pub mod stream_count;
 pub mod thresholds;

@@ -13,6 +13,23 @@
 //! its last sequence after the drain, so the payloads never cross the wire again. What was read is kept
 //! per publisher as range sets: memory follows the gaps, not the message count. Messages without this
 //! run's header are counted as `foreign` (another writer on a shared cluster), not judged.
+//!
+//! **Retention.** Missing acked events are split like Jepsen's: a publisher's *prefix* (before the
+//! first of its events read back) and the rest. Retention removes the oldest messages first and a
+//! publisher's events are stored in its order, so as many prefix events as retention removed
+//! messages are counted as `removed_by_retention`, never as lost; a gap after a publisher's first
+//! event read back is lost whatever the limits.
+//!
+//! **Naming lost events without per-event memory.** The first 100 lost events are listed with
+//! publisher, sequence, subject, event id, ack time and the faults active then:
+//! - the ack time comes from the ledger's [`AckClock`](crate::load::ledger::AckClock): per publisher
+//!   and second, the lowest and highest sequence acked (16 bytes a second, whatever the rate), so a
+//!   lost sequence's ack lies in the seconds whose range holds it;
+//! - subject and event id are not stored at all: sources are deterministic (seed, publisher,
+//!   sequence, intended time), so after the check the run replays only the publishers with a lost
+//!   event, up to their highest lost sequence, skipping what the engine skipped (the ledger keeps one
+//!   entry per stall), within a 30 s budget (`run::load::replay_events`);
+//! - the faults are those whose active window (confirmed → revert requested) meets the ack window.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,6 +72,47 @@ pub struct EventRef {
     pub seq: u64,
 }
 
+/// A lost event, named so it can be looked for: who published it, its subject, when it was acked
+/// and which faults were active then.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LostEvent {
+    pub publisher: u32,
+    pub seq: u64,
+    /// Derived after the check by replaying the publisher's deterministic source (see
+    /// [`crate::run`]); `None` when the replay was not possible within its budget.
+    pub subject: Option<String>,
+    /// Its `Nats-Msg-Id` / `event_id`, derived the same way.
+    pub event_id: Option<String>,
+    /// The ack happened within `[from, to)` seconds since the run's start (from the ledger's
+    /// [`AckClock`](crate::load::ledger::AckClock)).
+    pub acked_between_s: Option<(u64, u64)>,
+    /// Faults active at any moment of that window ("kill nats2").
+    pub faults_at_ack: Vec<String>,
+}
+
+impl LostEvent {
+    /// "publisher 0 seq 10 focus.ping (0190...) acked in 3–4 s during kill nats2".
+    pub fn describe(&self) -> String {
+        let mut text = format!("publisher {} seq {}", self.publisher, self.seq);
+        if let Some(subject) = &self.subject {
+            text.push_str(&format!(" {subject}"));
+        }
+        if let Some(id) = &self.event_id {
+            text.push_str(&format!(" ({id})"));
+        }
+        match self.acked_between_s {
+            Some((from, to)) => text.push_str(&format!(" acked in {from}–{to} s")),
+            None => text.push_str(" ack time unknown"),
+        }
+        if self.faults_at_ack.is_empty() {
+            text.push_str(", no fault active");
+        } else {
+            text.push_str(&format!(" during {}", self.faults_at_ack.join(", ")));
+        }
+        text
+    }
+}
+
 /// The verdict of the ledger check on one stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct LedgerCheck {
@@ -69,7 +127,7 @@ pub struct LedgerCheck {
     /// Messages retention removed before the read (their events cannot be judged).
     pub removed_by_retention: u64,
     /// First lost events (at most 100).
-    pub lost_events: Vec<EventRef>,
+    pub lost_events: Vec<LostEvent>,
     pub unexpected_events: Vec<EventRef>,
     pub passed: bool,
     pub detail: String,
@@ -87,10 +145,14 @@ pub async fn read_back(
     if to_seq < from_seq {
         return Ok(back);
     }
-    let handle = js
+    let mut handle = js
         .get_stream(stream)
         .await
         .map_err(|e| format!("stream {stream}: {e}"))?;
+    // Retention may have removed everything the run wrote (a short max_age): nothing to read.
+    if gone_by_retention(&mut handle, to_seq).await {
+        return Ok(back);
+    }
     let consumer = handle
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence {
@@ -116,6 +178,8 @@ pub async fn read_back(
                 back.incomplete = Some(format!("read-back of {stream} ended early"));
                 break;
             }
+            // The rest expired while it was being read: the read is complete.
+            Err(_) if gone_by_retention(&mut handle, to_seq).await => break,
             Err(_) => {
                 back.incomplete = Some(format!(
                     "read-back of {stream} stalled for {IDLE_TIMEOUT:?} at sequence {} of {to_seq}",
@@ -154,6 +218,17 @@ pub async fn read_back(
     Ok(back)
 }
 
+/// True when the stream's first sequence is past `to_seq`: every message up to it was removed.
+async fn gone_by_retention(
+    handle: &mut async_nats::jetstream::stream::Stream,
+    to_seq: u64,
+) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), handle.info()).await,
+        Ok(Ok(info)) if info.state.first_sequence > to_seq
+    )
+}
+
 /// Compares what was read with the ledgers of the publishers that wrote to `stream`.
 pub fn judge(
     stream: &str,
@@ -179,18 +254,34 @@ pub fn judge(
     let empty = RangeSet::new();
     let by_publisher: BTreeMap<u32, &PublisherLedger> =
         ledgers.iter().map(|l| (l.publisher, *l)).collect();
+    // Missing acked events split like Jepsen's: a publisher's *prefix* (before the first of its
+    // events read back) and the rest. Retention removes a stream's oldest messages first, and a
+    // publisher's events are stored in its order, so only a prefix can be retention's doing.
+    let mut prefix_samples = Vec::new();
+    let mut lost_prefix = 0u64;
     for ledger in ledgers {
         let seen = back.seen.get(&ledger.publisher).unwrap_or(&empty);
+        let first_seen = seen.ranges().next().map_or(u64::MAX, |(start, _)| start);
         for (start, end) in ledger.acked.ranges() {
             for seq in start..=end {
-                if !seen.contains(seq) {
-                    check.lost += 1;
-                    if check.lost_events.len() < SAMPLES {
-                        check.lost_events.push(EventRef {
-                            publisher: ledger.publisher,
-                            seq,
-                        });
-                    }
+                if seen.contains(seq) {
+                    continue;
+                }
+                let (count, samples) = if seq < first_seen {
+                    (&mut lost_prefix, &mut prefix_samples)
+                } else {
+                    (&mut check.lost, &mut check.lost_events)
+                };
+                *count += 1;
+                if samples.len() < SAMPLES {
+                    samples.push(LostEvent {
+                        publisher: ledger.publisher,
+                        seq,
+                        subject: None,
+                        event_id: None,
+                        acked_between_s: ledger.ack_clock.window_of(seq),
+                        faults_at_ack: Vec::new(),
+                    });
                 }
             }
         }
@@ -220,10 +311,17 @@ pub fn judge(
             }
         }
     }
-    // Events retention removed before the read cannot be told from lost ones; say how many there were
-    // and do not call them lost.
-    let explained = check.lost.min(removed_by_retention);
-    let lost = check.lost - explained;
+    // Events retention removed before the read cannot be told from a lost prefix one by one; as
+    // many prefix events as retention removed messages are not called lost.
+    let explained = lost_prefix.min(removed_by_retention);
+    check.lost += lost_prefix - explained;
+    if lost_prefix > explained {
+        let room = SAMPLES.saturating_sub(check.lost_events.len());
+        check
+            .lost_events
+            .extend(prefix_samples.into_iter().take(room));
+    }
+    let lost = check.lost;
     let mut problems = Vec::new();
     if lost > 0 {
         problems.push(format!("{lost} acknowledged event(s) lost"));
@@ -264,9 +362,6 @@ pub fn judge(
     } else {
         problems.join("; ")
     };
-    if check.lost > 0 && explained > 0 {
-        check.lost = lost;
-    }
     check
 }
 
@@ -322,14 +417,10 @@ mod tests {
     fn each_anomaly_fails_with_its_name() {
         let l = ledger(0, 5, &[1, 2, 3, 4], &[], &[5]);
         let lost = judge("FOCUS", &[&l], &read(&[(0, 1), (0, 2), (0, 4)]), 0);
-        assert!(
-            !lost.passed
-                && lost.lost == 1
-                && lost.lost_events
-                    == vec![EventRef {
-                        publisher: 0,
-                        seq: 3
-                    }]
+        assert!(!lost.passed && lost.lost == 1);
+        assert_eq!(
+            (lost.lost_events[0].publisher, lost.lost_events[0].seq),
+            (0, 3)
         );
         let dup = judge(
             "FOCUS",
@@ -368,5 +459,10 @@ mod tests {
         let check = judge("FOCUS", &[&l], &read(&[(0, 3), (0, 4)]), 2);
         assert!(check.passed, "{}", check.detail);
         assert_eq!(check.removed_by_retention, 2);
+        assert!(check.lost_events.is_empty());
+        // A gap after the first event read back is not retention's doing.
+        let gap = judge("FOCUS", &[&l], &read(&[(0, 1), (0, 2), (0, 4)]), 1);
+        assert!(!gap.passed && gap.lost == 1, "{}", gap.detail);
+        assert_eq!(gap.lost_events[0].seq, 3);
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! A threshold names a metric, a comparison and a value in the metric's unit. Unknown metric names
 //! and values in the wrong unit are scenario errors (the loader reports them at file:line:column);
-//! evaluation happens once the run's figures are in.
+//! evaluation happens once the run's figures are in. A threshold written
+//! `{ expr = "< 5%", abort_on_fail = true, delay = "10s" }` is also checked every second of the load
+//! once `delay` has passed (publish.* metrics without a tag, on the figures so far), and its first
+//! failure stops the run early and fails it (k6's `abortOnFail`).
 
 use std::fmt;
 
@@ -88,6 +91,10 @@ pub struct Threshold {
     /// In the metric's unit: milliseconds, a fraction, or a count.
     pub limit: f64,
     pub unit: Unit,
+    /// k6's `abortOnFail`: checked each second of the load (after `delay`); a failure stops the run.
+    pub abort_on_fail: bool,
+    /// How long into the load before an abort-on-fail threshold is first checked.
+    pub delay: std::time::Duration,
 }
 
 /// What a tag narrows a metric to.
@@ -216,7 +223,15 @@ impl Threshold {
             op,
             limit,
             unit: *unit,
+            abort_on_fail: false,
+            delay: std::time::Duration::ZERO,
         })
+    }
+
+    /// True when the metric can be computed while the load runs (from the publishers' figures so
+    /// far), which abort-on-fail needs.
+    pub fn live(&self) -> bool {
+        self.tag.is_none() && self.metric.starts_with("publish.")
     }
 
     /// The metric as written, with its tag.

@@ -193,10 +193,10 @@ pub async fn run_publisher(
             biased;
             _ = cancel.cancelled() => break,
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                record(&mut ledger, &mut local.pending, &mut subjects, done);
+                record(&mut ledger, &mut local.pending, &mut subjects, clock.start, done);
                 // Take every other ack that is already in, without waiting.
                 while let Some(Some(done)) = futures::FutureExt::now_or_never(in_flight.next()) {
-                    record(&mut ledger, &mut local.pending, &mut subjects, done);
+                    record(&mut ledger, &mut local.pending, &mut subjects, clock.start, done);
                 }
             }
             _ = sleep_until_opt(wake), if wake.is_some() => {}
@@ -216,6 +216,9 @@ pub async fn run_publisher(
                     next = arrivals.next();
                 }
                 ledger.never_sent += skipped;
+                if skipped > 0 {
+                    ledger.skips.push((ledger.attempted, skipped));
+                }
                 local.pending.never_sent += skipped;
             }
         }
@@ -270,11 +273,15 @@ fn record(
     ledger: &mut PublisherLedger,
     s: &mut IntervalStats,
     subjects: &mut SubjectTable,
+    start: Instant,
     done: Completion,
 ) {
     match done.result {
         Ok(ack) => {
             ledger.acked.insert(done.seq);
+            ledger
+                .ack_clock
+                .record(done.acked_at.duration_since(start).as_secs(), done.seq);
             if let Some(subject) = subjects.subjects.get_mut(done.subject) {
                 subject.acked += 1;
                 subject.latency.record(done.acked_at - done.intended);

@@ -99,6 +99,61 @@ pub struct PublisherLedger {
     pub unknown: RangeSet,
     /// Acks that JetStream flagged as duplicates (the Nats-Msg-Id was already stored).
     pub duplicate_acks: u64,
+    /// When each acked sequence was acknowledged, to the second (see [`AckClock`]).
+    #[serde(default)]
+    pub ack_clock: AckClock,
+    /// Intended events skipped as overdue, as (last sequence attempted before the skip, events
+    /// skipped): with these a checker can replay the publisher's schedule and name the subject of
+    /// any sequence. One entry per stall, not per event.
+    #[serde(default)]
+    pub skips: Vec<(u64, u64)>,
+}
+
+/// For each second of the run, the lowest and highest sequence a publisher had acknowledged in it.
+///
+/// A lost event's ack time is then bounded without a timestamp per event: it lies in the seconds
+/// whose [lowest, highest] contains its sequence (acks arrive nearly in order, so usually one or two
+/// seconds). Memory follows the run's duration (16 bytes a second), not its message count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckClock {
+    /// Index = second since the run's start; `None` for a second without acks.
+    seconds: Vec<Option<(u64, u64)>>,
+}
+
+impl AckClock {
+    /// Notes that `seq` was acked during `second`.
+    pub fn record(&mut self, second: u64, seq: u64) {
+        let index = usize::try_from(second).unwrap_or(usize::MAX);
+        // A clock that jumps absurdly far (a suspended machine) must not allocate without bound.
+        if index > 30 * 24 * 3_600 {
+            return;
+        }
+        if self.seconds.len() <= index {
+            self.seconds.resize(index + 1, None);
+        }
+        let slot = &mut self.seconds[index];
+        *slot = Some(match *slot {
+            Some((low, high)) => (low.min(seq), high.max(seq)),
+            None => (seq, seq),
+        });
+    }
+
+    /// The seconds `[from, to)` within which `seq` was acked, if any second's range contains it.
+    pub fn window_of(&self, seq: u64) -> Option<(u64, u64)> {
+        let mut found: Option<(u64, u64)> = None;
+        for (second, range) in self.seconds.iter().enumerate() {
+            if let Some((low, high)) = range {
+                if (*low..=*high).contains(&seq) {
+                    let second = second as u64;
+                    found = Some(match found {
+                        Some((from, _)) => (from, second + 1),
+                        None => (second, second + 1),
+                    });
+                }
+            }
+        }
+        found
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +170,20 @@ mod tests {
         assert_eq!(set.len(), 8);
         assert_eq!(set.ranges().collect::<Vec<_>>(), vec![(1, 5), (9, 11)]);
         assert!(set.contains(10) && !set.contains(6) && !set.contains(0));
+    }
+
+    #[test]
+    fn the_ack_clock_bounds_an_ack_to_its_seconds() {
+        let mut clock = AckClock::default();
+        for seq in 1..=100 {
+            clock.record(seq / 40, seq);
+        }
+        // Out of order: 85 acked late, in second 3.
+        clock.record(3, 85);
+        assert_eq!(clock.window_of(10), Some((0, 1)));
+        assert_eq!(clock.window_of(50), Some((1, 2)));
+        assert_eq!(clock.window_of(85), Some((2, 4)));
+        assert_eq!(clock.window_of(101), None);
     }
 
     #[test]

@@ -163,14 +163,18 @@ pub fn render(report: &RunReport) -> String {
             c.unexpected,
             c.recovered
         );
-        if !c.lost_events.is_empty() {
-            let ids: Vec<String> = c
-                .lost_events
-                .iter()
-                .map(|e| format!("{}/{}", e.publisher, e.seq))
-                .collect();
-            let _ = writeln!(out, "  - first lost (publisher/seq): {}", ids.join(", "));
+        for event in &c.lost_events {
+            let _ = writeln!(out, "  - lost: {}", event.describe());
         }
+    }
+    for c in &report.retention {
+        let _ = writeln!(
+            out,
+            "- {} retention {}: {}",
+            if c.passed { "✓" } else { "✗" },
+            c.stream,
+            c.detail
+        );
     }
     if let Some(ix) = &report.indexer {
         let _ = writeln!(
@@ -186,11 +190,19 @@ pub fn render(report: &RunReport) -> String {
             format_millis(ix.end_to_end.max),
             ix.ledger.detail
         );
+        for event in &ix.ledger.lost_events {
+            let _ = writeln!(out, "  - lost: {}", event.describe());
+        }
+    }
+    if let Some(c) = &report.catch_up {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "- {mark} indexer catch-up: {}", c.detail);
     }
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");
     }
 
+    retention_table(&mut out, report);
     let _ = writeln!(out, "\n## Timeline\n\n| s | phase | target | acked | errors | never sent | p50 | p99 | max | send delay p99 | faults |");
     let _ = writeln!(
         out,
@@ -214,4 +226,37 @@ pub fn render(report: &RunReport) -> String {
         );
     }
     out
+}
+
+/// Bytes, messages and age of the oldest message of each stream with retention limits, every 5 s.
+fn retention_table(out: &mut String, report: &RunReport) {
+    if report.retention.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Retention over time\n\n| s | stream | bytes | messages | first seq | oldest age |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|");
+    for check in &report.retention {
+        let mut next = 0.0;
+        for sample in &check.samples {
+            if sample.second + 0.5 < next {
+                continue;
+            }
+            next = sample.second.floor() + 5.0;
+            let _ = writeln!(
+                out,
+                "| {:.0} | {} | {} | {} | {} | {} |",
+                sample.second,
+                check.stream,
+                sample.bytes,
+                sample.messages,
+                sample.first_seq,
+                sample
+                    .oldest_age_s
+                    .map_or("empty".to_string(), |a| format!("{a:.1} s"))
+            );
+        }
+    }
 }

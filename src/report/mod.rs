@@ -12,7 +12,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::chaos::engine::FaultEvent;
+use crate::checks::catch_up::CatchUpCheck;
 use crate::checks::no_loss::LedgerCheck;
+use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 use crate::load::metrics::Percentiles;
@@ -34,10 +36,15 @@ pub struct RunReport {
     pub streams: Vec<StreamCount>,
     /// The ledger check per stream: lost, duplicated, unexpected, recovered.
     pub ledger: Vec<LedgerCheck>,
+    /// The retention check per stream with overridden limits: limits held, oldest message age and
+    /// bytes over time.
+    pub retention: Vec<RetentionCheck>,
     /// Faults applied and reverted, with the moment each was requested and confirmed (s since start).
     pub faults: Vec<FaultEvent>,
     /// The indexer into Postgres, when the scenario runs it.
     pub indexer: Option<IndexerReport>,
+    /// The indexer's catch-up check, when the run had an indexer.
+    pub catch_up: Option<CatchUpCheck>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
@@ -66,6 +73,8 @@ pub struct RunIdentity {
     pub ack_timeout_ms: u64,
     /// True when Ctrl-C or SIGTERM ended the run early.
     pub interrupted: bool,
+    /// Set when an abort-on-fail threshold stopped the load early: which one, when, measured what.
+    pub aborted: Option<String>,
 }
 
 /// What happened to the events.

@@ -21,6 +21,20 @@ fn percentiles(p: &Percentiles) -> String {
     )
 }
 
+/// The first few lost events of a ledger check, one a line.
+fn lost_lines(out: &mut String, check: &crate::checks::no_loss::LedgerCheck) {
+    for event in check.lost_events.iter().take(5) {
+        let _ = writeln!(out, "      lost: {}", event.describe());
+    }
+    if check.lost > 5 {
+        let _ = writeln!(
+            out,
+            "      ... {} more (report.json lists the first 100)",
+            check.lost - 5
+        );
+    }
+}
+
 /// Renders the summary.
 pub fn render(report: &RunReport, report_dir: &str) -> String {
     let r = &report.run;
@@ -150,20 +164,16 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             dotted(&format!("ledger {}", c.stream)),
             c.detail
         );
-        if !c.lost_events.is_empty() {
-            let first: Vec<String> = c
-                .lost_events
-                .iter()
-                .take(10)
-                .map(|e| format!("{}/{}", e.publisher, e.seq))
-                .collect();
-            let _ = writeln!(
-                out,
-                "      lost (publisher/seq): {}{}",
-                first.join(" "),
-                if c.lost > 10 { " ..." } else { "" }
-            );
-        }
+        lost_lines(&mut out, c);
+    }
+    for c in &report.retention {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(
+            out,
+            "  {} {mark} {}",
+            dotted(&format!("retention {}", c.stream)),
+            c.detail
+        );
     }
     if let Some(ix) = &report.indexer {
         let catch_up = match (ix.catch_up_s, ix.catch_up_rate) {
@@ -197,6 +207,11 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             dotted("ledger events (Postgres)"),
             ix.ledger.detail
         );
+        lost_lines(&mut out, &ix.ledger);
+    }
+    if let Some(c) = &report.catch_up {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "  {} {mark} {}", dotted("indexer catch-up"), c.detail);
     }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");

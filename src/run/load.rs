@@ -1,6 +1,7 @@
 //! The load phase of a run: publisher tasks, the per-second sampler that builds the timeline, and
 //! live progress on the terminal.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,11 @@ use crate::exit::AppError;
 use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::{IntervalStats, SubjectTable};
-use crate::report::TimelineRow;
+use crate::report::{Counts, LatencyReport, TimelineRow};
 use crate::scenario::Scenario;
 use crate::traffic::arrival::PublisherArrivals;
 use crate::traffic::population::Population;
-use crate::traffic::{build_source, Mix, Shard, SourceConfig};
+use crate::traffic::{build_source, EventSource, Mix, Shard, SourceConfig};
 use anyhow::anyhow;
 
 /// What the load phase produced.
@@ -28,6 +29,10 @@ pub(super) struct LoadOutcome {
     pub(super) cumulative: IntervalStats,
     pub(super) timeline: Vec<TimelineRow>,
     pub(super) elapsed: Duration,
+    /// Set when an abort-on-fail threshold stopped the load.
+    pub(super) aborted: Option<String>,
+    /// The wall-clock start of the schedule (events' `occurred_at` = this + intended offset).
+    pub(super) started_wall: time::OffsetDateTime,
 }
 
 pub(super) async fn drive_load(
@@ -37,11 +42,6 @@ pub(super) async fn drive_load(
     cancel: CancellationToken,
 ) -> Result<LoadOutcome, AppError> {
     let run_id: Arc<str> = Arc::from(run_id);
-    let population = Arc::new(Population::generate(
-        scenario.seed,
-        scenario.tenants as usize,
-        scenario.learners as usize,
-    ));
     let settings = EngineSettings {
         in_flight: scenario.in_flight as usize,
         ack_timeout: scenario.ack_timeout,
@@ -49,37 +49,16 @@ pub(super) async fn drive_load(
     };
     // Build every publisher before the clock starts: a source that cannot be built is a scenario
     // error, found before any event is sent.
-    let mut plans = Vec::new();
-    let mut publisher_id = 0u32;
-    for source in &scenario.traffic {
-        let profile = Arc::new(source.profile.clone());
-        let mix = Mix::new(&source.mix).map_err(|e| AppError::usage(anyhow!("{e}")))?;
-        for index in 0..scenario.publishers {
-            let events = build_source(SourceConfig {
-                domain: source.domain,
-                mix: mix.clone(),
-                population: population.clone(),
-                run_id: run_id.clone(),
-                publisher: publisher_id,
-                // Each learner belongs to one publisher of the source, so its lifecycle stays in order.
-                shard: Shard::new(index, scenario.publishers),
-                seed: scenario.seed,
-            })
-            .map_err(|e| AppError::usage(anyhow!("{} traffic: {e}", source.domain.stream())))?;
-            plans.push(PublisherPlan {
-                id: publisher_id,
-                stream: source.domain.stream().to_string(),
-                client: clients[publisher_id as usize % clients.len()].clone(),
-                arrivals: Box::new(PublisherArrivals::new(
-                    profile.clone(),
-                    u64::from(index),
-                    u64::from(scenario.publishers),
-                )),
-                source: events,
-            });
-            publisher_id += 1;
-        }
-    }
+    let plans: Vec<PublisherPlan> = publisher_sources(scenario, &run_id)?
+        .into_iter()
+        .map(|p| PublisherPlan {
+            id: p.id,
+            stream: p.stream,
+            client: clients[p.id as usize % clients.len()].clone(),
+            arrivals: Box::new(p.arrivals),
+            source: p.source,
+        })
+        .collect();
 
     let clock = RunClock::now();
     let mut tasks = JoinSet::new();
@@ -106,6 +85,7 @@ pub(super) async fn drive_load(
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
     let mut ledgers = Vec::new();
     let mut subjects = SubjectTable::default();
+    let mut aborted = None;
     let deadline = tokio::time::sleep_until(clock.start + hard_stop);
     tokio::pin!(deadline);
     loop {
@@ -113,6 +93,13 @@ pub(super) async fn drive_load(
             _ = tick.tick() => {
                 let row = sampler.sample();
                 progress.update(&row, clock.start.elapsed(), sampler.cumulative.error_count());
+                if aborted.is_none() {
+                    aborted = sampler.abort_on_fail(clock.start.elapsed());
+                    if let Some(reason) = &aborted {
+                        eprintln!("aivo-load: {reason}; stopping the load");
+                        cancel.cancel();
+                    }
+                }
             }
             joined = tasks.join_next() => match joined {
                 Some(Ok(done)) => {
@@ -138,7 +125,127 @@ pub(super) async fn drive_load(
         cumulative: sampler.cumulative,
         timeline: sampler.timeline,
         elapsed,
+        aborted,
+        started_wall: clock.start_wall,
     })
+}
+
+/// One publisher's schedule and event source, before it is given a connection.
+struct PublisherSource {
+    id: u32,
+    stream: String,
+    arrivals: PublisherArrivals,
+    source: Box<dyn EventSource>,
+}
+
+/// Every publisher of a scenario, numbered as the run numbers them. Deterministic: the same scenario
+/// and run id give the same events, which is what lets a checker replay a publisher.
+fn publisher_sources(
+    scenario: &Scenario,
+    run_id: &Arc<str>,
+) -> Result<Vec<PublisherSource>, AppError> {
+    let population = Arc::new(Population::generate(
+        scenario.seed,
+        scenario.tenants as usize,
+        scenario.learners as usize,
+    ));
+    let mut sources = Vec::new();
+    let mut publisher_id = 0u32;
+    for source in &scenario.traffic {
+        let profile = Arc::new(source.profile.clone());
+        let mix = Mix::new(&source.mix).map_err(|e| AppError::usage(anyhow!("{e}")))?;
+        for index in 0..scenario.publishers {
+            let events = build_source(SourceConfig {
+                domain: source.domain,
+                mix: mix.clone(),
+                population: population.clone(),
+                run_id: run_id.clone(),
+                publisher: publisher_id,
+                // Each learner belongs to one publisher of the source, so its lifecycle stays in order.
+                shard: Shard::new(index, scenario.publishers),
+                seed: scenario.seed,
+            })
+            .map_err(|e| AppError::usage(anyhow!("{} traffic: {e}", source.domain.stream())))?;
+            sources.push(PublisherSource {
+                id: publisher_id,
+                stream: source.domain.stream().to_string(),
+                arrivals: PublisherArrivals::new(
+                    profile.clone(),
+                    u64::from(index),
+                    u64::from(scenario.publishers),
+                ),
+                source: events,
+            });
+            publisher_id += 1;
+        }
+    }
+    Ok(sources)
+}
+
+/// How long naming the subjects of lost events may take. Replaying costs one event synthesis per
+/// sequence up to the highest lost one; a run of tens of millions of events with a late loss could
+/// take longer, and then the remaining subjects stay unnamed rather than holding the report up.
+const REPLAY_BUDGET: Duration = Duration::from_secs(30);
+
+/// The subject and event id of each wanted (publisher, seq), by replaying the publishers' sources
+/// with the same schedule, the same skips and the same clock as the run. Only publishers with a
+/// wanted sequence are replayed, only up to their highest wanted sequence.
+pub(super) fn replay_events(
+    scenario: &Scenario,
+    run_id: &str,
+    outcome: &LoadOutcome,
+    wanted: &BTreeSet<(u32, u64)>,
+) -> BTreeMap<(u32, u64), (String, String)> {
+    let mut found = BTreeMap::new();
+    if wanted.is_empty() {
+        return found;
+    }
+    let run_id: Arc<str> = Arc::from(run_id);
+    let Ok(sources) = publisher_sources(scenario, &run_id) else {
+        return found;
+    };
+    let started = std::time::Instant::now();
+    for mut p in sources {
+        let Some(last) = wanted
+            .range((p.id, 0)..=(p.id, u64::MAX))
+            .map(|w| w.1)
+            .max()
+        else {
+            continue;
+        };
+        let Some(ledger) = outcome.ledgers.iter().find(|l| l.publisher == p.id) else {
+            continue;
+        };
+        let mut skips = ledger.skips.iter().peekable();
+        let mut seq = 0u64;
+        while seq < last.min(ledger.attempted) {
+            while let Some(&&(after, count)) = skips.peek() {
+                if after != seq {
+                    break;
+                }
+                for _ in 0..count {
+                    p.arrivals.next();
+                }
+                skips.next();
+            }
+            let Some(offset) = p.arrivals.next() else {
+                break;
+            };
+            seq += 1;
+            let event = p.source.next_event(seq, outcome.started_wall + offset);
+            if wanted.contains(&(p.id, seq)) {
+                found.insert((p.id, seq), (event.subject.to_string(), event.event_id));
+            }
+            if seq.is_multiple_of(4096) && started.elapsed() > REPLAY_BUDGET {
+                tracing::warn!(
+                    "naming lost events: replay budget spent at publisher {}",
+                    p.id
+                );
+                return found;
+            }
+        }
+    }
+    found
 }
 
 /// Collects each publisher's interval figures once a second into the timeline.
@@ -157,6 +264,45 @@ impl Sampler {
             cumulative: IntervalStats::default(),
             timeline: Vec::new(),
         }
+    }
+
+    /// The first abort-on-fail threshold (past its delay) that the figures so far fail.
+    fn abort_on_fail(&self, elapsed: Duration) -> Option<String> {
+        let c = &self.cumulative;
+        let counts = Counts {
+            intended: self
+                .scenario
+                .intended_between(Duration::ZERO, elapsed)
+                .round() as u64,
+            attempted: c.attempted,
+            acked: c.acked,
+            failed: c.failed,
+            unknown: c.unknown,
+            never_sent: c.never_sent,
+            ..Counts::default()
+        };
+        let latency = LatencyReport {
+            corrected: c.histograms.latency.summary(),
+            service_time: c.histograms.service.summary(),
+            send_delay: c.histograms.send_delay.summary(),
+        };
+        self.scenario
+            .thresholds
+            .iter()
+            .filter(|t| t.abort_on_fail && elapsed >= t.delay)
+            .find_map(|t| {
+                let value = super::verdict::metric_value(&t.metric, &counts, &latency)?;
+                let result = t.evaluate(value);
+                (!result.passed).then(|| {
+                    format!(
+                        "threshold {} {} failed at {:.0}s (measured {}, abort_on_fail)",
+                        result.metric,
+                        result.expression,
+                        elapsed.as_secs_f64(),
+                        result.measured_text
+                    )
+                })
+            })
     }
 
     fn sample(&mut self) -> TimelineRow {

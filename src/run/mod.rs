@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context as _};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{no_loss, stream_count};
+use crate::checks::{no_loss, retention, stream_count};
 use crate::cli::{BackendKind, RunArgs, StateArgs};
 use crate::cluster::local::{LocalCluster, LocalClusterConfig};
 use crate::exit::{AppError, ExitStatus};
@@ -171,6 +171,11 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         scenario.seed,
         cancel.child_token(),
     )?;
+    let retention = retention::RetentionSampler::start(
+        js.clone(),
+        declared_retention(&scenario, &streams),
+        tokio::time::Instant::now(),
+    );
     let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await?;
     let fault_events = match chaos {
         Some(chaos) => chaos.finish().await,
@@ -179,8 +184,9 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let (indexer, indexer_lag) = match consumers {
         Some(consumers) => {
             eprintln!("aivo-load: waiting for the indexer to catch up");
-            // After Ctrl-C the run ends now: no waiting for the indexer.
-            let catch_up = !cancel.is_cancelled();
+            // After Ctrl-C the run ends now: no waiting for the indexer (an abort-on-fail
+            // threshold also cancels the load, but the run still checks what was written).
+            let catch_up = !cancel.is_cancelled() || outcome.aborted.is_some();
             consumers
                 .finish(&js, &run_id, &outcome.ledgers, catch_up)
                 .await
@@ -221,11 +227,19 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
             .iter()
             .filter(|l| l.stream == *stream)
             .collect();
-        let removed = first_after
+        // What retention removed before the read: everything below the first sequence. Where the
+        // scenario set limits, messages keep expiring during the read itself, so the first
+        // sequence the read found counts too.
+        let mut first_kept = first_after;
+        if scenario.streams.contains_key(*stream) {
+            first_kept = first_kept.max(back.first_seq.unwrap_or(last_after + 1));
+        }
+        let removed = first_kept
             .saturating_sub(last_before + 1)
             .min(last_after.saturating_sub(last_before));
         ledger_checks.push(no_loss::judge(stream, &writers, &back, removed));
     }
+    let retention_checks = retention.finish().await;
     drop(js);
     for client in clients {
         let _ = client.drain().await;
@@ -243,6 +257,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         outcome,
         stream_checks,
         ledger_checks,
+        retention_checks,
         fault_events,
         indexer,
         indexer_lag,
@@ -408,6 +423,26 @@ async fn connect_all(urls: &[String]) -> Result<Vec<async_nats::Client>, AppErro
         return Err(AppError::usage(anyhow!("no server URL to connect to")));
     }
     Ok(clients)
+}
+
+/// The retention limits the scenario declared for the streams the run writes (max_age and/or
+/// max_bytes overrides); only these are sampled and checked.
+fn declared_retention(
+    scenario: &Scenario,
+    streams: &[&'static str],
+) -> Vec<retention::DeclaredRetention> {
+    scenario
+        .streams
+        .iter()
+        .filter(|(name, s)| {
+            streams.contains(&name.as_str()) && (s.max_age.is_some() || s.max_bytes.is_some())
+        })
+        .map(|(name, s)| retention::DeclaredRetention {
+            stream: name.clone(),
+            max_age: s.max_age,
+            max_bytes: s.max_bytes,
+        })
+        .collect()
 }
 
 fn scenario_topology(scenario: &Scenario) -> Result<Topology, AppError> {

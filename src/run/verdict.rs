@@ -1,5 +1,6 @@
 //! The end of a run: figures, checks and thresholds become a [`RunReport`] with a verdict.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339 as Rfc3339Format;
@@ -8,7 +9,9 @@ use time::OffsetDateTime;
 use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
 use crate::chaos::engine::{FaultEvent, Phase};
+use crate::checks::catch_up::{self, CatchUpCheck, CatchUpInputs};
 use crate::checks::no_loss::LedgerCheck;
+use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::{Tag, ThresholdResult};
 use crate::cli::BackendKind;
@@ -31,6 +34,7 @@ pub(super) struct ReportInputs<'a> {
     pub(super) outcome: LoadOutcome,
     pub(super) stream_checks: Vec<StreamCount>,
     pub(super) ledger_checks: Vec<LedgerCheck>,
+    pub(super) retention_checks: Vec<RetentionCheck>,
     pub(super) fault_events: Vec<FaultEvent>,
     pub(super) indexer: Option<IndexerReport>,
     /// (second, pending + unacknowledged) of the indexer.
@@ -71,10 +75,98 @@ fn recovery(scenario: &Scenario, indexer: &mut IndexerReport, samples: &[(u64, u
     }
 }
 
+/// Names the lost events of every ledger check: subject and event id (replayed from the
+/// publisher's deterministic source) and the faults active while each was being acked.
+fn name_lost_events(input: &mut ReportInputs<'_>) {
+    let windows = fault_windows(&input.fault_events);
+    let mut checks: Vec<&mut LedgerCheck> = input.ledger_checks.iter_mut().collect();
+    if let Some(indexer) = input.indexer.as_mut() {
+        checks.push(&mut indexer.ledger);
+    }
+    let wanted: BTreeSet<(u32, u64)> = checks
+        .iter()
+        .flat_map(|c| c.lost_events.iter().map(|e| (e.publisher, e.seq)))
+        .collect();
+    let named = super::load::replay_events(input.scenario, input.run_id, &input.outcome, &wanted);
+    for check in checks {
+        for event in &mut check.lost_events {
+            if let Some((subject, event_id)) = named.get(&(event.publisher, event.seq)) {
+                event.subject = Some(subject.clone());
+                event.event_id = Some(event_id.clone());
+            }
+            if let Some(window) = event.acked_between_s {
+                event.faults_at_ack = faults_during(&windows, window);
+            }
+        }
+    }
+}
+
+/// The catch-up check, when the run had an indexer.
+fn catch_up_check(input: &ReportInputs<'_>) -> Option<CatchUpCheck> {
+    let indexer = input.indexer.as_ref()?;
+    let last_revert = input
+        .fault_events
+        .iter()
+        .filter(|e| e.phase == Phase::Revert)
+        .map(|e| {
+            (
+                format!("{} {}", e.fault, e.node),
+                e.confirmed_s.unwrap_or(e.requested_s),
+            )
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let scenario = input.scenario;
+    Some(catch_up::judge(
+        &CatchUpInputs {
+            lag: &input.indexer_lag,
+            indexer_start_s: indexer.started_s,
+            last_revert,
+            load_end_s: input.outcome.elapsed.as_secs_f64(),
+            drained_after_s: indexer.catch_up_s,
+            catch_up_timeout: scenario.consumers.catch_up_timeout,
+        },
+        |from, to| {
+            scenario.intended_between(
+                Duration::from_secs_f64(from.max(0.0)),
+                Duration::from_secs_f64(to.max(0.0)),
+            )
+        },
+    ))
+}
+
+/// The faults whose active window meets the seconds `[from, to)`.
+fn faults_during(windows: &[(String, f64, f64)], (from, to): (u64, u64)) -> Vec<String> {
+    windows
+        .iter()
+        .filter(|(_, start, end)| *start < to as f64 && *end > from as f64)
+        .map(|(label, _, _)| label.clone())
+        .collect()
+}
+
+/// Each fault as (label, active from, active until) in seconds since the start: from the moment
+/// its effect was confirmed (or requested, if never confirmed) to the moment its revert was
+/// requested (never, if it was not reverted).
+fn fault_windows(events: &[FaultEvent]) -> Vec<(String, f64, f64)> {
+    events
+        .iter()
+        .filter(|e| e.phase == Phase::Apply)
+        .map(|apply| {
+            let from = apply.confirmed_s.unwrap_or(apply.requested_s);
+            let until = events
+                .iter()
+                .find(|e| e.phase == Phase::Revert && e.id == apply.id)
+                .map_or(f64::INFINITY, |e| e.requested_s);
+            (format!("{} {}", apply.fault, apply.node), from, until)
+        })
+        .collect()
+}
+
 pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
     if let Some(indexer) = input.indexer.as_mut() {
         recovery(input.scenario, indexer, &input.indexer_lag);
     }
+    name_lost_events(&mut input);
+    let catch_up = catch_up_check(&input);
     let ReportInputs {
         scenario, outcome, ..
     } = input;
@@ -145,6 +237,16 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             .filter(|c| !c.passed)
             .map(|c| format!("ledger {}: {}", c.stream, c.detail)),
     );
+    if let Some(check) = catch_up.as_ref().filter(|c| !c.passed) {
+        failures.push(format!("indexer catch-up: {}", check.detail));
+    }
+    failures.extend(
+        input
+            .retention_checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("retention {}: {}", c.stream, c.detail)),
+    );
     failures.extend(
         thresholds
             .iter()
@@ -153,6 +255,9 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
     );
     if input.interrupted {
         failures.push("the run was interrupted before its end".into());
+    }
+    if let Some(reason) = &outcome.aborted {
+        failures.insert(0, format!("aborted: {reason}"));
     }
     let finished_at = OffsetDateTime::now_utc();
     let mut histograms = std::collections::BTreeMap::new();
@@ -188,6 +293,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             in_flight_per_publisher: scenario.in_flight,
             ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
             interrupted: input.interrupted,
+            aborted: outcome.aborted.clone(),
         },
         verdict: Verdict {
             passed: failures.is_empty(),
@@ -202,9 +308,11 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         ),
         faults: input.fault_events,
         indexer: input.indexer,
+        catch_up,
         subjects,
         streams: input.stream_checks,
         ledger: input.ledger_checks,
+        retention: input.retention_checks,
         thresholds,
         histograms,
     }
@@ -213,13 +321,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
 /// Marks each second of the timeline with the faults active in it (from the moment a fault's
 /// effect was confirmed, or requested if never confirmed, to the moment its revert was requested).
 fn with_faults(mut timeline: Vec<TimelineRow>, events: &[FaultEvent]) -> Vec<TimelineRow> {
-    for apply in events.iter().filter(|e| e.phase == Phase::Apply) {
-        let from = apply.confirmed_s.unwrap_or(apply.requested_s);
-        let until = events
-            .iter()
-            .find(|e| e.phase == Phase::Revert && e.id == apply.id)
-            .map_or(f64::INFINITY, |e| e.requested_s);
-        let label = format!("{} {}", apply.fault, apply.node);
+    for (label, from, until) in fault_windows(events) {
         for row in &mut timeline {
             let (start, end) = (row.second as f64, row.second as f64 + 1.0);
             if from < end && until > start {
@@ -332,7 +434,7 @@ fn with_indexer_lag(mut timeline: Vec<TimelineRow>, samples: &[(u64, u64)]) -> V
 }
 
 /// The value of a threshold metric, in the unit `checks::thresholds` gives it.
-fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
+pub(super) fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
     let mut parts = metric.splitn(3, '.');
     let (Some("publish"), Some(name)) = (parts.next(), parts.next()) else {
         return None;
@@ -391,6 +493,33 @@ mod tests {
             tagged_value("publish.acked", &Tag::Stream("HOMEWORK".into()), &table),
             None
         );
+    }
+
+    #[test]
+    fn a_lost_event_is_matched_to_the_faults_active_at_its_ack() {
+        let event = |id: &str, phase, requested_s, confirmed_s| FaultEvent {
+            id: id.into(),
+            phase,
+            fault: "kill".into(),
+            target: "nats2".into(),
+            node: "nats2".into(),
+            requested_s,
+            confirmed_s,
+            confirmed: confirmed_s.is_some(),
+            detail: String::new(),
+            note: None,
+            error: None,
+        };
+        let windows = fault_windows(&[
+            event("a", Phase::Apply, 10.0, Some(10.4)),
+            event("a", Phase::Revert, 30.0, Some(31.0)),
+            event("b", Phase::Apply, 40.0, None),
+        ]);
+        assert!(faults_during(&windows, (9, 10)).is_empty());
+        assert_eq!(faults_during(&windows, (10, 11)), vec!["kill nats2"]);
+        assert!(faults_during(&windows, (30, 40)).is_empty());
+        // Never reverted: active to the end.
+        assert_eq!(faults_during(&windows, (55, 56)).len(), 1);
     }
 
     #[test]

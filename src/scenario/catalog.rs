@@ -58,6 +58,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "indexer-catchup",
         include_str!("../../scenarios/indexer-catchup.toml"),
     ),
+    ("retention", include_str!("../../scenarios/retention.toml")),
 ];
 
 /// Finds a scenario by name or path and validates it.

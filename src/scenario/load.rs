@@ -261,12 +261,39 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
     }
 
     let mut thresholds = Vec::new();
-    for (metric, expression) in &raw.thresholds {
-        match Threshold::parse(metric.get_ref(), expression.get_ref()) {
-            Ok(t) => thresholds.push(t),
+    for (metric, value) in &raw.thresholds {
+        let raw_threshold = value.get_ref();
+        // The string form has no span of its own: point at the value.
+        let expression_span = if raw_threshold.expr.span() == (0..0) {
+            value.span()
+        } else {
+            raw_threshold.expr.span()
+        };
+        match Threshold::parse(metric.get_ref(), raw_threshold.expr.get_ref()) {
+            Ok(mut t) => {
+                if raw_threshold.abort_on_fail {
+                    if !t.live() {
+                        return Err(source.error(
+                            Some(value.span()),
+                            format!(
+                                "abort_on_fail applies to publish.* metrics without a tag (checked each second of the load); {} is known only at the end",
+                                t.name()
+                            ),
+                        ));
+                    }
+                    t.abort_on_fail = true;
+                    t.delay = raw_threshold.delay.map_or(Duration::ZERO, |d| d.0);
+                } else if raw_threshold.delay.is_some() {
+                    return Err(source.error(
+                        Some(value.span()),
+                        "`delay` applies to a threshold with `abort_on_fail = true`",
+                    ));
+                }
+                thresholds.push(t)
+            }
             Err(ThresholdError::InMetric(m)) => return Err(source.error(Some(metric.span()), m)),
             Err(ThresholdError::InExpression(m)) => {
-                return Err(source.error(Some(expression.span()), m))
+                return Err(source.error(Some(expression_span), m))
             }
         }
     }
@@ -461,6 +488,20 @@ rate = [ { at = "0s", rate = "100/s" }, { at = "30s", rate = "1000/s", ramp = "5
         assert_eq!(s.duration.as_secs(), 60);
         assert_eq!(s.traffic[0].profile.total(), 3000 + 2750 + 25_000);
         assert_eq!(s.thresholds.len(), 1);
+    }
+
+    #[test]
+    fn an_abort_on_fail_threshold_parses_with_its_delay() {
+        let text = GOOD.replace(
+            "\"publish.latency.p99\" = \"< 250ms\"",
+            "\"publish.error_rate\" = { expr = \"< 5%\", abort_on_fail = true, delay = \"10s\" }",
+        );
+        let s = parse("t.toml", &text).expect("valid");
+        let t = &s.thresholds[0];
+        assert!(t.abort_on_fail && t.live());
+        assert_eq!(t.delay, Duration::from_secs(10));
+        assert!((t.limit - 0.05).abs() < 1e-12);
+        assert!(!parse("t.toml", GOOD).expect("valid").thresholds[0].abort_on_fail);
     }
 
     fn error_of(text: &str) -> ScenarioError {

@@ -165,7 +165,7 @@ pub struct RawScenario {
     #[serde(default)]
     pub streams: BTreeMap<Spanned<String>, RawStreamOverride>,
     #[serde(default)]
-    pub thresholds: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub thresholds: BTreeMap<Spanned<String>, Spanned<RawThreshold>>,
     /// `[[chaos]]` entries (format and validation in `chaos/schedule.rs`).
     #[serde(default)]
     pub chaos: Vec<Spanned<crate::chaos::schedule::ChaosEntry>>,
@@ -202,6 +202,68 @@ impl ConsumerSettings {
     /// True when the run needs a Postgres.
     pub fn any(&self) -> bool {
         self.indexer || self.analytics
+    }
+}
+
+/// A threshold's value: `"< 5%"`, or k6's abort-on-fail form
+/// `{ expr = "< 5%", abort_on_fail = true, delay = "10s" }` (checked each second of the load once
+/// `delay` has passed; a failure stops the run early and fails it).
+#[derive(Debug)]
+pub struct RawThreshold {
+    pub expr: Spanned<String>,
+    pub abort_on_fail: bool,
+    pub delay: Option<DurationValue>,
+}
+
+/// The table form of [`RawThreshold`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThresholdTable {
+    expr: Spanned<String>,
+    #[serde(default)]
+    abort_on_fail: bool,
+    #[serde(default)]
+    delay: Option<DurationValue>,
+}
+
+impl<'de> Deserialize<'de> for RawThreshold {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ThresholdVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for ThresholdVisitor {
+            type Value = RawThreshold;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a comparison such as \"< 250ms\", or { expr = \"< 5%\", abort_on_fail = true, delay = \"10s\" }",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawThreshold, E> {
+                Ok(RawThreshold {
+                    // The loader points at the value's own span for the string form.
+                    expr: Spanned::new(0..0, text.to_string()),
+                    abort_on_fail: false,
+                    delay: None,
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawThreshold, A::Error> {
+                let table = RawThresholdTable::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(RawThreshold {
+                    expr: table.expr,
+                    abort_on_fail: table.abort_on_fail,
+                    delay: table.delay,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(ThresholdVisitor)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real `nats-server` clusters, shared helpers in `support.rs`.
 
 mod chaos;
+mod checks;
 mod cluster;
 mod consumers;
 mod docker;

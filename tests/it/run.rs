@@ -216,13 +216,13 @@ fn nats_servers_under(dir: &Path) -> Vec<String> {
 }
 
 /// A run in the background whose stderr is read line by line.
-struct BackgroundRun {
+pub(crate) struct BackgroundRun {
     child: tokio::process::Child,
     stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
 }
 
 impl BackgroundRun {
-    fn spawn(args: &[&str]) -> Self {
+    pub(crate) fn spawn(args: &[&str]) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(BIN)
             .args(args)
@@ -240,7 +240,7 @@ impl BackgroundRun {
     }
 
     /// Waits for a stderr line containing `needle`.
-    async fn wait_for_line(&mut self, needle: &str) {
+    pub(crate) async fn wait_for_line(&mut self, needle: &str) {
         let found = tokio::time::timeout(Duration::from_secs(40), async {
             while let Ok(Some(line)) = self.stderr.next_line().await {
                 if line.contains(needle) {
@@ -254,7 +254,7 @@ impl BackgroundRun {
     }
 
     /// Drains stderr (so the run cannot block on a full pipe) and waits for the exit code.
-    async fn finish(mut self) -> Option<i32> {
+    pub(crate) async fn finish(mut self) -> Option<i32> {
         let drain = async { while let Ok(Some(_)) = self.stderr.next_line().await {} };
         let (_, status) = tokio::time::timeout(Duration::from_secs(90), async {
             tokio::join!(drain, self.child.wait())
@@ -372,7 +372,7 @@ async fn keep_cluster_leaves_it_running_until_cluster_down() {
 }
 
 /// The run id of the single run writing into `reports` (its report directory's name).
-fn run_id_in(reports: &Path) -> String {
+pub(crate) fn run_id_in(reports: &Path) -> String {
     let dirs: Vec<_> = std::fs::read_dir(reports)
         .expect("reports dir")
         .flatten()
@@ -410,6 +410,16 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
         .expect("connect");
     let js = async_nats::jetstream::new(client);
     let focus = js.get_stream("FOCUS").await.expect("FOCUS");
+    // What the deleted event was, to compare with what the report names.
+    let doomed = focus.get_raw_message(5).await.expect("seq 5");
+    let header = |name: &str| {
+        doomed
+            .headers
+            .get(name)
+            .map(|v| v.as_str().to_string())
+            .expect("header")
+    };
+    let (doomed_ledger, doomed_id) = (header("Aivo-Ledger"), header("Nats-Msg-Id"));
     assert!(
         focus.delete_message(5).await.expect("delete seq 5"),
         "seq 5 existed"
@@ -432,6 +442,17 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
     assert_eq!(ledger["lost"], 1, "{ledger}");
     assert_eq!(ledger["unexpected"], 1, "{ledger}");
     assert_eq!(ledger["unexpected_events"][0]["seq"], 999999999u64);
+    // The lost event is named: publisher, sequence, subject and id (replayed), ack time, no fault.
+    let lost = &ledger["lost_events"][0];
+    let (_, publisher, seq) =
+        aivo_load::load::engine::parse_ledger_header(&doomed_ledger).expect("ledger header");
+    assert_eq!(lost["publisher"], publisher, "{lost}");
+    assert_eq!(lost["seq"], seq, "{lost}");
+    assert_eq!(lost["subject"], doomed.subject.as_str(), "{lost}");
+    assert_eq!(lost["event_id"], doomed_id.as_str(), "{lost}");
+    let window = lost["acked_between_s"].as_array().expect("ack window");
+    assert!(window[0].as_u64() < window[1].as_u64(), "{lost}");
+    assert_eq!(lost["faults_at_ack"].as_array().map(Vec::len), Some(0));
     assert_eq!(ledger["passed"], false);
     let failures = report["verdict"]["failures"].to_string();
     assert!(

@@ -1,0 +1,377 @@
+//! The end-of-run checks on real clusters, each twice: clean (it passes) and with the fault it
+//! guards against injected from outside the harness (the run fails with exit code 1 and says why).
+//! The ledger check's lost / unexpected cases live in `run.rs` and `consumers.rs`.
+
+use std::time::Duration;
+
+use crate::run::{run_id_in, BackgroundRun};
+use crate::support::TestCluster;
+use crate::support::{aivo, report_json, text, BIN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_max_age_and_max_bytes_and_retention_removals_are_not_lost() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let output = aivo(
+        &[
+            "run",
+            "retention",
+            "--duration",
+            "40s",
+            "--rate-scale",
+            "0.6",
+            "--reports-dir",
+            reports_dir,
+        ],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    let retention = report["retention"].as_array().expect("retention checks");
+    assert_eq!(retention.len(), 2, "{retention:?}");
+    let focus = &retention[0];
+    assert_eq!(focus["stream"], "FOCUS");
+    assert_eq!(focus["passed"], true, "{}", focus["detail"]);
+    let oldest = focus["max_oldest_age_s"].as_f64().expect("oldest age");
+    assert!(
+        (9.0..=12.5).contains(&oldest),
+        "retention kicked in around 10 s: {oldest}"
+    );
+    assert!(focus["first_seq_advance"].as_u64().expect("advance") > 1000);
+    assert!(focus["samples"].as_array().expect("samples").len() >= 30);
+    let homework = &retention[1];
+    assert_eq!(homework["stream"], "HOMEWORK");
+    assert_eq!(homework["passed"], true, "{}", homework["detail"]);
+    let peak = homework["peak_bytes"].as_u64().expect("peak");
+    assert!(peak <= 2 * 1024 * 1024 && peak > 1024 * 1024, "peak {peak}");
+    assert!(homework["first_seq_advance"].as_u64().expect("advance") > 0);
+    // The ledger counts what retention removed and calls none of it lost.
+    for ledger in report["ledger"].as_array().expect("ledger") {
+        assert_eq!(ledger["passed"], true, "{ledger}");
+        assert_eq!(ledger["lost"], 0, "{ledger}");
+        assert!(ledger["removed_by_retention"].as_u64().expect("removed") > 0);
+    }
+    assert!(log.contains("retention FOCUS"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_override_the_server_ignores_fails_the_run_and_names_the_stream() {
+    let cluster = TestCluster::start().await;
+    let servers = cluster.endpoints().server_list();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "retention",
+        "--backend",
+        "external",
+        "--server",
+        &servers,
+        "--duration",
+        "30s",
+        "--rate-scale",
+        "0.5",
+        "--reports-dir",
+        reports_dir,
+    ]);
+    run.wait_for_line("cluster ready").await;
+
+    // From outside the harness: FOCUS keeps an hour instead of 10 s, as a server (or an operator)
+    // that ignores the override would.
+    let client = async_nats::connect(cluster.endpoints().nodes[1].client_url.as_str())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut focus = js.get_stream("FOCUS").await.expect("FOCUS");
+    let mut config = focus.info().await.expect("info").config.clone();
+    config.max_age = Duration::from_secs(3600);
+    js.update_stream(config).await.expect("update FOCUS");
+
+    assert_eq!(run.finish().await, Some(1), "the run must fail");
+    let report = report_json(reports.path());
+    let focus = &report["retention"][0];
+    assert_eq!(focus["stream"], "FOCUS");
+    assert_eq!(focus["passed"], false, "{focus}");
+    let detail = focus["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("the server holds max_age 3600s, the scenario declared 10s"),
+        "{detail}"
+    );
+    assert!(detail.contains("oldest message was"), "{detail}");
+    // HOMEWORK was left alone and still passes.
+    assert_eq!(report["retention"][1]["passed"], true);
+    let failures = report["verdict"]["failures"].to_string();
+    assert!(failures.contains("retention FOCUS"), "{failures}");
+}
+
+/// A focus-only scenario with the indexer starting `start` into a 15 s run, allowed `timeout` to
+/// catch up.
+fn indexer_scenario(dir: &std::path::Path, rate: &str, start: &str, timeout: &str) -> String {
+    let path = dir.join("catch-up.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "catch-up"
+description = "Focus pings with the indexer starting late."
+duration = "15s"
+seed = 5
+
+[publishers]
+count = 2
+in_flight = 128
+
+[[traffic]]
+domain = "focus"
+rate = "{rate}"
+
+[consumers]
+indexer = true
+indexer_start = "{start}"
+catch_up_timeout = "{timeout}"
+"#
+        ),
+    )
+    .expect("write scenario");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_catching_up_in_time_passes_with_time_to_zero_and_rate() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let scenario = indexer_scenario(scenario_dir.path(), "300/s", "5s", "60s");
+    let output = aivo(
+        &["run", &scenario, "--reports-dir", reports_dir],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    let check = &report["catch_up"];
+    assert_eq!(check["passed"], true, "{check}");
+    assert_eq!(check["reference"], "indexer start");
+    assert!(
+        check["lag_at_reference"].as_u64().expect("lag") > 500,
+        "{check}"
+    );
+    let t = check["time_to_zero_s"].as_f64().expect("time to zero");
+    assert!(t > 0.0 && t <= 60.0, "{check}");
+    assert!(
+        check["catch_up_rate"].as_f64().expect("rate") > 300.0,
+        "{check}"
+    );
+    assert!(log.contains("indexer catch-up"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexer_held_down_past_the_catch_up_timeout_fails_the_run() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    // 14 s of 3000/s pile up before the indexer starts, and it is allowed one second (the lag is
+    // sampled once a second, so no indexer could show less than 1 s for 42,000 events).
+    let scenario = indexer_scenario(scenario_dir.path(), "3000/s", "14s", "1s");
+    let output = aivo(
+        &["run", &scenario, "--reports-dir", reports_dir],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    let report = report_json(reports.path());
+    let check = &report["catch_up"];
+    assert_eq!(check["passed"], false, "{check}");
+    assert!(
+        check["lag_at_reference"].as_u64().expect("lag") > 20000,
+        "{check}"
+    );
+    let detail = check["detail"].as_str().expect("detail");
+    assert!(detail.contains("catch_up_timeout 1s"), "{detail}");
+    let failures = report["verdict"]["failures"].to_string();
+    assert!(failures.contains("indexer catch-up"), "{failures}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_ledger_check_fails_when_a_row_is_duplicated() {
+    let pg_dir = tempfile::tempdir().expect("tempdir");
+    let mut pg = aivo_load::consumers::EmbeddedPostgres::start(pg_dir.path())
+        .await
+        .expect("postgres");
+    let url = pg.url();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let scenario = indexer_scenario(scenario_dir.path(), "300/s", "2s", "60s");
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["run", &scenario, "--reports-dir", reports_dir])
+        .env_remove("NATS_URL")
+        .env("DATABASE_URL", &url)
+        .kill_on_drop(true);
+    let run = tokio::spawn(async move { command.output().await });
+
+    // From outside the harness: a second row for one event of the run (same run, publisher and
+    // sequence, another event id), as an indexer that is not idempotent would write.
+    let client = aivo_load::consumers::connect_postgres(&url)
+        .await
+        .expect("connect");
+    let copied = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(n) = client
+                .execute(
+                    "INSERT INTO events (event_id, subject, stream, stream_seq, type, tenant_id, \
+                     learner_id, session_id, occurred_at, run, publisher, seq, payload) \
+                     SELECT gen_random_uuid(), subject, stream, stream_seq, type, tenant_id, \
+                     learner_id, session_id, occurred_at, run, publisher, seq, payload \
+                     FROM events WHERE publisher = 1 AND seq = 20",
+                    &[],
+                )
+                .await
+            {
+                if n == 1 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(copied.is_ok(), "the row never appeared");
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the run finishes")
+        .expect("join")
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report = report_json(reports.path());
+    let ledger = &report["indexer"]["ledger"];
+    assert_eq!(ledger["duplicated"], 1, "{ledger}");
+    assert_eq!(ledger["lost"], 0, "{ledger}");
+    assert_eq!(ledger["passed"], false, "{ledger}");
+    assert!(ledger["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("read more than once"));
+    // The stream holds the event once: only the Postgres check fails.
+    assert_eq!(report["ledger"][0]["passed"], true);
+    assert_eq!(report["catch_up"]["passed"], true, "{}", report["catch_up"]);
+    let _ = pg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_on_fail_threshold_stops_the_load_early_and_fails_the_run() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let path = scenario_dir.path().join("abort.toml");
+    std::fs::write(
+        &path,
+        r#"name = "abort"
+description = "A threshold that fails as soon as it is checked."
+duration = "60s"
+
+[[traffic]]
+domain = "focus"
+rate = "200/s"
+
+[thresholds]
+"publish.acked" = { expr = "< 100", abort_on_fail = true, delay = "3s" }
+"publish.error_rate" = "< 1%"
+"#,
+    )
+    .expect("write scenario");
+    let started = std::time::Instant::now();
+    let output = aivo(
+        &[
+            "run",
+            path.to_str().expect("utf-8"),
+            "--reports-dir",
+            reports_dir,
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the 60 s load was not cut short"
+    );
+    let report = report_json(reports.path());
+    let aborted = report["run"]["aborted"].as_str().expect("aborted");
+    assert!(
+        aborted.contains("publish.acked < 100") && aborted.contains("abort_on_fail"),
+        "{aborted}"
+    );
+    assert!(report["run"]["duration_s"].as_f64().expect("duration") < 20.0);
+    assert_eq!(report["run"]["interrupted"], false);
+    assert!(report["verdict"]["failures"][0]
+        .as_str()
+        .expect("failure")
+        .starts_with("aborted: threshold publish.acked"));
+    // What was written before the abort is still checked, and holds.
+    assert_eq!(
+        report["ledger"][0]["passed"], true,
+        "{}",
+        report["ledger"][0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stored_twice_in_a_stream_fails_the_ledger_check_as_duplicated() {
+    let cluster = TestCluster::start().await;
+    let servers = cluster.endpoints().server_list();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "focus-burst",
+        "--backend",
+        "external",
+        "--server",
+        &servers,
+        "--duration",
+        "8s",
+        "--rate-scale",
+        "0.1",
+        "--reports-dir",
+        reports_dir,
+    ]);
+    run.wait_for_line("cluster ready").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // From outside the harness: a second copy of stored event 0/1 under another Nats-Msg-Id (a
+    // producer retrying without its id would do this), so dedup does not catch it.
+    let client = async_nats::connect(cluster.endpoints().nodes[0].client_url.as_str())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Aivo-Ledger",
+        format!("{}/0/1", run_id_in(reports.path())).as_str(),
+    );
+    headers.insert("Nats-Msg-Id", "a-retry-with-a-new-id");
+    js.publish_with_headers("focus.ping", headers, "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    assert_eq!(run.finish().await, Some(1), "the run must fail");
+    let report = report_json(reports.path());
+    let ledger = &report["ledger"][0];
+    assert_eq!(ledger["duplicated"], 1, "{ledger}");
+    assert_eq!(ledger["lost"], 0, "{ledger}");
+    assert_eq!(ledger["unexpected"], 0, "{ledger}");
+    let failures = report["verdict"]["failures"].to_string();
+    assert!(failures.contains("read more than once"), "{failures}");
+}
