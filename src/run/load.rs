@@ -17,6 +17,7 @@ use crate::load::metrics::{IntervalStats, SubjectTable};
 use crate::report::TimelineRow;
 use crate::scenario::Scenario;
 use crate::traffic::arrival::PublisherArrivals;
+use crate::traffic::poison::with_poison;
 use crate::traffic::population::Population;
 use crate::traffic::{build_source, Mix, Shard, SourceConfig};
 use anyhow::anyhow;
@@ -66,6 +67,7 @@ pub(super) async fn drive_load(
                 seed: scenario.seed,
             })
             .map_err(|e| AppError::usage(anyhow!("{} traffic: {e}", source.domain.stream())))?;
+            let events = with_poison(events, source.poison, scenario.seed, publisher_id);
             plans.push(PublisherPlan {
                 id: publisher_id,
                 stream: source.domain.stream().to_string(),

@@ -18,6 +18,7 @@ use crate::traffic::arrival::{
     format_rate, ArrivalProcess, Burst, ProfileError, RatePoint, RateProfile, SchoolDay,
     DEFAULT_EVENING,
 };
+use crate::traffic::poison::PoisonShare;
 use crate::traffic::Mix;
 
 /// The seed of a scenario that names none.
@@ -211,6 +212,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             domain,
             mix,
             profile,
+            poison: raw_source.poison.map_or(PoisonShare::NONE, |p| p.0),
         });
     }
 
