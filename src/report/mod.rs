@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::chaos::engine::FaultEvent;
+use crate::checks::dlq::DlqCheck;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
@@ -36,6 +37,8 @@ pub struct RunReport {
     pub faults: Vec<FaultEvent>,
     /// The indexer into Postgres, when the scenario runs it.
     pub indexer: Option<IndexerReport>,
+    /// The DLQ check (injected poison vs dead letters), when the scenario runs a consumer.
+    pub dlq: Option<DlqCheck>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).

@@ -198,6 +198,10 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             ix.ledger.detail
         );
     }
+    if let Some(dlq) = &report.dlq {
+        let mark = if dlq.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "  {} {mark} {}", dotted("dlq"), dlq.detail);
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");
         for t in &report.thresholds {

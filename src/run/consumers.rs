@@ -181,6 +181,28 @@ impl RunConsumers {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
+        if self.settings.analytics && wait_for_catch_up {
+            // The DLQ check needs analytics' dead letters too: wait (within the same deadline) until
+            // it has worked off its streams as well.
+            let streams: Vec<&str> = self
+                .streams
+                .iter()
+                .copied()
+                .filter(|s| ANALYTICS_STREAMS.contains(s))
+                .collect();
+            let deadline = load_end + self.settings.catch_up_timeout;
+            while !streams.is_empty() && Instant::now() < deadline {
+                let lag = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    read_lag(js, "analytics", &streams),
+                )
+                .await;
+                if matches!(lag, Ok(Ok(ref lag)) if lag.is_caught_up()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
         self.stop.cancel();
         let lag_samples = match self.lag_task.take() {
             Some(task) => task.await.unwrap_or_default(),
@@ -208,7 +230,9 @@ impl RunConsumers {
         lag_at_load_end: u64,
         catch_up: Option<Duration>,
     ) -> IndexerReport {
-        let all: Vec<&PublisherLedger> = ledgers.iter().collect();
+        // Poison goes to the DLQ (the DLQ check), never to `events`.
+        let valid: Vec<PublisherLedger> = ledgers.iter().map(|l| l.without_poison()).collect();
+        let all: Vec<&PublisherLedger> = valid.iter().collect();
         let mut back = ReadBack::default();
         let mut end_to_end = DurationHistogram::with_precision(3);
         match connect_postgres(&self.url).await {
@@ -233,7 +257,16 @@ impl RunConsumers {
                 self.settings.catch_up_timeout
             ));
         }
-        let ledger = no_loss::judge("events (Postgres)", &all, &back, 0);
+        let mut ledger = no_loss::judge("events (Postgres)", &all, &back, 0);
+        let indexed_poison = poison_in_events(ledgers, &back);
+        if indexed_poison > 0 {
+            ledger.unexpected += indexed_poison;
+            ledger.passed = false;
+            ledger.detail = format!(
+                "{indexed_poison} poison event(s) written to events; {}",
+                ledger.detail
+            );
+        }
         let catch_up_s = catch_up.map(|d| d.as_secs_f64());
         IndexerReport {
             postgres: match &self.postgres {
@@ -256,6 +289,22 @@ impl RunConsumers {
             ledger,
         }
     }
+}
+
+/// The streams analytics reads (the seed's topology).
+const ANALYTICS_STREAMS: [&str; 2] = ["LEARNING", "FOCUS"];
+
+/// How many injected poison events were written to `events` anyway.
+fn poison_in_events(ledgers: &[PublisherLedger], back: &ReadBack) -> u64 {
+    let mut count = 0;
+    for ledger in ledgers.iter().filter(|l| !l.poison.is_empty()) {
+        if let Some(seen) = back.seen.get(&ledger.publisher) {
+            for (start, end) in ledger.poison.all().ranges() {
+                count += (start..=end).filter(|s| seen.contains(*s)).count() as u64;
+            }
+        }
+    }
+    count
 }
 
 fn lock<T>(cell: &Arc<Mutex<T>>) -> std::sync::MutexGuard<'_, T> {

@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context as _};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{no_loss, stream_count};
+use crate::checks::{dlq, no_loss, stream_count};
 use crate::cli::{BackendKind, RunArgs, StateArgs};
 use crate::cluster::local::{LocalCluster, LocalClusterConfig};
 use crate::exit::{AppError, ExitStatus};
@@ -132,6 +132,13 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         s.dedup();
         s
     };
+    let dlq_before = if scenario.consumers.any() {
+        stream_state(&js, crate::consumers::dlq::DLQ_STREAM)
+            .await?
+            .0
+    } else {
+        0
+    };
     let mut before = Vec::new();
     for stream in &streams {
         wait_until_replicated(&js, stream, true).await?;
@@ -179,6 +186,21 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
                 .await
         }
         None => (None, Vec::new()),
+    };
+    let dlq = if scenario.consumers.any() && !cancel.is_cancelled() {
+        Some(
+            check_dlq(
+                &js,
+                &scenario,
+                &topology,
+                &run_id,
+                &outcome.ledgers,
+                dlq_before,
+            )
+            .await,
+        )
+    } else {
+        None
     };
 
     let mut stream_checks = Vec::new();
@@ -238,6 +260,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         ledger_checks,
         fault_events,
         indexer,
+        dlq,
         indexer_lag,
         interrupted: was_interrupted,
     });
@@ -258,6 +281,35 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     } else {
         ExitStatus::Failed
     })
+}
+
+/// The DLQ check: the dead letters of this run (after `dlq_before`) against the poison its
+/// publishers injected, for the consumers the scenario ran.
+async fn check_dlq(
+    js: &async_nats::jetstream::Context,
+    scenario: &Scenario,
+    topology: &Topology,
+    run_id: &str,
+    ledgers: &[crate::load::ledger::PublisherLedger],
+    dlq_before: u64,
+) -> dlq::DlqCheck {
+    let ran: Vec<_> = topology
+        .consumers
+        .iter()
+        .filter(|c| {
+            (c.name == "indexer" && scenario.consumers.indexer)
+                || (c.name == "analytics" && scenario.consumers.analytics)
+        })
+        .cloned()
+        .collect();
+    eprintln!("aivo-load: reading the DLQ back");
+    match dlq::read(js, run_id, dlq_before + 1).await {
+        Ok(read) => dlq::judge(run_id, ledgers, &ran, &read),
+        Err(e) => dlq::DlqCheck {
+            detail: format!("cannot read the DLQ: {e}"),
+            ..dlq::DlqCheck::default()
+        },
+    }
 }
 
 /// Cancels `cancel` on Ctrl-C or SIGTERM and remembers that it did.

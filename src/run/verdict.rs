@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
 use crate::chaos::engine::{FaultEvent, Phase};
+use crate::checks::dlq::DlqCheck;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::{Tag, ThresholdResult};
@@ -33,6 +34,7 @@ pub(super) struct ReportInputs<'a> {
     pub(super) ledger_checks: Vec<LedgerCheck>,
     pub(super) fault_events: Vec<FaultEvent>,
     pub(super) indexer: Option<IndexerReport>,
+    pub(super) dlq: Option<DlqCheck>,
     /// (second, pending + unacknowledged) of the indexer.
     pub(super) indexer_lag: Vec<(u64, u64)>,
     pub(super) interrupted: bool,
@@ -117,6 +119,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
                 None if t.metric.starts_with("indexer.") => {
                     indexer_value(&t.metric, input.indexer.as_ref())
                 }
+                None if t.metric.starts_with("dlq.") => dlq_value(&t.metric, input.dlq.as_ref()),
                 None => metric_value(&t.metric, &counts, &latency),
                 Some(tag) => tagged_value(&t.metric, tag, &outcome.subjects),
             };
@@ -136,6 +139,9 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             "ledger events (Postgres): {}",
             indexer.ledger.detail
         ));
+    }
+    if let Some(dlq) = input.dlq.as_ref().filter(|d| !d.passed) {
+        failures.push(format!("dlq: {}", dlq.detail));
     }
     // The ledger check holds in every run, thresholds or not (DESIGN.md §3).
     failures.extend(
@@ -201,6 +207,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         ),
         faults: input.fault_events,
         indexer: input.indexer,
+        dlq: input.dlq,
         subjects,
         streams: input.stream_checks,
         ledger: input.ledger_checks,
@@ -320,6 +327,18 @@ fn indexer_value(metric: &str, indexer: Option<&IndexerReport>) -> Option<f64> {
     }
 }
 
+/// The value of a `dlq.*` metric (a count).
+fn dlq_value(metric: &str, dlq: Option<&DlqCheck>) -> Option<f64> {
+    let dlq = dlq?;
+    Some(match metric {
+        "dlq.missing" => dlq.missing,
+        "dlq.unexpected" => dlq.unexpected,
+        "dlq.entries" => dlq.entries,
+        "dlq.injected" => dlq.injected,
+        _ => return None,
+    } as f64)
+}
+
 /// Puts the indexer's lag samples on the timeline.
 fn with_indexer_lag(mut timeline: Vec<TimelineRow>, samples: &[(u64, u64)]) -> Vec<TimelineRow> {
     for &(second, lag) in samples {
@@ -420,6 +439,8 @@ mod tests {
         for (metric, _) in known_metrics() {
             let value = if metric.starts_with("indexer.") {
                 indexer_value(&metric, Some(&indexer))
+            } else if metric.starts_with("dlq.") {
+                dlq_value(&metric, Some(&DlqCheck::default()))
             } else {
                 metric_value(&metric, &counts, &latency)
             };
