@@ -3,6 +3,7 @@
 mod chaos;
 mod cluster;
 mod consumers;
+mod dlq;
 mod run;
 mod scenarios;
 mod support;

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::support::TestCluster;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aivo-load");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_aivo-load");
 
 /// Runs the binary with a deadline, without blocking the runtime that moves the proxies' bytes.
-async fn aivo(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Output {
+pub(crate) async fn aivo(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Output {
     let mut command = tokio::process::Command::new(BIN);
     command.args(args).kill_on_drop(true).env_remove("NATS_URL");
     for (k, v) in envs {
@@ -21,7 +21,7 @@ async fn aivo(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Output
         .expect("spawn aivo-load")
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -30,7 +30,7 @@ fn text(output: &Output) -> String {
 }
 
 /// The single report directory written under `reports`.
-fn report_json(reports: &Path) -> serde_json::Value {
+pub(crate) fn report_json(reports: &Path) -> serde_json::Value {
     let dirs: Vec<_> = std::fs::read_dir(reports)
         .expect("reports dir")
         .flatten()
