@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::no_loss::{self, ReadBack};
 use crate::consumers::{
     connect_postgres, migrate, read_events_for_run, read_lag, ConsumerProcess, ConsumerProcessSpec,
-    EmbeddedPostgres, ServiceKind,
+    ConsumerSlot, EmbeddedPostgres, ServiceKind,
 };
 use crate::exit::AppError;
 use crate::load::ledger::PublisherLedger;
@@ -28,6 +28,8 @@ pub(super) struct RunConsumers {
     postgres: Option<EmbeddedPostgres>,
     url: String,
     children: Arc<Mutex<Vec<ConsumerProcess>>>,
+    /// The indexer child, shared with the chaos engine (`kill-indexer`).
+    indexer: Option<Arc<ConsumerSlot>>,
     indexer_task: Option<JoinHandle<()>>,
     lag_task: Option<JoinHandle<Vec<(u64, u64)>>>,
     stop: CancellationToken,
@@ -83,17 +85,23 @@ impl RunConsumers {
         }
         let start = Instant::now();
         let stop = CancellationToken::new();
-        let indexer_task = settings.indexer.then(|| {
-            let (children, stop, delay) = (children.clone(), stop.clone(), settings.indexer_start);
-            let spec = spec(ServiceKind::Indexer, "indexer");
+        let indexer = settings.indexer.then(|| {
+            Arc::new(ConsumerSlot::new(
+                spec(ServiceKind::Indexer, "indexer"),
+                "indexer",
+                streams.clone(),
+                js.clone(),
+            ))
+        });
+        let indexer_task = indexer.clone().map(|slot| {
+            let (stop, delay) = (stop.clone(), settings.indexer_start);
             tokio::spawn(async move {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.cancelled() => return,
                 }
-                match ConsumerProcess::spawn(&spec).await {
-                    Ok(child) => lock(&children).push(child),
-                    Err(e) => eprintln!("aivo-load: cannot start the indexer: {e}"),
+                if let Err(e) = slot.start().await {
+                    eprintln!("aivo-load: cannot start the indexer: {e}");
                 }
             })
         });
@@ -129,11 +137,17 @@ impl RunConsumers {
             postgres,
             url,
             children,
+            indexer,
             indexer_task,
             lag_task,
             stop,
             streams,
         }))
+    }
+
+    /// The indexer child, for the chaos engine's `kill-indexer`.
+    pub(super) fn indexer_slot(&self) -> Option<Arc<ConsumerSlot>> {
+        self.indexer.clone()
     }
 
     /// After the load: waits for the indexer to catch up, reads `events` back and judges it against
@@ -216,6 +230,9 @@ impl RunConsumers {
         let children: Vec<ConsumerProcess> = std::mem::take(&mut *lock(&self.children));
         for mut child in children {
             child.terminate(Duration::from_secs(5)).await;
+        }
+        if let Some(indexer) = &self.indexer {
+            indexer.terminate(Duration::from_secs(5)).await;
         }
         if let Some(mut pg) = self.postgres.take() {
             let _ = pg.stop().await;

@@ -169,6 +169,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         &run_dir,
         scenario.duration,
         scenario.seed,
+        consumers.as_ref().and_then(|c| c.indexer_slot()),
         cancel.child_token(),
     )?;
     let outcome = drive_load(&scenario, &clients, &run_id, cancel.clone()).await?;

@@ -64,7 +64,33 @@ async fn dlq_poison_routes_exactly_the_injected_poison_once_per_consumer() {
     for zero in ["missing", "unexpected", "duplicated", "bad_headers"] {
         assert_eq!(dlq[zero], 0, "{zero}: {dlq}");
     }
-    // Every valid event reached Postgres once; no poison did.
+    // The indexer was SIGKILLed mid-run and came back (the scenario's kill-indexer).
+    let faults = report["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(
+        faults
+            .iter()
+            .all(|f| f["fault"] == "kill-indexer" && f["confirmed"] == true),
+        "{faults:?}"
+    );
+    let detail = |i: usize, text: &str| {
+        faults[i]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(text))
+    };
+    assert!(
+        detail(0, "killed (SIGKILL) and gone") && detail(1, "indexer back"),
+        "{faults:?}"
+    );
+    assert!(
+        report["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|r| r["faults"].as_array().is_some_and(|f| !f.is_empty())),
+        "the kill is on the timeline"
+    );
+    // Every valid event reached Postgres exactly once despite the kill; no poison did.
     let acked = report["counts"]["acked"].as_u64().expect("acked");
     let indexer = &report["indexer"];
     assert_eq!(
@@ -72,7 +98,10 @@ async fn dlq_poison_routes_exactly_the_injected_poison_once_per_consumer() {
         Some(acked - injected),
         "{indexer}"
     );
-    assert_eq!(indexer["ledger"]["passed"], true, "{indexer}");
+    let ledger = &indexer["ledger"];
+    assert_eq!(ledger["passed"], true, "{indexer}");
+    assert_eq!(ledger["lost"], 0, "{indexer}");
+    assert_eq!(ledger["duplicated"], 0, "{indexer}");
     assert!(
         log.contains("dlq ...") && log.contains("no valid event in the DLQ"),
         "{log}"
