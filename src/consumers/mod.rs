@@ -33,7 +33,9 @@ pub use commands::{dlq_command, service_command, DlqPlan};
 pub use lag::{read_lag, ConsumerLag, IndexerLag};
 pub use postgres::{connect as connect_postgres, EmbeddedPostgres};
 pub use process::{ConsumerProcess, ConsumerProcessSpec};
-pub use readback::{count_events, read_events_for_run, EventsReadBack};
+pub use readback::{
+    count_events, end_to_end_by_second, read_events_for_run, EventsReadBack, SecondLatency,
+};
 pub use schema::{latest_version as latest_schema_version, migrate};
 pub use service::{run_service, ServiceConfig, ServiceKind};
 pub use slot::ConsumerSlot;

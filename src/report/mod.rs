@@ -207,6 +207,9 @@ pub struct TimelineRow {
     pub faults: Vec<String>,
     /// Events the indexer had not yet written (pending + unacknowledged), when it runs.
     pub indexer_lag: Option<u64>,
+    /// Intended publish time → row in Postgres of the events intended in this second, ms.
+    pub end_to_end_p50_ms: Option<f64>,
+    pub end_to_end_p99_ms: Option<f64>,
 }
 
 /// The run's outcome.
@@ -229,10 +232,11 @@ impl RunReport {
     }
 
     fn timeline_csv(&self) -> String {
-        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,never_sent,p50_ms,p99_ms,max_ms,send_delay_p99_ms,faults\n");
+        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,never_sent,p50_ms,p99_ms,max_ms,send_delay_p99_ms,faults,indexer_lag,end_to_end_p50_ms,end_to_end_p99_ms\n");
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         for r in &self.timeline {
             out.push_str(&format!(
-                "{},{},{:.1},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{}\n",
+                "{},{},{:.1},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{},{}\n",
                 r.second,
                 r.phase,
                 r.target,
@@ -245,7 +249,10 @@ impl RunReport {
                 r.p99_ms,
                 r.max_ms,
                 r.send_delay_p99_ms,
-                r.faults.join(";")
+                r.faults.join(";"),
+                r.indexer_lag.map_or(String::new(), |l| l.to_string()),
+                opt(r.end_to_end_p50_ms),
+                opt(r.end_to_end_p99_ms)
             ));
         }
         out

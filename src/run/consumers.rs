@@ -16,11 +16,23 @@ use crate::consumers::{
     connect_postgres, migrate, read_events_for_run, read_lag, ConsumerProcess, ConsumerProcessSpec,
     ConsumerSlot, EmbeddedPostgres, ServiceKind,
 };
+use crate::consumers::{end_to_end_by_second, SecondLatency};
 use crate::exit::AppError;
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::DurationHistogram;
 use crate::report::IndexerReport;
 use crate::scenario::model::ConsumerSettings;
+use time::OffsetDateTime;
+
+/// What the consumers of a run leave for the report.
+#[derive(Default)]
+pub(super) struct ConsumersOutcome {
+    pub(super) indexer: Option<IndexerReport>,
+    /// (second, pending + unacknowledged) of the indexer.
+    pub(super) lag: Vec<(u64, u64)>,
+    /// End-to-end latency per second of intended time.
+    pub(super) end_to_end: Vec<SecondLatency>,
+}
 
 /// The consumers of a running load.
 pub(super) struct RunConsumers {
@@ -157,8 +169,9 @@ impl RunConsumers {
         js: &async_nats::jetstream::Context,
         run_id: &str,
         ledgers: &[PublisherLedger],
+        load_start: OffsetDateTime,
         wait_for_catch_up: bool,
-    ) -> (Option<IndexerReport>, Vec<(u64, u64)>) {
+    ) -> ConsumersOutcome {
         let load_end = Instant::now();
         if let Some(task) = self.indexer_task.take() {
             // The indexer starts within the load; if the load ended first, start it now.
@@ -222,10 +235,11 @@ impl RunConsumers {
             Some(task) => task.await.unwrap_or_default(),
             None => Vec::new(),
         };
-        let report = if self.settings.indexer {
-            Some(self.judge(run_id, ledgers, lag_at_load_end, catch_up).await)
+        let (report, end_to_end) = if self.settings.indexer {
+            let report = self.judge(run_id, ledgers, lag_at_load_end, catch_up).await;
+            (Some(report), self.end_to_end(run_id, load_start).await)
         } else {
-            None
+            (None, Vec::new())
         };
         let children: Vec<ConsumerProcess> = std::mem::take(&mut *lock(&self.children));
         for mut child in children {
@@ -237,7 +251,25 @@ impl RunConsumers {
         if let Some(mut pg) = self.postgres.take() {
             let _ = pg.stop().await;
         }
-        (report, lag_samples)
+        ConsumersOutcome {
+            indexer: report,
+            lag: lag_samples,
+            end_to_end,
+        }
+    }
+
+    /// The end-to-end latency of each second of the load (empty if Postgres cannot say).
+    async fn end_to_end(&self, run_id: &str, load_start: OffsetDateTime) -> Vec<SecondLatency> {
+        let client = match connect_postgres(&self.url).await {
+            Ok(c) => c,
+            Err(_) => return Vec::new(),
+        };
+        end_to_end_by_second(&client, run_id, load_start)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("aivo-load: no per-second end-to-end latency: {e}");
+                Vec::new()
+            })
     }
 
     async fn judge(

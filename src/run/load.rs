@@ -29,6 +29,8 @@ pub(super) struct LoadOutcome {
     pub(super) cumulative: IntervalStats,
     pub(super) timeline: Vec<TimelineRow>,
     pub(super) elapsed: Duration,
+    /// The wall-clock moment of second 0 (intended times are offsets from it).
+    pub(super) start_wall: time::OffsetDateTime,
 }
 
 pub(super) async fn drive_load(
@@ -140,6 +142,7 @@ pub(super) async fn drive_load(
         cumulative: sampler.cumulative,
         timeline: sampler.timeline,
         elapsed,
+        start_wall: clock.start_wall,
     })
 }
 
@@ -187,8 +190,8 @@ impl Sampler {
             p99_ms: h.latency.quantile_micros(0.99) as f64 / 1000.0,
             max_ms: h.latency.max_micros() as f64 / 1000.0,
             send_delay_p99_ms: h.send_delay.quantile_micros(0.99) as f64 / 1000.0,
-            faults: Vec::new(),
-            indexer_lag: None,
+            // Faults, indexer lag and end-to-end latency are laid on by the verdict.
+            ..TimelineRow::default()
         };
         self.timeline.push(row.clone());
         row

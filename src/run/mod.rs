@@ -177,16 +177,16 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         Some(chaos) => chaos.finish().await,
         None => Vec::new(),
     };
-    let (indexer, indexer_lag) = match consumers {
+    let consumed = match consumers {
         Some(consumers) => {
             eprintln!("aivo-load: waiting for the indexer to catch up");
             // After Ctrl-C the run ends now: no waiting for the indexer.
             let catch_up = !cancel.is_cancelled();
             consumers
-                .finish(&js, &run_id, &outcome.ledgers, catch_up)
+                .finish(&js, &run_id, &outcome.ledgers, outcome.start_wall, catch_up)
                 .await
         }
-        None => (None, Vec::new()),
+        None => consumers::ConsumersOutcome::default(),
     };
     let dlq = if scenario.consumers.any() && !cancel.is_cancelled() {
         Some(
@@ -260,9 +260,10 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         stream_checks,
         ledger_checks,
         fault_events,
-        indexer,
+        indexer: consumed.indexer,
         dlq,
-        indexer_lag,
+        indexer_lag: consumed.lag,
+        end_to_end: consumed.end_to_end,
         interrupted: was_interrupted,
     });
     report

@@ -13,6 +13,7 @@ use crate::checks::no_loss::LedgerCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::{Tag, ThresholdResult};
 use crate::cli::BackendKind;
+use crate::consumers::SecondLatency;
 use crate::load::metrics::SubjectTable;
 use crate::report::{
     self, Counts, IndexerReport, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport,
@@ -37,6 +38,8 @@ pub(super) struct ReportInputs<'a> {
     pub(super) dlq: Option<DlqCheck>,
     /// (second, pending + unacknowledged) of the indexer.
     pub(super) indexer_lag: Vec<(u64, u64)>,
+    /// End-to-end latency per second of intended time.
+    pub(super) end_to_end: Vec<SecondLatency>,
     pub(super) interrupted: bool,
 }
 
@@ -201,9 +204,12 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         counts,
         latency,
         throughput,
-        timeline: with_indexer_lag(
-            with_faults(outcome.timeline, &input.fault_events),
-            &input.indexer_lag,
+        timeline: with_end_to_end(
+            with_indexer_lag(
+                with_faults(outcome.timeline, &input.fault_events),
+                &input.indexer_lag,
+            ),
+            &input.end_to_end,
         ),
         faults: input.fault_events,
         indexer: input.indexer,
@@ -337,6 +343,17 @@ fn dlq_value(metric: &str, dlq: Option<&DlqCheck>) -> Option<f64> {
         "dlq.injected" => dlq.injected,
         _ => return None,
     } as f64)
+}
+
+/// Puts the per-second end-to-end latency on the timeline (by the events' intended second).
+fn with_end_to_end(mut timeline: Vec<TimelineRow>, seconds: &[SecondLatency]) -> Vec<TimelineRow> {
+    for s in seconds {
+        if let Some(row) = timeline.get_mut(s.second as usize) {
+            row.end_to_end_p50_ms = Some(s.p50_ms);
+            row.end_to_end_p99_ms = Some(s.p99_ms);
+        }
+    }
+    timeline
 }
 
 /// Puts the indexer's lag samples on the timeline.

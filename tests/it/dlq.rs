@@ -90,6 +90,17 @@ async fn dlq_poison_routes_exactly_the_injected_poison_once_per_consumer() {
             .any(|r| r["faults"].as_array().is_some_and(|f| !f.is_empty())),
         "the kill is on the timeline"
     );
+    // End-to-end latency per second is on the timeline, and the seconds of the kill stand out.
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let p99s: Vec<f64> = timeline
+        .iter()
+        .filter_map(|r| r["end_to_end_p99_ms"].as_f64())
+        .collect();
+    assert!(p99s.len() + 2 >= timeline.len(), "{timeline:?}");
+    assert!(
+        p99s.iter().copied().fold(0.0, f64::max) > 2000.0,
+        "the indexer was down for ~3 s: {p99s:?}"
+    );
     // Every valid event reached Postgres exactly once despite the kill; no poison did.
     let acked = report["counts"]["acked"].as_u64().expect("acked");
     let indexer = &report["indexer"];
