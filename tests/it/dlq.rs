@@ -123,18 +123,49 @@ async fn dlq_poison_routes_exactly_the_injected_poison_once_per_consumer() {
 async fn a_valid_event_put_into_the_dlq_from_outside_fails_the_run() {
     let cluster = TestCluster::start().await;
     let servers = cluster.endpoints().server_list();
-    let reports = tempfile::tempdir().expect("tempdir");
-    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scratch = tempfile::tempdir().expect("tempdir");
     let client = async_nats::connect(servers.split(',').next().expect("a server"))
         .await
         .expect("connect");
     // Subscribed before the run starts, so its first valid focus event is seen.
     let mut focus = client.subscribe("focus.>").await.expect("subscribe");
+    // dlq-poison without its kill-indexer (faults are refused on an external cluster).
+    let scenario = scratch.path().join("poison-external.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "poison-external"
+duration = "15s"
+seed = 53
+[population]
+tenants = 10
+learners = 1000
+[publishers]
+count = 2
+[[traffic]]
+domain = "learning"
+rate = "200/s"
+poison = "2%"
+[[traffic]]
+domain = "focus"
+rate = "500/s"
+poison = "2%"
+[consumers]
+indexer = true
+analytics = true
+[thresholds]
+"dlq.unexpected" = "== 0"
+"#,
+    )
+    .expect("scenario file");
+    let scenario = scenario.to_str().expect("utf-8 path").to_string();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path").to_string();
     let mut command = tokio::process::Command::new(BIN);
     command
         .args([
             "run",
-            "dlq-poison",
+            &scenario,
             "--backend",
             "external",
             "--server",
@@ -144,7 +175,7 @@ async fn a_valid_event_put_into_the_dlq_from_outside_fails_the_run() {
             "--rate-scale",
             "0.3",
             "--reports-dir",
-            reports_dir,
+            &reports_dir,
         ])
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
