@@ -13,11 +13,12 @@ use tokio::sync::Mutex;
 
 use super::effect::Effect;
 use super::journal::{self, Cleanup, ClusterOwner, FaultJournal, JournalEntry};
-use super::{ChaosError, Fault, Step, Target, EFFECT_TIMEOUT, RECOVERY_TIMEOUT};
+use super::{kill_indexer, ChaosError, Fault, Step, Target, EFFECT_TIMEOUT, RECOVERY_TIMEOUT};
 use crate::cluster::control::{self, ControlOp};
 use crate::cluster::docker::DockerCluster;
 use crate::cluster::local::LocalCluster;
 use crate::cluster::ClusterEndpoints;
+use crate::consumers::ConsumerSlot;
 
 /// The cluster faults are applied to.
 #[derive(Debug, Clone)]
@@ -160,6 +161,8 @@ pub struct ChaosEngine {
     cluster: ChaosCluster,
     clock: Instant,
     state: Mutex<EngineState>,
+    /// The run's indexer process, for `kill-indexer` (see `kill_indexer.rs`).
+    indexer: Option<Arc<ConsumerSlot>>,
 }
 
 impl ChaosEngine {
@@ -180,7 +183,14 @@ impl ChaosEngine {
                 next: 1,
                 rng: ChaCha8Rng::seed_from_u64(seed),
             }),
+            indexer: None,
         })
+    }
+
+    /// Lets `kill-indexer` reach the run's indexer.
+    pub fn with_indexer(mut self, indexer: Option<Arc<ConsumerSlot>>) -> Self {
+        self.indexer = indexer;
+        self
     }
 
     /// The cluster faults go to.
@@ -206,6 +216,9 @@ impl ChaosEngine {
     /// Resolves the target, journals the revert, applies the fault and waits for its effect.
     /// A fault whose effect is not seen stays applied (and active): the event says so.
     pub async fn inject(&self, fault: &Fault, target: &Target) -> Result<FaultEvent, ChaosError> {
+        if *fault == Fault::KillIndexer {
+            return self.kill_indexer(target).await;
+        }
         let endpoints = self.cluster.endpoints();
         let mut state = self.state.lock().await;
         let node = target.resolve(&endpoints, &mut state.rng).await?;
@@ -308,6 +321,9 @@ impl ChaosEngine {
             .position(|f| f.id == id)
             .ok_or_else(|| ChaosError::UnknownFault(id.to_string()))?;
         let fault = state.active[position].clone();
+        if fault.fault == kill_indexer::NAME {
+            return self.restart_indexer(state, position, by).await;
+        }
         let requested = Instant::now();
         tracing::info!(id, fault = %fault.fault, node = %fault.node, "reverting fault");
         let mut error = None;
@@ -332,6 +348,105 @@ impl ChaosEngine {
         })?;
         Ok(FaultEvent {
             id: id.to_string(),
+            phase: Phase::Revert,
+            fault: fault.fault,
+            target: fault.target,
+            node: fault.node,
+            requested_s: self.since_clock(requested),
+            confirmed_s: seen
+                .confirmed
+                .then(|| self.since_clock(requested + seen.after)),
+            confirmed: seen.confirmed,
+            detail: seen.detail,
+            note: None,
+            error,
+        })
+    }
+
+    /// `kill-indexer`: journaled like any fault (with nothing for `heal` to revert: the indexer dies
+    /// with the run), applied to the run's indexer process.
+    async fn kill_indexer(&self, target: &Target) -> Result<FaultEvent, ChaosError> {
+        let slot = self.indexer.clone().ok_or_else(|| {
+            ChaosError::Usage("kill-indexer needs a run with `[consumers] indexer = true`".into())
+        })?;
+        let mut state = self.state.lock().await;
+        let id = format!("{}-{}", std::process::id(), state.next);
+        state.next += 1;
+        let node = "indexer".to_string();
+        state.journal.append(&JournalEntry::Begin {
+            id: id.clone(),
+            at: journal::now(),
+            fault: kill_indexer::NAME.to_string(),
+            target: target.to_string(),
+            node: node.clone(),
+            owner: self.cluster.owner(),
+            revert: Vec::new(),
+            cleanup: Vec::new(),
+        })?;
+        state.active.push(ActiveFault {
+            id: id.clone(),
+            fault: kill_indexer::NAME.to_string(),
+            target: target.to_string(),
+            node: node.clone(),
+            revert: Vec::new(),
+        });
+        let requested = Instant::now();
+        let (seen, error) = kill_indexer::apply(&slot).await;
+        state.journal.append(&JournalEntry::Applied {
+            id: id.clone(),
+            at: journal::now(),
+            confirmed: seen.confirmed,
+            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
+        })?;
+        Ok(FaultEvent {
+            id,
+            phase: Phase::Apply,
+            fault: kill_indexer::NAME.to_string(),
+            target: target.to_string(),
+            node,
+            requested_s: self.since_clock(requested),
+            confirmed_s: seen
+                .confirmed
+                .then(|| self.since_clock(requested + seen.after)),
+            confirmed: seen.confirmed,
+            detail: seen.detail,
+            note: None,
+            error,
+        })
+    }
+
+    /// Reverts `kill-indexer`: a new indexer, confirmed when it runs and its lag falls.
+    async fn restart_indexer(
+        &self,
+        mut state: tokio::sync::MutexGuard<'_, EngineState>,
+        position: usize,
+        by: &str,
+    ) -> Result<FaultEvent, ChaosError> {
+        let fault = state.active[position].clone();
+        let requested = Instant::now();
+        let (seen, error) = match &self.indexer {
+            Some(slot) => kill_indexer::revert(slot, EFFECT_TIMEOUT).await,
+            None => (
+                super::effect::Confirmation {
+                    confirmed: false,
+                    after: Duration::ZERO,
+                    detail: "not restarted".into(),
+                },
+                Some("no indexer in this run".to_string()),
+            ),
+        };
+        if error.is_none() {
+            state.active.remove(position);
+        }
+        state.journal.append(&JournalEntry::Reverted {
+            id: fault.id.clone(),
+            at: journal::now(),
+            by: by.to_string(),
+            confirmed: seen.confirmed && error.is_none(),
+            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
+        })?;
+        Ok(FaultEvent {
+            id: fault.id,
             phase: Phase::Revert,
             fault: fault.fault,
             target: fault.target,

@@ -2,7 +2,8 @@
 //!
 //! - [`Fault`] is the enum; each variant's plan (what to apply, how to revert, which effect proves it
 //!   happened) lives in its own file: `kill.rs`, `stop.rs`, `restart.rs`, `pause.rs`,
-//!   `partition.rs`, `latency.rs`, `bandwidth.rs`, `fill_storage.rs`, `rolling_restart.rs`;
+//!   `partition.rs`, `latency.rs`, `bandwidth.rs`, `fill_storage.rs`, `rolling_restart.rs`, and
+//!   `kill_indexer.rs` (the run's indexer process rather than a node);
 //! - `target.rs` turns `nats2`, `random`, `leader:STREAM`, `meta-leader` into a node;
 //! - `effect.rs` confirms a fault's effect, and the cluster's recovery, from the monitoring endpoints
 //!   and real client traffic, with the moment it was seen;
@@ -24,6 +25,7 @@ pub mod guard;
 pub mod heal;
 pub mod journal;
 pub mod kill;
+pub mod kill_indexer;
 pub mod latency;
 pub mod nemesis;
 pub mod partition;
@@ -70,6 +72,8 @@ pub enum Fault {
     /// Every node restarted in turn, waiting for the cluster to be whole between nodes (the target
     /// goes last).
     RollingRestart,
+    /// SIGKILL the run's indexer process (target `indexer`); revert: start a new one.
+    KillIndexer,
 }
 
 impl Fault {
@@ -85,6 +89,7 @@ impl Fault {
             Self::Bandwidth { .. } => "bandwidth",
             Self::FillStorage { .. } => "fill-storage",
             Self::RollingRestart => "rolling-restart",
+            Self::KillIndexer => kill_indexer::NAME,
         }
     }
 
@@ -107,6 +112,7 @@ impl Fault {
             Self::Bandwidth { bytes_per_second } => bandwidth::plan(node, nodes, *bytes_per_second),
             Self::FillStorage { mode } => fill_storage::plan(node, *mode),
             Self::RollingRestart => rolling_restart::plan(node, nodes),
+            Self::KillIndexer => kill_indexer::plan(),
         }
     }
 }

@@ -15,6 +15,7 @@ use super::ChaosError;
 use crate::cli::StateArgs;
 use crate::cluster::local::LocalCluster;
 use crate::cluster::state;
+use crate::consumers::ConsumerSlot;
 
 /// How long a run waits at its end for the reverts to finish (a restarted node catching up).
 const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -54,6 +55,7 @@ pub fn start(
     run_dir: &Path,
     duration: Duration,
     seed: u64,
+    indexer: Option<Arc<ConsumerSlot>>,
     cancel: CancellationToken,
 ) -> Result<Option<RunChaos>, ChaosError> {
     if plan.is_empty() {
@@ -62,12 +64,10 @@ pub fn start(
     let cluster = cluster.ok_or_else(|| {
         ChaosError::Usage("this scenario has [[chaos]] but the run has no managed cluster".into())
     })?;
-    let engine = Arc::new(ChaosEngine::new(
-        cluster,
-        &run_dir.join("faults.jsonl"),
-        Instant::now(),
-        seed,
-    )?);
+    let engine = Arc::new(
+        ChaosEngine::new(cluster, &run_dir.join("faults.jsonl"), Instant::now(), seed)?
+            .with_indexer(indexer),
+    );
     let faults = plan.timeline(duration, seed);
     for fault in &faults {
         eprintln!(

@@ -4,8 +4,8 @@
 //! [[chaos]]
 //! at = "50s"
 //! fault = "kill"          # kill | stop | restart | pause | partition | latency | bandwidth
-//!                         # | fill-storage | rolling-restart | nemesis
-//! target = "leader:FOCUS" # nats2 | random | leader:STREAM | meta-leader
+//!                         # | fill-storage | rolling-restart | kill-indexer | nemesis
+//! target = "leader:FOCUS" # nats2 | random | leader:STREAM | meta-leader | indexer (kill-indexer)
 //! for = "20s"             # revert after (default: at the end of the run)
 //! # per fault: latency = "200ms"; bandwidth = "256KiB/s"; mode = "one-way" (partition: isolate |
 //! # one-way | bridge; fill-storage: tmpfs | max-file-store)
@@ -115,6 +115,7 @@ pub fn fault_from(
         "restart" => Fault::Restart,
         "pause" => Fault::Pause,
         "rolling-restart" => Fault::RollingRestart,
+        "kill-indexer" => Fault::KillIndexer,
         "partition" => Fault::Partition {
             mode: mode.map(str::parse).transpose()?.unwrap_or_default(),
         },
@@ -151,7 +152,7 @@ pub fn fault_from(
         other => {
             return Err(format!(
                 "unknown fault {other:?}: expected kill, stop, restart, pause, partition, latency, \
-                 bandwidth, fill-storage, rolling-restart or nemesis"
+                 bandwidth, fill-storage, rolling-restart, kill-indexer or nemesis"
             ))
         }
     })
@@ -159,7 +160,22 @@ pub fn fault_from(
 
 impl ChaosEntry {
     fn target(&self) -> Result<Target, String> {
-        self.target.as_deref().unwrap_or("random").parse()
+        let default = if self.fault == "kill-indexer" {
+            "indexer"
+        } else {
+            "random"
+        };
+        let target: Target = self.target.as_deref().unwrap_or(default).parse()?;
+        match (self.fault == "kill-indexer", target == Target::Indexer) {
+            (true, false) => Err(format!(
+                "kill-indexer targets the indexer (`target = \"indexer\"`), not {target}"
+            )),
+            (false, true) => Err(format!(
+                "target \"indexer\" takes fault = \"kill-indexer\" only, not {:?}",
+                self.fault
+            )),
+            _ => Ok(target),
+        }
     }
 
     fn fault(&self, name: &str) -> Result<Fault, String> {

@@ -19,6 +19,8 @@ pub enum Target {
     Random,
     StreamLeader(String),
     MetaLeader,
+    /// The run's indexer process (for `kill-indexer` only).
+    Indexer,
 }
 
 impl FromStr for Target {
@@ -29,6 +31,8 @@ impl FromStr for Target {
             Ok(Self::Random)
         } else if text == "meta-leader" {
             Ok(Self::MetaLeader)
+        } else if text == "indexer" {
+            Ok(Self::Indexer)
         } else if let Some(stream) = text.strip_prefix("leader:") {
             if stream.is_empty() {
                 Err("leader: needs a stream name, e.g. leader:FOCUS".into())
@@ -42,7 +46,7 @@ impl FromStr for Target {
             Ok(Self::Node(text.to_string()))
         } else {
             Err(format!(
-                "unknown target {text:?}: expected nats1..nats3, random, leader:STREAM or meta-leader"
+                "unknown target {text:?}: expected nats1..nats3, random, leader:STREAM, meta-leader or indexer"
             ))
         }
     }
@@ -55,6 +59,7 @@ impl fmt::Display for Target {
             Self::Random => f.write_str("random"),
             Self::StreamLeader(stream) => write!(f, "leader:{stream}"),
             Self::MetaLeader => f.write_str("meta-leader"),
+            Self::Indexer => f.write_str("indexer"),
         }
     }
 }
@@ -104,6 +109,7 @@ impl Target {
             Self::StreamLeader(stream) => monitor::stream_leader(endpoints, stream)
                 .await
                 .ok_or_else(|| failed("no node reports a leader for this stream")),
+            Self::Indexer => Err(failed("the indexer is a target of kill-indexer only")),
         }
     }
 }
@@ -122,7 +128,8 @@ mod tests {
             Ok(Target::StreamLeader("FOCUS".into()))
         );
         assert!("leader:".parse::<Target>().is_err());
-        assert!("indexer".parse::<Target>().is_err());
+        assert_eq!("indexer".parse(), Ok(Target::Indexer));
+        assert!("indexer2".parse::<Target>().is_err());
         assert_eq!(Target::StreamLeader("X".into()).to_string(), "leader:X");
     }
 }

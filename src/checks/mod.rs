@@ -1,8 +1,10 @@
 //! Checks that end a run in a verdict: thresholds on the run's figures, the stream-count check
 //! that ties the ledger to what JetStream holds, the ledger check (no_loss), the retention check on
-//! streams with overridden limits, and the indexer's catch-up check.
+//! streams with overridden limits, the indexer's catch-up check, and the DLQ check of injected
+//! poison.
 
 pub mod catch_up;
+pub mod dlq;
 pub mod no_loss;
 pub mod retention;
 pub mod stream_count;

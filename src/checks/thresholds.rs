@@ -45,6 +45,11 @@ pub fn known_metrics() -> Vec<(String, Unit)> {
     for stat in ["p50", "p90", "p99", "p99.9", "max", "mean"] {
         metrics.push((format!("indexer.end_to_end.{stat}"), Unit::Duration));
     }
+    // With a consumer running: the DLQ check's counts (injected poison missing from the DLQ, valid
+    // events found in it).
+    for count in ["missing", "unexpected", "entries", "injected"] {
+        metrics.push((format!("dlq.{count}"), Unit::Count));
+    }
     metrics
 }
 

@@ -9,9 +9,10 @@
 //! The original `Nats-Msg-Id` moves to `Aivo-Dlq-Msg-Id`: kept as is, the DLQ stream would drop the
 //! second consumer's dead letter for the same event as a duplicate.
 //!
-//! Advisories are core NATS messages: one published while the router is disconnected is missed (the
-//! event stays in its stream, unacknowledged, and `verify`-style lag shows it). Capturing advisories
-//! in a stream would close that gap; the seed's topology has no such stream.
+//! Advisories are core NATS messages: one published while the router is disconnected is missed. So
+//! the router is the second line: the consumers' workers route an event whose last delivery fails
+//! themselves (reason `max_deliveries`) and terminate it, leaving the server nothing to give up on;
+//! the router catches the rest (a worker that could not reach the DLQ, a consumer that is not ours).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

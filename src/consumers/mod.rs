@@ -9,7 +9,8 @@
 //!   `service.rs`: a consumer as a long-running service (workers, DLQ router, status line).
 //! - `dlq.rs`: routing dead letters, the max-deliveries router, `dlq list` / `dlq replay`.
 //! - `lag.rs`: consumer lag from JetStream; `readback.rs`: `events` read back for the ledger check.
-//! - `process.rs`: a consumer as a child process of a run, to be killed like a real service.
+//! - `process.rs`: a consumer as a child process of a run, to be killed like a real service;
+//!   `slot.rs`: the run's indexer child, which the `kill-indexer` fault kills and restarts.
 //!
 //! Starting the consumers within `aivo-load run`, and the timeline and checks built on them, belong
 //! to `run/` and `checks/`; the streams and consumers themselves are declared in `topology/`.
@@ -25,15 +26,19 @@ pub mod process;
 pub mod readback;
 mod schema;
 mod service;
+pub mod slot;
 mod worker;
 
 pub use commands::{dlq_command, service_command, DlqPlan};
 pub use lag::{read_lag, ConsumerLag, IndexerLag};
 pub use postgres::{connect as connect_postgres, EmbeddedPostgres};
 pub use process::{ConsumerProcess, ConsumerProcessSpec};
-pub use readback::{count_events, read_events_for_run, EventsReadBack};
+pub use readback::{
+    count_events, end_to_end_by_second, read_events_for_run, EventsReadBack, SecondLatency,
+};
 pub use schema::{latest_version as latest_schema_version, migrate};
 pub use service::{run_service, ServiceConfig, ServiceKind};
+pub use slot::ConsumerSlot;
 pub use worker::{nak_delay, ConsumerStats, StatsSnapshot};
 
 use crate::topology::TopologyError;

@@ -79,6 +79,53 @@ pub async fn read_events_for_run(
     Ok(back)
 }
 
+/// End-to-end latency of the events intended in one second of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SecondLatency {
+    /// Seconds since the start of the load (the timeline's second) of the events' intended time.
+    pub second: u64,
+    pub rows: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Intended publish time (`occurred_at`) → row written (`indexed_at`, the insert's clock time, just
+/// before its commit makes it visible), per second of intended time counted from `start`.
+///
+/// Postgres computes the percentiles (one row per second comes back), so a long run costs the
+/// harness no per-second histograms.
+pub async fn end_to_end_by_second(
+    client: &Client,
+    run: &str,
+    start: OffsetDateTime,
+) -> Result<Vec<SecondLatency>, ConsumersError> {
+    let rows = client
+        .query(
+            "SELECT floor(extract(epoch FROM occurred_at - $2::timestamptz))::bigint AS second,                     count(*)::bigint,                     percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM indexed_at - occurred_at)),                     percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM indexed_at - occurred_at)),                     max(extract(epoch FROM indexed_at - occurred_at))::float8              FROM events WHERE run = $1 GROUP BY 1 ORDER BY 1",
+            &[&run, &start],
+        )
+        .await
+        .map_err(|source| ConsumersError::Postgres {
+            what: "end-to-end latency by second",
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let second: i64 = row.get(0);
+            let ms = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0).max(0.0) * 1000.0;
+            Some(SecondLatency {
+                second: u64::try_from(second).ok()?,
+                rows: row.get::<_, i64>(1) as u64,
+                p50_ms: ms(2),
+                p99_ms: ms(3),
+                max_ms: ms(4),
+            })
+        })
+        .collect())
+}
+
 /// Rows in `events` (all runs).
 pub async fn count_events(client: &Client) -> Result<u64, ConsumersError> {
     let row = client

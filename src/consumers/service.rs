@@ -71,6 +71,9 @@ pub struct ServiceConfig {
     pub batch: usize,
     /// Print a status line on stderr this often; `None` for silence.
     pub status_every: Option<Duration>,
+    /// Run the max-deliveries router beside the workers (default). The workers route an event whose
+    /// last delivery fails themselves; the router catches what they could not route.
+    pub dlq_router: bool,
 }
 
 impl ServiceConfig {
@@ -84,6 +87,7 @@ impl ServiceConfig {
             streams: kind.streams(),
             batch: 1000,
             status_every: Some(Duration::from_secs(5)),
+            dlq_router: true,
         }
     }
 }
@@ -129,7 +133,7 @@ pub async fn run_service(
         ));
     }
     let router_stats = Arc::new(Mutex::new(RouterStats::default()));
-    {
+    if config.dlq_router {
         let client = js.client();
         let consumer = config.consumer.clone();
         let cancel = cancel.clone();
@@ -195,7 +199,7 @@ async fn status_lines(
             ),
             Err(e) => format!("lag unknown ({e})"),
         };
-        let routed = router.lock().map(|r| r.routed).unwrap_or(0);
+        let routed = router.lock().map(|r| r.routed).unwrap_or(0) + snap.exhausted;
         eprintln!(
             "{}: {rate:.0} rows/s, {} written, {} duplicates, {lag}, {} poison + {routed} max-deliveries to DLQ, {} naks, postgres {}",
             config.kind.command(),

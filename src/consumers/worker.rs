@@ -10,7 +10,8 @@
 //!   max deliver, not one per retry.
 //! - **Postgres refuses some rows** (an error with a data SQLSTATE): the batch is split in halves until
 //!   the failing events stand alone; the others are written and acknowledged, the failing ones nak'ed
-//!   with backoff until max deliver gives up and the DLQ router takes them.
+//!   with backoff; on its last delivery (max deliver) the worker routes such an event to the DLQ
+//!   itself (reason `max_deliveries`) and terminates it, so no advisory has to be caught.
 //! - **NATS restarts**: the client reconnects by itself; a pull subscription that errors is rebuilt.
 //!
 //! Pulls are capped at half the consumer's `max_ack_pending`, so the next batch is already on its way
@@ -72,6 +73,8 @@ pub struct ConsumerStats {
     pub dead_letters: AtomicU64,
     /// Poison events routed to the DLQ by this consumer.
     pub poison: AtomicU64,
+    /// Events this consumer routed to the DLQ itself when their last delivery failed.
+    pub exhausted: AtomicU64,
     /// Messages nak'ed (database down or refusing, DLQ unavailable, shutdown).
     pub naks: AtomicU64,
     /// Failed writes.
@@ -91,6 +94,7 @@ pub struct StatsSnapshot {
     pub duplicates: u64,
     pub dead_letters: u64,
     pub poison: u64,
+    pub exhausted: u64,
     pub naks: u64,
     pub db_errors: u64,
     pub db_up: bool,
@@ -106,6 +110,7 @@ impl ConsumerStats {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             poison: self.poison.load(Ordering::Relaxed),
+            exhausted: self.exhausted.load(Ordering::Relaxed),
             naks: self.naks.load(Ordering::Relaxed),
             db_errors: self.db_errors.load(Ordering::Relaxed),
             db_up: self.db_up.load(Ordering::Relaxed),
@@ -248,6 +253,11 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
             }
         };
         let max_ack_pending = consumer.cached_info().config.max_ack_pending;
+        let max_deliver = consumer.cached_info().config.max_deliver;
+        let place = Place {
+            stream: stream.clone(),
+            max_deliver,
+        };
         let batch = if max_ack_pending > 1 {
             shared.batch.min((max_ack_pending / 2) as usize)
         } else {
@@ -297,10 +307,16 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
             if db_down {
                 // Postgres went away: return this batch and what is buffered, stop pulling.
                 for m in &batch_messages {
-                    let _ = m.ack_with(AckKind::Nak(Some(NAK_DELAY_BASE))).await;
-                    shared.stats.naks.fetch_add(1, Ordering::Relaxed);
+                    nak_or_give_up(
+                        &shared,
+                        &place,
+                        m,
+                        Some(NAK_DELAY_BASE),
+                        "Postgres unavailable",
+                    )
+                    .await;
                 }
-                give_back(&shared, messages, Some(NAK_DELAY_BASE)).await;
+                give_back(&shared, &place, messages, Some(NAK_DELAY_BASE)).await;
                 shared.stats.db_up.store(false, Ordering::Relaxed);
                 warned_db = true;
                 tracing::warn!(
@@ -312,9 +328,9 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
             }
             if !batch_messages.is_empty() {
                 if let Some(mut c) = writer.take() {
-                    let (shared, stream) = (shared.clone(), stream.clone());
+                    let (shared, place) = (shared.clone(), place.clone());
                     inflight = Some(tokio::spawn(async move {
-                        let result = process(&shared, &stream, &mut c, batch_messages).await;
+                        let result = process(&shared, &place, &mut c, batch_messages).await;
                         (c, result)
                     }));
                 }
@@ -329,7 +345,7 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
                 if cancel.is_cancelled() {
                     // Hand back what arrived but was not processed, so the next instance gets it
                     // now rather than after the ack wait.
-                    give_back(&shared, messages, None).await;
+                    give_back(&shared, &place, messages, None).await;
                 } else if let Some(e) = pull_error {
                     tracing::warn!(
                         "{}/{stream}: pull failed ({e}); resubscribing",
@@ -377,6 +393,7 @@ async fn collect(
 /// have the server redeliver into the same subscription at once, burning deliveries in a loop.
 async fn give_back(
     shared: &Shared,
+    place: &Place,
     mut messages: jetstream::consumer::pull::Stream,
     delay: Option<Duration>,
 ) {
@@ -390,8 +407,7 @@ async fn give_back(
     }
     drop(messages);
     for message in held {
-        let _ = message.ack_with(AckKind::Nak(delay)).await;
-        shared.stats.naks.fetch_add(1, Ordering::Relaxed);
+        nak_or_give_up(shared, place, &message, delay, "handed back unprocessed").await;
     }
 }
 
@@ -403,22 +419,72 @@ fn stream_seq(message: &Message) -> u64 {
     message.info().map(|i| i.stream_sequence).unwrap_or(0)
 }
 
-async fn nak_with_backoff(shared: &Shared, message: &Message) {
+/// The stream a worker reads and its consumer's max deliver.
+#[derive(Debug, Clone)]
+struct Place {
+    stream: String,
+    max_deliver: i64,
+}
+
+async fn nak_with_backoff(shared: &Shared, place: &Place, message: &Message, why: &str) {
     let delay = nak_delay(delivered(message));
-    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+    nak_or_give_up(shared, place, message, Some(delay), why).await;
+}
+
+/// Naks `message` (after `delay`), unless this was its last delivery: then the worker routes it to
+/// the DLQ itself (reason `max_deliveries`, `why` as the error) and terminates it. Left to the
+/// server, an exhausted event is announced only by an advisory, a core NATS message that a router
+/// disconnected at that moment never sees, and the event would stay behind unrouted. The router
+/// still catches what the worker could not route (the DLQ unavailable); both use the same DLQ
+/// message id, so an event routed by both is stored once.
+async fn nak_or_give_up(
+    shared: &Shared,
+    place: &Place,
+    message: &Message,
+    delay: Option<Duration>,
+    why: &str,
+) {
+    let deliveries = delivered(message);
+    let last = place.max_deliver > 0 && deliveries >= place.max_deliver;
+    if last && place.stream != DLQ_STREAM {
+        let letter = DeadLetter {
+            subject: message.subject.to_string(),
+            stream: place.stream.clone(),
+            stream_seq: stream_seq(message),
+            consumer: shared.consumer.clone(),
+            deliveries,
+            reason: envelope::PoisonKind::MaxDeliveries,
+            error: format!(
+                "{} gave up after {deliveries} deliveries: {why}",
+                shared.consumer
+            ),
+            payload: message.payload.clone(),
+            headers: message.headers.clone(),
+        };
+        match dlq::route(&shared.js, &letter).await {
+            Ok(()) => {
+                let _ = message.ack_with(AckKind::Term).await;
+                shared.stats.exhausted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => tracing::warn!("{e}; leaving it to the max-deliveries router"),
+        }
+    }
+    let _ = message.ack_with(AckKind::Nak(delay)).await;
     shared.stats.naks.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Handles one batch. `Err(())` means Postgres is unavailable (the batch has been nak'ed).
 async fn process(
     shared: &Shared,
-    stream: &str,
+    place: &Place,
     pg: &mut Client,
     batch: Vec<Message>,
 ) -> Result<(), ()> {
+    let stream = place.stream.as_str();
     if stream == DLQ_STREAM {
         return match shared.sink {
-            Sink::Indexer => record_dead_letters(shared, pg, batch).await,
+            Sink::Indexer => record_dead_letters(shared, place, pg, batch).await,
             // Nothing else reads the DLQ; acknowledge rather than loop on it.
             Sink::Analytics => {
                 for m in &batch {
@@ -471,7 +537,7 @@ async fn process(
             }
             Err(e) => {
                 tracing::warn!("{e}; will retry");
-                nak_with_backoff(shared, message).await;
+                nak_with_backoff(shared, place, message, "the DLQ did not take the poison").await;
             }
         }
     }
@@ -484,6 +550,7 @@ async fn process(
     // (start, end) index ranges of `valid` still to write.
     let mut pending: Vec<(usize, usize)> = vec![(0, valid.len())];
     let mut refused: Vec<usize> = Vec::new();
+    let mut refused_why: std::collections::HashMap<usize, String> = Default::default();
     let mut written: Vec<bool> = vec![false; valid.len()];
     while let Some((start, end)) = pending.pop() {
         let range = start..end;
@@ -516,7 +583,7 @@ async fn process(
                     if written[k] {
                         let _ = batch[*i].ack().await;
                     } else {
-                        nak_with_backoff(shared, &batch[*i]).await;
+                        nak_with_backoff(shared, place, &batch[*i], "Postgres unavailable").await;
                     }
                 }
                 return Err(());
@@ -530,6 +597,14 @@ async fn process(
                         valid[range.start].1.stream_seq
                     );
                     refused.push(range.start);
+                    refused_why.insert(
+                        range.start,
+                        format!(
+                            "Postgres refused the event: {}",
+                            e.as_db_error()
+                                .map_or_else(|| e.to_string(), |d| d.message().to_string())
+                        ),
+                    );
                 } else {
                     let mid = range.start + range.len() / 2;
                     pending.push((mid, range.end));
@@ -549,7 +624,10 @@ async fn process(
         .ack_micros
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     for k in refused {
-        nak_with_backoff(shared, &batch[valid[k].0]).await;
+        let why = refused_why
+            .get(&k)
+            .map_or("Postgres refused the event", String::as_str);
+        nak_with_backoff(shared, place, &batch[valid[k].0], why).await;
     }
     Ok(())
 }
@@ -557,6 +635,7 @@ async fn process(
 /// The indexer's handling of the DLQ stream: each dead letter becomes a `dead_letters` row.
 async fn record_dead_letters(
     shared: &Shared,
+    place: &Place,
     pg: &mut Client,
     batch: Vec<Message>,
 ) -> Result<(), ()> {
@@ -575,7 +654,7 @@ async fn record_dead_letters(
         Err(WriteError::Unavailable(_)) => {
             shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
             for m in &batch {
-                nak_with_backoff(shared, m).await;
+                nak_with_backoff(shared, place, m, "dead letter not recorded").await;
             }
             Err(())
         }
@@ -583,7 +662,7 @@ async fn record_dead_letters(
             shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("dead letters refused by Postgres: {e}");
             for m in &batch {
-                nak_with_backoff(shared, m).await;
+                nak_with_backoff(shared, place, m, "dead letter not recorded").await;
             }
             Ok(())
         }

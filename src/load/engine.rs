@@ -154,6 +154,10 @@ pub async fn run_publisher(
             ledger_value.truncate(ledger_prefix_len);
             let _ = write!(ledger_value, "{seq}");
             headers.insert(HEADER_LEDGER, ledger_value.as_str());
+            if let Some(kind) = event.poison {
+                ledger.poison.insert(kind, seq);
+                headers.insert(crate::traffic::poison::HEADER_POISON, kind.as_str());
+            }
             let payload_len = event.payload.len() as u64;
             let subject = subjects.index_of(event.subject.as_str());
             subjects.subjects[subject].record_size(event.payload.len());

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::consumers::envelope::PoisonKind;
+
 /// A set of u64 kept as disjoint, non-adjacent inclusive ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeSet {
@@ -79,6 +81,106 @@ impl RangeSet {
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.ranges.iter().map(|(&s, &e)| (s, e))
     }
+
+    /// The values of `self` not in `other`, range by range (cost follows the ranges, not the values).
+    pub fn without(&self, other: &RangeSet) -> RangeSet {
+        let mut out = RangeSet::new();
+        for (start, end) in self.ranges() {
+            let mut from = start;
+            // Only the ranges of `other` that can overlap: from the one holding `start` on.
+            let lo = other
+                .ranges
+                .range(..=start)
+                .next_back()
+                .map_or(start, |(&s, _)| s);
+            for (s, e) in other.ranges.range(lo..=end).map(|(&s, &e)| (s, e)) {
+                if e < from {
+                    continue;
+                }
+                if s > from {
+                    out.push_range(from, s - 1);
+                }
+                from = match e.checked_add(1) {
+                    Some(next) => next,
+                    None => return out,
+                };
+                if from > end {
+                    break;
+                }
+            }
+            if from <= end {
+                out.push_range(from, end);
+            }
+        }
+        out
+    }
+
+    /// Appends a range above every value present.
+    fn push_range(&mut self, start: u64, end: u64) {
+        match self.ranges.iter_mut().next_back() {
+            Some((_, last)) if last.checked_add(1) == Some(start) => *last = end,
+            _ => {
+                self.ranges.insert(start, end);
+            }
+        }
+        self.len += end - start + 1;
+    }
+}
+
+/// The sequences a publisher made poison on purpose (`traffic/poison.rs`), by kind.
+///
+/// Poison is scattered (each sequence its own range), so this holds one entry per poison event: a
+/// share of a few percent of a run, and nothing at all in runs without poison.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoisonSeqs {
+    pub bad_json: RangeSet,
+    pub bad_schema: RangeSet,
+    pub unknown_type: RangeSet,
+}
+
+impl PoisonSeqs {
+    /// Records `seq` as poison of `kind` (max-deliveries is not a kind a publisher injects).
+    pub fn insert(&mut self, kind: PoisonKind, seq: u64) {
+        let set = match kind {
+            PoisonKind::BadJson => &mut self.bad_json,
+            PoisonKind::BadSchema => &mut self.bad_schema,
+            PoisonKind::UnknownType | PoisonKind::MaxDeliveries => &mut self.unknown_type,
+        };
+        set.insert(seq);
+    }
+
+    /// The kind `seq` was made, if it is poison.
+    pub fn kind_of(&self, seq: u64) -> Option<PoisonKind> {
+        [
+            (PoisonKind::BadJson, &self.bad_json),
+            (PoisonKind::BadSchema, &self.bad_schema),
+            (PoisonKind::UnknownType, &self.unknown_type),
+        ]
+        .into_iter()
+        .find(|(_, set)| set.contains(seq))
+        .map(|(kind, _)| kind)
+    }
+
+    /// Every poison sequence, whatever its kind.
+    pub fn all(&self) -> RangeSet {
+        let mut all = self.bad_json.clone();
+        for set in [&self.bad_schema, &self.unknown_type] {
+            for (start, end) in set.ranges() {
+                for seq in start..=end {
+                    all.insert(seq);
+                }
+            }
+        }
+        all
+    }
+
+    pub fn len(&self) -> u64 {
+        self.bad_json.len() + self.bad_schema.len() + self.unknown_type.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What became of one publisher's events.
@@ -107,6 +209,26 @@ pub struct PublisherLedger {
     /// any sequence. One entry per stall, not per event.
     #[serde(default)]
     pub skips: Vec<(u64, u64)>,
+    /// Sequences sent as poison on purpose, whatever their outcome.
+    #[serde(default)]
+    pub poison: PoisonSeqs,
+}
+
+impl PublisherLedger {
+    /// This ledger as the `events` table should reflect it: poison events are not written there
+    /// (they go to the DLQ), so they are neither acked nor unknown for that check.
+    pub fn without_poison(&self) -> PublisherLedger {
+        if self.poison.is_empty() {
+            return self.clone();
+        }
+        let poison = self.poison.all();
+        PublisherLedger {
+            acked: self.acked.without(&poison),
+            unknown: self.unknown.without(&poison),
+            failed: self.failed.without(&poison),
+            ..self.clone()
+        }
+    }
 }
 
 /// For each second of the run, the lowest and highest sequence a publisher had acknowledged in it.
@@ -184,6 +306,40 @@ mod tests {
         assert_eq!(clock.window_of(50), Some((1, 2)));
         assert_eq!(clock.window_of(85), Some((2, 4)));
         assert_eq!(clock.window_of(101), None);
+    }
+
+    #[test]
+    fn without_subtracts_by_ranges() {
+        let set = |values: &[u64]| {
+            let mut s = RangeSet::new();
+            for v in values {
+                s.insert(*v);
+            }
+            s
+        };
+        let a = set(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 21, 22, u64::MAX]);
+        let b = set(&[0, 3, 5, 6, 10, 11, 19, 20, u64::MAX]);
+        let diff = a.without(&b);
+        let values: Vec<u64> = diff.ranges().flat_map(|(s, e)| s..=e).collect();
+        assert_eq!(values, vec![1, 2, 4, 7, 8, 9, 21, 22]);
+        assert_eq!(diff.len(), 8);
+        assert_eq!(a.without(&RangeSet::new()), a);
+        assert!(b.without(&b).is_empty());
+    }
+
+    #[test]
+    fn poison_is_kept_by_kind_and_left_out_of_the_events_ledger() {
+        let mut ledger = PublisherLedger::default();
+        for seq in 1..=10 {
+            ledger.acked.insert(seq);
+        }
+        ledger.poison.insert(PoisonKind::BadJson, 3);
+        ledger.poison.insert(PoisonKind::UnknownType, 7);
+        assert_eq!(ledger.poison.kind_of(7), Some(PoisonKind::UnknownType));
+        assert_eq!(ledger.poison.kind_of(4), None);
+        let events = ledger.without_poison();
+        assert_eq!(events.acked.len(), 8);
+        assert!(!events.acked.contains(3) && !events.acked.contains(7));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `report.html`: the run on one self-contained page (DESIGN.md §6) — inline SVG charts of the
-//! timeline (throughput and errors, latency, indexer lag) with fault windows shaded, followed by the
-//! same tables as `summary.md`. No script, no stylesheet or font from the network: the file opens
-//! from a CI artifact store or an e-mail as it is.
+//! timeline (throughput and errors, latency, indexer lag and end-to-end latency) with fault windows
+//! shaded, followed by the same tables as `summary.md`. No script, no stylesheet or font from the
+//! network: the file opens from a CI artifact store or an e-mail as it is.
 //!
 //! The tables are not written twice: the Markdown summary is the one source, and [`markdown_to_html`]
 //! turns the subset it uses (headings, paragraphs, lists, pipe tables, inline code) into HTML.
@@ -98,6 +98,16 @@ fn charts(report: &RunReport) -> String {
             })],
         };
         out.push_str(&lag.svg(rows.len(), &faults));
+        let end_to_end = Chart {
+            title: "End-to-end latency, intended publish → row in Postgres, by intended second (log scale)",
+            log: true,
+            unit: "ms",
+            series: vec![
+                Series::of(rows, "p50", "#2e7d32", |r| r.end_to_end_p50_ms.and_then(positive)),
+                Series::of(rows, "p99", "#ef6c00", |r| r.end_to_end_p99_ms.and_then(positive)),
+            ],
+        };
+        out.push_str(&end_to_end.svg(rows.len(), &faults));
     }
     out
 }

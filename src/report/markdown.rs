@@ -198,6 +198,32 @@ pub fn render(report: &RunReport) -> String {
         let mark = if c.passed { "✓" } else { "✗" };
         let _ = writeln!(out, "- {mark} indexer catch-up: {}", c.detail);
     }
+    if let Some(dlq) = &report.dlq {
+        let _ = writeln!(
+            out,
+            "- {} DLQ: {} (injected {}, expected {}, entries {}, missing {}, unexpected {}, duplicated {}, wrong headers {})",
+            if dlq.passed { "✓" } else { "✗" },
+            dlq.detail,
+            dlq.injected,
+            dlq.expected,
+            dlq.entries,
+            dlq.missing,
+            dlq.unexpected,
+            dlq.duplicated,
+            dlq.bad_headers
+        );
+        for p in dlq.problems.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  - publisher {} seq {} ({}{}): {}",
+                p.publisher,
+                p.seq,
+                p.consumer,
+                p.dlq_seq.map_or(String::new(), |s| format!(", DLQ#{s}")),
+                p.why
+            );
+        }
+    }
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::chaos::engine::FaultEvent;
 use crate::checks::catch_up::CatchUpCheck;
+use crate::checks::dlq::DlqCheck;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
@@ -45,6 +46,8 @@ pub struct RunReport {
     pub indexer: Option<IndexerReport>,
     /// The indexer's catch-up check, when the run had an indexer.
     pub catch_up: Option<CatchUpCheck>,
+    /// The DLQ check (injected poison vs dead letters), when the scenario runs a consumer.
+    pub dlq: Option<DlqCheck>,
     pub thresholds: Vec<ThresholdResult>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
@@ -215,6 +218,9 @@ pub struct TimelineRow {
     pub faults: Vec<String>,
     /// Events the indexer had not yet written (pending + unacknowledged), when it runs.
     pub indexer_lag: Option<u64>,
+    /// Intended publish time → row in Postgres of the events intended in this second, ms.
+    pub end_to_end_p50_ms: Option<f64>,
+    pub end_to_end_p99_ms: Option<f64>,
 }
 
 /// The run's outcome.
@@ -238,10 +244,11 @@ impl RunReport {
     }
 
     fn timeline_csv(&self) -> String {
-        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,never_sent,p50_ms,p99_ms,max_ms,send_delay_p99_ms,faults\n");
+        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,never_sent,p50_ms,p99_ms,max_ms,send_delay_p99_ms,faults,indexer_lag,end_to_end_p50_ms,end_to_end_p99_ms\n");
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         for r in &self.timeline {
             out.push_str(&format!(
-                "{},{},{:.1},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{}\n",
+                "{},{},{:.1},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{},{}\n",
                 r.second,
                 r.phase,
                 r.target,
@@ -254,7 +261,10 @@ impl RunReport {
                 r.p99_ms,
                 r.max_ms,
                 r.send_delay_p99_ms,
-                r.faults.join(";")
+                r.faults.join(";"),
+                r.indexer_lag.map_or(String::new(), |l| l.to_string()),
+                opt(r.end_to_end_p50_ms),
+                opt(r.end_to_end_p99_ms)
             ));
         }
         out

@@ -213,6 +213,10 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         let mark = if c.passed { "✓" } else { "✗" };
         let _ = writeln!(out, "  {} {mark} {}", dotted("indexer catch-up"), c.detail);
     }
+    if let Some(dlq) = &report.dlq {
+        let mark = if dlq.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "  {} {mark} {}", dotted("dlq"), dlq.detail);
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");
         for t in &report.thresholds {

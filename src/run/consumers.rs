@@ -14,13 +14,25 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::no_loss::{self, ReadBack};
 use crate::consumers::{
     connect_postgres, migrate, read_events_for_run, read_lag, ConsumerProcess, ConsumerProcessSpec,
-    EmbeddedPostgres, ServiceKind,
+    ConsumerSlot, EmbeddedPostgres, ServiceKind,
 };
+use crate::consumers::{end_to_end_by_second, SecondLatency};
 use crate::exit::AppError;
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::DurationHistogram;
 use crate::report::IndexerReport;
 use crate::scenario::model::ConsumerSettings;
+use time::OffsetDateTime;
+
+/// What the consumers of a run leave for the report.
+#[derive(Default)]
+pub(super) struct ConsumersOutcome {
+    pub(super) indexer: Option<IndexerReport>,
+    /// (second, pending + unacknowledged) of the indexer.
+    pub(super) lag: Vec<(u64, u64)>,
+    /// End-to-end latency per second of intended time.
+    pub(super) end_to_end: Vec<SecondLatency>,
+}
 
 /// The consumers of a running load.
 pub(super) struct RunConsumers {
@@ -28,6 +40,8 @@ pub(super) struct RunConsumers {
     postgres: Option<EmbeddedPostgres>,
     url: String,
     children: Arc<Mutex<Vec<ConsumerProcess>>>,
+    /// The indexer child, shared with the chaos engine (`kill-indexer`).
+    indexer: Option<Arc<ConsumerSlot>>,
     indexer_task: Option<JoinHandle<()>>,
     lag_task: Option<JoinHandle<Vec<(u64, u64)>>>,
     stop: CancellationToken,
@@ -83,17 +97,23 @@ impl RunConsumers {
         }
         let start = Instant::now();
         let stop = CancellationToken::new();
-        let indexer_task = settings.indexer.then(|| {
-            let (children, stop, delay) = (children.clone(), stop.clone(), settings.indexer_start);
-            let spec = spec(ServiceKind::Indexer, "indexer");
+        let indexer = settings.indexer.then(|| {
+            Arc::new(ConsumerSlot::new(
+                spec(ServiceKind::Indexer, "indexer"),
+                "indexer",
+                streams.clone(),
+                js.clone(),
+            ))
+        });
+        let indexer_task = indexer.clone().map(|slot| {
+            let (stop, delay) = (stop.clone(), settings.indexer_start);
             tokio::spawn(async move {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.cancelled() => return,
                 }
-                match ConsumerProcess::spawn(&spec).await {
-                    Ok(child) => lock(&children).push(child),
-                    Err(e) => eprintln!("aivo-load: cannot start the indexer: {e}"),
+                if let Err(e) = slot.start().await {
+                    eprintln!("aivo-load: cannot start the indexer: {e}");
                 }
             })
         });
@@ -129,11 +149,17 @@ impl RunConsumers {
             postgres,
             url,
             children,
+            indexer,
             indexer_task,
             lag_task,
             stop,
             streams,
         }))
+    }
+
+    /// The indexer child, for the chaos engine's `kill-indexer`.
+    pub(super) fn indexer_slot(&self) -> Option<Arc<ConsumerSlot>> {
+        self.indexer.clone()
     }
 
     /// After the load: waits for the indexer to catch up, reads `events` back and judges it against
@@ -143,8 +169,9 @@ impl RunConsumers {
         js: &async_nats::jetstream::Context,
         run_id: &str,
         ledgers: &[PublisherLedger],
+        load_start: OffsetDateTime,
         wait_for_catch_up: bool,
-    ) -> (Option<IndexerReport>, Vec<(u64, u64)>) {
+    ) -> ConsumersOutcome {
         let load_end = Instant::now();
         if let Some(task) = self.indexer_task.take() {
             // The indexer starts within the load; if the load ended first, start it now.
@@ -181,24 +208,68 @@ impl RunConsumers {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
+        if self.settings.analytics && wait_for_catch_up {
+            // The DLQ check needs analytics' dead letters too: wait (within the same deadline) until
+            // it has worked off its streams as well.
+            let streams: Vec<&str> = self
+                .streams
+                .iter()
+                .copied()
+                .filter(|s| ANALYTICS_STREAMS.contains(s))
+                .collect();
+            let deadline = load_end + self.settings.catch_up_timeout;
+            while !streams.is_empty() && Instant::now() < deadline {
+                let lag = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    read_lag(js, "analytics", &streams),
+                )
+                .await;
+                if matches!(lag, Ok(Ok(ref lag)) if lag.is_caught_up()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
         self.stop.cancel();
         let lag_samples = match self.lag_task.take() {
             Some(task) => task.await.unwrap_or_default(),
             None => Vec::new(),
         };
-        let report = if self.settings.indexer {
-            Some(self.judge(run_id, ledgers, lag_at_load_end, catch_up).await)
+        let (report, end_to_end) = if self.settings.indexer {
+            let report = self.judge(run_id, ledgers, lag_at_load_end, catch_up).await;
+            (Some(report), self.end_to_end(run_id, load_start).await)
         } else {
-            None
+            (None, Vec::new())
         };
         let children: Vec<ConsumerProcess> = std::mem::take(&mut *lock(&self.children));
         for mut child in children {
             child.terminate(Duration::from_secs(5)).await;
         }
+        if let Some(indexer) = &self.indexer {
+            indexer.terminate(Duration::from_secs(5)).await;
+        }
         if let Some(mut pg) = self.postgres.take() {
             let _ = pg.stop().await;
         }
-        (report, lag_samples)
+        ConsumersOutcome {
+            indexer: report,
+            lag: lag_samples,
+            end_to_end,
+        }
+    }
+
+    /// The end-to-end latency of each second of the load (empty if Postgres cannot say).
+    async fn end_to_end(&self, run_id: &str, load_start: OffsetDateTime) -> Vec<SecondLatency> {
+        let client = match connect_postgres(&self.url).await {
+            Ok(c) => c,
+            Err(_) => return Vec::new(),
+        };
+        end_to_end_by_second(&client, run_id, load_start)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("aivo-load: no per-second end-to-end latency: {e}");
+                Vec::new()
+            })
     }
 
     async fn judge(
@@ -208,7 +279,9 @@ impl RunConsumers {
         lag_at_load_end: u64,
         catch_up: Option<Duration>,
     ) -> IndexerReport {
-        let all: Vec<&PublisherLedger> = ledgers.iter().collect();
+        // Poison goes to the DLQ (the DLQ check), never to `events`.
+        let valid: Vec<PublisherLedger> = ledgers.iter().map(|l| l.without_poison()).collect();
+        let all: Vec<&PublisherLedger> = valid.iter().collect();
         let mut back = ReadBack::default();
         let mut end_to_end = DurationHistogram::with_precision(3);
         match connect_postgres(&self.url).await {
@@ -233,7 +306,16 @@ impl RunConsumers {
                 self.settings.catch_up_timeout
             ));
         }
-        let ledger = no_loss::judge("events (Postgres)", &all, &back, 0);
+        let mut ledger = no_loss::judge("events (Postgres)", &all, &back, 0);
+        let indexed_poison = poison_in_events(ledgers, &back);
+        if indexed_poison > 0 {
+            ledger.unexpected += indexed_poison;
+            ledger.passed = false;
+            ledger.detail = format!(
+                "{indexed_poison} poison event(s) written to events; {}",
+                ledger.detail
+            );
+        }
         let catch_up_s = catch_up.map(|d| d.as_secs_f64());
         IndexerReport {
             postgres: match &self.postgres {
@@ -256,6 +338,22 @@ impl RunConsumers {
             ledger,
         }
     }
+}
+
+/// The streams analytics reads (the seed's topology).
+const ANALYTICS_STREAMS: [&str; 2] = ["LEARNING", "FOCUS"];
+
+/// How many injected poison events were written to `events` anyway.
+fn poison_in_events(ledgers: &[PublisherLedger], back: &ReadBack) -> u64 {
+    let mut count = 0;
+    for ledger in ledgers.iter().filter(|l| !l.poison.is_empty()) {
+        if let Some(seen) = back.seen.get(&ledger.publisher) {
+            for (start, end) in ledger.poison.all().ranges() {
+                count += (start..=end).filter(|s| seen.contains(*s)).count() as u64;
+            }
+        }
+    }
+    count
 }
 
 fn lock<T>(cell: &Arc<Mutex<T>>) -> std::sync::MutexGuard<'_, T> {

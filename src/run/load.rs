@@ -18,6 +18,7 @@ use crate::load::metrics::{IntervalStats, SubjectTable};
 use crate::report::{Counts, LatencyReport, TimelineRow};
 use crate::scenario::Scenario;
 use crate::traffic::arrival::PublisherArrivals;
+use crate::traffic::poison::with_poison;
 use crate::traffic::population::Population;
 use crate::traffic::{build_source, EventSource, Mix, Shard, SourceConfig};
 use anyhow::anyhow;
@@ -31,8 +32,9 @@ pub(super) struct LoadOutcome {
     pub(super) elapsed: Duration,
     /// Set when an abort-on-fail threshold stopped the load.
     pub(super) aborted: Option<String>,
-    /// The wall-clock start of the schedule (events' `occurred_at` = this + intended offset).
-    pub(super) started_wall: time::OffsetDateTime,
+    /// The wall-clock moment of second 0 (intended times are offsets from it; events'
+    /// `occurred_at` = this + intended offset).
+    pub(super) start_wall: time::OffsetDateTime,
 }
 
 pub(super) async fn drive_load(
@@ -126,7 +128,7 @@ pub(super) async fn drive_load(
         timeline: sampler.timeline,
         elapsed,
         aborted,
-        started_wall: clock.start_wall,
+        start_wall: clock.start_wall,
     })
 }
 
@@ -166,6 +168,7 @@ fn publisher_sources(
                 seed: scenario.seed,
             })
             .map_err(|e| AppError::usage(anyhow!("{} traffic: {e}", source.domain.stream())))?;
+            let events = with_poison(events, source.poison, scenario.seed, publisher_id);
             sources.push(PublisherSource {
                 id: publisher_id,
                 stream: source.domain.stream().to_string(),
@@ -232,7 +235,7 @@ pub(super) fn replay_events(
                 break;
             };
             seq += 1;
-            let event = p.source.next_event(seq, outcome.started_wall + offset);
+            let event = p.source.next_event(seq, outcome.start_wall + offset);
             if wanted.contains(&(p.id, seq)) {
                 found.insert((p.id, seq), (event.subject.to_string(), event.event_id));
             }
@@ -331,8 +334,8 @@ impl Sampler {
             p99_ms: h.latency.quantile_micros(0.99) as f64 / 1000.0,
             max_ms: h.latency.max_micros() as f64 / 1000.0,
             send_delay_p99_ms: h.send_delay.quantile_micros(0.99) as f64 / 1000.0,
-            faults: Vec::new(),
-            indexer_lag: None,
+            // Faults, indexer lag and end-to-end latency are laid on by the verdict.
+            ..TimelineRow::default()
         };
         self.timeline.push(row.clone());
         row

@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context as _};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{no_loss, retention, stream_count};
+use crate::checks::{dlq, no_loss, retention, stream_count};
 use crate::cli::{BackendKind, RunArgs, StateArgs};
 use crate::cluster::local::{LocalCluster, LocalClusterConfig};
 use crate::exit::{AppError, ExitStatus};
@@ -136,6 +136,13 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         s.dedup();
         s
     };
+    let dlq_before = if scenario.consumers.any() {
+        stream_state(&js, crate::consumers::dlq::DLQ_STREAM)
+            .await?
+            .0
+    } else {
+        0
+    };
     let mut before = Vec::new();
     for stream in &streams {
         wait_until_replicated(&js, stream, true).await?;
@@ -169,6 +176,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         &run_dir,
         scenario.duration,
         scenario.seed,
+        consumers.as_ref().and_then(|c| c.indexer_slot()),
         cancel.child_token(),
     )?;
     let retention = retention::RetentionSampler::start(
@@ -181,17 +189,32 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         Some(chaos) => chaos.finish().await,
         None => Vec::new(),
     };
-    let (indexer, indexer_lag) = match consumers {
+    let consumed = match consumers {
         Some(consumers) => {
             eprintln!("aivo-load: waiting for the indexer to catch up");
             // After Ctrl-C the run ends now: no waiting for the indexer (an abort-on-fail
             // threshold also cancels the load, but the run still checks what was written).
             let catch_up = !cancel.is_cancelled() || outcome.aborted.is_some();
             consumers
-                .finish(&js, &run_id, &outcome.ledgers, catch_up)
+                .finish(&js, &run_id, &outcome.ledgers, outcome.start_wall, catch_up)
                 .await
         }
-        None => (None, Vec::new()),
+        None => consumers::ConsumersOutcome::default(),
+    };
+    let dlq = if scenario.consumers.any() && !cancel.is_cancelled() {
+        Some(
+            check_dlq(
+                &js,
+                &scenario,
+                &topology,
+                &run_id,
+                &outcome.ledgers,
+                dlq_before,
+            )
+            .await,
+        )
+    } else {
+        None
     };
 
     let mut stream_checks = Vec::new();
@@ -259,8 +282,10 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         ledger_checks,
         retention_checks,
         fault_events,
-        indexer,
-        indexer_lag,
+        indexer: consumed.indexer,
+        dlq,
+        indexer_lag: consumed.lag,
+        end_to_end: consumed.end_to_end,
         interrupted: was_interrupted,
     });
     report
@@ -280,6 +305,35 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     } else {
         ExitStatus::Failed
     })
+}
+
+/// The DLQ check: the dead letters of this run (after `dlq_before`) against the poison its
+/// publishers injected, for the consumers the scenario ran.
+async fn check_dlq(
+    js: &async_nats::jetstream::Context,
+    scenario: &Scenario,
+    topology: &Topology,
+    run_id: &str,
+    ledgers: &[crate::load::ledger::PublisherLedger],
+    dlq_before: u64,
+) -> dlq::DlqCheck {
+    let ran: Vec<_> = topology
+        .consumers
+        .iter()
+        .filter(|c| {
+            (c.name == "indexer" && scenario.consumers.indexer)
+                || (c.name == "analytics" && scenario.consumers.analytics)
+        })
+        .cloned()
+        .collect();
+    eprintln!("aivo-load: reading the DLQ back");
+    match dlq::read(js, run_id, dlq_before + 1).await {
+        Ok(read) => dlq::judge(run_id, ledgers, &ran, &read),
+        Err(e) => dlq::DlqCheck {
+            detail: format!("cannot read the DLQ: {e}"),
+            ..dlq::DlqCheck::default()
+        },
+    }
 }
 
 /// Cancels `cancel` on Ctrl-C or SIGTERM and remembers that it did.

@@ -10,11 +10,13 @@ use super::load::LoadOutcome;
 use super::ASYNC_NATS_VERSION;
 use crate::chaos::engine::{FaultEvent, Phase};
 use crate::checks::catch_up::{self, CatchUpCheck, CatchUpInputs};
+use crate::checks::dlq::DlqCheck;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::{Tag, ThresholdResult};
 use crate::cli::BackendKind;
+use crate::consumers::SecondLatency;
 use crate::load::metrics::SubjectTable;
 use crate::report::{
     self, Counts, IndexerReport, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport,
@@ -37,8 +39,11 @@ pub(super) struct ReportInputs<'a> {
     pub(super) retention_checks: Vec<RetentionCheck>,
     pub(super) fault_events: Vec<FaultEvent>,
     pub(super) indexer: Option<IndexerReport>,
+    pub(super) dlq: Option<DlqCheck>,
     /// (second, pending + unacknowledged) of the indexer.
     pub(super) indexer_lag: Vec<(u64, u64)>,
+    /// End-to-end latency per second of intended time.
+    pub(super) end_to_end: Vec<SecondLatency>,
     pub(super) interrupted: bool,
 }
 
@@ -209,6 +214,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
                 None if t.metric.starts_with("indexer.") => {
                     indexer_value(&t.metric, input.indexer.as_ref())
                 }
+                None if t.metric.starts_with("dlq.") => dlq_value(&t.metric, input.dlq.as_ref()),
                 None => metric_value(&t.metric, &counts, &latency),
                 Some(tag) => tagged_value(&t.metric, tag, &outcome.subjects),
             };
@@ -228,6 +234,9 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             "ledger events (Postgres): {}",
             indexer.ledger.detail
         ));
+    }
+    if let Some(dlq) = input.dlq.as_ref().filter(|d| !d.passed) {
+        failures.push(format!("dlq: {}", dlq.detail));
     }
     // The ledger check holds in every run, thresholds or not (DESIGN.md §3).
     failures.extend(
@@ -302,13 +311,17 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         counts,
         latency,
         throughput,
-        timeline: with_indexer_lag(
-            with_faults(outcome.timeline, &input.fault_events),
-            &input.indexer_lag,
+        timeline: with_end_to_end(
+            with_indexer_lag(
+                with_faults(outcome.timeline, &input.fault_events),
+                &input.indexer_lag,
+            ),
+            &input.end_to_end,
         ),
         faults: input.fault_events,
         indexer: input.indexer,
         catch_up,
+        dlq: input.dlq,
         subjects,
         streams: input.stream_checks,
         ledger: input.ledger_checks,
@@ -421,6 +434,29 @@ fn indexer_value(metric: &str, indexer: Option<&IndexerReport>) -> Option<f64> {
             .end_to_end
             .get(metric.strip_prefix("indexer.end_to_end.")?),
     }
+}
+
+/// The value of a `dlq.*` metric (a count).
+fn dlq_value(metric: &str, dlq: Option<&DlqCheck>) -> Option<f64> {
+    let dlq = dlq?;
+    Some(match metric {
+        "dlq.missing" => dlq.missing,
+        "dlq.unexpected" => dlq.unexpected,
+        "dlq.entries" => dlq.entries,
+        "dlq.injected" => dlq.injected,
+        _ => return None,
+    } as f64)
+}
+
+/// Puts the per-second end-to-end latency on the timeline (by the events' intended second).
+fn with_end_to_end(mut timeline: Vec<TimelineRow>, seconds: &[SecondLatency]) -> Vec<TimelineRow> {
+    for s in seconds {
+        if let Some(row) = timeline.get_mut(s.second as usize) {
+            row.end_to_end_p50_ms = Some(s.p50_ms);
+            row.end_to_end_p99_ms = Some(s.p99_ms);
+        }
+    }
+    timeline
 }
 
 /// Puts the indexer's lag samples on the timeline.
@@ -550,6 +586,8 @@ mod tests {
         for (metric, _) in known_metrics() {
             let value = if metric.starts_with("indexer.") {
                 indexer_value(&metric, Some(&indexer))
+            } else if metric.starts_with("dlq.") {
+                dlq_value(&metric, Some(&DlqCheck::default()))
             } else {
                 metric_value(&metric, &counts, &latency)
             };

@@ -59,6 +59,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../scenarios/indexer-catchup.toml"),
     ),
     ("retention", include_str!("../../scenarios/retention.toml")),
+    (
+        "dlq-poison",
+        include_str!("../../scenarios/dlq-poison.toml"),
+    ),
 ];
 
 /// Finds a scenario by name or path and validates it.
@@ -143,6 +147,13 @@ pub fn summary(scenario: &Scenario) -> String {
             profile.total()
         );
         let _ = writeln!(out, "       mix: {}", mix.join(", "));
+        if !source.poison.is_none() {
+            let _ = writeln!(
+                out,
+                "       poison: {} (bad JSON, bad schema, unknown type in equal parts)",
+                source.poison
+            );
+        }
         let phases = profile.phases();
         let mut shown: Vec<String> = phases
             .iter()

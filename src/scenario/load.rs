@@ -18,6 +18,7 @@ use crate::traffic::arrival::{
     format_rate, ArrivalProcess, Burst, ProfileError, RatePoint, RateProfile, SchoolDay,
     DEFAULT_EVENING,
 };
+use crate::traffic::poison::PoisonShare;
 use crate::traffic::Mix;
 
 /// The seed of a scenario that names none.
@@ -211,6 +212,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             domain,
             mix,
             profile,
+            poison: raw_source.poison.map_or(PoisonShare::NONE, |p| p.0),
         });
     }
 
@@ -322,6 +324,20 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
     let entries: Vec<_> = raw.chaos.iter().map(|e| e.get_ref().clone()).collect();
     let chaos = crate::chaos::schedule::ChaosPlan::from_entries(&entries)
         .map_err(|(i, msg)| source.error(Some(raw.chaos[i].span()), format!("[[chaos]]: {msg}")))?;
+    if !consumers.indexer {
+        let kills_indexer = |e: &crate::chaos::schedule::ChaosEntry| {
+            e.fault == "kill-indexer"
+                || e.faults
+                    .as_ref()
+                    .is_some_and(|f| f.iter().any(|n| n == "kill-indexer"))
+        };
+        if let Some(entry) = raw.chaos.iter().find(|e| kills_indexer(e.get_ref())) {
+            return Err(source.error(
+                Some(entry.span()),
+                "[[chaos]]: kill-indexer needs `[consumers] indexer = true`",
+            ));
+        }
+    }
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,

@@ -28,6 +28,7 @@ use toml::Spanned;
 use super::units;
 use crate::checks::thresholds::Threshold;
 use crate::traffic::arrival::RateProfile;
+use crate::traffic::poison::PoisonShare;
 use crate::traffic::Domain;
 
 /// Reads a value written as text with a unit, so a value of the wrong type is refused with the same
@@ -346,6 +347,25 @@ pub struct RawTraffic {
     /// How events are placed under the rate curve (default: evenly).
     #[serde(default)]
     pub arrivals: Option<Spanned<ArrivalKind>>,
+    /// Share of this source's events sent as poison (`"2%"`), for the DLQ scenarios.
+    #[serde(default)]
+    pub poison: Option<PoisonValue>,
+}
+
+/// A share of poison events written like "2%" or "0.5%".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoisonValue(pub PoisonShare);
+
+impl<'de> Deserialize<'de> for PoisonValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_text(
+            deserializer,
+            "a share of poison events such as \"2%\" or \"0.5%\"",
+            PoisonShare::parse,
+            None,
+        )
+        .map(PoisonValue)
+    }
 }
 
 /// `rate = "500/s"` or `rate = [ { at = "0s", rate = "500/s" }, ... ]`.
@@ -489,6 +509,8 @@ pub struct TrafficSource {
     pub mix: Vec<(String, u32)>,
     /// When events are intended to be sent, per-learner rates already resolved.
     pub profile: RateProfile,
+    /// Share of the events sent as poison (see `traffic/poison.rs`).
+    pub poison: PoisonShare,
 }
 
 /// Stream limits a scenario overrides (small values make retention observable in minutes).

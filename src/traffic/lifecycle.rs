@@ -209,6 +209,7 @@ impl SourceCore {
             subject: subject.clone(),
             event_id: event_id.as_str().to_owned(),
             payload: Bytes::copy_from_slice(&self.buffer),
+            poison: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod focus;
 pub mod homework;
 pub mod learning;
 pub(crate) mod lifecycle;
+pub mod poison;
 pub mod population;
 pub mod recommendation;
 
@@ -55,6 +56,8 @@ pub struct OutgoingEvent {
     /// UUID v7; also the `Nats-Msg-Id` header, so JetStream dedups retries.
     pub event_id: String,
     pub payload: Bytes,
+    /// Set on an event made poison on purpose (`poison.rs`): the publisher's ledger records it.
+    pub poison: Option<crate::consumers::envelope::PoisonKind>,
 }
 
 /// Produces the events of one publisher, in order.

@@ -540,6 +540,82 @@ async fn exhausted_deliveries_reach_the_dlq_and_replay_brings_them_into_events()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_reaches_the_dlq_on_its_last_delivery_without_the_router() {
+    let env = Env::start(1).await;
+    let run = "run-exhausted";
+    // Postgres refuses every event of learner l5 (seqs 5, 22, 39 of 40).
+    let mut pg = env.pg().await;
+    consumers::migrate(&mut pg).await.expect("migrate");
+    pg.batch_execute("ALTER TABLE events ADD CONSTRAINT refuse_l5 CHECK (learner_id <> 'l5')")
+        .await
+        .expect("constraint");
+    publish_all(&env.js, valid_batch(run, 1, 1..=40)).await;
+    // No max-deliveries router: an advisory would go unheard, as when the router is disconnected.
+    let mut config = ServiceConfig::new(ServiceKind::Indexer, &env.server(), &env.postgres.url());
+    config.status_every = None;
+    config.dlq_router = false;
+    let stats = Arc::new(ConsumerStats::default());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let (stats, cancel) = (stats.clone(), cancel.clone());
+        async move { consumers::run_service(config, stats, cancel).await }
+    });
+    // Nak delays 1 + 2 + 4 + 8 s before the fifth and last delivery.
+    wait_for(
+        "3 exhausted events routed by the worker",
+        CATCH_UP,
+        || async { (stats.snapshot().exhausted >= 3).then_some(()) },
+    )
+    .await;
+    wait_for("the indexer caught up", STEP, || async {
+        let lag = consumers::read_lag(&env.js, "indexer", &["FOCUS"])
+            .await
+            .ok()?;
+        lag.is_caught_up().then_some(())
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(STEP, task)
+        .await
+        .expect("indexer stops")
+        .expect("indexer task")
+        .expect("indexer");
+    let mut entries = Vec::new();
+    dlq::scan(&env.js, &DlqFilter::default(), |e| entries.push(e))
+        .await
+        .expect("scan");
+    let mut seqs: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e.reason, "max_deliveries", "{e:?}");
+            assert_eq!(
+                (e.stream.as_str(), e.consumer.as_str()),
+                ("FOCUS", "indexer")
+            );
+            assert_eq!(e.deliveries, Some(5), "{e:?}");
+            assert!(e.error.contains("refuse_l5"), "{}", e.error);
+            e.headers
+                .get("Aivo-Ledger")
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        [
+            format!("{run}/1/22"),
+            format!("{run}/1/39"),
+            format!("{run}/1/5")
+        ]
+    );
+    let back = consumers::read_events_for_run(&env.pg().await, run)
+        .await
+        .expect("read back");
+    assert_eq!(back.rows, 37);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analytics_counts_each_event_once_under_redelivery() {
     let env = Env::start(1).await;
     let run = "run-analytics";

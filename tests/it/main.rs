@@ -4,6 +4,7 @@ mod chaos;
 mod checks;
 mod cluster;
 mod consumers;
+mod dlq;
 mod docker;
 mod nemesis;
 mod run;
