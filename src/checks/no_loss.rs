@@ -42,8 +42,12 @@ use serde::Serialize;
 use crate::load::engine::{parse_ledger_header, HEADER_LEDGER};
 use crate::load::ledger::{PublisherLedger, RangeSet};
 
-/// How long the read-back waits for the next message before it gives up.
+/// How long the read-back waits for the next message before it starts again on a new consumer.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a read-back may go without reading anything before it gives up (it resumes on a new
+/// consumer after each stall).
+const STALL_LIMIT: Duration = Duration::from_secs(90);
 /// How many lost / unexpected events a report lists.
 const SAMPLES: usize = 100;
 
@@ -153,66 +157,96 @@ pub async fn read_back(
     if gone_by_retention(&mut handle, to_seq).await {
         return Ok(back);
     }
-    let consumer = handle
-        .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from_seq,
+    // A stream that is between leaders or whose replicas are catching up (right after a fault) can
+    // stop delivering for a while: the read resumes after the last sequence it got, on a new
+    // ordered consumer, and gives up only after STALL_LIMIT without progress.
+    let mut next_seq = from_seq;
+    let mut progress = tokio::time::Instant::now();
+    let mut why = String::new();
+    'read: loop {
+        if progress.elapsed() >= STALL_LIMIT {
+            back.incomplete = Some(format!(
+                "read-back of {stream} made no progress for {STALL_LIMIT:?} at sequence {next_seq} \
+                 of {to_seq} ({why}): the events after it are not verified"
+            ));
+            break;
+        }
+        if next_seq > from_seq {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if gone_by_retention(&mut handle, to_seq).await {
+                break;
+            }
+        }
+        let consumer = handle
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: next_seq,
+                },
+                headers_only: true,
+                ..Default::default()
+            })
+            .await;
+        let mut messages = match consumer {
+            Ok(consumer) => match consumer.messages().await {
+                Ok(messages) => messages,
+                Err(e) => {
+                    why = e.to_string();
+                    continue;
+                }
             },
-            headers_only: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("read-back consumer on {stream}: {e}"))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| format!("read-back of {stream}: {e}"))?;
-    loop {
-        let next = match tokio::time::timeout(IDLE_TIMEOUT, messages.next()).await {
-            Ok(Some(Ok(message))) => message,
-            Ok(Some(Err(e))) => {
-                back.incomplete = Some(format!("read-back of {stream} failed: {e}"));
-                break;
-            }
-            Ok(None) => {
-                back.incomplete = Some(format!("read-back of {stream} ended early"));
-                break;
-            }
-            // The rest expired while it was being read: the read is complete.
-            Err(_) if gone_by_retention(&mut handle, to_seq).await => break,
-            Err(_) => {
-                back.incomplete = Some(format!(
-                    "read-back of {stream} stalled for {IDLE_TIMEOUT:?} at sequence {} of {to_seq}",
-                    back.last_seq.unwrap_or(from_seq)
-                ));
-                break;
+            Err(e) => {
+                why = format!("read-back consumer: {e}");
+                continue;
             }
         };
-        let stream_seq = next.info().map(|i| i.stream_sequence).unwrap_or(0);
-        if stream_seq > to_seq {
-            break;
-        }
-        back.read += 1;
-        back.first_seq.get_or_insert(stream_seq);
-        back.last_seq = Some(stream_seq);
-        let ledger = next
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(HEADER_LEDGER))
-            .and_then(|v| parse_ledger_header(v.as_str()).map(|(run, p, s)| (run == run_id, p, s)));
-        match ledger {
-            Some((true, publisher, seq)) => {
-                if !back.seen.entry(publisher).or_default().insert(seq) {
-                    back.duplicated_count += 1;
-                    if back.duplicated.len() < SAMPLES {
-                        back.duplicated.push((publisher, seq));
+        loop {
+            let next = match tokio::time::timeout(IDLE_TIMEOUT, messages.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(e))) => {
+                    why = e.to_string();
+                    continue 'read;
+                }
+                Ok(None) => {
+                    why = "ended early".into();
+                    continue 'read;
+                }
+                // The rest expired while it was being read: the read is complete.
+                Err(_) if gone_by_retention(&mut handle, to_seq).await => break 'read,
+                Err(_) => {
+                    why = format!("nothing delivered for {IDLE_TIMEOUT:?}");
+                    continue 'read;
+                }
+            };
+            let stream_seq = next.info().map(|i| i.stream_sequence).unwrap_or(0);
+            if stream_seq > to_seq {
+                break 'read;
+            }
+            progress = tokio::time::Instant::now();
+            next_seq = stream_seq + 1;
+            back.read += 1;
+            back.first_seq.get_or_insert(stream_seq);
+            back.last_seq = Some(stream_seq);
+            let ledger = next
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(HEADER_LEDGER))
+                .and_then(|v| {
+                    parse_ledger_header(v.as_str()).map(|(run, p, s)| (run == run_id, p, s))
+                });
+            match ledger {
+                Some((true, publisher, seq)) => {
+                    if !back.seen.entry(publisher).or_default().insert(seq) {
+                        back.duplicated_count += 1;
+                        if back.duplicated.len() < SAMPLES {
+                            back.duplicated.push((publisher, seq));
+                        }
                     }
                 }
+                _ => back.foreign += 1,
             }
-            _ => back.foreign += 1,
-        }
-        if stream_seq >= to_seq {
-            break;
+            if stream_seq >= to_seq {
+                break 'read;
+            }
         }
     }
     Ok(back)
@@ -323,7 +357,11 @@ pub fn judge(
     }
     let lost = check.lost;
     let mut problems = Vec::new();
-    if lost > 0 {
+    if lost > 0 && back.incomplete.is_some() {
+        problems.push(format!(
+            "{lost} acknowledged event(s) not read back (lost, or beyond an incomplete read)"
+        ));
+    } else if lost > 0 {
         problems.push(format!("{lost} acknowledged event(s) lost"));
     }
     if check.duplicated > 0 {

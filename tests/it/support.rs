@@ -276,3 +276,39 @@ pub fn status_text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// The run passed, or failed only thresholds on `metrics` (name prefixes) and no check. On a
+/// loaded 2-core CI machine a short run's latency or error budget is not what a test of the
+/// report's structure or of a fault is about; the checks (ledger, streams, DLQ, ...) are, and
+/// those must pass either way.
+pub fn assert_passed_but_for(output: &Output, report: &serde_json::Value, metrics: &[&str]) {
+    let log = text(output);
+    match output.status.code() {
+        Some(0) => assert_eq!(report["verdict"]["passed"], true, "{log}"),
+        Some(1) => {
+            let failed: Vec<&str> = report["thresholds"]
+                .as_array()
+                .expect("thresholds")
+                .iter()
+                .filter(|t| t["passed"] == false)
+                .map(|t| t["metric"].as_str().expect("metric"))
+                .collect();
+            let failures = report["verdict"]["failures"]
+                .as_array()
+                .expect("failures")
+                .len();
+            assert_eq!(
+                failures,
+                failed.len(),
+                "a check failed, not only thresholds: {log}"
+            );
+            assert!(
+                failed
+                    .iter()
+                    .all(|m| metrics.iter().any(|allowed| m.starts_with(allowed))),
+                "thresholds other than {metrics:?} failed: {failed:?}\n{log}"
+            );
+        }
+        other => panic!("exit {other:?}: {log}"),
+    }
+}
