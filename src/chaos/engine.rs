@@ -224,8 +224,6 @@ impl ChaosEngine {
         let node = target.resolve(&endpoints, &mut state.rng).await?;
         let names: Vec<String> = endpoints.nodes.iter().map(|n| n.name.clone()).collect();
         let plan = fault.plan(&node, &names);
-        let id = format!("{}-{}", std::process::id(), state.next);
-        state.next += 1;
         let cleanup = match fault {
             Fault::FillStorage {
                 mode: crate::cluster::storage::FillMode::Tmpfs,
@@ -236,25 +234,16 @@ impl ChaosEngine {
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
-        state.journal.append(&JournalEntry::Begin {
-            id: id.clone(),
-            at: journal::now(),
-            fault: fault.name().to_string(),
-            target: target.to_string(),
-            node: node.clone(),
-            owner: self.cluster.owner(),
-            revert: plan.revert.clone(),
+        let active = self.begin(
+            &mut state,
+            fault.name(),
+            target,
+            &node,
+            plan.revert.clone(),
             cleanup,
-        })?;
-        state.active.push(ActiveFault {
-            id: id.clone(),
-            fault: fault.name().to_string(),
-            target: target.to_string(),
-            node: node.clone(),
-            revert: plan.revert.clone(),
-        });
+        )?;
         let requested = Instant::now();
-        tracing::info!(%id, fault = fault.name(), %node, "applying fault");
+        tracing::info!(id = %active.id, fault = fault.name(), %node, "applying fault");
         let mut error = None;
         for step in &plan.steps {
             let outcome = match step {
@@ -289,27 +278,7 @@ impl ChaosEngine {
                 detail: "not applied".into(),
             }
         };
-        state.journal.append(&JournalEntry::Applied {
-            id: id.clone(),
-            at: journal::now(),
-            confirmed: seen.confirmed,
-            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
-        })?;
-        Ok(FaultEvent {
-            id,
-            phase: Phase::Apply,
-            fault: fault.name().to_string(),
-            target: target.to_string(),
-            node,
-            requested_s: self.since_clock(requested),
-            confirmed_s: seen
-                .confirmed
-                .then(|| self.since_clock(requested + seen.after)),
-            confirmed: seen.confirmed,
-            detail: seen.detail,
-            note: plan.note,
-            error,
-        })
+        self.outcome(&mut state, active, None, requested, seen, error, plan.note)
     }
 
     /// Reverts one active fault and waits (bounded) for a whole cluster.
@@ -339,28 +308,7 @@ impl ChaosEngine {
         if error.is_none() {
             state.active.remove(position);
         }
-        state.journal.append(&JournalEntry::Reverted {
-            id: id.to_string(),
-            at: journal::now(),
-            by: by.to_string(),
-            confirmed: seen.confirmed && error.is_none(),
-            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
-        })?;
-        Ok(FaultEvent {
-            id: id.to_string(),
-            phase: Phase::Revert,
-            fault: fault.fault,
-            target: fault.target,
-            node: fault.node,
-            requested_s: self.since_clock(requested),
-            confirmed_s: seen
-                .confirmed
-                .then(|| self.since_clock(requested + seen.after)),
-            confirmed: seen.confirmed,
-            detail: seen.detail,
-            note: None,
-            error,
-        })
+        self.outcome(&mut state, fault, Some(by), requested, seen, error, None)
     }
 
     /// `kill-indexer`: journaled like any fault (with nothing for `heal` to revert: the indexer dies
@@ -370,49 +318,17 @@ impl ChaosEngine {
             ChaosError::Usage("kill-indexer needs a run with `[consumers] indexer = true`".into())
         })?;
         let mut state = self.state.lock().await;
-        let id = format!("{}-{}", std::process::id(), state.next);
-        state.next += 1;
-        let node = "indexer".to_string();
-        state.journal.append(&JournalEntry::Begin {
-            id: id.clone(),
-            at: journal::now(),
-            fault: kill_indexer::NAME.to_string(),
-            target: target.to_string(),
-            node: node.clone(),
-            owner: self.cluster.owner(),
-            revert: Vec::new(),
-            cleanup: Vec::new(),
-        })?;
-        state.active.push(ActiveFault {
-            id: id.clone(),
-            fault: kill_indexer::NAME.to_string(),
-            target: target.to_string(),
-            node: node.clone(),
-            revert: Vec::new(),
-        });
+        let active = self.begin(
+            &mut state,
+            kill_indexer::NAME,
+            target,
+            "indexer",
+            Vec::new(),
+            Vec::new(),
+        )?;
         let requested = Instant::now();
         let (seen, error) = kill_indexer::apply(&slot).await;
-        state.journal.append(&JournalEntry::Applied {
-            id: id.clone(),
-            at: journal::now(),
-            confirmed: seen.confirmed,
-            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
-        })?;
-        Ok(FaultEvent {
-            id,
-            phase: Phase::Apply,
-            fault: kill_indexer::NAME.to_string(),
-            target: target.to_string(),
-            node,
-            requested_s: self.since_clock(requested),
-            confirmed_s: seen
-                .confirmed
-                .then(|| self.since_clock(requested + seen.after)),
-            confirmed: seen.confirmed,
-            detail: seen.detail,
-            note: None,
-            error,
-        })
+        self.outcome(&mut state, active, None, requested, seen, error, None)
     }
 
     /// Reverts `kill-indexer`: a new indexer, confirmed when it runs and its lag falls.
@@ -438,16 +354,80 @@ impl ChaosEngine {
         if error.is_none() {
             state.active.remove(position);
         }
-        state.journal.append(&JournalEntry::Reverted {
-            id: fault.id.clone(),
+        self.outcome(&mut state, fault, Some(by), requested, seen, error, None)
+    }
+
+    /// Journals a fault before it is applied (with how to revert it) and puts it on the active list.
+    fn begin(
+        &self,
+        state: &mut EngineState,
+        fault: &str,
+        target: &Target,
+        node: &str,
+        revert: Vec<ControlOp>,
+        cleanup: Vec<Cleanup>,
+    ) -> Result<ActiveFault, ChaosError> {
+        let id = format!("{}-{}", std::process::id(), state.next);
+        state.next += 1;
+        state.journal.append(&JournalEntry::Begin {
+            id: id.clone(),
             at: journal::now(),
-            by: by.to_string(),
-            confirmed: seen.confirmed && error.is_none(),
-            detail: error.clone().unwrap_or_else(|| seen.detail.clone()),
+            fault: fault.to_string(),
+            target: target.to_string(),
+            node: node.to_string(),
+            owner: self.cluster.owner(),
+            revert: revert.clone(),
+            cleanup,
         })?;
+        let active = ActiveFault {
+            id,
+            fault: fault.to_string(),
+            target: target.to_string(),
+            node: node.to_string(),
+            revert,
+        };
+        state.active.push(active.clone());
+        Ok(active)
+    }
+
+    /// Journals how an apply (`by` None) or a revert (`by` who) ended and gives its timeline event.
+    #[allow(clippy::too_many_arguments)]
+    fn outcome(
+        &self,
+        state: &mut EngineState,
+        fault: ActiveFault,
+        by: Option<&str>,
+        requested: Instant,
+        seen: super::effect::Confirmation,
+        error: Option<String>,
+        note: Option<String>,
+    ) -> Result<FaultEvent, ChaosError> {
+        let detail = error.clone().unwrap_or_else(|| seen.detail.clone());
+        let (entry, phase) = match by {
+            None => (
+                JournalEntry::Applied {
+                    id: fault.id.clone(),
+                    at: journal::now(),
+                    confirmed: seen.confirmed,
+                    detail,
+                },
+                Phase::Apply,
+            ),
+            Some(by) => (
+                JournalEntry::Reverted {
+                    id: fault.id.clone(),
+                    at: journal::now(),
+                    by: by.to_string(),
+                    confirmed: seen.confirmed && error.is_none(),
+                    detail,
+                },
+                Phase::Revert,
+            ),
+        };
+        state.journal.append(&entry)?;
         Ok(FaultEvent {
             id: fault.id,
-            phase: Phase::Revert,
+            phase,
             fault: fault.fault,
             target: fault.target,
             node: fault.node,
@@ -457,7 +437,7 @@ impl ChaosEngine {
                 .then(|| self.since_clock(requested + seen.after)),
             confirmed: seen.confirmed,
             detail: seen.detail,
-            note: None,
+            note,
             error,
         })
     }
