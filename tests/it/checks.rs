@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::run::{run_id_in, BackgroundRun};
+use crate::run::{focus_burst_under_way, run_id_in, BackgroundRun};
 use crate::support::TestCluster;
 use crate::support::{aivo, report_json, text, BIN};
 
@@ -331,22 +331,7 @@ async fn an_event_stored_twice_in_a_stream_fails_the_ledger_check_as_duplicated(
     let servers = cluster.endpoints().server_list();
     let reports = tempfile::tempdir().expect("tempdir");
     let reports_dir = reports.path().to_str().expect("utf-8 path");
-    let mut run = BackgroundRun::spawn(&[
-        "run",
-        "focus-burst",
-        "--backend",
-        "external",
-        "--server",
-        &servers,
-        "--duration",
-        "8s",
-        "--rate-scale",
-        "0.1",
-        "--reports-dir",
-        reports_dir,
-    ]);
-    run.wait_for_line("cluster ready").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = focus_burst_under_way(&servers, reports_dir).await;
 
     // From outside the harness: a second copy of stored event 0/1 under another Nats-Msg-Id (a
     // producer retrying without its id would do this), so dedup does not catch it.

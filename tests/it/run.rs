@@ -261,6 +261,28 @@ impl BackgroundRun {
     }
 }
 
+/// An 8 s focus-burst at a tenth of its rate against the external cluster `servers`, 2 s into its
+/// load: for tests that break something from outside while a run writes.
+pub(crate) async fn focus_burst_under_way(servers: &str, reports_dir: &str) -> BackgroundRun {
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "focus-burst",
+        "--backend",
+        "external",
+        "--server",
+        servers,
+        "--duration",
+        "8s",
+        "--rate-scale",
+        "0.1",
+        "--reports-dir",
+        reports_dir,
+    ]);
+    run.wait_for_line("cluster ready").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    run
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_run_reports_and_takes_the_cluster_down() {
     let reports = tempfile::tempdir().expect("tempdir");
@@ -383,22 +405,7 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
     let servers = cluster.endpoints().server_list();
     let reports = tempfile::tempdir().expect("tempdir");
     let reports_dir = reports.path().to_str().expect("utf-8 path");
-    let mut run = BackgroundRun::spawn(&[
-        "run",
-        "focus-burst",
-        "--backend",
-        "external",
-        "--server",
-        &servers,
-        "--duration",
-        "8s",
-        "--rate-scale",
-        "0.1",
-        "--reports-dir",
-        reports_dir,
-    ]);
-    run.wait_for_line("cluster ready").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = focus_burst_under_way(&servers, reports_dir).await;
 
     // From outside the harness: delete one stored event and slip in one the run never attempted.
     let client = async_nats::connect(cluster.endpoints().nodes[2].client_url.as_str())
