@@ -104,9 +104,9 @@ async fn local_run_brings_its_own_cluster_and_takes_it_down() {
         Duration::from_secs(90),
     )
     .await;
-    let log = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{log}");
+    // A structural test: on a loaded box focus-burst's latency threshold may fail, no check may.
     let report = report_json(reports.path());
+    assert_passed_but_for(&output, &report, &["publish.latency"]);
     assert_eq!(report["run"]["backend"], "local");
     assert!(report["run"]["nats_server_version"]
         .as_str()
@@ -342,11 +342,10 @@ async fn keep_cluster_leaves_it_running_until_cluster_down() {
     )
     .await;
     let log = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    assert_passed_but_for(&output, &report, &["publish.latency"]);
     assert!(log.contains("cluster down"), "{log}");
-    let acked = report_json(reports.path())["counts"]["acked"]
-        .as_u64()
-        .expect("acked");
+    let acked = report["counts"]["acked"].as_u64().expect("acked");
     let status = aivo(
         &["cluster", "status", "--state-dir", state_dir],
         &[],
