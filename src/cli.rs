@@ -71,8 +71,8 @@ pub struct ConsumerArgs {
     /// Postgres to write to, e.g. postgres://aivo@127.0.0.1:5432/aivo.
     #[arg(long, env = "DATABASE_URL")]
     pub postgres_url: Option<String>,
-    /// Most events per transaction (capped at half the consumer's max_ack_pending).
-    #[arg(long, default_value_t = 1000)]
+    /// Most events per transaction (capped so that the batches in flight, up to four, fit in the consumer's max_ack_pending).
+    #[arg(long, default_value_t = 2500)]
     pub batch: usize,
     /// How often to print a status line (rate, lag) on stderr; 0s for never.
     #[arg(long, value_parser = parse_duration_arg, default_value = "5s")]

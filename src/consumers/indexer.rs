@@ -16,7 +16,7 @@ use futures::pin_mut;
 use time::OffsetDateTime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, CopyInSink};
 use uuid::Uuid;
 
 use super::dlq::DlqEntry;
@@ -169,15 +169,16 @@ impl<'a> RowRef<'a> {
     }
 }
 
-/// COPYs rows into `table` within `tx`; returns the number copied.
+/// The statement that COPYs rows into `table`.
+fn copy_into(table: &str) -> String {
+    format!("COPY {table} ({COLUMNS}) FROM STDIN BINARY")
+}
+
+/// Writes rows into a COPY begun with [`copy_into`]; returns the number copied.
 async fn copy_rows<'a>(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
+    sink: CopyInSink<bytes::Bytes>,
     rows: impl Iterator<Item = RowRef<'a>>,
 ) -> Result<u64, tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!("COPY {table} ({COLUMNS}) FROM STDIN BINARY"))
-        .await?;
     let writer = BinaryCopyInWriter::new(sink, &TYPES);
     pin_mut!(writer);
     for r in rows {
@@ -231,11 +232,10 @@ pub(crate) async fn write_events(
     maybe_seen: bool,
 ) -> Result<u64, WriteError> {
     if !maybe_seen {
+        // A lone COPY is a transaction of its own: no BEGIN and COMMIT round trips.
         let fast = async {
-            let tx = client.transaction().await?;
-            let n = copy_rows(&tx, "events", events.iter().map(|p| RowRef::from_parsed(p))).await?;
-            tx.commit().await?;
-            Ok::<u64, tokio_postgres::Error>(n)
+            let sink = client.copy_in(&copy_into("events")).await?;
+            copy_rows(sink, events.iter().map(|p| RowRef::from_parsed(p))).await
         }
         .await;
         match fast {
@@ -246,12 +246,8 @@ pub(crate) async fn write_events(
     }
     let result = async {
         let tx = client.transaction().await?;
-        copy_rows(
-            &tx,
-            "events_staging",
-            events.iter().map(|p| RowRef::from_parsed(p)),
-        )
-        .await?;
+        let sink = tx.copy_in(&copy_into("events_staging")).await?;
+        copy_rows(sink, events.iter().map(|p| RowRef::from_parsed(p))).await?;
         let inserted = tx
             .execute(
                 &format!(
@@ -275,7 +271,8 @@ pub async fn copy_plain(
     rows: &[EventRow],
 ) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let n = copy_rows(&tx, "events", rows.iter().map(RowRef::from_row)).await?;
+    let sink = tx.copy_in(&copy_into("events")).await?;
+    let n = copy_rows(sink, rows.iter().map(RowRef::from_row)).await?;
     tx.commit().await?;
     Ok(n)
 }

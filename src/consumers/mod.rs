@@ -7,6 +7,7 @@
 //! - `worker.rs`: the pull → write → ack loop both consumers share (poison to DLQ, backoff, bisecting
 //!   refused rows, reconnects); `indexer.rs` and `analytics.rs`: what each writes;
 //!   `service.rs`: a consumer as a long-running service (workers, DLQ router, status line).
+//! - `affinity.rs`: which URL reaches which server, so a worker pulls through its consumer's leader.
 //! - `dlq.rs`: routing dead letters, the max-deliveries router, `dlq list` / `dlq replay`.
 //! - `lag.rs`: consumer lag from JetStream; `readback.rs`: `events` read back for the ledger check.
 //! - `process.rs`: a consumer as a child process of a run, to be killed like a real service;
@@ -15,6 +16,7 @@
 //! Starting the consumers within `aivo-load run`, and the timeline and checks built on them, belong
 //! to `run/` and `checks/`; the streams and consumers themselves are declared in `topology/`.
 
+mod affinity;
 pub mod analytics;
 mod commands;
 pub mod dlq;
@@ -39,6 +41,7 @@ pub use readback::{
 pub use schema::{latest_version as latest_schema_version, migrate};
 pub use service::{run_service, ServiceConfig, ServiceKind};
 pub use slot::ConsumerSlot;
+pub use worker::indexer_batch;
 pub use worker::{nak_delay, ConsumerStats, StatsSnapshot};
 
 use crate::topology::TopologyError;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::affinity::Nodes;
 use super::analytics::{ANALYTICS, ANALYTICS_STREAMS};
 use super::dlq::{self, RouterStats};
 use super::indexer::{INDEXED_STREAMS, INDEXER};
@@ -67,17 +68,20 @@ pub struct ServiceConfig {
     pub consumer: String,
     /// Streams to read (default: the kind's).
     pub streams: Vec<String>,
-    /// Most messages per write (capped at half the consumer's max_ack_pending).
+    /// Most messages per write (capped so that the batches in flight fit in max_ack_pending).
     pub batch: usize,
     /// Print a status line on stderr this often; `None` for silence.
     pub status_every: Option<Duration>,
     /// Run the max-deliveries router beside the workers (default). The workers route an event whose
     /// last delivery fails themselves; the router catches what they could not route.
     pub dlq_router: bool,
+    /// Pull each stream through the server that leads its consumer, when a URL of `server` reaches
+    /// it (default); `false` pulls everything through one connection.
+    pub follow_leader: bool,
 }
 
 impl ServiceConfig {
-    /// The defaults for `kind`: its consumer and streams, batches of 1000, a status line every 5 s.
+    /// The defaults for `kind`: its consumer and streams, batches of 2500, a status line every 5 s.
     pub fn new(kind: ServiceKind, server: &str, postgres_url: &str) -> Self {
         Self {
             kind,
@@ -85,9 +89,10 @@ impl ServiceConfig {
             postgres_url: postgres_url.to_string(),
             consumer: kind.consumer().to_string(),
             streams: kind.streams(),
-            batch: 1000,
+            batch: 2500,
             status_every: Some(Duration::from_secs(5)),
             dlq_router: true,
+            follow_leader: true,
         }
     }
 }
@@ -123,6 +128,11 @@ pub async fn run_service(
         postgres_url: config.postgres_url.clone(),
         batch: config.batch.max(1),
         stats: stats.clone(),
+        nodes: if config.follow_leader {
+            Nodes::discover(&config.server).await
+        } else {
+            Nodes::default()
+        },
     });
     let mut tasks = JoinSet::new();
     for stream in &config.streams {

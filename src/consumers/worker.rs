@@ -14,8 +14,10 @@
 //!   itself (reason `max_deliveries`) and terminates it, so no advisory has to be caught.
 //! - **NATS restarts**: the client reconnects by itself; a pull subscription that errors is rebuilt.
 //!
-//! Pulls are capped at half the consumer's `max_ack_pending`, so the next batch is already on its way
-//! while the current one is written.
+//! Batches are written on tasks of their own (the indexer's two at a time, each on its own
+//! connection) while the next batch is pulled; pulls are sized so that everything in flight fits in
+//! the consumer's `max_ack_pending`, and go through the server that leads the consumer when the
+//! service knows which URL reaches it (`affinity.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,11 +31,14 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::affinity::{Near, Nodes};
 use super::dlq::{self, DeadLetter, DLQ_STREAM};
 use super::envelope::{self, Envelope, Poison};
 use super::{analytics, indexer, postgres};
 use crate::load::engine::HEADER_LEDGER;
 
+/// Indexer batches of one stream written at once, each on its own Postgres connection.
+const INDEXER_WRITERS: usize = 2;
 /// How long a batch waits for more messages after its first one.
 const LINGER: Duration = Duration::from_millis(10);
 /// A pull request lives this long at the server; short, so a dropped subscription's requests die soon.
@@ -128,6 +133,8 @@ pub(crate) struct Shared {
     pub postgres_url: String,
     pub batch: usize,
     pub stats: Arc<ConsumerStats>,
+    /// The cluster's servers by name, for pulling through the consumer leader's server.
+    pub nodes: Nodes,
 }
 
 /// One event of a batch that passed the envelope checks.
@@ -206,6 +213,7 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
     let mut client: Option<Client> = None;
     let mut warned_db = false;
     let mut warned_nats = false;
+    let mut near = Near::default();
     while !cancel.is_cancelled() {
         // Postgres first: there is no point pulling what cannot be written.
         let pg = match client.take().filter(|c| !c.is_closed()) {
@@ -252,18 +260,18 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
                 continue;
             }
         };
+        let consumer = match near.rebind(&shared.nodes, &stream, &consumer).await {
+            Some(on_leader) => on_leader,
+            None => consumer,
+        };
         let max_ack_pending = consumer.cached_info().config.max_ack_pending;
         let max_deliver = consumer.cached_info().config.max_deliver;
         let place = Place {
             stream: stream.clone(),
             max_deliver,
         };
-        let batch = if max_ack_pending > 1 {
-            shared.batch.min((max_ack_pending / 2) as usize)
-        } else {
-            shared.batch
-        }
-        .max(1);
+        let writers_at_once = writer_limit(shared.sink);
+        let batch = batch_size(shared.batch, max_ack_pending, writers_at_once);
         let mut messages = match consumer
             .stream()
             .max_messages_per_batch(batch)
@@ -284,28 +292,15 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
         };
         warned_nats = false;
         backoff.reset();
-        // One write in flight per stream, on its own task, while the next batch is pulled and
-        // parsed: the pull's round trips overlap the database's work. The next write starts only
-        // when the previous one has committed and acked, so a stream's batches stay in order.
-        let mut inflight: Option<tokio::task::JoinHandle<(Client, Result<(), ()>)>> = None;
-        let mut writer = Some(pg);
+        // Writes run on tasks of their own while the next batch is pulled and parsed, so the
+        // pull's round trips overlap the database's work (see [`Writers`]).
+        let mut writers = Writers::new(pg, writers_at_once);
         loop {
             let (batch_messages, pull_error) = collect(&mut messages, batch, &cancel).await;
-            let mut db_down = false;
-            if let Some(handle) = inflight.take() {
-                match handle.await {
-                    Ok((c, result)) => {
-                        db_down = result.is_err();
-                        writer = Some(c);
-                    }
-                    Err(e) => {
-                        tracing::error!("{}/{stream}: writer task failed: {e}", shared.consumer);
-                        db_down = true;
-                    }
-                }
-            }
-            if db_down {
+            let db_up = writers.make_room(&shared, &stream).await;
+            if !db_up {
                 // Postgres went away: return this batch and what is buffered, stop pulling.
+                writers.drain(&shared, &stream).await;
                 for m in &batch_messages {
                     nak_or_give_up(
                         &shared,
@@ -327,21 +322,10 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
                 break;
             }
             if !batch_messages.is_empty() {
-                if let Some(mut c) = writer.take() {
-                    let (shared, place) = (shared.clone(), place.clone());
-                    inflight = Some(tokio::spawn(async move {
-                        let result = process(&shared, &place, &mut c, batch_messages).await;
-                        (c, result)
-                    }));
-                }
+                writers.start(&shared, &place, batch_messages).await;
             }
             if cancel.is_cancelled() || pull_error.is_some() {
-                if let Some(handle) = inflight.take() {
-                    if let Ok((c, result)) = handle.await {
-                        writer = Some(c).filter(|_| result.is_ok());
-                    }
-                }
-                client = writer.take();
+                client = writers.drain(&shared, &stream).await;
                 if cancel.is_cancelled() {
                     // Hand back what arrived but was not processed, so the next instance gets it
                     // now rather than after the ack wait.
@@ -356,6 +340,132 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
                 break;
             }
         }
+    }
+}
+
+/// How many batches of one stream may be written at once. The indexer's rows are independent
+/// (idempotent on the event id), so two connections keep Postgres busy while one batch's acks go out
+/// and the next batch arrives; analytics batches update shared aggregate rows, so they go one at a
+/// time (in order, and no two transactions wait on each other's rows).
+fn writer_limit(sink: Sink) -> usize {
+    match sink {
+        Sink::Indexer => INDEXER_WRITERS,
+        Sink::Analytics => 1,
+    }
+}
+
+/// The indexer's batch for a consumer with `max_ack_pending`, when `wanted` is asked for.
+pub fn indexer_batch(wanted: usize, max_ack_pending: i64) -> usize {
+    batch_size(wanted, max_ack_pending, INDEXER_WRITERS)
+}
+
+/// The pull and write batch: `wanted`, but small enough that the batches being written, the one
+/// being collected and the one on its way all fit within `max_ack_pending` (the server stops
+/// delivering at that many unacknowledged messages, and the pipeline would stall on itself).
+fn batch_size(wanted: usize, max_ack_pending: i64, writers: usize) -> usize {
+    let fits = match usize::try_from(max_ack_pending) {
+        Ok(n) if n > 0 => n / (writers + 2),
+        _ => usize::MAX, // no limit (-1) or unknown
+    };
+    wanted.min(fits).max(1)
+}
+
+type WriteTask = tokio::task::JoinHandle<(Client, Result<(), ()>)>;
+
+/// The writes of one stream worker: each batch on its own task, up to `limit` at once, each with a
+/// Postgres connection of its own (opened when first needed, kept while Postgres answers).
+struct Writers {
+    idle: Vec<Client>,
+    inflight: std::collections::VecDeque<WriteTask>,
+    opened: usize,
+    limit: usize,
+}
+
+impl Writers {
+    fn new(first: Client, limit: usize) -> Self {
+        Writers {
+            idle: vec![first],
+            inflight: Default::default(),
+            opened: 1,
+            limit: limit.max(1),
+        }
+    }
+
+    /// Collects finished writes and, if all writers are busy, waits for the oldest. `false` when a
+    /// write found Postgres unavailable (that batch has been nak'ed).
+    async fn make_room(&mut self, shared: &Shared, stream: &str) -> bool {
+        let mut up = true;
+        while let Some(front) = self.inflight.front() {
+            if !front.is_finished() && self.inflight.len() < self.limit {
+                break;
+            }
+            if let Some(task) = self.inflight.pop_front() {
+                up &= self.finish(task, shared, stream).await;
+            }
+        }
+        up
+    }
+
+    async fn finish(&mut self, task: WriteTask, shared: &Shared, stream: &str) -> bool {
+        match task.await {
+            Ok((c, result)) => {
+                if result.is_ok() {
+                    self.idle.push(c);
+                } else {
+                    self.opened -= 1;
+                }
+                result.is_ok()
+            }
+            Err(e) => {
+                tracing::error!("{}/{stream}: writer task failed: {e}", shared.consumer);
+                self.opened -= 1;
+                false
+            }
+        }
+    }
+
+    /// Starts writing `batch` on an idle connection, opening one if the limit allows and Postgres
+    /// answers, else waiting for a busy one.
+    async fn start(&mut self, shared: &Arc<Shared>, place: &Place, batch: Vec<Message>) {
+        if self.idle.is_empty() && self.opened < self.limit {
+            if let Ok(c) = open_writer(shared).await {
+                self.idle.push(c);
+                self.opened += 1;
+            }
+        }
+        while self.idle.is_empty() {
+            let Some(task) = self.inflight.pop_front() else {
+                break;
+            };
+            self.finish(task, shared, &place.stream).await;
+        }
+        let Some(mut c) = self.idle.pop() else {
+            // No connection left (each write found Postgres gone): hand the batch back.
+            for m in &batch {
+                nak_or_give_up(
+                    shared,
+                    place,
+                    m,
+                    Some(NAK_DELAY_BASE),
+                    "Postgres unavailable",
+                )
+                .await;
+            }
+            return;
+        };
+        let (shared, place) = (shared.clone(), place.clone());
+        self.inflight.push_back(tokio::spawn(async move {
+            let result = process(&shared, &place, &mut c, batch).await;
+            (c, result)
+        }));
+    }
+
+    /// Waits for every write in flight; returns a connection to keep, if one is still good.
+    async fn drain(&mut self, shared: &Shared, stream: &str) -> Option<Client> {
+        while let Some(task) = self.inflight.pop_front() {
+            self.finish(task, shared, stream).await;
+        }
+        self.idle.pop()
     }
 }
 
@@ -378,7 +488,13 @@ async fn collect(
     }
     let deadline = tokio::time::Instant::now() + LINGER;
     while batch.len() < max {
-        match tokio::time::timeout_at(deadline, messages.next()).await {
+        // What has arrived already is taken without a timer (a backlog arrives faster than a
+        // timer per message costs); only an empty buffer waits, until the deadline.
+        let next = match messages.next().now_or_never() {
+            Some(ready) => Ok(ready),
+            None => tokio::time::timeout_at(deadline, messages.next()).await,
+        };
+        match next {
             Ok(Some(Ok(m))) => batch.push(m),
             Ok(Some(Err(e))) => return (batch, Some(e.to_string())),
             Ok(None) => return (batch, Some("the pull subscription ended".into())),
@@ -672,6 +788,16 @@ async fn record_dead_letters(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_in_flight_fit_in_max_ack_pending() {
+        // Two writing, one collecting, one on its way.
+        assert_eq!(batch_size(2500, 10_000, 2), 2500);
+        assert_eq!(batch_size(5000, 10_000, 2), 2500);
+        assert_eq!(batch_size(5000, 1000, 1), 333);
+        assert_eq!(batch_size(5000, -1, 2), 5000);
+        assert_eq!(batch_size(100, 1, 2), 1);
+    }
 
     #[test]
     fn nak_delay_doubles_and_caps() {

@@ -81,11 +81,25 @@ fn server_list(args: &TopologyArgs) -> String {
 /// Connects to the first reachable server of a comma-separated list and waits until JetStream
 /// answers. Every step is bounded; failures name `server`.
 pub async fn connect(server: &str) -> Result<jetstream::Context, TopologyError> {
-    let urls: Vec<&str> = server
+    connect_preferring(server, None).await
+}
+
+/// [`connect`], but to `preferred` (one of the list's URLs) first and, after a disconnect, back to
+/// it first as well; the rest of the list is the fallback. A consumer that sits on the server leading
+/// its stream's consumer saves every delivery and every ack a route hop.
+pub async fn connect_preferring(
+    server: &str,
+    preferred: Option<&str>,
+) -> Result<jetstream::Context, TopologyError> {
+    let mut urls: Vec<&str> = server
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .collect();
+    if let Some(first) = preferred {
+        urls.retain(|u| *u != first);
+        urls.insert(0, first);
+    }
     let connect_error = |reason: String| TopologyError::Connect {
         url: server.to_string(),
         reason,
@@ -93,9 +107,12 @@ pub async fn connect(server: &str) -> Result<jetstream::Context, TopologyError> 
     if urls.is_empty() {
         return Err(connect_error("no server URL given".into()));
     }
-    let options = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name("aivo-load")
         .connection_timeout(CONNECT_TIMEOUT);
+    if preferred.is_some() {
+        options = options.retain_servers_order();
+    }
     // The client tries each server once; bound the whole attempt as well.
     let overall = CONNECT_TIMEOUT * (urls.len() as u32 + 1);
     let client = match tokio::time::timeout(overall, options.connect(urls.as_slice())).await {

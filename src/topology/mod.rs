@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
 
-pub use commands::{connect, init_command, render_checks, verify_command};
+pub use commands::{connect, connect_preferring, init_command, render_checks, verify_command};
 pub use fields::{Change, ChangeKind, FieldChange, FieldCheck, FieldValue};
 pub use format::{format_bytes, format_duration};
 pub use sync::{apply, verify};
