@@ -281,8 +281,18 @@ impl ChaosEngine {
         self.outcome(&mut state, active, None, requested, seen, error, plan.note)
     }
 
-    /// Reverts one active fault and waits (bounded) for a whole cluster.
+    /// Reverts one active fault and waits (up to [`RECOVERY_TIMEOUT`]) for a whole cluster.
     pub async fn revert(&self, id: &str, by: &str) -> Result<FaultEvent, ChaosError> {
+        self.revert_within(id, by, RECOVERY_TIMEOUT).await
+    }
+
+    /// Reverts one active fault and waits up to `within` for a whole cluster.
+    pub async fn revert_within(
+        &self,
+        id: &str,
+        by: &str,
+        within: Duration,
+    ) -> Result<FaultEvent, ChaosError> {
         let mut state = self.state.lock().await;
         let position = state
             .active
@@ -301,9 +311,7 @@ impl ChaosEngine {
                 error.get_or_insert(err.to_string());
             }
         }
-        let seen = Effect::Whole
-            .wait(&self.cluster.endpoints(), RECOVERY_TIMEOUT)
-            .await;
+        let seen = Effect::Whole.wait(&self.cluster.endpoints(), within).await;
         // Reverted even if not (yet) whole: the operations ran; the event carries the verdict.
         if error.is_none() {
             state.active.remove(position);
@@ -440,6 +448,31 @@ impl ChaosEngine {
             note,
             error,
         })
+    }
+
+    /// The apply event of a fault that could not even start (its target did not resolve, the
+    /// backend cannot do it): nothing changed, so nothing is journaled, but the run's faults check
+    /// must see that the scenario's fault never happened.
+    pub fn refused(
+        &self,
+        fault: &Fault,
+        target: &Target,
+        at: Duration,
+        error: &dyn std::fmt::Display,
+    ) -> FaultEvent {
+        FaultEvent {
+            id: format!("refused-{}-{}ms", fault.name(), at.as_millis()),
+            phase: Phase::Apply,
+            fault: fault.name().to_string(),
+            target: target.to_string(),
+            node: target.to_string(),
+            requested_s: at.as_secs_f64(),
+            confirmed_s: None,
+            confirmed: false,
+            detail: error.to_string(),
+            note: None,
+            error: Some(error.to_string()),
+        }
     }
 
     /// Reverts every active fault, newest first.

@@ -7,6 +7,8 @@
 //!                         # | fill-storage | rolling-restart | kill-indexer | nemesis
 //! target = "leader:FOCUS" # nats2 | random | leader:STREAM | meta-leader | indexer (kill-indexer)
 //! for = "20s"             # revert after (default: at the end of the run)
+//! recovery = "60s"        # after the revert, a whole cluster within this, or the faults check
+//!                         # fails the run (default 60 s; nemesis entries take it too)
 //! # per fault: latency = "200ms"; bandwidth = "256KiB/s"; mode = "one-way" (partition: isolate |
 //! # one-way | bridge; fill-storage: tmpfs | max-file-store)
 //!
@@ -15,8 +17,8 @@
 //! at = "10s"              # first fault
 //! every = "20s"           # quiet time between faults
 //! for = "10s"             # each fault held this long
-//! faults = ["kill", "pause", "partition"]
-//! targets = ["random", "meta-leader"]
+//! faults = ["kill", "pause", "partition"]   # "kill-indexer" too, when the run has an indexer
+//! targets = ["random", "meta-leader"]       # node targets (kill-indexer always hits the indexer)
 //! ```
 //!
 //! The scenario model holds the raw [`ChaosEntry`]s and calls [`ChaosPlan::from_entries`]; a bad
@@ -32,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::{ChaosEngine, FaultEvent};
 use super::guard::RevertGuard;
 use super::nemesis::Nemesis;
-use super::{Fault, Target};
+use super::{Fault, Target, RECOVERY_TIMEOUT};
 use crate::cluster::storage::FillMode;
 use crate::scenario::units;
 
@@ -65,6 +67,9 @@ pub struct ChaosEntry {
     /// Nemesis: no fault past this time.
     #[serde(default)]
     pub until: Option<String>,
+    /// How long a revert may take to leave a whole cluster before the run fails.
+    #[serde(default)]
+    pub recovery: Option<String>,
 }
 
 /// A fault at a time on the run's clock.
@@ -75,6 +80,8 @@ pub struct ScheduledFault {
     pub target: Target,
     /// Revert after this long; `None`: at the end of the run.
     pub hold: Option<Duration>,
+    /// How long its revert may take to leave a whole cluster; `None`: [`RECOVERY_TIMEOUT`].
+    pub recovery: Option<Duration>,
 }
 
 /// A scenario's chaos: fixed faults and nemeses.
@@ -195,6 +202,7 @@ impl ChaosPlan {
         for (i, entry) in entries.iter().enumerate() {
             let at = duration("at", &entry.at).map_err(|e| (i, e))?;
             let hold = duration("for", &entry.hold).map_err(|e| (i, e))?;
+            let recovery = duration("recovery", &entry.recovery).map_err(|e| (i, e))?;
             if entry.fault == "nemesis" {
                 let every = duration("every", &entry.every)
                     .map_err(|e| (i, e))?
@@ -216,6 +224,14 @@ impl ChaosPlan {
                     .map(|t| t.parse())
                     .collect::<Result<Vec<Target>, _>>()
                     .map_err(|e| (i, e))?;
+                if targets.contains(&Target::Indexer) {
+                    return Err((
+                        i,
+                        "a nemesis draws node targets; add \"kill-indexer\" to `faults` to hit \
+                         the indexer"
+                            .into(),
+                    ));
+                }
                 plan.nemeses.push(Nemesis {
                     start: at.unwrap_or_default(),
                     every,
@@ -223,6 +239,7 @@ impl ChaosPlan {
                     faults,
                     targets,
                     until: duration("until", &entry.until).map_err(|e| (i, e))?,
+                    recovery,
                 });
                 continue;
             }
@@ -237,6 +254,7 @@ impl ChaosPlan {
                 fault: entry.fault(&entry.fault).map_err(|e| (i, e))?,
                 target: entry.target().map_err(|e| (i, e))?,
                 hold,
+                recovery,
             });
         }
         Ok(plan)
@@ -314,17 +332,23 @@ pub async fn play(
                         }
                     }
                     Err(err) => {
+                        // Recorded, so the faults check fails the run: the scenario's fault
+                        // never happened.
                         tracing::warn!(
                             "fault {} on {}: {err}",
                             faults[i].fault.name(),
                             faults[i].target
                         );
+                        let event = engine.refused(&faults[i].fault, &faults[i].target, at, &err);
+                        super::engine::announce(&event);
+                        events.push(event);
                     }
                 }
             }
             Action::Revert(i) => {
                 if let Some(id) = ids[i].take() {
-                    match engine.revert(&id, "schedule").await {
+                    let within = faults[i].recovery.unwrap_or(RECOVERY_TIMEOUT);
+                    match engine.revert_within(&id, "schedule", within).await {
                         Ok(event) => {
                             super::engine::announce(&event);
                             events.push(event);
@@ -344,6 +368,19 @@ pub async fn play(
     } else {
         "run end"
     };
+    // Faults held to the end, newest first, each with its own recovery bound; the guard reverts
+    // whatever is left with the default one.
+    for (i, id) in ids.iter_mut().enumerate().rev() {
+        if let (Some(id), Some(within)) = (id.take(), faults[i].recovery) {
+            match engine.revert_within(&id, by, within).await {
+                Ok(event) => {
+                    super::engine::announce(&event);
+                    events.push(event);
+                }
+                Err(err) => tracing::warn!(%id, "revert failed: {err}"),
+            }
+        }
+    }
     let reverted = guard.finish(by).await;
     reverted.iter().for_each(super::engine::announce);
     events.extend(reverted);

@@ -5,6 +5,7 @@
 
 pub mod catch_up;
 pub mod dlq;
+pub mod faults;
 pub mod no_loss;
 pub mod retention;
 pub mod stream_count;

@@ -198,6 +198,10 @@ pub fn render(report: &RunReport) -> String {
         let mark = if c.passed { "✓" } else { "✗" };
         let _ = writeln!(out, "- {mark} indexer catch-up: {}", c.detail);
     }
+    if let Some(c) = &report.fault_check {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "- {mark} faults: {}", c.detail);
+    }
     if let Some(dlq) = &report.dlq {
         let _ = writeln!(
             out,

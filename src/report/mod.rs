@@ -1,8 +1,11 @@
 //! Run reports (DESIGN.md §6): one versioned [`RunReport`], written as `report.json`, `summary.md`,
-//! `timeline.csv` and `report.html` (charts), and printed as a compact end summary.
+//! `timeline.csv`, `report.html` (charts) and `junit.xml` (checks as test cases), and printed as a
+//! compact end summary.
 
+pub mod checks;
 pub mod compare;
 pub mod html;
+pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
@@ -14,11 +17,13 @@ use serde::Serialize;
 use crate::chaos::engine::FaultEvent;
 use crate::checks::catch_up::CatchUpCheck;
 use crate::checks::dlq::DlqCheck;
+use crate::checks::faults::FaultsCheck;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 use crate::load::metrics::Percentiles;
+use checks::CheckLine;
 
 /// Bumped whenever a field of `report.json` changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -49,6 +54,11 @@ pub struct RunReport {
     /// The DLQ check (injected poison vs dead letters), when the scenario runs a consumer.
     pub dlq: Option<DlqCheck>,
     pub thresholds: Vec<ThresholdResult>,
+    /// The faults check (each fault took effect, each revert left a whole cluster), when the run
+    /// had faults.
+    pub fault_check: Option<FaultsCheck>,
+    /// Every check and threshold above in one list: pass/fail, the figures judged, why.
+    pub checks: Vec<CheckLine>,
     pub verdict: Verdict,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
@@ -232,7 +242,7 @@ pub struct Verdict {
 }
 
 impl RunReport {
-    /// Writes `report.json`, `summary.md`, `timeline.csv` and `report.html` into `dir`.
+    /// Writes `report.json`, `summary.md`, `timeline.csv`, `report.html` and `junit.xml` into `dir`.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
@@ -240,6 +250,7 @@ impl RunReport {
         std::fs::write(dir.join("summary.md"), markdown::render(self))?;
         std::fs::write(dir.join("timeline.csv"), self.timeline_csv())?;
         std::fs::write(dir.join("report.html"), html::render(self))?;
+        std::fs::write(dir.join("junit.xml"), junit::render(self))?;
         Ok(())
     }
 

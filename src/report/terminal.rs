@@ -217,6 +217,10 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         let mark = if dlq.passed { "✓" } else { "✗" };
         let _ = writeln!(out, "  {} {mark} {}", dotted("dlq"), dlq.detail);
     }
+    if let Some(c) = &report.fault_check {
+        let mark = if c.passed { "✓" } else { "✗" };
+        let _ = writeln!(out, "  {} {mark} {}", dotted("faults"), c.detail);
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");
         for t in &report.thresholds {

@@ -11,6 +11,7 @@ use super::ASYNC_NATS_VERSION;
 use crate::chaos::engine::{FaultEvent, Phase};
 use crate::checks::catch_up::{self, CatchUpCheck, CatchUpInputs};
 use crate::checks::dlq::DlqCheck;
+use crate::checks::faults;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
@@ -18,6 +19,7 @@ use crate::checks::thresholds::{Tag, ThresholdResult};
 use crate::cli::BackendKind;
 use crate::consumers::SecondLatency;
 use crate::load::metrics::SubjectTable;
+use crate::report::checks::{check_lines, CheckSources};
 use crate::report::{
     self, Counts, IndexerReport, LatencyReport, RunIdentity, RunReport, SizeSummary, SubjectReport,
     Throughput, TimelineRow, Verdict,
@@ -221,47 +223,23 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             t.evaluate(value.unwrap_or(f64::NAN))
         })
         .collect();
-    let mut failures: Vec<String> = Vec::new();
-    failures.extend(
-        input
-            .stream_checks
-            .iter()
-            .filter(|s| !s.passed)
-            .map(|s| format!("stream {}: {}", s.stream, s.detail)),
-    );
-    if let Some(indexer) = input.indexer.as_ref().filter(|i| !i.ledger.passed) {
-        failures.push(format!(
-            "ledger events (Postgres): {}",
-            indexer.ledger.detail
-        ));
-    }
-    if let Some(dlq) = input.dlq.as_ref().filter(|d| !d.passed) {
-        failures.push(format!("dlq: {}", dlq.detail));
-    }
-    // The ledger check holds in every run, thresholds or not (DESIGN.md §3).
-    failures.extend(
-        input
-            .ledger_checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| format!("ledger {}: {}", c.stream, c.detail)),
-    );
-    if let Some(check) = catch_up.as_ref().filter(|c| !c.passed) {
-        failures.push(format!("indexer catch-up: {}", check.detail));
-    }
-    failures.extend(
-        input
-            .retention_checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| format!("retention {}: {}", c.stream, c.detail)),
-    );
-    failures.extend(
-        thresholds
-            .iter()
-            .filter(|t| !t.passed)
-            .map(|t| t.to_string()),
-    );
+    let fault_check = faults::judge(&input.fault_events);
+    let checks = check_lines(&CheckSources {
+        streams: &input.stream_checks,
+        ledgers: &input.ledger_checks,
+        events: input.indexer.as_ref().map(|i| &i.ledger),
+        retention: &input.retention_checks,
+        dlq: input.dlq.as_ref(),
+        catch_up: catch_up.as_ref(),
+        faults: fault_check.as_ref(),
+        thresholds: &thresholds,
+    });
+    // The checks hold in every run, thresholds or not (DESIGN.md §3).
+    let mut failures: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.failure())
+        .collect();
     if input.interrupted {
         failures.push("the run was interrupted before its end".into());
     }
@@ -327,6 +305,8 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         ledger: input.ledger_checks,
         retention: input.retention_checks,
         thresholds,
+        fault_check,
+        checks,
         histograms,
     }
 }

@@ -1,0 +1,170 @@
+//! Every check and threshold of a run in one list, each with pass/fail, the figures judged and why:
+//! `checks` in `report.json`, the test cases of `junit.xml`, and the source of the verdict's failure
+//! lines. The per-check sections of the report (`ledger`, `retention`, `dlq`, …) keep the detail.
+
+use serde::Serialize;
+
+use crate::checks::catch_up::CatchUpCheck;
+use crate::checks::dlq::DlqCheck;
+use crate::checks::faults::FaultsCheck;
+use crate::checks::no_loss::LedgerCheck;
+use crate::checks::retention::RetentionCheck;
+use crate::checks::stream_count::StreamCount;
+use crate::checks::thresholds::ThresholdResult;
+
+/// A check (holds in every run where it applies) or a threshold (the scenario's own limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    Check,
+    Threshold,
+}
+
+/// One line of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckLine {
+    pub kind: CheckKind,
+    /// `ledger FOCUS`, `indexer catch-up`, `publish.latency.p99 < 250ms`, …
+    pub name: String,
+    pub passed: bool,
+    /// The figures judged.
+    pub measured: String,
+    /// Why it passed or failed.
+    pub detail: String,
+}
+
+impl CheckLine {
+    /// The verdict's line for it when it failed.
+    pub fn failure(&self) -> String {
+        match self.kind {
+            CheckKind::Check => format!("{}: {}", self.name, self.detail),
+            CheckKind::Threshold => format!("✗ {} ({})", self.name, self.measured),
+        }
+    }
+}
+
+/// What the list is made from.
+pub struct CheckSources<'a> {
+    pub streams: &'a [StreamCount],
+    pub ledgers: &'a [LedgerCheck],
+    /// The ledger check of the `events` table, when the run had an indexer.
+    pub events: Option<&'a LedgerCheck>,
+    pub retention: &'a [RetentionCheck],
+    pub dlq: Option<&'a DlqCheck>,
+    pub catch_up: Option<&'a CatchUpCheck>,
+    pub faults: Option<&'a FaultsCheck>,
+    pub thresholds: &'a [ThresholdResult],
+}
+
+fn check(name: String, passed: bool, measured: String, detail: &str) -> CheckLine {
+    CheckLine {
+        kind: CheckKind::Check,
+        name,
+        passed,
+        measured,
+        detail: detail.to_string(),
+    }
+}
+
+fn ledger_measured(c: &LedgerCheck) -> String {
+    format!(
+        "read {}: lost {}, duplicated {}, unexpected {}, recovered {}, removed by retention {}",
+        c.read, c.lost, c.duplicated, c.unexpected, c.recovered, c.removed_by_retention
+    )
+}
+
+/// The list, checks first (streams, ledgers, retention, DLQ, catch-up, faults), then thresholds.
+pub fn check_lines(s: &CheckSources<'_>) -> Vec<CheckLine> {
+    let mut lines = Vec::new();
+    for c in s.streams {
+        lines.push(check(
+            format!("stream {}", c.stream),
+            c.passed,
+            format!(
+                "appended {}, acked {} new + {} duplicate, {} unknown",
+                c.appended, c.ledger.acked_new, c.ledger.duplicate_acks, c.ledger.unknown
+            ),
+            &c.detail,
+        ));
+    }
+    for c in s.ledgers {
+        lines.push(check(
+            format!("ledger {}", c.stream),
+            c.passed,
+            ledger_measured(c),
+            &c.detail,
+        ));
+    }
+    if let Some(c) = s.events {
+        lines.push(check(
+            "ledger events (Postgres)".into(),
+            c.passed,
+            ledger_measured(c),
+            &c.detail,
+        ));
+    }
+    for c in s.retention {
+        let age = c
+            .max_oldest_age_s
+            .map_or("no message".into(), |a| format!("{a:.1} s"));
+        lines.push(check(
+            format!("retention {}", c.stream),
+            c.passed,
+            format!(
+                "oldest message at most {age}, peak {} bytes, first sequence advanced {}",
+                c.peak_bytes, c.first_seq_advance
+            ),
+            &c.detail,
+        ));
+    }
+    if let Some(c) = s.dlq {
+        lines.push(check(
+            "dlq".into(),
+            c.passed,
+            format!(
+                "{} entries for {} expected: missing {}, unexpected {}, duplicated {}, bad headers {}",
+                c.entries, c.expected, c.missing, c.unexpected, c.duplicated, c.bad_headers
+            ),
+            &c.detail,
+        ));
+    }
+    if let Some(c) = s.catch_up {
+        let zero = c
+            .time_to_zero_s
+            .map_or("never".into(), |t| format!("{t:.1} s"));
+        lines.push(check(
+            "indexer catch-up".into(),
+            c.passed,
+            format!(
+                "lag {} at {} reached 0 after {zero} (limit {:.0} s)",
+                c.lag_at_reference, c.reference, c.timeout_s
+            ),
+            &c.detail,
+        ));
+    }
+    if let Some(c) = s.faults {
+        lines.push(check(
+            "faults".into(),
+            c.passed,
+            format!(
+                "{} applied, {} effects unseen, {} recovered, {} unrecovered",
+                c.applied, c.unconfirmed, c.recovered, c.unrecovered
+            ),
+            &c.detail,
+        ));
+    }
+    for t in s.thresholds {
+        lines.push(CheckLine {
+            kind: CheckKind::Threshold,
+            name: format!("{} {}", t.metric, t.expression),
+            passed: t.passed,
+            measured: format!("measured {}", t.measured_text),
+            detail: if t.passed {
+                "within the limit".into()
+            } else {
+                "outside the limit".into()
+            },
+        });
+    }
+    lines
+}
