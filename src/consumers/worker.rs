@@ -379,6 +379,8 @@ struct Writers {
     inflight: std::collections::VecDeque<WriteTask>,
     opened: usize,
     limit: usize,
+    /// A finished write found Postgres unavailable (its batch was nak'ed); not yet reported.
+    down: bool,
 }
 
 impl Writers {
@@ -388,38 +390,35 @@ impl Writers {
             inflight: Default::default(),
             opened: 1,
             limit: limit.max(1),
+            down: false,
         }
     }
 
     /// Collects finished writes and, if all writers are busy, waits for the oldest. `false` when a
-    /// write found Postgres unavailable (that batch has been nak'ed).
+    /// write found Postgres unavailable since the last call (that batch has been nak'ed).
     async fn make_room(&mut self, shared: &Shared, stream: &str) -> bool {
-        let mut up = true;
         while let Some(front) = self.inflight.front() {
             if !front.is_finished() && self.inflight.len() < self.limit {
                 break;
             }
             if let Some(task) = self.inflight.pop_front() {
-                up &= self.finish(task, shared, stream).await;
+                self.finish(task, shared, stream).await;
             }
         }
-        up
+        !std::mem::take(&mut self.down)
     }
 
-    async fn finish(&mut self, task: WriteTask, shared: &Shared, stream: &str) -> bool {
+    async fn finish(&mut self, task: WriteTask, shared: &Shared, stream: &str) {
         match task.await {
-            Ok((c, result)) => {
-                if result.is_ok() {
-                    self.idle.push(c);
-                } else {
-                    self.opened -= 1;
-                }
-                result.is_ok()
+            Ok((c, Ok(()))) => self.idle.push(c),
+            Ok((_, Err(()))) => {
+                self.opened -= 1;
+                self.down = true;
             }
             Err(e) => {
                 tracing::error!("{}/{stream}: writer task failed: {e}", shared.consumer);
                 self.opened -= 1;
-                false
+                self.down = true;
             }
         }
     }

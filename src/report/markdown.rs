@@ -233,15 +233,41 @@ pub fn render(report: &RunReport) -> String {
     }
 
     retention_table(&mut out, report);
-    let _ = writeln!(out, "\n## Timeline\n\n| s | phase | target | acked | errors | never sent | p50 | p99 | max | send delay p99 | faults |");
+    // With an indexer, its lag and the end-to-end latency of each second's events too.
+    let indexed = report.indexer.is_some();
+    let _ = write!(
+        out,
+        "\n## Timeline\n\n| s | phase | target | acked | errors | never sent | p50 | p99 | max | send delay p99 |"
+    );
     let _ = writeln!(
         out,
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "{} faults |",
+        if indexed {
+            " indexer lag | end-to-end p50 | end-to-end p99 |"
+        } else {
+            ""
+        }
     );
+    let _ = writeln!(
+        out,
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|{}---|",
+        if indexed { "---:|---:|---:|" } else { "" }
+    );
+    let optional = |v: Option<f64>| v.map_or("–".to_string(), format_millis);
     for row in &report.timeline {
+        let consumer = if indexed {
+            format!(
+                " {} | {} | {} |",
+                row.indexer_lag.map_or("–".to_string(), |l| l.to_string()),
+                optional(row.end_to_end_p50_ms),
+                optional(row.end_to_end_p99_ms)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |{consumer} {} |",
             row.second,
             row.phase,
             row.target,
