@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::{markdown, RunReport, TimelineRow};
+use super::{escape_markup as escape, markdown, RunReport, TimelineRow};
 
 const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 220.0;
@@ -303,21 +303,6 @@ fn axis_number(v: f64) -> String {
     } else {
         format!("{v}")
     }
-}
-
-/// HTML text escaping.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// Inline Markdown: escaped text with `code` spans.

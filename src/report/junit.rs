@@ -3,25 +3,7 @@
 //! the scenario; a failed check carries its detail as the failure message.
 
 use super::checks::{CheckKind, CheckLine};
-use super::RunReport;
-
-/// Escapes text for an XML attribute or element.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters other than tab and newline are not allowed in XML 1.0.
-            c if c.is_control() && c != '\t' && c != '\n' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::{escape_markup as escape, RunReport};
 
 fn testcase(out: &mut String, suite: &str, line: &CheckLine) {
     let class = match line.kind {
@@ -103,17 +85,4 @@ pub fn render(report: &RunReport) -> String {
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup_and_control_characters() {
-        assert_eq!(
-            escape("p99 < 250ms & \"x\" 'y' >\u{1}"),
-            "p99 &lt; 250ms &amp; &quot;x&quot; &apos;y&apos; &gt; "
-        );
-    }
 }

@@ -281,3 +281,34 @@ impl RunReport {
         out
     }
 }
+
+/// Escapes text for HTML or XML, in an element or a quoted attribute. Control characters other than
+/// tab and newline (not allowed in XML 1.0) become spaces.
+pub(crate) fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\t' && c != '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_markup;
+
+    #[test]
+    fn escapes_markup_and_control_characters() {
+        assert_eq!(
+            escape_markup("p99 < 250ms & \"x\" 'y' >\u{1}"),
+            "p99 &lt; 250ms &amp; &quot;x&quot; &#39;y&#39; &gt; "
+        );
+    }
+}
