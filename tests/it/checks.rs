@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::run::{focus_burst_under_way, run_id_in, BackgroundRun};
 use crate::support::TestCluster;
-use crate::support::{aivo, report_json, text, BIN};
+use crate::support::{aivo, report_json, text, RunIntoPostgres};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_max_age_and_max_bytes_and_retention_removals_are_not_lost() {
@@ -209,46 +209,22 @@ async fn the_events_ledger_check_fails_when_a_row_is_duplicated() {
     let reports_dir = reports.path().to_str().expect("utf-8 path");
     let scenario_dir = tempfile::tempdir().expect("tempdir");
     let scenario = indexer_scenario(scenario_dir.path(), "300/s", "2s", "60s");
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(["run", &scenario, "--reports-dir", reports_dir])
-        .env_remove("NATS_URL")
-        .env("DATABASE_URL", &url)
-        .kill_on_drop(true);
-    let run = tokio::spawn(async move { command.output().await });
+    let run = RunIntoPostgres::start(&["run", &scenario, "--reports-dir", reports_dir], &url).await;
 
     // From outside the harness: a second row for one event of the run (same run, publisher and
     // sequence, another event id), as an indexer that is not idempotent would write.
-    let client = aivo_load::consumers::connect_postgres(&url)
-        .await
-        .expect("connect");
-    let copied = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Ok(n) = client
-                .execute(
-                    "INSERT INTO events (event_id, subject, stream, stream_seq, type, tenant_id, \
+    assert!(
+        run.until_one_row(
+            "INSERT INTO events (event_id, subject, stream, stream_seq, type, tenant_id, \
                      learner_id, session_id, occurred_at, run, publisher, seq, payload) \
                      SELECT gen_random_uuid(), subject, stream, stream_seq, type, tenant_id, \
                      learner_id, session_id, occurred_at, run, publisher, seq, payload \
-                     FROM events WHERE publisher = 1 AND seq = 20",
-                    &[],
-                )
-                .await
-            {
-                if n == 1 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    assert!(copied.is_ok(), "the row never appeared");
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the run finishes")
-        .expect("join")
-        .expect("run");
+                     FROM events WHERE publisher = 1 AND seq = 20"
+        )
+        .await,
+        "the row never appeared"
+    );
+    let output = run.finish().await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let report = report_json(reports.path());
     let ledger = &report["indexer"]["ledger"];

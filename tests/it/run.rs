@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{aivo, assert_passed_but_for, report_json, text, TestCluster, BIN};
+use crate::support::{
+    aivo, assert_passed_but_for, report_json, text, RunIntoPostgres, TestCluster, BIN,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_focus_burst_acked_count_equals_the_stream_count() {
@@ -741,9 +743,8 @@ async fn the_events_ledger_check_fails_when_a_row_is_deleted() {
     let url = pg.url();
     let reports = tempfile::tempdir().expect("tempdir");
     let reports_dir = reports.path().to_str().expect("utf-8 path");
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args([
+    let run = RunIntoPostgres::start(
+        &[
             "run",
             "indexer-catchup",
             "--duration",
@@ -752,36 +753,18 @@ async fn the_events_ledger_check_fails_when_a_row_is_deleted() {
             "0.3",
             "--reports-dir",
             reports_dir,
-        ])
-        .env_remove("NATS_URL")
-        .env("DATABASE_URL", &url)
-        .kill_on_drop(true);
-    let run = tokio::spawn(async move { command.output().await });
+        ],
+        &url,
+    )
+    .await;
 
     // From outside the harness: delete one indexed row of the run as soon as it is there.
-    let client = aivo_load::consumers::connect_postgres(&url)
-        .await
-        .expect("connect");
-    let deleted = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Ok(n) = client
-                .execute("DELETE FROM events WHERE publisher = 0 AND seq = 10", &[])
-                .await
-            {
-                if n == 1 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    assert!(deleted.is_ok(), "the row never appeared");
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the run finishes")
-        .expect("join")
-        .expect("run");
+    assert!(
+        run.until_one_row("DELETE FROM events WHERE publisher = 0 AND seq = 10")
+            .await,
+        "the row never appeared"
+    );
+    let output = run.finish().await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let report = report_json(reports.path());
     let ledger = &report["indexer"]["ledger"];

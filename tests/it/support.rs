@@ -312,3 +312,50 @@ pub fn assert_passed_but_for(output: &Output, report: &serde_json::Value, metric
         other => panic!("exit {other:?}: {log}"),
     }
 }
+
+/// A run in the background writing into the Postgres at `url` (`DATABASE_URL`), with a client of
+/// that Postgres: for tests that change `events` from outside the harness while the run writes.
+pub struct RunIntoPostgres {
+    run: tokio::task::JoinHandle<std::io::Result<Output>>,
+    pub client: tokio_postgres::Client,
+}
+
+impl RunIntoPostgres {
+    pub async fn start(args: &[&str], url: &str) -> Self {
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .args(args)
+            .env_remove("NATS_URL")
+            .env("DATABASE_URL", url)
+            .kill_on_drop(true);
+        let run = tokio::spawn(async move { command.output().await });
+        let client = aivo_load::consumers::connect_postgres(url)
+            .await
+            .expect("connect");
+        Self { run, client }
+    }
+
+    /// Retries `sql` every 200 ms until it affects exactly one row (the run's row is there);
+    /// false if that never happens within a minute.
+    pub async fn until_one_row(&self, sql: &str) -> bool {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Ok(1) = self.client.execute(sql, &[]).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Waits (up to 2 minutes) for the run to end.
+    pub async fn finish(self) -> Output {
+        tokio::time::timeout(Duration::from_secs(120), self.run)
+            .await
+            .expect("the run finishes")
+            .expect("join")
+            .expect("run")
+    }
+}
