@@ -11,6 +11,8 @@
 //!     cargo bench --bench checker                         # 2M events
 //!     BENCH_EVENTS=10000000 cargo bench --bench checker   # the 10M figure in the README
 
+mod common;
+
 use std::time::Instant;
 
 use aivo_load::checks::no_loss;
@@ -24,30 +26,12 @@ const PUBLISHERS: u32 = 4;
 /// Unacknowledged publishes per publisher.
 const WINDOW: usize = 2048;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--check-child") {
         return check_child(&args[2..]);
     }
-    // `cargo bench` passes `--bench`; a filter that does not name us means another bench was asked for.
-    if args
-        .iter()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"checker".contains(a.as_str()))
-    {
-        return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(bench())
+    common::run("checker", bench)
 }
 
 /// Peak and current resident set of this process, KiB.
@@ -65,8 +49,8 @@ fn rss_kib() -> (u64, u64) {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let events = env_or("BENCH_EVENTS", 2_000_000);
-    let replicas = env_or("BENCH_REPLICAS", 1) as usize;
+    let events = common::env_or("BENCH_EVENTS", 2_000_000);
+    let replicas = common::env_or("BENCH_REPLICAS", 1) as usize;
     let dir = tempfile::tempdir()?;
     let cluster = LocalCluster::start(LocalClusterConfig::new(dir.path().to_path_buf())).await?;
     let url = cluster.endpoints().nodes[0].client_url.clone();

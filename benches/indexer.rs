@@ -16,6 +16,8 @@
 //!     BENCH_REPLICAS=1 BENCH_BATCH=500 cargo bench --bench indexer
 //!     BENCH_FOLLOW_LEADER=0 cargo bench --bench indexer  # pull through any server, not the leader's
 
+mod common;
+
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,31 +33,15 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"indexer".contains(a.as_str()))
-    {
-        return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(bench())
+    common::run("indexer", bench)
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let events = env_or("BENCH_EVENTS", 500_000);
-    let replicas = env_or("BENCH_REPLICAS", 3) as usize;
-    let batch = env_or("BENCH_BATCH", 2500) as usize;
-    let window = env_or("BENCH_WINDOW", 512) as usize;
+    let events = common::env_or("BENCH_EVENTS", 500_000);
+    let replicas = common::env_or("BENCH_REPLICAS", 3) as usize;
+    let batch = common::env_or("BENCH_BATCH", 2500) as usize;
+    let window = common::env_or("BENCH_WINDOW", 512) as usize;
     let dir = tempfile::Builder::new().prefix("aivo-bench-").tempdir()?;
     let cluster = LocalCluster::start(LocalClusterConfig::new(dir.path().join("cluster"))).await?;
     let server = cluster.endpoints().server_list();
@@ -165,7 +151,7 @@ async fn bench() -> anyhow::Result<()> {
 
     // 2. The indexer from a cold start.
     let mut config = ServiceConfig::new(ServiceKind::Indexer, &server, &postgres.url());
-    config.follow_leader = env_or("BENCH_FOLLOW_LEADER", 1) != 0;
+    config.follow_leader = common::env_or("BENCH_FOLLOW_LEADER", 1) != 0;
     config.status_every = None;
     config.batch = batch;
     let config_follows_leader = config.follow_leader;

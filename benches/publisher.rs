@@ -8,6 +8,8 @@
 //!     cargo bench --bench publisher            # defaults: 100000 events x 3 rounds, window 256
 //!     BENCH_EVENTS=300000 BENCH_ROUNDS=5 BENCH_WINDOW=512 cargo bench --bench publisher
 
+mod common;
+
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,31 +24,14 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    // `cargo bench` passes `--bench`; a filter that does not name us means another bench was asked for.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"publisher".contains(a.as_str()))
-    {
-        return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(bench())
+    common::run("publisher", bench)
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let events = env_or("BENCH_EVENTS", 100_000);
-    let rounds = env_or("BENCH_ROUNDS", 3);
-    let window = env_or("BENCH_WINDOW", 256) as usize;
+    let events = common::env_or("BENCH_EVENTS", 100_000);
+    let rounds = common::env_or("BENCH_ROUNDS", 3);
+    let window = common::env_or("BENCH_WINDOW", 256) as usize;
     let dir = tempfile::tempdir()?;
     let cluster = LocalCluster::start(LocalClusterConfig::new(dir.path().to_path_buf())).await?;
     let client = async_nats::connect(cluster.endpoints().nodes[0].client_url.as_str()).await?;
