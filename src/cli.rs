@@ -5,9 +5,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 
+use anyhow::anyhow;
+
+use crate::chaos::commands::{ChaosRequest, HealRequest};
+use crate::cluster::commands::{ClusterRequest, ClusterTarget};
+use crate::cluster::{BackendKind, ClusterPlan, StateDir};
+use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
 use crate::exit::AppError;
+use crate::run::RunPlan;
+use crate::scenario::catalog::{self, CatalogRequest};
+use crate::topology::TopologyRequest;
 use crate::Command;
 
 /// Load-and-chaos test harness for AIVO's NATS JetStream event backbone.
@@ -132,7 +142,7 @@ pub struct ChaosArgs {
     pub seed: u64,
     /// Faults run only on clusters aivo-load manages (`local`, or `docker` for the
     /// `cluster up --backend docker` cluster); `external` is refused (exit 2).
-    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    #[arg(long, value_parser = backend_parser(), default_value = "local")]
     pub backend: BackendKind,
     #[command(flatten)]
     pub state: StateArgs,
@@ -164,23 +174,19 @@ pub struct HealArgs {
     /// A run's report directory (its `faults.jsonl`); default: the `cluster up` state dir's journal.
     pub run_dir: Option<PathBuf>,
     /// Which `cluster up` cluster to make whole afterwards (and whose journal is the default).
-    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    #[arg(long, value_parser = backend_parser(), default_value = "local")]
     pub backend: BackendKind,
     #[command(flatten)]
     pub state: StateArgs,
 }
 
-/// Which cluster a command works on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// Three embedded nats-server processes on free loopback ports (the default).
-    Local,
-    /// Any running cluster given by --server; load and checks only.
-    External,
-    /// The seed's docker-compose cluster (compose/) in containers, driven through the Docker API;
-    /// builds a FROM scratch NATS image from the local nats-server unless AIVO_NATS_IMAGE names one.
-    Docker,
+/// `--backend`: the values and their help come from [`BackendKind`], which says what each allows.
+fn backend_parser() -> impl TypedValueParser<Value = BackendKind> {
+    let values = BackendKind::ALL.map(|kind| PossibleValue::new(kind.name()).help(kind.help()));
+    PossibleValuesParser::new(values).map(|name| {
+        name.parse::<BackendKind>()
+            .unwrap_or_else(|_| unreachable!("clap accepts only the listed backends"))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -198,7 +204,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Where the cluster comes from.
-    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    #[arg(long, value_parser = backend_parser(), default_value = "local")]
     pub backend: BackendKind,
     /// Cluster URL(s) for --backend external, comma-separated.
     #[arg(long, env = "NATS_URL")]
@@ -243,7 +249,7 @@ pub enum ClusterCommand {
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    #[arg(long, value_parser = backend_parser(), default_value = "local")]
     pub backend: BackendKind,
     /// Monitoring URL(s) of an external cluster, comma-separated (for `status --backend external`).
     #[arg(long)]
@@ -279,53 +285,125 @@ pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 /// Turns parsed flags into a validated command.
 pub fn into_command(cli: Cli) -> Result<Command, AppError> {
     Ok(match cli.command {
-        CliCommand::Run(args) => Command::Run(Box::new(crate::run::RunPlan::from_args(args)?)),
-        CliCommand::Scenarios(cmd) => Command::Scenarios(cmd),
-        CliCommand::Cluster(cmd) => Command::Cluster(cmd),
-        CliCommand::Init(args) => Command::Init(args),
-        CliCommand::Verify(args) => Command::Verify(args),
-        CliCommand::Indexer(args) => Command::Consumer(consumer_config(
-            crate::consumers::ServiceKind::Indexer,
-            args,
-        )?),
-        CliCommand::Analytics(args) => Command::Consumer(consumer_config(
-            crate::consumers::ServiceKind::Analytics,
-            args,
-        )?),
+        CliCommand::Run(args) => Command::Run(Box::new(run_plan(args)?)),
+        CliCommand::Scenarios(cmd) => Command::Scenarios(catalog_request(cmd)),
+        CliCommand::Cluster(cmd) => Command::Cluster(cluster_request(cmd)),
+        CliCommand::Init(args) => Command::Init(topology_request(args)),
+        CliCommand::Verify(args) => Command::Verify(topology_request(args)),
+        CliCommand::Indexer(args) => {
+            Command::Consumer(consumer_config(ServiceKind::Indexer, args)?)
+        }
+        CliCommand::Analytics(args) => {
+            Command::Consumer(consumer_config(ServiceKind::Analytics, args)?)
+        }
         CliCommand::Dlq(cmd) => Command::Dlq(dlq_plan(cmd)?),
-        CliCommand::Chaos(args) => Command::Chaos(args),
-        CliCommand::Heal(args) => Command::Heal(args),
-        CliCommand::Report(cmd) => Command::Report(cmd),
+        CliCommand::Chaos(args) => Command::Chaos(chaos_request(args)),
+        CliCommand::Heal(args) => Command::Heal(HealRequest {
+            run_dir: args.run_dir,
+            backend: args.backend,
+            state: args.state.into(),
+        }),
+        CliCommand::Report(ReportCommand::Compare { a, b }) => Command::ReportCompare { a, b },
     })
 }
 
-fn server_or_default(server: Option<String>, state: &StateArgs) -> String {
-    server
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| crate::cluster::state::default_server(state))
+impl From<StateArgs> for StateDir {
+    fn from(args: StateArgs) -> Self {
+        StateDir {
+            explicit: args.state_dir,
+        }
+    }
 }
 
-fn consumer_config(
-    kind: crate::consumers::ServiceKind,
-    args: ConsumerArgs,
-) -> Result<crate::consumers::ServiceConfig, AppError> {
+/// The scenario resolved and adjusted, the cluster's flags checked together.
+fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
+    let scenario = catalog::resolve(&args.scenario)?
+        .adjusted(args.duration, args.rate_scale, args.seed)
+        .map_err(|e| AppError::usage(anyhow!(e)))?;
+    crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
+    let cluster = ClusterPlan::new(
+        args.backend,
+        args.server.as_deref(),
+        args.keep_cluster,
+        args.state.into(),
+    )
+    .map_err(|e| AppError::usage(anyhow!(e)))?;
+    Ok(RunPlan {
+        scenario,
+        rate_scale: args.rate_scale,
+        cluster,
+        reports_dir: args.reports_dir,
+    })
+}
+
+fn catalog_request(cmd: ScenariosCommand) -> CatalogRequest {
+    match cmd {
+        ScenariosCommand::List => CatalogRequest::List,
+        ScenariosCommand::Show { name } => CatalogRequest::Show { name },
+        ScenariosCommand::Validate { file } => CatalogRequest::Validate { file },
+    }
+}
+
+fn cluster_request(cmd: ClusterCommand) -> ClusterRequest {
+    let target = |args: ClusterArgs| ClusterTarget {
+        backend: args.backend,
+        monitor: args.monitor,
+        state: args.state.into(),
+    };
+    match cmd {
+        ClusterCommand::Up(args) => ClusterRequest::Up(target(args)),
+        ClusterCommand::Status(args) => ClusterRequest::Status(target(args)),
+        ClusterCommand::Down(args) => ClusterRequest::Down(target(args)),
+        ClusterCommand::BuildImage => ClusterRequest::BuildImage,
+        ClusterCommand::Serve(args) => ClusterRequest::Serve(target(args)),
+    }
+}
+
+fn topology_request(args: TopologyArgs) -> TopologyRequest {
+    TopologyRequest {
+        server: server_or_default(args.server, args.state),
+        replicas: args.replicas,
+    }
+}
+
+fn chaos_request(args: ChaosArgs) -> ChaosRequest {
+    ChaosRequest {
+        fault: args.fault,
+        latency: args.latency,
+        bandwidth: args.bandwidth,
+        mode: args.mode,
+        target: args.target,
+        hold: args.hold,
+        seed: args.seed,
+        backend: args.backend,
+        state: args.state.into(),
+    }
+}
+
+/// `--server` / `NATS_URL` (clap reads both), else the local cluster from `cluster up`, else the
+/// seed's first node.
+fn server_or_default(server: Option<String>, state: StateArgs) -> String {
+    server
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| crate::cluster::state::default_server(&state.into()))
+}
+
+fn consumer_config(kind: ServiceKind, args: ConsumerArgs) -> Result<ServiceConfig, AppError> {
     let postgres_url = args
         .postgres_url
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| {
-            AppError::usage(anyhow::anyhow!(
+            AppError::usage(anyhow!(
                 "{} needs a Postgres: give --postgres-url or set DATABASE_URL \
                  (`aivo-load run` starts an embedded one by itself)",
                 kind.command()
             ))
         })?;
     if args.batch == 0 {
-        return Err(AppError::usage(anyhow::anyhow!(
-            "--batch must be at least 1"
-        )));
+        return Err(AppError::usage(anyhow!("--batch must be at least 1")));
     }
-    let server = server_or_default(args.server, &args.state);
-    let mut config = crate::consumers::ServiceConfig::new(kind, &server, &postgres_url);
+    let server = server_or_default(args.server, args.state);
+    let mut config = ServiceConfig::new(kind, &server, &postgres_url);
     config.batch = args.batch;
     config.status_every = (!args.status_every.is_zero()).then_some(args.status_every);
     if !args.streams.is_empty() {
@@ -337,18 +415,18 @@ fn consumer_config(
     Ok(config)
 }
 
-fn dlq_plan(cmd: DlqCommand) -> Result<crate::consumers::DlqPlan, AppError> {
+fn dlq_plan(cmd: DlqCommand) -> Result<DlqPlan, AppError> {
     use crate::consumers::dlq::DlqFilter;
     let filter = |s: &DlqSelection| DlqFilter::parse(&s.filter).map_err(AppError::usage);
     Ok(match cmd {
-        DlqCommand::List(args) => crate::consumers::DlqPlan::List {
+        DlqCommand::List(args) => DlqPlan::List {
             filter: filter(&args.selection)?,
-            server: server_or_default(args.selection.server, &args.selection.state),
+            server: server_or_default(args.selection.server, args.selection.state),
             samples: args.samples,
         },
-        DlqCommand::Replay(args) => crate::consumers::DlqPlan::Replay {
+        DlqCommand::Replay(args) => DlqPlan::Replay {
             filter: filter(&args.selection)?,
-            server: server_or_default(args.selection.server, &args.selection.state),
+            server: server_or_default(args.selection.server, args.selection.state),
             remove: args.remove,
             dry_run: args.dry_run,
         },

@@ -23,17 +23,21 @@ pub use exit::{AppError, ExitStatus};
 #[derive(Debug)]
 pub enum Command {
     Run(Box<run::RunPlan>),
-    Scenarios(cli::ScenariosCommand),
-    Cluster(cli::ClusterCommand),
-    Init(cli::TopologyArgs),
-    Verify(cli::TopologyArgs),
+    Scenarios(scenario::catalog::CatalogRequest),
+    Cluster(cluster::commands::ClusterRequest),
+    Init(topology::TopologyRequest),
+    Verify(topology::TopologyRequest),
     /// `indexer` / `analytics`: a reference consumer as a long-running service.
     Consumer(consumers::ServiceConfig),
     /// `dlq list` / `dlq replay`.
     Dlq(consumers::DlqPlan),
-    Chaos(cli::ChaosArgs),
-    Heal(cli::HealArgs),
-    Report(cli::ReportCommand),
+    Chaos(chaos::commands::ChaosRequest),
+    Heal(chaos::commands::HealRequest),
+    /// `report compare A B`.
+    ReportCompare {
+        a: std::path::PathBuf,
+        b: std::path::PathBuf,
+    },
 }
 
 /// Runs a command to completion.
@@ -55,9 +59,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Dlq(plan) => consumers::dlq_command(plan).await,
             Command::Chaos(args) => chaos::commands::chaos(args).await,
             Command::Heal(args) => chaos::commands::heal(args).await,
-            Command::Report(cli::ReportCommand::Compare { a, b }) => {
-                report::compare::compare_command(&a, &b)
-            }
+            Command::ReportCompare { a, b } => report::compare::compare_command(&a, &b),
         }
     })
 }

@@ -6,35 +6,45 @@
 //! local cluster runs, 130 when interrupted (after reverting). `heal` 0 when everything was reverted
 //! and any live cluster is whole, 1 otherwise.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::engine::{ChaosCluster, ChaosEngine, FaultEvent};
+use super::engine::{ChaosEngine, FaultEvent};
 use super::guard::{self, RevertGuard};
-use super::heal::{self, LiveSupervisor};
+use super::heal;
 use super::schedule::fault_from;
 use super::Target;
-use crate::cli::{BackendKind, ChaosArgs, HealArgs, StateArgs};
-use crate::cluster::control::ControlOp;
-use crate::cluster::docker::{commands as docker_commands, DockerCluster};
-use crate::cluster::state::{self, ClusterState};
+use crate::cluster::{BackendKind, Cluster, ClusterRef, StateDir};
 use crate::exit::{AppError, ExitStatus};
 
-fn live_cluster(args: &StateArgs) -> Result<(ClusterState, std::path::PathBuf), AppError> {
-    let paths = state::paths(args)?;
-    let Some(cluster) = state::load(args) else {
-        return Err(AppError::environment(anyhow!(
-            "no local cluster is running (state dir {}); start one with `aivo-load cluster up`",
-            paths.dir.display()
-        )));
-    };
-    let socket = cluster
-        .control_socket
-        .clone()
-        .unwrap_or_else(|| paths.control_socket());
-    Ok((cluster, socket))
+/// `aivo-load chaos FAULT`, as the command line asked for it.
+#[derive(Debug, Clone)]
+pub struct ChaosRequest {
+    /// The fault's name and parameters, checked by [`fault_from`].
+    pub fault: String,
+    pub latency: Option<String>,
+    pub bandwidth: Option<String>,
+    pub mode: Option<String>,
+    pub target: String,
+    /// Revert after this long; `None` leaves the fault to `heal`.
+    pub hold: Option<Duration>,
+    pub seed: u64,
+    /// Which `cluster up` cluster.
+    pub backend: BackendKind,
+    pub state: StateDir,
+}
+
+/// `aivo-load heal [RUN_DIR]`, as the command line asked for it.
+#[derive(Debug, Clone)]
+pub struct HealRequest {
+    /// A run's report dir (or its journal file); `None` for the `cluster up` cluster's journal.
+    pub run_dir: Option<PathBuf>,
+    /// Which `cluster up` cluster to make whole afterwards.
+    pub backend: BackendKind,
+    pub state: StateDir,
 }
 
 fn print_event(event: &FaultEvent) {
@@ -57,7 +67,7 @@ fn print_event(event: &FaultEvent) {
 }
 
 /// `aivo-load chaos`.
-pub async fn chaos(args: ChaosArgs) -> Result<ExitStatus, AppError> {
+pub async fn chaos(args: ChaosRequest) -> Result<ExitStatus, AppError> {
     let fault = fault_from(
         &args.fault,
         args.latency.as_deref(),
@@ -70,27 +80,10 @@ pub async fn chaos(args: ChaosArgs) -> Result<ExitStatus, AppError> {
         .parse()
         .map_err(|e: String| AppError::usage(anyhow!(e)))?;
     guard::refuse_external(args.backend, &[&fault])?;
-    let (chaos_cluster, journal_path) = if args.backend == BackendKind::Docker {
-        let dir = docker_commands::state_dir(&args.state)?;
-        let cluster = DockerCluster::attach(&dir).await?;
-        (
-            ChaosCluster::Docker(Arc::new(cluster)),
-            docker_commands::fault_journal(&args.state)?,
-        )
-    } else {
-        let (cluster, socket) = live_cluster(&args.state)?;
-        let paths = state::paths(&args.state)?;
-        (
-            ChaosCluster::Supervisor {
-                state_dir: paths.dir.clone(),
-                socket,
-                endpoints: cluster.endpoints.clone(),
-            },
-            paths.fault_journal(),
-        )
-    };
+    let cluster = Cluster::kept(args.backend, &args.state).await?;
+    let journal_path = Cluster::kept_journal(args.backend, &args.state)?;
     let engine = Arc::new(ChaosEngine::new(
-        chaos_cluster,
+        cluster,
         &journal_path,
         Instant::now(),
         args.seed,
@@ -100,11 +93,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<ExitStatus, AppError> {
         print_event(&event);
         println!(
             "The fault stays until `aivo-load heal{}` (journal {}).",
-            if args.backend == BackendKind::Docker {
-                " --backend docker"
-            } else {
-                ""
-            },
+            args.backend.flag(),
             journal_path.display()
         );
         return Ok(if event.confirmed && event.error.is_none() {
@@ -143,51 +132,19 @@ pub async fn chaos(args: ChaosArgs) -> Result<ExitStatus, AppError> {
 }
 
 /// `aivo-load heal`.
-pub async fn heal(args: HealArgs) -> Result<ExitStatus, AppError> {
-    let docker = args.backend == BackendKind::Docker;
+pub async fn heal(args: HealRequest) -> Result<ExitStatus, AppError> {
     let journal = match &args.run_dir {
         Some(dir) if dir.is_file() => dir.clone(),
         Some(dir) => dir.join("faults.jsonl"),
-        None if docker => docker_commands::fault_journal(&args.state)?,
-        None => state::paths(&args.state)?.fault_journal(),
+        None => Cluster::kept_journal(args.backend, &args.state)?,
     };
-    let live = live_cluster(&args.state)
-        .ok()
-        .filter(|_| !docker)
-        .map(|(cluster, socket)| LiveSupervisor {
-            socket,
-            endpoints: cluster.endpoints,
-        });
+    let live = Cluster::kept(args.backend, &args.state).await.ok();
     let mut report = heal::heal(&journal, live.as_ref()).await?;
-    // A docker run killed with SIGKILL leaves its compose project running (containers do not get
-    // the death signal local nodes get): remove it, as the run would have.
+    // A run killed with SIGKILL may leave its own cluster behind (containers do not get the death
+    // signal local nodes get): remove it, as the run would have. Its `cluster/owner.json` says
+    // which backend owns it.
     if let Some(run_dir) = args.run_dir.as_ref().filter(|d| d.is_dir()) {
-        let cluster_dir = run_dir.join("cluster");
-        if cluster_dir.join("docker-cluster.json").is_file() {
-            if let Ok(cluster) = DockerCluster::attach(&cluster_dir).await {
-                match cluster.shutdown().await {
-                    Ok(()) => report.lines.push(format!(
-                        "removed the run's compose project {} (left by a killed harness)",
-                        cluster.spec().project
-                    )),
-                    Err(err) => report.failures.push(err.to_string()),
-                }
-            }
-        }
-    }
-    if docker {
-        // The `cluster up --backend docker` cluster, if it runs: made whole like a supervisor's.
-        if let Ok(cluster) = DockerCluster::attach(&docker_commands::state_dir(&args.state)?).await
-        {
-            if let Err(err) = cluster.apply(&ControlOp::MakeWhole).await {
-                report.failures.push(err.to_string());
-            }
-            report.whole = Some(
-                super::Effect::Whole
-                    .wait(cluster.endpoints(), super::RECOVERY_TIMEOUT)
-                    .await,
-            );
-        }
+        remove_orphan(&run_dir.join("cluster"), &mut report).await;
     }
     if report.active == 0 {
         println!("No active fault in {}.", journal.display());
@@ -219,4 +176,21 @@ pub async fn heal(args: HealArgs) -> Result<ExitStatus, AppError> {
     } else {
         ExitStatus::Failed
     })
+}
+
+/// Removes a killed run's own cluster if it outlived the run (a compose project).
+async fn remove_orphan(cluster_dir: &std::path::Path, report: &mut heal::HealReport) {
+    let Some(owner) = ClusterRef::read(cluster_dir).filter(ClusterRef::owned_by_run) else {
+        return;
+    };
+    let Ok(cluster) = owner.reattach().await else {
+        return;
+    };
+    let name = cluster.name();
+    match cluster.remove().await {
+        Ok(()) => report.lines.push(format!(
+            "removed the run's {name} (left by a killed harness)"
+        )),
+        Err(err) => report.failures.push(err.to_string()),
+    }
 }

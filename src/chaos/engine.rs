@@ -2,7 +2,6 @@
 //! endpoints. Faults stay on the engine's active list until reverted; `guard.rs` reverts whatever is
 //! left when the engine's owner ends.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,81 +11,10 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::effect::Effect;
-use super::journal::{self, Cleanup, ClusterOwner, FaultJournal, JournalEntry};
+use super::journal::{self, Cleanup, FaultJournal, JournalEntry};
 use super::{kill_indexer, ChaosError, Fault, Step, Target, EFFECT_TIMEOUT, RECOVERY_TIMEOUT};
-use crate::cluster::control::{self, ControlOp};
-use crate::cluster::docker::DockerCluster;
-use crate::cluster::local::LocalCluster;
-use crate::cluster::ClusterEndpoints;
+use crate::cluster::{Cluster, ControlOp};
 use crate::consumers::ConsumerSlot;
-
-/// The cluster faults are applied to.
-#[derive(Debug, Clone)]
-pub enum ChaosCluster {
-    /// A cluster this process owns.
-    InProcess(Arc<LocalCluster>),
-    /// A `cluster up` cluster, reached through its supervisor's control socket.
-    Supervisor {
-        state_dir: PathBuf,
-        socket: PathBuf,
-        endpoints: ClusterEndpoints,
-    },
-    /// A docker-compose cluster, changed through the Docker API.
-    Docker(Arc<DockerCluster>),
-}
-
-impl ChaosCluster {
-    /// Client and monitoring URLs.
-    pub fn endpoints(&self) -> ClusterEndpoints {
-        match self {
-            Self::InProcess(cluster) => cluster.endpoints().clone(),
-            Self::Supervisor { endpoints, .. } => endpoints.clone(),
-            Self::Docker(cluster) => cluster.endpoints().clone(),
-        }
-    }
-
-    /// Applies one operation.
-    pub async fn apply(&self, op: &ControlOp) -> Result<(), ChaosError> {
-        match self {
-            Self::InProcess(cluster) => Ok(cluster.apply(op).await?),
-            Self::Supervisor { socket, .. } => {
-                control::request(socket, op).await?;
-                Ok(())
-            }
-            Self::Docker(cluster) => Ok(cluster.apply(op).await?),
-        }
-    }
-
-    fn owner(&self) -> ClusterOwner {
-        match self {
-            Self::InProcess(cluster) => ClusterOwner::InProcess {
-                dir: cluster.dir().to_path_buf(),
-            },
-            Self::Supervisor {
-                state_dir, socket, ..
-            } => ClusterOwner::Supervisor {
-                state_dir: state_dir.clone(),
-                socket: socket.clone(),
-            },
-            Self::Docker(cluster) => ClusterOwner::Docker {
-                dir: cluster.dir().to_path_buf(),
-                project: cluster.spec().project.clone(),
-                run: cluster.is_owned(),
-            },
-        }
-    }
-
-    fn store_dir(&self, node: &str) -> Option<PathBuf> {
-        match self {
-            Self::InProcess(cluster) => Some(cluster.dir().join(node).join("store")),
-            Self::Supervisor { state_dir, .. } => {
-                Some(state_dir.join("cluster").join(node).join("store"))
-            }
-            // The store is the container's own tmpfs; its revert removes the ballast.
-            Self::Docker(_) => None,
-        }
-    }
-}
 
 /// Whether a timeline event applies or reverts a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -158,7 +86,7 @@ struct EngineState {
 /// Applies faults to one cluster and reverts them; see the module header.
 #[derive(Debug)]
 pub struct ChaosEngine {
-    cluster: ChaosCluster,
+    cluster: Cluster,
     clock: Instant,
     state: Mutex<EngineState>,
     /// The run's indexer process, for `kill-indexer` (see `kill_indexer.rs`).
@@ -169,7 +97,7 @@ impl ChaosEngine {
     /// An engine journaling to `journal`, timing events from `clock`, choosing `random` targets
     /// with `seed`.
     pub fn new(
-        cluster: ChaosCluster,
+        cluster: Cluster,
         journal: &std::path::Path,
         clock: Instant,
         seed: u64,
@@ -194,7 +122,7 @@ impl ChaosEngine {
     }
 
     /// The cluster faults go to.
-    pub fn cluster(&self) -> &ChaosCluster {
+    pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
 
@@ -247,7 +175,7 @@ impl ChaosEngine {
         let mut error = None;
         for step in &plan.steps {
             let outcome = match step {
-                Step::Op(op) => self.cluster.apply(op).await,
+                Step::Op(op) => self.cluster.apply(op).await.map_err(ChaosError::from),
                 Step::AwaitWhole => {
                     let seen = Effect::Whole.wait(&endpoints, RECOVERY_TIMEOUT).await;
                     if seen.confirmed {
@@ -383,7 +311,7 @@ impl ChaosEngine {
             fault: fault.to_string(),
             target: target.to_string(),
             node: node.to_string(),
-            owner: self.cluster.owner(),
+            owner: self.cluster.reference(),
             revert: revert.clone(),
             cleanup,
         })?;

@@ -6,8 +6,8 @@
 //! and the traffic fills the rest).
 
 use super::{Effect, FaultPlan};
-use crate::cluster::control::ControlOp;
 use crate::cluster::storage::FillMode;
+use crate::cluster::ControlOp;
 
 /// Fill `node`'s store; revert: give the space back.
 pub fn plan(node: &str, mode: FillMode) -> FaultPlan {

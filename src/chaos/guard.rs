@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::engine::{ChaosEngine, FaultEvent};
 use super::Fault;
-use crate::cli::BackendKind;
+use crate::cluster::BackendKind;
 use crate::exit::AppError;
 
 /// Reverts an engine's active faults when its owner ends; see the module header.
@@ -71,10 +71,10 @@ impl Drop for RevertGuard {
     }
 }
 
-/// Faults run only on clusters the harness manages: against `--backend external` they are refused
-/// with a usage error (exit 2) that says why.
+/// Faults run only on clusters the harness manages ([`BackendKind::manages_faults`]): against
+/// `--backend external` they are refused with a usage error (exit 2) that says why.
 pub fn refuse_external(backend: BackendKind, faults: &[&Fault]) -> Result<(), AppError> {
-    if backend != BackendKind::External {
+    if backend.manages_faults() {
         return Ok(());
     }
     let destructive: Vec<&str> = faults

@@ -8,27 +8,21 @@
 //! - Faults on an in-process cluster died with it: its nodes got the death signal when the harness
 //!   died, so there is no process to resume or proxy to heal. Only files can outlive it: a tmpfs
 //!   mounted over a node's store is unmounted and the real store put back.
-//!
 //! - Faults on a docker cluster are replayed through the Docker API if its compose project still
 //!   exists (a run's own project, which outlived its SIGKILLed harness, is then removed).
 //!
+//! The journal names each fault's cluster as a [`ClusterRef`]; [`ClusterRef::reattach`] gives a
+//! live handle or says why there is none, so nothing here depends on the backend.
+//!
 //! Every fault handled gets a `reverted` entry (by `heal`), so a second `heal` finds nothing to do.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::effect::{Confirmation, Effect};
-use super::journal::{self, Cleanup, ClusterOwner, FaultJournal, JournalEntry};
+use super::journal::{self, Cleanup, FaultJournal, JournalEntry};
 use super::{ChaosError, RECOVERY_TIMEOUT};
-use crate::cluster::control::{self, ControlOp};
 use crate::cluster::storage;
-use crate::cluster::ClusterEndpoints;
-
-/// A live `cluster up` cluster to make whole after the journal is replayed.
-#[derive(Debug, Clone)]
-pub struct LiveSupervisor {
-    pub socket: PathBuf,
-    pub endpoints: ClusterEndpoints,
-}
+use crate::cluster::{Cluster, ClusterRef, ControlOp};
 
 /// What `heal` did.
 #[derive(Debug, Clone, Default)]
@@ -44,11 +38,8 @@ pub struct HealReport {
 }
 
 /// Replays the reverts of every active fault in `journal_path` (newest first), cleans what they left
-/// on disk, then makes `supervisor`'s cluster whole.
-pub async fn heal(
-    journal_path: &Path,
-    supervisor: Option<&LiveSupervisor>,
-) -> Result<HealReport, ChaosError> {
+/// on disk, then makes `live` (the `cluster up` cluster, if one runs) whole.
+pub async fn heal(journal_path: &Path, live: Option<&Cluster>) -> Result<HealReport, ChaosError> {
     let entries = journal::read(journal_path)?;
     let mut active = journal::active(&entries);
     active.reverse();
@@ -75,63 +66,10 @@ pub async fn heal(
             continue;
         };
         let mut problems = Vec::new();
-        let how = match &owner {
-            ClusterOwner::Supervisor { socket, .. } => {
-                if socket.exists() {
-                    for op in &revert {
-                        if let Err(err) = control::request(socket, op).await {
-                            problems.push(err.to_string());
-                        }
-                    }
-                    format!("replayed {} through the supervisor", describe_ops(&revert))
-                } else {
-                    "its supervisor is gone and its nodes with it".to_string()
-                }
-            }
-            ClusterOwner::InProcess { .. } => {
-                "its nodes died with the harness (death signal); nothing runs to revert".to_string()
-            }
-            ClusterOwner::Docker { dir, project, run } => {
-                match crate::cluster::docker::DockerCluster::attach(dir).await {
-                    Ok(cluster) => {
-                        for op in &revert {
-                            if let Err(err) = cluster.apply(op).await {
-                                problems.push(err.to_string());
-                            }
-                        }
-                        let mut how = format!(
-                            "replayed {} through the Docker API (compose project {project})",
-                            describe_ops(&revert)
-                        );
-                        // A run's own project outlived its harness: remove it, as the run would have.
-                        if *run {
-                            match cluster.shutdown().await {
-                                Ok(()) => how.push_str("; removed the run's compose project"),
-                                Err(err) => problems.push(err.to_string()),
-                            }
-                        }
-                        how
-                    }
-                    Err(err) => format!("its compose project {project} is gone ({err})"),
-                }
-            }
-        };
+        let (how, cluster_gone) = replay(&owner, &revert, &mut problems).await;
         // Mounts of a live supervisor's node were handled by its drain-storage revert.
-        let cluster_gone =
-            !matches!(&owner, ClusterOwner::Supervisor { socket, .. } if socket.exists());
-        for item in &cleanup {
-            match item {
-                Cleanup::Mount { store } if cluster_gone => match storage::uncover(store, false) {
-                    Ok(()) => report
-                        .lines
-                        .push(format!("  removed the tmpfs over {}", store.display())),
-                    Err(err) => problems.push(format!(
-                        "cannot remove the tmpfs over {}: {err}",
-                        store.display()
-                    )),
-                },
-                Cleanup::Mount { .. } => {}
-            }
+        if cluster_gone {
+            clean(&cleanup, &mut report.lines, &mut problems);
         }
         report
             .lines
@@ -151,13 +89,61 @@ pub async fn heal(
         }
         report.failures.extend(problems);
     }
-    if let Some(live) = supervisor {
-        if let Err(err) = control::request(&live.socket, &ControlOp::MakeWhole).await {
-            report.failures.push(err.to_string());
-        }
-        report.whole = Some(Effect::Whole.wait(&live.endpoints, RECOVERY_TIMEOUT).await);
+    if let Some(live) = live {
+        report.whole = Some(make_whole(live, &mut report.failures).await);
     }
     Ok(report)
+}
+
+/// Replays one fault's reverts on its cluster, if it still runs (a run's own docker project is
+/// then removed, as the run would have). Says how, and whether the cluster was gone.
+async fn replay(
+    owner: &ClusterRef,
+    revert: &[ControlOp],
+    problems: &mut Vec<String>,
+) -> (String, bool) {
+    let cluster = match owner.reattach().await {
+        Ok(cluster) => cluster,
+        Err(why) => return (why, true),
+    };
+    for op in revert {
+        if let Err(err) = cluster.apply(op).await {
+            problems.push(err.to_string());
+        }
+    }
+    let mut how = format!("replayed {} {}", describe_ops(revert), cluster.channel());
+    if owner.owned_by_run() {
+        match cluster.remove().await {
+            Ok(()) => how.push_str("; removed the run's compose project"),
+            Err(err) => problems.push(err.to_string()),
+        }
+    }
+    (how, false)
+}
+
+/// Removes what a fault left on disk whose cluster is gone (a tmpfs over a node's store).
+fn clean(cleanup: &[Cleanup], lines: &mut Vec<String>, problems: &mut Vec<String>) {
+    for item in cleanup {
+        match item {
+            Cleanup::Mount { store } => match storage::uncover(store, false) {
+                Ok(()) => lines.push(format!("  removed the tmpfs over {}", store.display())),
+                Err(err) => problems.push(format!(
+                    "cannot remove the tmpfs over {}: {err}",
+                    store.display()
+                )),
+            },
+        }
+    }
+}
+
+/// Asks a live cluster to make itself whole (what a torn journal missed) and waits for it.
+pub async fn make_whole(cluster: &Cluster, failures: &mut Vec<String>) -> Confirmation {
+    if let Err(err) = cluster.apply(&ControlOp::MakeWhole).await {
+        failures.push(err.to_string());
+    }
+    Effect::Whole
+        .wait(&cluster.endpoints(), RECOVERY_TIMEOUT)
+        .await
 }
 
 fn describe_ops(ops: &[ControlOp]) -> String {

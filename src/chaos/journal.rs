@@ -13,26 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::ChaosError;
-use crate::cluster::control::ControlOp;
-
-/// Who owns the cluster a fault was applied to, i.e. how to reach it to revert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ClusterOwner {
-    /// Nodes inside the harness process: they die with it (PR_SET_PDEATHSIG), so after a SIGKILL only
-    /// files (mounts) are left to clean.
-    InProcess { dir: PathBuf },
-    /// A `cluster up` supervisor, which outlives the harness: reverts go through its socket.
-    Supervisor { state_dir: PathBuf, socket: PathBuf },
-    /// A docker-compose project (its dir holds `docker-cluster.json`), reached through the Docker API;
-    /// `run` when a run owned it (and `heal` should remove it once reverted).
-    Docker {
-        dir: PathBuf,
-        project: String,
-        #[serde(default)]
-        run: bool,
-    },
-}
+use crate::cluster::{ClusterRef, ControlOp};
 
 /// Something on disk a fault leaves that must go even if its cluster is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +35,8 @@ pub enum JournalEntry {
         fault: String,
         target: String,
         node: String,
-        owner: ClusterOwner,
+        /// Which backend owns the cluster, and how to reach it again.
+        owner: ClusterRef,
         revert: Vec<ControlOp>,
         #[serde(default)]
         cleanup: Vec<Cleanup>,
@@ -175,7 +157,7 @@ mod tests {
             fault: "pause".into(),
             target: "nats2".into(),
             node: "nats2".into(),
-            owner: ClusterOwner::InProcess {
+            owner: ClusterRef::InProcess {
                 dir: PathBuf::from("/x"),
             },
             revert: vec![ControlOp::Resume {

@@ -2,7 +2,7 @@
 //! same ports, config and store. Proven by `/healthz` refusing connections.
 
 use super::{Effect, FaultPlan};
-use crate::cluster::control::ControlOp;
+use crate::cluster::ControlOp;
 
 /// Kill `node`; revert: start it.
 pub fn plan(node: &str) -> FaultPlan {

@@ -8,7 +8,7 @@
 //! revert operations: the indexer is a child of the run and dies with it, so `heal` has nothing to
 //! undo.
 //!
-//! [`ControlOp`]: crate::cluster::control::ControlOp
+//! [`ControlOp`]: crate::cluster::ControlOp
 //! [`ConsumerSlot`]: crate::consumers::ConsumerSlot
 
 use std::time::{Duration, Instant};

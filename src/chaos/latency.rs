@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{Effect, FaultPlan, Step};
-use crate::cluster::control::ControlOp;
 use crate::cluster::proxy::LinkShape;
+use crate::cluster::ControlOp;
 
 /// Delay every route of `node` by `latency_ms` each way.
 pub fn plan(node: &str, nodes: &[String], latency_ms: u64) -> FaultPlan {

@@ -1,4 +1,4 @@
-//! The chaos engine (DESIGN.md §7): faults against a local cluster, always reverted.
+//! The chaos engine (DESIGN.md §7): faults against a cluster aivo-load manages, always reverted.
 //!
 //! - [`Fault`] is the enum; each variant's plan (what to apply, how to revert, which effect proves it
 //!   happened) lives in its own file: `kill.rs`, `stop.rs`, `restart.rs`, `pause.rs`,
@@ -12,8 +12,9 @@
 //!   `heal.rs` reverts what a SIGKILLed harness left behind;
 //! - `schedule.rs` (fixed times from the scenario) and `nemesis.rs` (seeded random faults) drive it.
 //!
-//! Faults reach the cluster as [`ControlOp`]s, in process or through a `cluster up` supervisor's
-//! control socket (`cluster/control.rs`). Load, checks and reports are left to others; they receive
+//! Faults reach the cluster as [`ControlOp`]s through the one [`Cluster`](crate::cluster::Cluster)
+//! handle, whichever backend is behind it (in process, a `cluster up` supervisor's control socket,
+//! the Docker API); an external cluster refuses them. Load, checks and reports are left to others; they receive
 //! [`FaultEvent`]s for the timeline.
 
 pub mod bandwidth;
@@ -41,11 +42,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::control::{ControlError, ControlOp};
-use crate::cluster::local::LocalError;
 use crate::cluster::storage::FillMode;
+use crate::cluster::{ClusterError, ControlOp};
 pub use effect::Effect;
-pub use engine::{ChaosCluster, ChaosEngine, FaultEvent};
+pub use engine::{ChaosEngine, FaultEvent};
 pub use partition::PartitionMode;
 pub use target::Target;
 
@@ -117,6 +117,18 @@ impl Fault {
     }
 }
 
+/// A fault at a time on the run's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledFault {
+    pub at: Duration,
+    pub fault: Fault,
+    pub target: Target,
+    /// Revert after this long; `None`: at the end of the run.
+    pub hold: Option<Duration>,
+    /// How long its revert may take to leave a whole cluster; `None`: [`RECOVERY_TIMEOUT`].
+    pub recovery: Option<Duration>,
+}
+
 /// One step of applying a fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -162,11 +174,7 @@ pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum ChaosError {
     #[error(transparent)]
-    Local(#[from] LocalError),
-    #[error(transparent)]
-    Control(#[from] ControlError),
-    #[error(transparent)]
-    Docker(#[from] crate::cluster::docker::DockerError),
+    Cluster(#[from] ClusterError),
     #[error("fault journal {path}: {source}")]
     Journal {
         path: String,
@@ -184,6 +192,7 @@ impl From<ChaosError> for crate::exit::AppError {
     fn from(error: ChaosError) -> Self {
         match error {
             ChaosError::Usage(_) => crate::exit::AppError::usage(error),
+            ChaosError::Cluster(error) => error.into(),
             _ => crate::exit::AppError::environment(error),
         }
     }

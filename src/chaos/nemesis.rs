@@ -7,8 +7,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::schedule::ScheduledFault;
-use super::{Fault, Target};
+use super::{Fault, ScheduledFault, Target};
 
 /// A random fault generator.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Effect, FaultPlan, Step};
-use crate::cluster::control::ControlOp;
+use crate::cluster::ControlOp;
 
 /// Which partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! the connection but never answering.
 
 use super::{Effect, FaultPlan};
-use crate::cluster::control::ControlOp;
+use crate::cluster::ControlOp;
 
 /// Pause `node`; revert: resume it.
 pub fn plan(node: &str) -> FaultPlan {

@@ -3,7 +3,7 @@
 //! records a start, in case the harness dies between stop and start.
 
 use super::{Effect, FaultPlan};
-use crate::cluster::control::ControlOp;
+use crate::cluster::ControlOp;
 
 /// Restart `node`; revert (only needed if interrupted midway): start it.
 pub fn plan(node: &str) -> FaultPlan {

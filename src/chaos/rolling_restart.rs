@@ -4,7 +4,7 @@
 //! (only needed if interrupted) starts every node.
 
 use super::{Effect, FaultPlan, Step};
-use crate::cluster::control::ControlOp;
+use crate::cluster::ControlOp;
 
 /// Restart every node, `node` last.
 pub fn plan(node: &str, nodes: &[String]) -> FaultPlan {

@@ -1,6 +1,6 @@
 //! The chaos side of a run: starts the scenario's schedule next to the load on the run's clock, and
 //! at the end reverts what is active and writes the events for the timeline (`chaos.json` beside
-//! `faults.jsonl` in the run dir). `run.rs` calls [`start`] and [`RunChaos::finish`]; nothing else.
+//! `faults.jsonl` in the run dir). `run` calls [`start`] and [`RunChaos::finish`]; nothing else.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,12 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{ChaosCluster, ChaosEngine, FaultEvent};
+use super::engine::{ChaosEngine, FaultEvent};
 use super::schedule::{self, ChaosPlan};
 use super::ChaosError;
-use crate::cli::StateArgs;
-use crate::cluster::local::LocalCluster;
-use crate::cluster::state;
+use crate::cluster::Cluster;
 use crate::consumers::ConsumerSlot;
 
 /// How long a run waits at its end for the reverts to finish (a restarted node catching up).
@@ -28,30 +26,10 @@ pub struct RunChaos {
     run_dir: PathBuf,
 }
 
-/// The cluster of a run as the chaos engine reaches it: in process, or the `cluster up` supervisor.
-pub fn cluster_of(
-    local: Option<&Arc<LocalCluster>>,
-    state_args: &StateArgs,
-) -> Option<ChaosCluster> {
-    if let Some(cluster) = local {
-        return Some(ChaosCluster::InProcess(cluster.clone()));
-    }
-    let paths = state::paths(state_args).ok()?;
-    let kept = state::load(state_args)?;
-    Some(ChaosCluster::Supervisor {
-        socket: kept
-            .control_socket
-            .clone()
-            .unwrap_or_else(|| paths.control_socket()),
-        state_dir: paths.dir,
-        endpoints: kept.endpoints,
-    })
-}
-
 /// Starts the plan's faults on a clock starting now; `None` when the plan has none.
 pub fn start(
     plan: &ChaosPlan,
-    cluster: Option<ChaosCluster>,
+    cluster: &Cluster,
     run_dir: &Path,
     duration: Duration,
     seed: u64,
@@ -61,12 +39,19 @@ pub fn start(
     if plan.is_empty() {
         return Ok(None);
     }
-    let cluster = cluster.ok_or_else(|| {
-        ChaosError::Usage("this scenario has [[chaos]] but the run has no managed cluster".into())
-    })?;
+    if !cluster.kind().manages_faults() {
+        return Err(ChaosError::Usage(
+            "this scenario has [[chaos]] but the run has no managed cluster".into(),
+        ));
+    }
     let engine = Arc::new(
-        ChaosEngine::new(cluster, &run_dir.join("faults.jsonl"), Instant::now(), seed)?
-            .with_indexer(indexer),
+        ChaosEngine::new(
+            cluster.clone(),
+            &run_dir.join("faults.jsonl"),
+            Instant::now(),
+            seed,
+        )?
+        .with_indexer(indexer),
     );
     let faults = plan.timeline(duration, seed);
     for fault in &faults {

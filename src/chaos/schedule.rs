@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::{ChaosEngine, FaultEvent};
 use super::guard::RevertGuard;
 use super::nemesis::Nemesis;
-use super::{Fault, Target, RECOVERY_TIMEOUT};
+use super::{Fault, ScheduledFault, Target, RECOVERY_TIMEOUT};
 use crate::cluster::storage::FillMode;
 use crate::scenario::units;
 
@@ -70,18 +70,6 @@ pub struct ChaosEntry {
     /// How long a revert may take to leave a whole cluster before the run fails.
     #[serde(default)]
     pub recovery: Option<String>,
-}
-
-/// A fault at a time on the run's clock.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScheduledFault {
-    pub at: Duration,
-    pub fault: Fault,
-    pub target: Target,
-    /// Revert after this long; `None`: at the end of the run.
-    pub hold: Option<Duration>,
-    /// How long its revert may take to leave a whole cluster; `None`: [`RECOVERY_TIMEOUT`].
-    pub recovery: Option<Duration>,
 }
 
 /// A scenario's chaos: fixed faults and nemeses.

@@ -2,7 +2,7 @@
 //! reverted by starting it again. Proven by `/healthz` refusing connections.
 
 use super::{Effect, FaultPlan};
-use crate::cluster::control::ControlOp;
+use crate::cluster::ControlOp;
 
 /// Stop `node` gracefully; revert: start it.
 pub fn plan(node: &str) -> FaultPlan {

@@ -1,4 +1,5 @@
-//! Checks that end a run in a verdict: thresholds on the run's figures, the stream-count check
+//! Checks that end a run in a verdict (`streams.rs` runs the per-stream ones after the drain):
+//! thresholds on the run's figures, the stream-count check
 //! that ties the ledger to what JetStream holds, the ledger check (no_loss), the retention check on
 //! streams with overridden limits, the indexer's catch-up check, and the DLQ check of injected
 //! poison.
@@ -9,4 +10,5 @@ pub mod faults;
 pub mod no_loss;
 pub mod retention;
 pub mod stream_count;
+pub mod streams;
 pub mod thresholds;

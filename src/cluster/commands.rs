@@ -5,26 +5,47 @@
 //! and a meta leader exists, 1 when the cluster answers but is degraded, 3 when nothing answers or no
 //! local cluster runs. Bad flag combinations are usage errors (2).
 
-use crate::cli::{BackendKind, ClusterArgs, ClusterCommand};
 use crate::exit::{AppError, ExitStatus};
 
+use super::backend::BackendKind;
+use super::external::ExternalCluster;
 use super::local::CLUSTER_NAME;
-use super::monitor::{self, ClusterStatus};
-use super::state::{self, ClusterState};
+use super::monitor::ClusterStatus;
+use super::state::{self, ClusterState, StateDir};
+
+/// One `cluster` verb, as the command line asked for it.
+#[derive(Debug)]
+pub enum ClusterRequest {
+    Up(ClusterTarget),
+    Status(ClusterTarget),
+    Down(ClusterTarget),
+    BuildImage,
+    /// The hidden `cluster serve` (the supervisor of `cluster up`).
+    Serve(ClusterTarget),
+}
+
+/// Which cluster a verb is about.
+#[derive(Debug, Clone)]
+pub struct ClusterTarget {
+    pub backend: BackendKind,
+    /// `--monitor`: monitoring URLs of an external cluster, comma-separated.
+    pub monitor: Option<String>,
+    pub state: StateDir,
+}
 
 /// Runs one `cluster` subcommand.
-pub async fn execute(cmd: ClusterCommand) -> Result<ExitStatus, AppError> {
+pub async fn execute(cmd: ClusterRequest) -> Result<ExitStatus, AppError> {
     match cmd {
-        ClusterCommand::Up(args) if args.backend == BackendKind::Docker => {
+        ClusterRequest::Up(args) if args.backend == BackendKind::Docker => {
             no_monitor(&args)?;
             super::docker::commands::up(&args.state).await
         }
-        ClusterCommand::Down(args) if args.backend == BackendKind::Docker => {
+        ClusterRequest::Down(args) if args.backend == BackendKind::Docker => {
             no_monitor(&args)?;
             super::docker::commands::down(&args.state).await
         }
-        ClusterCommand::BuildImage => super::docker::commands::build_image().await,
-        ClusterCommand::Up(args) => {
+        ClusterRequest::BuildImage => super::docker::commands::build_image().await,
+        ClusterRequest::Up(args) => {
             local_only(&args, "up")?;
             let outcome = state::up(&args.state).await?;
             if outcome.already_running {
@@ -43,8 +64,8 @@ pub async fn execute(cmd: ClusterCommand) -> Result<ExitStatus, AppError> {
             print!("{}", describe(&outcome.state, &args));
             Ok(ExitStatus::Success)
         }
-        ClusterCommand::Status(args) => status(&args).await,
-        ClusterCommand::Down(args) => {
+        ClusterRequest::Status(args) => status(&args).await,
+        ClusterRequest::Down(args) => {
             local_only(&args, "down")?;
             let outcome = state::stop(&args.state).await?;
             match (&outcome.state, outcome.stopped) {
@@ -62,7 +83,7 @@ pub async fn execute(cmd: ClusterCommand) -> Result<ExitStatus, AppError> {
             }
             Ok(ExitStatus::Success)
         }
-        ClusterCommand::Serve(args) => {
+        ClusterRequest::Serve(args) => {
             local_only(&args, "serve")?;
             state::serve(&args.state).await?;
             Ok(ExitStatus::Success)
@@ -70,7 +91,7 @@ pub async fn execute(cmd: ClusterCommand) -> Result<ExitStatus, AppError> {
     }
 }
 
-fn no_monitor(args: &ClusterArgs) -> Result<(), AppError> {
+fn no_monitor(args: &ClusterTarget) -> Result<(), AppError> {
     if args.monitor.is_some() {
         return Err(AppError::usage(anyhow::anyhow!(
             "--monitor applies to --backend external only"
@@ -80,7 +101,7 @@ fn no_monitor(args: &ClusterArgs) -> Result<(), AppError> {
 }
 
 /// `up`, `down` and `serve` manage the embedded cluster; an external one belongs to someone else.
-fn local_only(args: &ClusterArgs, verb: &str) -> Result<(), AppError> {
+fn local_only(args: &ClusterTarget, verb: &str) -> Result<(), AppError> {
     if args.backend != BackendKind::Local {
         return Err(AppError::usage(anyhow::anyhow!(
             "`cluster {verb}` manages the local backend only; an external cluster is started and \
@@ -96,7 +117,7 @@ fn local_only(args: &ClusterArgs, verb: &str) -> Result<(), AppError> {
 }
 
 /// Node URLs and how to use them, after `up`.
-fn describe(state: &ClusterState, args: &ClusterArgs) -> String {
+fn describe(state: &ClusterState, args: &ClusterTarget) -> String {
     let mut out = String::new();
     let width = state
         .endpoints
@@ -113,7 +134,7 @@ fn describe(state: &ClusterState, args: &ClusterArgs) -> String {
     }
     let state_flag = args
         .state
-        .state_dir
+        .explicit
         .as_ref()
         .map(|d| format!(" --state-dir {}", d.display()))
         .unwrap_or_default();
@@ -128,7 +149,7 @@ fn describe(state: &ClusterState, args: &ClusterArgs) -> String {
     out
 }
 
-async fn status(args: &ClusterArgs) -> Result<ExitStatus, AppError> {
+async fn status(args: &ClusterTarget) -> Result<ExitStatus, AppError> {
     let (title, endpoints) = match args.backend {
         BackendKind::Docker => {
             no_monitor(args)?;
@@ -136,10 +157,13 @@ async fn status(args: &ClusterArgs) -> Result<ExitStatus, AppError> {
         }
         BackendKind::External => {
             let urls = monitor_urls(args.monitor.as_deref())?;
-            let endpoints = monitor::discover_endpoints(&urls).await;
+            let cluster = ExternalCluster::by_monitors(&urls).await;
             (
-                format!("External cluster ({} nodes)", endpoints.nodes.len()),
-                endpoints,
+                format!(
+                    "External cluster ({} nodes)",
+                    cluster.endpoints().nodes.len()
+                ),
+                cluster.endpoints().clone(),
             )
         }
         BackendKind::Local => {

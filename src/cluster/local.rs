@@ -17,12 +17,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::binary::{self, BinaryError, NatsServerBinary};
-use super::control::{ControlOp, NodeState};
+use super::endpoints::{ClusterEndpoints, NodeEndpoints};
 use super::monitor::{self, Health};
 use super::node::{DeadAddress, Node, NodePorts, PortReservation};
+use super::op::{ControlOp, NodeState};
 use super::proxy::{LinkShape, MeshError, ProxyStats, RouteMesh};
 use super::storage::{self, FillMode};
-use super::{ClusterEndpoints, NodeEndpoints};
 
 /// The cluster name, as in the seed's docker-compose.
 pub const CLUSTER_NAME: &str = "aivo";

@@ -1,56 +1,38 @@
-//! Clusters the harness runs against (DESIGN.md §2): one enum, one file per backend.
+//! Clusters the harness runs against (DESIGN.md §2): one handle, one file per backend.
 //!
+//! - [`Cluster`] (`handle.rs`) is the handle everything else uses: endpoints, status, applying a
+//!   [`ControlOp`] (`op.rs`, the vocabulary fault plans are written in), logs, shutdown;
+//!   [`ClusterPlan`] starts a run's cluster, [`ClusterRef`] reaches one again for `heal`;
 //! - `local`: three embedded `nats-server` children (`node.rs`, binary lookup in `binary.rs`) with
-//!   routes through harness-owned, cuttable proxies (`proxy.rs`);
-//! - `state` / `commands`: a local cluster kept in the background by a supervisor process for
-//!   `cluster up|status|down` and `run --keep-cluster`;
+//!   routes through harness-owned, cuttable proxies (`proxy.rs`), stores in `storage.rs`;
+//! - `state` / `control`: a local cluster kept in the background by a supervisor process for
+//!   `cluster up|status|down` and `run --keep-cluster`, changed through its control socket;
 //! - `docker`: the seed's docker-compose cluster in containers, driven through the Docker API
 //!   (`docker/`);
-//! - `external`: any cluster given by URL; load and checks only.
+//! - `external`: any cluster given by URL; load and checks only;
+//! - `commands`: the `cluster` verbs.
 //!
-//! Everything else talks to a cluster through [`ClusterEndpoints`]: the client and monitoring URLs of
-//! each node. Health and status come from the monitoring endpoints (`monitor.rs`).
+//! Health and status come from the monitoring endpoints (`monitor.rs`). Nothing outside this folder
+//! branches on the backend: it asks [`Cluster`] or [`BackendKind`].
 
+mod backend;
 pub mod binary;
 pub mod commands;
 pub mod control;
 pub mod docker;
+mod endpoints;
+pub mod external;
+mod handle;
 pub mod local;
 pub mod monitor;
 mod node;
+pub mod op;
 pub mod proxy;
 pub mod state;
 pub mod storage;
 
-use serde::{Deserialize, Serialize};
-
-/// Where one node can be reached.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NodeEndpoints {
-    /// `nats1`, `nats2`, ... (the server_name).
-    pub name: String,
-    /// `nats://127.0.0.1:PORT`.
-    pub client_url: String,
-    /// `http://127.0.0.1:PORT` (monitoring).
-    pub monitor_url: String,
-}
-
-/// Where a whole cluster can be reached.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct ClusterEndpoints {
-    /// In node order (`nats1` first).
-    pub nodes: Vec<NodeEndpoints>,
-}
-
-impl ClusterEndpoints {
-    /// Every node's client URL, for a client that should fail over between them.
-    pub fn client_urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.client_url.clone()).collect()
-    }
-
-    /// The client URLs joined with commas, as `--server` and `NATS_URL` take them. (`async_nats::connect`
-    /// does not split this form; give it [`ClusterEndpoints::client_urls`].)
-    pub fn server_list(&self) -> String {
-        self.client_urls().join(",")
-    }
-}
+pub use backend::BackendKind;
+pub use endpoints::{ClusterEndpoints, NodeEndpoints};
+pub use handle::{Cluster, ClusterError, ClusterPlan, ClusterRef, Supervised, OWNER_FILE};
+pub use op::{ControlOp, NodeState};
+pub use state::StateDir;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ClusterEndpoints, NodeEndpoints};
+use super::endpoints::{ClusterEndpoints, NodeEndpoints};
 
 /// Deadline of one monitoring request (connect, send and read the whole answer).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);

@@ -29,10 +29,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::binary::{self, BinaryError, NATS_SERVER_ENV};
+use super::endpoints::ClusterEndpoints;
 use super::local::{LocalCluster, LocalClusterConfig, LocalError};
 use super::node::log_tail;
-use super::ClusterEndpoints;
-use crate::cli::StateArgs;
 use crate::exit::AppError;
 
 /// Where commands go when given no `--server` and no local cluster runs: the seed's first node.
@@ -125,6 +124,14 @@ impl From<StateError> for AppError {
     }
 }
 
+/// The state dir as the command line gave it (`--state-dir`); resolved by [`paths`] only when a
+/// command needs it, so commands that never touch it work without HOME.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateDir {
+    /// `--state-dir`; `None` falls back to `AIVO_STATE_DIR`, `$XDG_STATE_HOME`, `~/.local/state`.
+    pub explicit: Option<PathBuf>,
+}
+
 /// The files of one state dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatePaths {
@@ -160,10 +167,10 @@ impl StatePaths {
 
 /// Resolves the state dir: `--state-dir` / `AIVO_STATE_DIR`, else `$XDG_STATE_HOME/aivo-load`, else
 /// `~/.local/state/aivo-load`. Relative paths are made absolute (the supervisor records them).
-pub fn paths(args: &StateArgs) -> Result<StatePaths, StateError> {
+pub fn paths(state: &StateDir) -> Result<StatePaths, StateError> {
     let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let dir = args
-        .state_dir
+    let dir = state
+        .explicit
         .clone()
         .or_else(|| non_empty("AIVO_STATE_DIR").map(PathBuf::from))
         .or_else(|| non_empty("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("aivo-load")))
@@ -181,14 +188,14 @@ pub fn paths(args: &StateArgs) -> Result<StatePaths, StateError> {
 
 /// The state of the running background cluster, if one runs (a state file whose supervisor is gone
 /// counts as none).
-pub fn load(args: &StateArgs) -> Option<ClusterState> {
-    let paths = paths(args).ok()?;
+pub fn load(state: &StateDir) -> Option<ClusterState> {
+    let paths = paths(state).ok()?;
     read_state(&paths).filter(|s| supervisor_alive(s.supervisor_pid))
 }
 
 /// The server list commands use when given no `--server`: the local cluster from `cluster up` if one
 /// runs, else the seed's `nats://127.0.0.1:4222`.
-pub fn default_server(state: &StateArgs) -> String {
+pub fn default_server(state: &StateDir) -> String {
     load(state)
         .map(|s| s.endpoints.server_list())
         .unwrap_or_else(|| SEED_SERVER.to_string())
@@ -204,13 +211,13 @@ pub struct UpOutcome {
 
 /// Starts a background cluster (as `cluster up` does) and returns its state once it is healthy; if
 /// one already runs for this state dir, returns that one.
-pub async fn spawn_background(args: &StateArgs) -> Result<ClusterState, StateError> {
-    up(args).await.map(|outcome| outcome.state)
+pub async fn spawn_background(state: &StateDir) -> Result<ClusterState, StateError> {
+    up(state).await.map(|outcome| outcome.state)
 }
 
 /// `cluster up`: see [`spawn_background`].
-pub async fn up(args: &StateArgs) -> Result<UpOutcome, StateError> {
-    let paths = paths(args)?;
+pub async fn up(state: &StateDir) -> Result<UpOutcome, StateError> {
+    let paths = paths(state)?;
     if let Some(state) = read_state(&paths).filter(|s| supervisor_alive(s.supervisor_pid)) {
         return Ok(UpOutcome {
             state,
@@ -296,9 +303,9 @@ pub async fn up(args: &StateArgs) -> Result<UpOutcome, StateError> {
 
 /// The hidden `cluster serve`: owns a local cluster until SIGTERM/SIGINT, publishing its state file
 /// meanwhile.
-pub async fn serve(args: &StateArgs) -> Result<(), StateError> {
+pub async fn serve(state: &StateDir) -> Result<(), StateError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let paths = paths(args)?;
+    let paths = paths(state)?;
     fs::create_dir_all(&paths.dir).map_err(StateError::io(format!(
         "cannot create state dir {}",
         paths.dir.display()
@@ -402,8 +409,8 @@ pub struct StopOutcome {
 
 /// `cluster down`: stops the supervisor (SIGTERM, then SIGKILL), makes sure no node survives, removes
 /// the state file and the cluster dir. Idempotent.
-pub async fn stop(args: &StateArgs) -> Result<StopOutcome, StateError> {
-    let paths = paths(args)?;
+pub async fn stop(state: &StateDir) -> Result<StopOutcome, StateError> {
+    let paths = paths(state)?;
     let state = read_state(&paths);
     let mut outcome = StopOutcome {
         state: state.clone(),
@@ -557,8 +564,8 @@ mod tests {
 
     #[test]
     fn explicit_state_dir_wins_and_is_absolute() {
-        let args = StateArgs {
-            state_dir: Some(PathBuf::from("rel/state")),
+        let args = StateDir {
+            explicit: Some(PathBuf::from("rel/state")),
         };
         let paths = paths(&args).expect("paths");
         assert!(paths.dir.is_absolute());
@@ -569,8 +576,8 @@ mod tests {
     #[test]
     fn no_state_means_the_seed_server() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let args = StateArgs {
-            state_dir: Some(dir.path().to_path_buf()),
+        let args = StateDir {
+            explicit: Some(dir.path().to_path_buf()),
         };
         assert!(load(&args).is_none());
         assert_eq!(default_server(&args), SEED_SERVER);
@@ -596,8 +603,8 @@ mod tests {
         };
         write_state(&paths, &state).expect("write");
         assert_eq!(read_state(&paths), Some(state));
-        let args = StateArgs {
-            state_dir: Some(paths.dir.clone()),
+        let args = StateDir {
+            explicit: Some(paths.dir.clone()),
         };
         assert!(load(&args).is_none());
     }

@@ -294,7 +294,7 @@ impl Sampler {
             .iter()
             .filter(|t| t.abort_on_fail && elapsed >= t.delay)
             .find_map(|t| {
-                let value = super::verdict::metric_value(&t.metric, &counts, &latency)?;
+                let value = super::metrics::metric_value(&t.metric, &counts, &latency)?;
                 let result = t.evaluate(value);
                 (!result.passed).then(|| {
                     format!(

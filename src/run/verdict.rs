@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339 as Rfc3339Format;
 use time::OffsetDateTime;
 
 use super::load::LoadOutcome;
-use super::ASYNC_NATS_VERSION;
+use super::metrics::{dlq_value, indexer_value, metric_value, tagged_value};
 use crate::chaos::engine::{FaultEvent, Phase};
 use crate::checks::catch_up::{self, CatchUpCheck, CatchUpInputs};
 use crate::checks::dlq::DlqCheck;
@@ -15,8 +15,8 @@ use crate::checks::faults;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
-use crate::checks::thresholds::{Tag, ThresholdResult};
-use crate::cli::BackendKind;
+use crate::checks::thresholds::ThresholdResult;
+use crate::cluster::BackendKind;
 use crate::consumers::SecondLatency;
 use crate::load::metrics::SubjectTable;
 use crate::report::checks::{check_lines, CheckSources};
@@ -25,11 +25,13 @@ use crate::report::{
     Throughput, TimelineRow, Verdict,
 };
 use crate::scenario::Scenario;
-use crate::traffic::Domain;
+
+/// The async-nats version the harness is built with (stated in every report).
+pub const ASYNC_NATS_VERSION: &str = "0.51";
 
 pub(super) struct ReportInputs<'a> {
     pub(super) scenario: &'a Scenario,
-    pub(super) plan_backend: BackendKind,
+    pub(super) backend: BackendKind,
     pub(super) rate_scale: f64,
     pub(super) run_id: &'a str,
     pub(super) started_at: OffsetDateTime,
@@ -267,11 +269,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
             started_at: input.started_at.format(&Rfc3339Format).unwrap_or_default(),
             finished_at: finished_at.format(&Rfc3339Format).unwrap_or_default(),
             duration_s: outcome.elapsed.as_secs_f64(),
-            backend: match input.plan_backend {
-                BackendKind::Local => "local".into(),
-                BackendKind::External => "external".into(),
-                BackendKind::Docker => "docker".into(),
-            },
+            backend: input.backend.name().into(),
             servers: input.servers,
             aivo_load_version: env!("CARGO_PKG_VERSION").into(),
             async_nats_version: ASYNC_NATS_VERSION.into(),
@@ -372,62 +370,6 @@ fn subject_reports(
     reports
 }
 
-/// The value of a metric narrowed to a subject or a stream, from the per-subject figures.
-fn tagged_value(metric: &str, tag: &Tag, table: &SubjectTable) -> Option<f64> {
-    let mut merged = SubjectTable::default();
-    for stats in &table.subjects {
-        let selected = match tag {
-            Tag::Subject(subject) => &stats.subject == subject,
-            Tag::Stream(stream) => Domain::ALL
-                .iter()
-                .any(|d| d.stream() == stream && d.subjects().contains(&stats.subject.as_str())),
-        };
-        if selected {
-            let index = merged.index_of("selected");
-            let mut renamed = stats.clone();
-            renamed.subject = "selected".into();
-            merged.subjects[index].merge(&renamed);
-        }
-    }
-    let stats = merged.subjects.first()?;
-    match metric.strip_prefix("publish.latency.") {
-        Some(stat) => stats.latency.summary().get(stat),
-        None => match metric {
-            "publish.acked" => Some(stats.acked as f64),
-            "publish.attempted" => Some(stats.attempted as f64),
-            "publish.error_rate" if stats.attempted > 0 => {
-                Some(stats.attempted.saturating_sub(stats.acked) as f64 / stats.attempted as f64)
-            }
-            "publish.error_rate" => Some(0.0),
-            _ => None,
-        },
-    }
-}
-
-/// The value of an `indexer.*` metric, in ms.
-fn indexer_value(metric: &str, indexer: Option<&IndexerReport>) -> Option<f64> {
-    let indexer = indexer?;
-    match metric {
-        "indexer.catch_up" => indexer.catch_up_s.map(|s| s * 1000.0),
-        "indexer.recovery" => indexer.recovery_s.map(|s| s * 1000.0),
-        _ => indexer
-            .end_to_end
-            .get(metric.strip_prefix("indexer.end_to_end.")?),
-    }
-}
-
-/// The value of a `dlq.*` metric (a count).
-fn dlq_value(metric: &str, dlq: Option<&DlqCheck>) -> Option<f64> {
-    let dlq = dlq?;
-    Some(match metric {
-        "dlq.missing" => dlq.missing,
-        "dlq.unexpected" => dlq.unexpected,
-        "dlq.entries" => dlq.entries,
-        "dlq.injected" => dlq.injected,
-        _ => return None,
-    } as f64)
-}
-
 /// Puts the per-second end-to-end latency on the timeline (by the events' intended second).
 fn with_end_to_end(mut timeline: Vec<TimelineRow>, seconds: &[SecondLatency]) -> Vec<TimelineRow> {
     for s in seconds {
@@ -449,67 +391,10 @@ fn with_indexer_lag(mut timeline: Vec<TimelineRow>, samples: &[(u64, u64)]) -> V
     timeline
 }
 
-/// The value of a threshold metric, in the unit `checks::thresholds` gives it.
-pub(super) fn metric_value(metric: &str, counts: &Counts, latency: &LatencyReport) -> Option<f64> {
-    let mut parts = metric.splitn(3, '.');
-    let (Some("publish"), Some(name)) = (parts.next(), parts.next()) else {
-        return None;
-    };
-    let stat = parts.next();
-    Some(match (name, stat) {
-        ("latency", Some(stat)) => latency.corrected.get(stat)?,
-        ("service_time", Some(stat)) => latency.service_time.get(stat)?,
-        ("send_delay", Some(stat)) => latency.send_delay.get(stat)?,
-        ("error_rate", None) => counts.error_rate(),
-        ("achieved_ratio", None) => counts.achieved_ratio(),
-        ("attempted", None) => counts.attempted as f64,
-        ("acked", None) => counts.acked as f64,
-        ("failed", None) => counts.failed as f64,
-        ("unknown", None) => counts.unknown as f64,
-        ("never_sent", None) => counts.never_sent as f64,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::checks::thresholds::known_metrics;
-
-    #[test]
-    fn tagged_metrics_use_the_selected_subjects_only() {
-        let mut table = SubjectTable::default();
-        for (subject, acked, latency_ms) in [
-            ("focus.ping", 10, 5),
-            ("focus.loss.idle", 10, 50),
-            ("learning.session.started", 10, 500),
-        ] {
-            let i = table.index_of(subject);
-            for _ in 0..acked {
-                table.subjects[i].record_size(100);
-                table.subjects[i].acked += 1;
-                table.subjects[i]
-                    .latency
-                    .record(Duration::from_millis(latency_ms));
-            }
-        }
-        table.subjects[0].record_size(100); // one focus.ping never acked
-        let p99 = |tag| tagged_value("publish.latency.p99", &tag, &table).expect("value");
-        assert!((p99(Tag::Subject("focus.ping".into())) - 5.0).abs() < 0.1);
-        assert!((p99(Tag::Stream("FOCUS".into())) - 50.0).abs() < 1.0);
-        assert!((p99(Tag::Stream("LEARNING".into())) - 500.0).abs() < 10.0);
-        let rate = tagged_value(
-            "publish.error_rate",
-            &Tag::Subject("focus.ping".into()),
-            &table,
-        )
-        .expect("value");
-        assert!((rate - 1.0 / 11.0).abs() < 1e-9);
-        assert_eq!(
-            tagged_value("publish.acked", &Tag::Stream("HOMEWORK".into()), &table),
-            None
-        );
-    }
 
     #[test]
     fn a_lost_event_is_matched_to_the_faults_active_at_its_ack() {

@@ -6,9 +6,19 @@
 
 use std::path::Path;
 
-use crate::cli::ScenariosCommand;
 use crate::exit::{AppError, ExitStatus};
 use crate::scenario::{self, Scenario};
+
+/// `aivo-load scenarios ...`, as the command line asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogRequest {
+    /// Every shipped scenario with its description.
+    List,
+    /// A scenario file's text (a shipped name, `scenarios/NAME.toml`, or a path).
+    Show { name: String },
+    /// Check a scenario file; errors name file, line and column.
+    Validate { file: std::path::PathBuf },
+}
 
 /// `(name, file text)` of every shipped scenario.
 pub const BUILT_IN: &[(&str, &str)] = &[
@@ -222,9 +232,9 @@ pub fn summary(scenario: &Scenario) -> String {
 }
 
 /// Runs `aivo-load scenarios list|show|validate`.
-pub fn execute(cmd: ScenariosCommand) -> Result<ExitStatus, AppError> {
+pub fn execute(cmd: CatalogRequest) -> Result<ExitStatus, AppError> {
     match cmd {
-        ScenariosCommand::List => {
+        CatalogRequest::List => {
             for (name, text) in BUILT_IN {
                 let description = match scenario::parse(name, text) {
                     Ok(s) => s.description,
@@ -233,7 +243,7 @@ pub fn execute(cmd: ScenariosCommand) -> Result<ExitStatus, AppError> {
                 println!("{name:<16} {description}");
             }
         }
-        ScenariosCommand::Show { name } => {
+        CatalogRequest::Show { name } => {
             let local = Path::new("scenarios").join(format!("{name}.toml"));
             let text = if Path::new(&name).is_file() {
                 std::fs::read_to_string(&name).ok()
@@ -255,7 +265,7 @@ pub fn execute(cmd: ScenariosCommand) -> Result<ExitStatus, AppError> {
                 }
             }
         }
-        ScenariosCommand::Validate { file } => {
+        CatalogRequest::Validate { file } => {
             let scenario = load_file(&file)?;
             println!("{}: ok", file.display());
             print!("{}", summary(&scenario));

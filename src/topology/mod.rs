@@ -8,23 +8,29 @@
 //!   [`verify`] compares declared and live values field by field ([`FieldCheck`]).
 //! - `fields.rs` projects a stream or consumer config onto the fields this module declares, so that
 //!   `apply` and `verify` compare exactly the same things; `format.rs` prints them for people.
+//! - `connect.rs` connects to a cluster's JetStream (bounded); `stream_state.rs` reads where a
+//!   stream stands and waits for its replicas; `commands.rs` is the `init` / `verify` verbs.
 //!
 //! Fields the declaration does not name (e.g. `max_ack_pending`, `allow_direct`) are left to the
 //! server's defaults or to whoever set them: `apply` keeps them on update, `verify` ignores them.
 //! Starting consumers, and reading lag, belong to `consumers/` and `cluster/monitor.rs`.
 
 mod commands;
+mod connect;
 mod fields;
 mod format;
+mod stream_state;
 mod sync;
 
 use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
 
-pub use commands::{connect, connect_preferring, init_command, render_checks, verify_command};
+pub use commands::{init_command, render_checks, verify_command, TopologyRequest};
+pub use connect::{connect, connect_preferring};
 pub use fields::{Change, ChangeKind, FieldChange, FieldCheck, FieldValue};
 pub use format::{format_bytes, format_duration};
+pub use stream_state::{stream_position, wait_until_replicated, StreamPosition};
 pub use sync::{apply, verify};
 
 /// One gigabyte as the seed's "10 GB" means it: 10^9 bytes (SI), not a GiB (2^30).

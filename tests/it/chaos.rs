@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aivo_load::chaos::effect::{self, Effect};
-use aivo_load::chaos::engine::{ChaosCluster, ChaosEngine, FaultEvent};
+use aivo_load::chaos::engine::{ChaosEngine, FaultEvent};
 use aivo_load::chaos::guard::RevertGuard;
 use aivo_load::chaos::journal;
 use aivo_load::chaos::{Fault, PartitionMode, Target};
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
+use aivo_load::cluster::Cluster;
 
 use crate::support::{
     aivo_in, create_stream_with_retry, output_within, process_alive, publish_acked, status_text,
@@ -43,7 +44,7 @@ impl Chaos {
         let cluster = Arc::new(cluster);
         let engine = Arc::new(
             ChaosEngine::new(
-                ChaosCluster::InProcess(cluster.clone()),
+                Cluster::Local(cluster.clone()),
                 &dir.path().join("faults.jsonl"),
                 Instant::now(),
                 7,

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aivo_load::chaos::effect::Effect;
-use aivo_load::chaos::engine::{ChaosCluster, ChaosEngine, FaultEvent};
+use aivo_load::chaos::engine::{ChaosEngine, FaultEvent};
 use aivo_load::chaos::journal;
 use aivo_load::chaos::{Fault, PartitionMode, Target};
 use aivo_load::cluster::docker::{self, DockerCluster, DockerClusterConfig, BALLAST};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
+use aivo_load::cluster::Cluster;
 
 use crate::support::{assert_passed_but_for, create_stream_with_retry, publish_acked, wait_for};
 
@@ -165,7 +166,7 @@ async fn docker_faults_take_effect_and_revert_to_a_whole_cluster() {
     let cluster = Arc::new(start(dir.path(), "faults").await);
     let journal_path = dir.path().join("faults.jsonl");
     let engine = ChaosEngine::new(
-        ChaosCluster::Docker(cluster.clone()),
+        Cluster::Docker(cluster.clone()),
         &journal_path,
         Instant::now(),
         7,

@@ -9,25 +9,24 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::cli::StateArgs;
 use crate::cluster::monitor::ClusterStatus;
-use crate::cluster::state;
+use crate::cluster::state::{self, StateDir};
 use crate::exit::{AppError, ExitStatus};
 
 use super::{image, DockerCluster, DockerClusterConfig, PortChoice};
 
 /// The dir of the `cluster up --backend docker` cluster.
-pub fn state_dir(args: &StateArgs) -> Result<PathBuf, AppError> {
+pub fn state_dir(args: &StateDir) -> Result<PathBuf, AppError> {
     Ok(state::paths(args)?.dir.join("docker"))
 }
 
 /// The fault journal of the `cluster up --backend docker` cluster.
-pub fn fault_journal(args: &StateArgs) -> Result<PathBuf, AppError> {
+pub fn fault_journal(args: &StateDir) -> Result<PathBuf, AppError> {
     Ok(state_dir(args)?.join("faults.jsonl"))
 }
 
 /// `cluster up --backend docker`.
-pub async fn up(args: &StateArgs) -> Result<ExitStatus, AppError> {
+pub async fn up(args: &StateDir) -> Result<ExitStatus, AppError> {
     let dir = state_dir(args)?;
     if let Ok(cluster) = DockerCluster::attach(&dir).await {
         if ClusterStatus::gather(cluster.endpoints())
@@ -67,7 +66,7 @@ pub async fn up(args: &StateArgs) -> Result<ExitStatus, AppError> {
 }
 
 /// `cluster status --backend docker`: each container's state, then the monitoring table.
-pub async fn status(args: &StateArgs) -> Result<ExitStatus, AppError> {
+pub async fn status(args: &StateDir) -> Result<ExitStatus, AppError> {
     let cluster = DockerCluster::attach(&state_dir(args)?).await?;
     println!(
         "Docker cluster (compose project {}, image {})",
@@ -101,7 +100,7 @@ pub async fn status(args: &StateArgs) -> Result<ExitStatus, AppError> {
 }
 
 /// `cluster down --backend docker`: `docker-compose down -v`, stores unmounted, dir removed.
-pub async fn down(args: &StateArgs) -> Result<ExitStatus, AppError> {
+pub async fn down(args: &StateDir) -> Result<ExitStatus, AppError> {
     let dir = state_dir(args)?;
     match DockerCluster::attach(&dir).await {
         Ok(cluster) => {
@@ -145,7 +144,7 @@ pub async fn build_image() -> Result<ExitStatus, AppError> {
     Ok(ExitStatus::Success)
 }
 
-fn describe(cluster: &DockerCluster, args: &StateArgs) -> String {
+fn describe(cluster: &DockerCluster, args: &StateDir) -> String {
     let mut out = String::new();
     for (node, spec) in cluster.endpoints().nodes.iter().zip(&cluster.spec().nodes) {
         out.push_str(&format!(
@@ -154,7 +153,7 @@ fn describe(cluster: &DockerCluster, args: &StateArgs) -> String {
         ));
     }
     let state_flag = args
-        .state_dir
+        .explicit
         .as_ref()
         .map(|d| format!(" --state-dir {}", d.display()))
         .unwrap_or_default();

@@ -1,4 +1,4 @@
-//! The fault vocabulary on containers: each [`ControlOp`](crate::cluster::control::ControlOp) of
+//! The fault vocabulary on containers: each [`ControlOp`](crate::cluster::op::ControlOp) of
 //! [`DockerCluster::apply`] carried out through the Docker API (kill, stop, start, pause, network
 //! disconnect/connect, ballast upload) or, for route links, through `netem.rs`. Every operation first
 //! reads the container's state, so applying or reverting twice is harmless (as `heal` may).
@@ -16,8 +16,47 @@ use super::{
     call, DockerCluster, DockerError, BALLAST, CALL_TIMEOUT, CONTAINER_STORE, FILL_TIMEOUT,
     STOP_GRACE_S,
 };
+use crate::cluster::op::ControlOp;
 
 impl DockerCluster {
+    /// Applies one change; see the table in the module header.
+    pub async fn apply(&self, op: &ControlOp) -> Result<(), DockerError> {
+        let _turn = self.serial.lock().await;
+        tracing::info!(op = %op.describe(), project = %self.spec.project, "docker control");
+        match op {
+            ControlOp::Kill { node } => self.kill(node).await,
+            ControlOp::Stop { node } => self.stop(node).await,
+            ControlOp::Start { node } => self.start_node(node).await,
+            ControlOp::Restart { node } => {
+                self.stop(node).await?;
+                self.start_node(node).await
+            }
+            ControlOp::Pause { node } => self.pause(node).await,
+            ControlOp::Resume { node } => self.resume(node).await,
+            ControlOp::CutNode { node } => self.disconnect(node).await,
+            ControlOp::HealNode { node } => self.reconnect(node).await,
+            ControlOp::CutLink { a, b } => {
+                self.link(a, b, Some(LinkRule::Drop)).await?;
+                self.link(b, a, Some(LinkRule::Drop)).await
+            }
+            ControlOp::HealLink { a, b } => {
+                self.link(a, b, None).await?;
+                self.link(b, a, None).await
+            }
+            ControlOp::Block { from, to } => self.link(from, to, Some(LinkRule::Drop)).await,
+            ControlOp::Unblock { from, to } => self.link(from, to, None).await,
+            ControlOp::Shape { a, b, shape } => {
+                let rule = (!shape.is_clear()).then_some(LinkRule::Shape(*shape));
+                self.link(a, b, rule).await?;
+                self.link(b, a, rule).await
+            }
+            ControlOp::FillStorage { node, .. } => self.fill(node).await,
+            ControlOp::DrainStorage { node } => self.drain(node).await,
+            ControlOp::MakeWhole => self.make_whole().await,
+            ControlOp::Status => Ok(()),
+        }
+    }
+
     pub(super) async fn kill(&self, node: &str) -> Result<(), DockerError> {
         let (_, n) = self.node(node)?;
         let state = self.state(node).await?;

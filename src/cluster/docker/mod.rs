@@ -39,11 +39,9 @@ use bollard::Docker;
 use serde::{Deserialize, Serialize};
 
 use super::binary::{self, BinaryError};
-use super::control::ControlOp;
+use super::endpoints::{ClusterEndpoints, NodeEndpoints};
 use super::monitor::ClusterStatus;
 use super::storage;
-use super::{ClusterEndpoints, NodeEndpoints};
-use netem::LinkRule;
 
 /// Where the JetStream store is inside each container (the seed's `/data`).
 pub const CONTAINER_STORE: &str = "/data";
@@ -540,44 +538,6 @@ impl DockerCluster {
                 .filter(|ip| !ip.is_empty()),
             image: inspect.config.and_then(|c| c.image).unwrap_or_default(),
         })
-    }
-
-    /// Applies one change; see the table in the module header.
-    pub async fn apply(&self, op: &ControlOp) -> Result<(), DockerError> {
-        let _turn = self.serial.lock().await;
-        tracing::info!(op = %op.describe(), project = %self.spec.project, "docker control");
-        match op {
-            ControlOp::Kill { node } => self.kill(node).await,
-            ControlOp::Stop { node } => self.stop(node).await,
-            ControlOp::Start { node } => self.start_node(node).await,
-            ControlOp::Restart { node } => {
-                self.stop(node).await?;
-                self.start_node(node).await
-            }
-            ControlOp::Pause { node } => self.pause(node).await,
-            ControlOp::Resume { node } => self.resume(node).await,
-            ControlOp::CutNode { node } => self.disconnect(node).await,
-            ControlOp::HealNode { node } => self.reconnect(node).await,
-            ControlOp::CutLink { a, b } => {
-                self.link(a, b, Some(LinkRule::Drop)).await?;
-                self.link(b, a, Some(LinkRule::Drop)).await
-            }
-            ControlOp::HealLink { a, b } => {
-                self.link(a, b, None).await?;
-                self.link(b, a, None).await
-            }
-            ControlOp::Block { from, to } => self.link(from, to, Some(LinkRule::Drop)).await,
-            ControlOp::Unblock { from, to } => self.link(from, to, None).await,
-            ControlOp::Shape { a, b, shape } => {
-                let rule = (!shape.is_clear()).then_some(LinkRule::Shape(*shape));
-                self.link(a, b, rule).await?;
-                self.link(b, a, rule).await
-            }
-            ControlOp::FillStorage { node, .. } => self.fill(node).await,
-            ControlOp::DrainStorage { node } => self.drain(node).await,
-            ControlOp::MakeWhole => self.make_whole().await,
-            ControlOp::Status => Ok(()),
-        }
     }
 }
 

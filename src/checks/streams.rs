@@ -1,0 +1,141 @@
+//! The checks of every stream a run wrote, after its drain: the stream-count cross-check and the
+//! ledger read-back, with what retention removed meanwhile worked out per stream. `run` gives
+//! where each stream stood before the load; this reads where it stands now, reads the run's range
+//! back and judges it against the publishers' ledgers.
+
+use anyhow::anyhow;
+
+use super::no_loss::{self, LedgerCheck};
+use super::stream_count::{self, StreamCount};
+use crate::load::ledger::PublisherLedger;
+use crate::topology::{stream_position, wait_until_replicated, StreamPosition};
+
+/// One stream the run wrote, and where it stood before the load.
+#[derive(Debug, Clone)]
+pub struct StreamWindow {
+    pub stream: &'static str,
+    pub before: StreamPosition,
+    /// The scenario overrode its limits, so messages keep expiring during the read itself.
+    pub limited: bool,
+}
+
+/// Both checks of every stream.
+#[derive(Debug, Default)]
+pub struct StreamChecks {
+    pub counts: Vec<StreamCount>,
+    pub ledgers: Vec<LedgerCheck>,
+}
+
+/// Reads every stream back and judges it. After faults, each stream is first given its leader and
+/// replicas back (an idle stream's leader reports followers "not current" until the next write,
+/// so only online replicas are awaited; if even that fails, the read-back says what it could not
+/// read). An error is a stream that could not be read at all.
+pub async fn check_streams(
+    js: &async_nats::jetstream::Context,
+    windows: &[StreamWindow],
+    run_id: &str,
+    ledgers: &[PublisherLedger],
+    after_faults: bool,
+) -> anyhow::Result<StreamChecks> {
+    let totals = stream_count::totals_by_stream(ledgers);
+    let mut checks = StreamChecks::default();
+    for window in windows {
+        let stream = window.stream;
+        if after_faults {
+            if let Err(e) = wait_until_replicated(js, stream, false).await {
+                eprintln!("aivo-load: {e:#}; reading back anyway");
+            }
+        }
+        let after = stream_position(js, stream).await?;
+        let ledger = totals.get(stream).copied().unwrap_or_default();
+        checks.counts.push(stream_count::judge(
+            stream,
+            ledger,
+            window.before.last_seq,
+            after.last_seq,
+            after.messages,
+        ));
+        eprintln!(
+            "aivo-load: reading {stream} back ({} messages)",
+            after.last_seq.saturating_sub(window.before.last_seq)
+        );
+        let from = window.before.last_seq + 1;
+        let back = no_loss::read_back(js, stream, run_id, from, after.last_seq)
+            .await
+            .map_err(|e| anyhow!(e))?;
+        let writers: Vec<_> = ledgers.iter().filter(|l| l.stream == stream).collect();
+        let removed = removed_by_retention(window, after, back.first_seq);
+        checks
+            .ledgers
+            .push(no_loss::judge(stream, &writers, &back, removed));
+    }
+    Ok(checks)
+}
+
+/// How many of the run's messages retention removed before the read: everything below the first
+/// sequence kept. Where the scenario set limits, messages keep expiring during the read itself, so
+/// the first sequence the read found counts too.
+fn removed_by_retention(
+    window: &StreamWindow,
+    after: StreamPosition,
+    first_read: Option<u64>,
+) -> u64 {
+    let mut first_kept = after.first_seq;
+    if window.limited {
+        first_kept = first_kept.max(first_read.unwrap_or(after.last_seq + 1));
+    }
+    let before = window.before.last_seq;
+    first_kept
+        .saturating_sub(before + 1)
+        .min(after.last_seq.saturating_sub(before))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(last_seq: u64, limited: bool) -> StreamWindow {
+        StreamWindow {
+            stream: "FOCUS",
+            before: StreamPosition {
+                last_seq,
+                ..StreamPosition::default()
+            },
+            limited,
+        }
+    }
+
+    #[test]
+    fn retention_removes_what_lies_below_the_first_sequence_kept() {
+        let after = StreamPosition {
+            last_seq: 200,
+            messages: 50,
+            first_seq: 151,
+        };
+        // The run wrote 101..=200; 101..=150 were gone when the read began.
+        assert_eq!(
+            removed_by_retention(&window(100, false), after, Some(151)),
+            50
+        );
+        // With limits, what expired during the read counts too.
+        assert_eq!(
+            removed_by_retention(&window(100, true), after, Some(161)),
+            60
+        );
+        // Without limits the first sequence read does not count (a gap after it is a loss).
+        assert_eq!(
+            removed_by_retention(&window(100, false), after, Some(161)),
+            50
+        );
+        // Never more than the run wrote.
+        assert_eq!(removed_by_retention(&window(100, true), after, None), 100);
+        let untouched = StreamPosition {
+            first_seq: 1,
+            ..after
+        };
+        assert_eq!(
+            removed_by_retention(&window(100, false), untouched, Some(101)),
+            0
+        );
+    }
+}

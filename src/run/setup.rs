@@ -1,0 +1,204 @@
+//! The declare phase of a run: one client per node, the scenario's streams and consumers created
+//! or updated, every stream the run writes given its leader and current replicas, and where each
+//! stands before the load. Also what the later phases derive from the declaration: the retention
+//! limits to sample and the DLQ check's consumers.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::checks::streams::StreamWindow;
+use crate::checks::{dlq, retention};
+use crate::cluster::Cluster;
+use crate::exit::AppError;
+use crate::load::ledger::PublisherLedger;
+use crate::scenario::Scenario;
+use crate::topology::{self, StreamOverride, Topology};
+
+/// How long a client may take to connect to one node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cluster as the run declared it.
+pub(super) struct Declared {
+    pub(super) clients: Vec<async_nats::Client>,
+    pub(super) js: async_nats::jetstream::Context,
+    pub(super) urls: Vec<String>,
+    pub(super) nats_server_version: String,
+    pub(super) topology: Topology,
+    /// The streams the run writes, with where each stood before the load.
+    pub(super) windows: Vec<StreamWindow>,
+    /// The DLQ's last sequence before the load (0 without consumers).
+    pub(super) dlq_before: u64,
+}
+
+impl Declared {
+    /// The streams the run writes, by name.
+    pub(super) fn stream_names(&self) -> Vec<&'static str> {
+        self.windows.iter().map(|w| w.stream).collect()
+    }
+}
+
+/// Connects, applies the scenario's topology and waits until every stream it writes is replicated.
+pub(super) async fn declare(scenario: &Scenario, cluster: &Cluster) -> Result<Declared, AppError> {
+    let urls = cluster.client_urls();
+    let clients = connect_all(&urls).await?;
+    let nats_server_version = clients[0].server_info().version;
+    let topology = scenario_topology(scenario)?;
+    let js = async_nats::jetstream::new(clients[0].clone());
+    apply_topology(&js, &topology).await?;
+    let mut streams: Vec<&'static str> =
+        scenario.traffic.iter().map(|t| t.domain.stream()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let dlq_before = if scenario.consumers.any() {
+        topology::stream_position(&js, crate::consumers::dlq::DLQ_STREAM)
+            .await
+            .map_err(AppError::environment)?
+            .last_seq
+    } else {
+        0
+    };
+    let mut windows = Vec::new();
+    for stream in streams {
+        topology::wait_until_replicated(&js, stream, true)
+            .await
+            .map_err(AppError::environment)?;
+        windows.push(StreamWindow {
+            stream,
+            before: topology::stream_position(&js, stream)
+                .await
+                .map_err(AppError::environment)?,
+            limited: scenario.streams.contains_key(stream),
+        });
+    }
+    Ok(Declared {
+        clients,
+        js,
+        urls,
+        nats_server_version,
+        topology,
+        windows,
+        dlq_before,
+    })
+}
+
+/// One client per node, each with every node's URL, its own node first: publishers spread over the
+/// nodes, and when a node dies its clients fail over to the others (as AIVO's services, given the
+/// whole server list, would) instead of waiting for it to come back.
+async fn connect_all(urls: &[String]) -> Result<Vec<async_nats::Client>, AppError> {
+    let mut clients = Vec::new();
+    for first in 0..urls.len() {
+        let url = &urls[first];
+        let rotated: Vec<&str> = urls[first..]
+            .iter()
+            .chain(&urls[..first])
+            .map(String::as_str)
+            .collect();
+        let connect = async_nats::ConnectOptions::new()
+            .name("aivo-load")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .retain_servers_order()
+            .connect(rotated);
+        let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, connect)
+            .await
+            .map_err(|_| anyhow!("no answer from {url} within {:?}", CONNECT_TIMEOUT * 2))
+            .and_then(|r| r.map_err(|e| anyhow!("cannot connect to {url}: {e}")))
+            .map_err(|e| {
+                AppError::environment(e.context(
+                    "is the cluster running? (`aivo-load cluster status`, or use --backend local)",
+                ))
+            })?;
+        clients.push(client);
+    }
+    if clients.is_empty() {
+        return Err(AppError::usage(anyhow!("no server URL to connect to")));
+    }
+    Ok(clients)
+}
+
+fn scenario_topology(scenario: &Scenario) -> Result<Topology, AppError> {
+    let mut topology = Topology::seed(3);
+    for (stream, settings) in &scenario.streams {
+        let ov = StreamOverride {
+            max_age: settings.max_age,
+            max_bytes: settings.max_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+            max_msgs: settings.max_msgs,
+            replicas: settings.replicas,
+        };
+        topology = topology
+            .with_stream_override(stream, ov)
+            .map_err(|e| AppError::usage(anyhow!(e)))?;
+    }
+    Ok(topology)
+}
+
+/// Creates or updates the streams and consumers, retrying: right after a cluster forms, a JetStream
+/// API answer is now and then lost (seen about once in ten fresh clusters), and a retry succeeds.
+async fn apply_topology(
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+) -> Result<(), AppError> {
+    let mut attempt = 1;
+    loop {
+        match topology::apply(js, topology).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_usage() => return Err(AppError::usage(anyhow!("init streams: {e}"))),
+            Err(e) if attempt >= 3 => {
+                return Err(AppError::environment(anyhow!("init streams: {e}")))
+            }
+            Err(e) => {
+                tracing::warn!("init streams (attempt {attempt}): {e}; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// The retention limits the scenario declared for the streams the run writes (max_age and/or
+/// max_bytes overrides); only these are sampled and checked.
+pub(super) fn declared_retention(
+    scenario: &Scenario,
+    streams: &[&'static str],
+) -> Vec<retention::DeclaredRetention> {
+    scenario
+        .streams
+        .iter()
+        .filter(|(name, s)| {
+            streams.contains(&name.as_str()) && (s.max_age.is_some() || s.max_bytes.is_some())
+        })
+        .map(|(name, s)| retention::DeclaredRetention {
+            stream: name.clone(),
+            max_age: s.max_age,
+            max_bytes: s.max_bytes,
+        })
+        .collect()
+}
+
+/// The DLQ check: the dead letters of this run (after `dlq_before`) against the poison its
+/// publishers injected, for the consumers the scenario ran.
+pub(super) async fn check_dlq(
+    scenario: &Scenario,
+    declared: &Declared,
+    run_id: &str,
+    ledgers: &[PublisherLedger],
+) -> dlq::DlqCheck {
+    let ran: Vec<_> = declared
+        .topology
+        .consumers
+        .iter()
+        .filter(|c| {
+            (c.name == "indexer" && scenario.consumers.indexer)
+                || (c.name == "analytics" && scenario.consumers.analytics)
+        })
+        .cloned()
+        .collect();
+    eprintln!("aivo-load: reading the DLQ back");
+    match dlq::read(&declared.js, run_id, declared.dlq_before + 1).await {
+        Ok(read) => dlq::judge(run_id, ledgers, &ran, &read),
+        Err(e) => dlq::DlqCheck {
+            detail: format!("cannot read the DLQ: {e}"),
+            ..dlq::DlqCheck::default()
+        },
+    }
+}
