@@ -16,6 +16,7 @@ pub mod run;
 pub mod scenario;
 pub mod topology;
 pub mod traffic;
+pub mod units;
 
 pub use exit::{AppError, ExitStatus};
 

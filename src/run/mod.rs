@@ -153,7 +153,7 @@ pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
         "aivo-load: cluster ready ({}), {} events intended over {}",
         urls.join(","),
         scenario.intended_total(),
-        crate::scenario::units::format_duration(scenario.duration)
+        crate::units::format_duration(scenario.duration)
     );
     let local = match &cluster {
         RunCluster::Local(c) => Some(c),

@@ -24,7 +24,7 @@ use async_nats::jetstream::{consumer, stream};
 
 pub use commands::{connect, connect_preferring, init_command, render_checks, verify_command};
 pub use fields::{Change, ChangeKind, FieldChange, FieldCheck, FieldValue};
-pub use format::{format_bytes, format_duration};
+pub use format::format_bytes;
 pub use sync::{apply, verify};
 
 /// One gigabyte as the seed's "10 GB" means it: 10^9 bytes (SI), not a GiB (2^30).
