@@ -9,6 +9,7 @@ mod child;
 pub mod cli;
 pub mod cluster;
 pub mod consumers;
+pub mod event;
 pub mod exit;
 pub mod load;
 pub mod report;
