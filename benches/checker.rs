@@ -136,7 +136,7 @@ async fn publish(
         }
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
-            aivo_load::load::engine::HEADER_LEDGER,
+            aivo_load::event::ledger::HEADER_LEDGER,
             format!("{RUN_ID}/{publisher}/{seq}").as_str(),
         );
         ledger.attempted = seq;

@@ -279,7 +279,7 @@ pub struct TopologyArgs {
 
 /// Parses "90s", "2m", "1h30m", "250ms".
 pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    crate::scenario::units::parse_duration(text)
+    crate::units::parse_duration(text)
 }
 
 /// Turns parsed flags into a validated command.

@@ -9,6 +9,7 @@ mod child;
 pub mod cli;
 pub mod cluster;
 pub mod consumers;
+pub mod event;
 pub mod exit;
 pub mod load;
 pub mod report;
@@ -16,6 +17,7 @@ pub mod run;
 pub mod scenario;
 pub mod topology;
 pub mod traffic;
+pub mod units;
 
 pub use exit::{AppError, ExitStatus};
 

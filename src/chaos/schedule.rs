@@ -36,7 +36,7 @@ use super::guard::RevertGuard;
 use super::nemesis::Nemesis;
 use super::{Fault, ScheduledFault, Target, RECOVERY_TIMEOUT};
 use crate::cluster::storage::FillMode;
-use crate::scenario::units;
+use crate::units;
 
 /// One `[[chaos]]` table as written.
 #[derive(Debug, Clone, Default, Deserialize)]

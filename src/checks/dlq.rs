@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::consumers::dlq::{self, DlqEntry, DlqFilter};
-use crate::consumers::envelope::PoisonKind;
-use crate::load::engine::{parse_ledger_header, HEADER_LEDGER};
+use crate::event::ledger::{parse_ledger_header, HEADER_LEDGER};
+use crate::event::poison::PoisonKind;
 use crate::load::ledger::{PublisherLedger, RangeSet};
 use crate::topology::ConsumerDecl;
 

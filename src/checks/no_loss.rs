@@ -39,7 +39,7 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::load::engine::{parse_ledger_header, HEADER_LEDGER};
+use crate::event::ledger::{parse_ledger_header, HEADER_LEDGER};
 use crate::load::ledger::{PublisherLedger, RangeSet};
 
 /// How long the read-back waits for the next message before it starts again on a new consumer.

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::scenario::units;
+use crate::units;
 
 /// What a metric measures, which fixes how its threshold value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,8 +24,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::envelope::PoisonKind;
 use super::ConsumersError;
+use crate::event::poison::PoisonKind;
 
 /// The stream that holds dead letters.
 pub const DLQ_STREAM: &str = "DLQ";

@@ -6,6 +6,9 @@
 //! subject, or the subject is not one AIVO publishes on this stream). Strings holding `\u0000` are
 //! refused too: Postgres can store that character neither in `text` nor in `jsonb`, so such an event
 //! would fail its insert on every delivery.
+//!
+//! The contract itself (the envelope as published, the `Aivo-Ledger` header, the poison kinds) is
+//! the leaf module `event/`; this file is the consumer's reading of it.
 
 use std::borrow::Cow;
 
@@ -14,52 +17,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::load::engine::parse_ledger_header;
-use crate::traffic::envelope::is_valid_subject;
+use crate::event::envelope::is_valid_subject;
+use crate::event::ledger::parse_ledger_header;
+use crate::event::poison::PoisonKind;
 use crate::traffic::Domain;
-
-/// Why an event went to the dead-letter queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PoisonKind {
-    /// Not JSON at all.
-    BadJson,
-    /// JSON, but an envelope field is missing or invalid.
-    BadSchema,
-    /// `type` differs from the subject, or the subject is not a known event type of its stream.
-    UnknownType,
-    /// The consumer gave up after its max deliveries (the server's advisory said so).
-    MaxDeliveries,
-}
-
-impl PoisonKind {
-    /// The reason as it appears in the `Aivo-Dlq-Reason` header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PoisonKind::BadJson => "bad_json",
-            PoisonKind::BadSchema => "bad_schema",
-            PoisonKind::UnknownType => "unknown_type",
-            PoisonKind::MaxDeliveries => "max_deliveries",
-        }
-    }
-
-    /// The inverse of [`PoisonKind::as_str`].
-    pub fn parse(text: &str) -> Option<PoisonKind> {
-        [
-            PoisonKind::BadJson,
-            PoisonKind::BadSchema,
-            PoisonKind::UnknownType,
-            PoisonKind::MaxDeliveries,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
-    }
-}
-
-impl std::fmt::Display for PoisonKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A poison event: what is wrong with it, in words fit for a header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,17 +251,5 @@ mod tests {
             Err(PoisonKind::UnknownType)
         );
         assert_eq!(kind("focus.ping", "FOCUS", GOOD), Ok(()));
-    }
-
-    #[test]
-    fn reasons_round_trip() {
-        for kind in [
-            PoisonKind::BadJson,
-            PoisonKind::BadSchema,
-            PoisonKind::UnknownType,
-            PoisonKind::MaxDeliveries,
-        ] {
-            assert_eq!(PoisonKind::parse(kind.as_str()), Some(kind));
-        }
     }
 }

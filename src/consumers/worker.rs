@@ -35,7 +35,8 @@ use super::affinity::{Near, Nodes};
 use super::dlq::{self, DeadLetter, DLQ_STREAM};
 use super::envelope::{self, Envelope, Poison};
 use super::{analytics, indexer, postgres};
-use crate::load::engine::HEADER_LEDGER;
+use crate::event::ledger::HEADER_LEDGER;
+use crate::event::poison::PoisonKind;
 
 /// Indexer batches of one stream written at once, each on its own Postgres connection.
 const INDEXER_WRITERS: usize = 2;
@@ -568,7 +569,7 @@ async fn nak_or_give_up(
             stream_seq: stream_seq(message),
             consumer: shared.consumer.clone(),
             deliveries,
-            reason: envelope::PoisonKind::MaxDeliveries,
+            reason: PoisonKind::MaxDeliveries,
             error: format!(
                 "{} gave up after {deliveries} deliveries: {why}",
                 shared.consumer

@@ -6,9 +6,9 @@
 //! histograms; an error is a counted sample, never the end of the run.
 //!
 //! Each event carries `Nats-Msg-Id` (its event id, so JetStream dedups a retry) and headers naming
-//! the run, the publisher and its sequence, so checks can tie anything read back to the ledger.
+//! the run, the publisher and its sequence (`Aivo-Ledger`, see `event/ledger.rs`), so checks can
+//! tie anything read back to the ledger.
 
-use std::fmt::Write as _;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -25,19 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger::PublisherLedger;
 use super::metrics::{IntervalStats, SubjectTable};
+use crate::event::ledger::{LedgerHeader, HEADER_LEDGER};
+use crate::event::poison::HEADER_POISON;
 use crate::traffic::EventSource;
-
-/// Header tying an event to the ledger: `<run id>/<publisher>/<sequence>`. One header rather than
-/// three keeps the per-message overhead down (every header byte is parsed, replicated and stored
-/// three times by an R3 stream).
-pub const HEADER_LEDGER: &str = "Aivo-Ledger";
-
-/// Splits an `Aivo-Ledger` value into (run id, publisher, sequence).
-pub fn parse_ledger_header(value: &str) -> Option<(&str, u32, u64)> {
-    let (rest, seq) = value.rsplit_once('/')?;
-    let (run, publisher) = rest.rsplit_once('/')?;
-    Some((run, publisher.parse().ok()?, seq.parse().ok()?))
-}
 
 /// How often a publisher hands its figures to the shared cell the sampler reads. Batching keeps a
 /// lock off the per-event path; the timeline's one-second buckets may shift by up to this much.
@@ -130,8 +120,7 @@ pub async fn run_publisher(
         ..PublisherLedger::default()
     };
     let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
-    let mut ledger_value = format!("{run_id}/{id}/");
-    let ledger_prefix_len = ledger_value.len();
+    let mut ledger_header = LedgerHeader::new(&run_id, id);
     let mut local = LocalStats::new(stats);
     let mut subjects = SubjectTable::default();
     let mut next = arrivals.next();
@@ -151,12 +140,10 @@ pub async fn run_publisher(
             let event = source.next_event(seq, occurred_at);
             let mut headers = HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.as_str());
-            ledger_value.truncate(ledger_prefix_len);
-            let _ = write!(ledger_value, "{seq}");
-            headers.insert(HEADER_LEDGER, ledger_value.as_str());
+            headers.insert(HEADER_LEDGER, ledger_header.value(seq));
             if let Some(kind) = event.poison {
                 ledger.poison.insert(kind, seq);
-                headers.insert(crate::traffic::poison::HEADER_POISON, kind.as_str());
+                headers.insert(HEADER_POISON, kind.as_str());
             }
             let payload_len = event.payload.len() as u64;
             let subject = subjects.index_of(event.subject.as_str());

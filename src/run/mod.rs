@@ -175,7 +175,7 @@ impl RunContext {
             "aivo-load: cluster ready ({}), {} events intended over {}",
             declared.urls.join(","),
             scenario.intended_total(),
-            crate::scenario::units::format_duration(scenario.duration)
+            crate::units::format_duration(scenario.duration)
         );
         let consumers = RunConsumers::start(
             &scenario.consumers,

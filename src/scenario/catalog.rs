@@ -114,8 +114,8 @@ fn load_file(path: &Path) -> Result<Scenario, AppError> {
 pub fn summary(scenario: &Scenario) -> String {
     use std::fmt::Write;
 
-    use crate::scenario::units::format_duration;
     use crate::traffic::arrival::{format_rate, ArrivalProcess};
+    use crate::units::format_duration;
 
     let mut out = String::new();
     let _ = writeln!(out, "  {} — {}", scenario.name, scenario.description);

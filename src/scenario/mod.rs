@@ -3,7 +3,6 @@
 pub mod catalog;
 pub mod load;
 pub mod model;
-pub mod units;
 
 pub use load::{parse, ScenarioError};
 pub use model::Scenario;

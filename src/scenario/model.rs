@@ -25,11 +25,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use super::units;
 use crate::checks::thresholds::Threshold;
 use crate::traffic::arrival::RateProfile;
 use crate::traffic::poison::PoisonShare;
 use crate::traffic::Domain;
+use crate::units;
 
 /// Reads a value written as text with a unit, so a value of the wrong type is refused with the same
 /// "expected ..." as a badly written one; sizes may also be a plain byte count.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
 
-use super::format::{format_bytes, format_duration};
+use super::format::format_bytes;
+use crate::units::format_duration;
 
 /// A declared or live value of one field, typed so that equal values compare equal regardless of
 /// how the server spells "unlimited".

@@ -1,38 +1,8 @@
-//! Durations and byte counts as people write them (`7d`, `1m30s`, `20 GB`).
+//! Byte counts as people write them (`20 GB`, `1.5 GB`), for the topology's drift table.
 //!
-//! Both are exact: two different values never print the same, so a drift row in `verify` can never
-//! show equal-looking declared and live values. Sizes use SI units (1 GB = 10^9 bytes), as the
-//! declaration does ([`super::GB`]).
-
-use std::time::Duration;
-
-const UNITS: [(u128, &str); 7] = [
-    (86_400_000_000_000, "d"),
-    (3_600_000_000_000, "h"),
-    (60_000_000_000, "m"),
-    (1_000_000_000, "s"),
-    (1_000_000, "ms"),
-    (1_000, "µs"),
-    (1, "ns"),
-];
-
-/// `7d`, `2m`, `1m30s`, `1d12h`, `250ms`; zero is `0s`. Parses back with the scenario parser for
-/// whole milliseconds and above.
-pub fn format_duration(duration: Duration) -> String {
-    let mut rest = duration.as_nanos();
-    if rest == 0 {
-        return "0s".to_string();
-    }
-    let mut text = String::new();
-    for (size, unit) in UNITS {
-        let count = rest / size;
-        if count > 0 {
-            text.push_str(&format!("{count}{unit}"));
-            rest %= size;
-        }
-    }
-    text
-}
+//! Exact: two different values never print the same, so a drift row in `verify` can never show
+//! equal-looking declared and live values. Sizes use SI units (1 GB = 10^9 bytes), as the
+//! declaration does ([`super::GB`]). Durations are formatted by [`crate::units::format_duration`].
 
 const SIZES: [(i64, &str); 5] = [
     (1_000_000_000_000, "TB"),
@@ -67,33 +37,6 @@ pub fn format_bytes(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_print_in_the_largest_exact_units() {
-        let cases = [
-            (Duration::ZERO, "0s"),
-            (Duration::from_secs(7 * 86_400), "7d"),
-            (Duration::from_secs(30 * 86_400), "30d"),
-            (Duration::from_secs(120), "2m"),
-            (Duration::from_secs(90), "1m30s"),
-            (Duration::from_secs(36 * 3600), "1d12h"),
-            (Duration::from_millis(250), "250ms"),
-            (Duration::from_millis(1500), "1s500ms"),
-            (Duration::from_nanos(1_000_001), "1ms1ns"),
-            (Duration::from_micros(3), "3µs"),
-        ];
-        for (duration, expected) in cases {
-            assert_eq!(format_duration(duration), expected, "{duration:?}");
-        }
-    }
-
-    #[test]
-    fn durations_round_trip_through_the_scenario_parser() {
-        for text in ["7d", "2m", "1m30s", "1d12h", "250ms", "90d"] {
-            let parsed = crate::scenario::units::parse_duration(text).expect("valid duration");
-            assert_eq!(format_duration(parsed), text);
-        }
-    }
 
     #[test]
     fn bytes_print_exactly_in_si_units() {

@@ -188,7 +188,7 @@ impl RateProfile {
                 0,
                 format!(
                     "the first rate point must be at \"0s\", found \"{}\"",
-                    crate::scenario::units::format_duration(first.at)
+                    crate::units::format_duration(first.at)
                 ),
             ));
         }
@@ -200,8 +200,8 @@ impl RateProfile {
                     format!(
                         "rate point {} starts at {}, at or after the end of the run ({})",
                         i + 1,
-                        crate::scenario::units::format_duration(point.at),
-                        crate::scenario::units::format_duration(duration)
+                        crate::units::format_duration(point.at),
+                        crate::units::format_duration(duration)
                     ),
                 ));
             }
@@ -339,8 +339,8 @@ impl RateProfile {
                     format!(
                         "burst {} starts at {}, at or after the end of the run ({})",
                         i + 1,
-                        crate::scenario::units::format_duration(burst.at),
-                        crate::scenario::units::format_duration(self.duration)
+                        crate::units::format_duration(burst.at),
+                        crate::units::format_duration(self.duration)
                     ),
                 ));
             }
@@ -358,7 +358,7 @@ impl RateProfile {
                             "burst {} starts before burst {} has ended at {} (phases overlap)",
                             i + 2,
                             i + 1,
-                            crate::scenario::units::format_duration(burst.end())
+                            crate::units::format_duration(burst.end())
                         ),
                     ));
                 }

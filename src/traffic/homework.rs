@@ -21,10 +21,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::envelope::Id;
 use super::lifecycle::{fill_text, millis, one_of, Draft, SourceCore, StateBags};
 use super::population::random_uuid;
 use super::{EventSource, OutgoingEvent, SourceConfig, TrafficError};
+use crate::event::envelope::Id;
 
 /// Subjects the homework domain emits (the order numbers them in this file).
 pub const SUBJECTS: &[&str] = &[

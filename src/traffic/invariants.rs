@@ -389,7 +389,10 @@ fn every_subject_emitted_valid_sized_and_mixed_as_asked() {
             3,
             |_, _, event| {
                 let subject = event.subject.as_str();
-                assert!(super::envelope::is_valid_subject(subject), "{subject}");
+                assert!(
+                    crate::event::envelope::is_valid_subject(subject),
+                    "{subject}"
+                );
                 assert!(domain.subjects().contains(&subject), "{subject}");
                 let value: serde_json::Value =
                     serde_json::from_slice(&event.payload).expect("valid JSON");

@@ -22,10 +22,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::envelope::Id;
 use super::lifecycle::{millis, one_of, Draft, SourceCore, StateBags};
 use super::population::{random_uuid, session_uuid};
 use super::{EventSource, OutgoingEvent, SourceConfig, TrafficError};
+use crate::event::envelope::Id;
 
 /// Subjects the learning domain emits (the order numbers them in this file).
 pub const SUBJECTS: &[&str] = &[

@@ -16,9 +16,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::envelope::{is_valid_subject, Envelope, IdText, Producer, Rfc3339};
 use super::population::Population;
 use super::{Domain, Mix, OutgoingEvent, SourceConfig, TrafficError};
+use crate::event::envelope::{is_valid_subject, Envelope, IdText, Producer, Rfc3339};
 
 /// Maps each subject of `mix` to its index in `domain.subjects()`, refusing malformed and foreign ones.
 pub(crate) fn resolve_mix(domain: Domain, mix: &Mix) -> Result<Vec<usize>, TrafficError> {

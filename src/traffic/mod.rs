@@ -27,7 +27,6 @@
 //! | `learning.skill.mastered` | 490–570 | | | |
 
 pub mod arrival;
-pub mod envelope;
 pub mod focus;
 pub mod homework;
 pub mod learning;
@@ -57,7 +56,7 @@ pub struct OutgoingEvent {
     pub event_id: String,
     pub payload: Bytes,
     /// Set on an event made poison on purpose (`poison.rs`): the publisher's ledger records it.
-    pub poison: Option<crate::consumers::envelope::PoisonKind>,
+    pub poison: Option<crate::event::poison::PoisonKind>,
 }
 
 /// Produces the events of one publisher, in order.
@@ -358,7 +357,7 @@ mod tests {
             assert_eq!(value["type"], x.subject.as_str());
             assert_eq!(value["producer"]["seq"], seq);
             assert_eq!(value["occurred_at"], "2027-01-15T08:00:00.000Z");
-            assert!(envelope::is_valid_subject(&x.subject));
+            assert!(crate::event::envelope::is_valid_subject(&x.subject));
         }
     }
 
@@ -367,7 +366,10 @@ mod tests {
         for domain in Domain::ALL {
             assert!(!domain.subjects().is_empty(), "{domain:?}");
             for subject in domain.subjects() {
-                assert!(envelope::is_valid_subject(subject), "{subject}");
+                assert!(
+                    crate::event::envelope::is_valid_subject(subject),
+                    "{subject}"
+                );
                 assert!(subject.starts_with(&format!("{}.", domain.stream().to_lowercase())));
             }
             for (subject, _) in domain.default_mix() {

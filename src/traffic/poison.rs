@@ -1,7 +1,8 @@
 //! Poison events mixed into normal traffic (DESIGN.md §5), for the DLQ scenarios and checks.
 //!
 //! A traffic source with `poison = "2%"` turns a seeded, deterministic share of its events into
-//! poison, in equal parts of the three kinds the consumers classify (`consumers/envelope.rs`):
+//! poison, in equal parts of the three kinds the consumers classify (`consumers/envelope.rs`; the
+//! kinds and the `Aivo-Poison` header are part of the wire contract, `event/poison.rs`):
 //!
 //! - **bad JSON**: the payload cut in half (never parses);
 //! - **bad schema**: valid JSON whose `tenant_id` key is renamed (a required field is missing);
@@ -20,10 +21,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use super::{EventSource, OutgoingEvent};
-use crate::consumers::envelope::PoisonKind;
-
-/// Header naming the kind of an injected poison event (`bad_json`, `bad_schema`, `unknown_type`).
-pub const HEADER_POISON: &str = "Aivo-Poison";
+use crate::event::poison::PoisonKind;
 
 /// The kinds a traffic source injects, in the order the hash picks them.
 pub const KINDS: [PoisonKind; 3] = [

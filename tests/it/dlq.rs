@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aivo_load::consumers::dlq::{self, DeadLetter};
-use aivo_load::consumers::envelope::PoisonKind;
+use aivo_load::event::poison::PoisonKind;
 use futures::StreamExt;
 
 use crate::support::TestCluster;

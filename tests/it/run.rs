@@ -449,7 +449,7 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
     // The lost event is named: publisher, sequence, subject and id (replayed), ack time, no fault.
     let lost = &ledger["lost_events"][0];
     let (_, publisher, seq) =
-        aivo_load::load::engine::parse_ledger_header(&doomed_ledger).expect("ledger header");
+        aivo_load::event::ledger::parse_ledger_header(&doomed_ledger).expect("ledger header");
     assert_eq!(lost["publisher"], publisher, "{lost}");
     assert_eq!(lost["seq"], seq, "{lost}");
     assert_eq!(lost["subject"], doomed.subject.as_str(), "{lost}");

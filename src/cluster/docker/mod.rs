@@ -235,7 +235,7 @@ impl DockerClusterConfig {
             image: env("AIVO_NATS_IMAGE"),
             nats_server: None,
             store_bytes: env("AIVO_DOCKER_STORE_SIZE")
-                .and_then(|s| crate::scenario::units::parse_size(&s).ok())
+                .and_then(|s| crate::units::parse_size(&s).ok())
                 .unwrap_or(DEFAULT_STORE_BYTES),
             startup_timeout: Duration::from_secs(90),
         }

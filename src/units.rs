@@ -1,5 +1,10 @@
-//! Units in scenario files and flags: durations ("90s", "2m", "1h30m", "250ms"), rates ("500/s",
-//! "3/learner/min"), sizes ("8MiB") and times of day ("06:00").
+//! Units as people write them, in scenario files, flags and tables: durations ("90s", "2m",
+//! "1h30m", "250ms"), rates ("500/s", "3/learner/min"), sizes ("8MiB") and times of day ("06:00"),
+//! parsed, and durations formatted back exactly.
+//!
+//! A leaf module: every layer may use it, and it names no other module of the crate. What a value
+//! means (a scenario's duration, a threshold, a stream's `max_age`) is its caller's business, and
+//! so is formatting byte counts the topology's way (`topology/format.rs`).
 
 use std::time::Duration;
 
@@ -155,10 +160,35 @@ fn bad_size(text: &str) -> String {
     format!("expected a size such as \"8MiB\", \"20GB\" or \"4096\", found \"{text}\"")
 }
 
-/// Formats a duration the way scenario files write them, exactly: "90s", "2m30s", "1h30m", "250ms",
-/// "1s500ms" (one implementation for scenarios and the topology's drift table).
+const DURATION_UNITS: [(u128, &str); 7] = [
+    (86_400_000_000_000, "d"),
+    (3_600_000_000_000, "h"),
+    (60_000_000_000, "m"),
+    (1_000_000_000, "s"),
+    (1_000_000, "ms"),
+    (1_000, "µs"),
+    (1, "ns"),
+];
+
+/// Formats a duration the way scenario files write them, exactly, in the largest units that fit:
+/// `7d`, `2m`, `2m30s`, `1d12h`, `250ms`, `1s500ms`; zero is `0s`. Two different durations never
+/// print the same (so a drift row in `verify` never shows equal-looking values), and the text
+/// parses back with [`parse_duration`] for whole milliseconds and above. One implementation for
+/// scenarios, reports and the topology's drift table.
 pub fn format_duration(duration: Duration) -> String {
-    crate::topology::format_duration(duration)
+    let mut rest = duration.as_nanos();
+    if rest == 0 {
+        return "0s".to_string();
+    }
+    let mut text = String::new();
+    for (size, unit) in DURATION_UNITS {
+        let count = rest / size;
+        if count > 0 {
+            text.push_str(&format!("{count}{unit}"));
+            rest %= size;
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -223,6 +253,33 @@ mod tests {
             assert_eq!(parsed, again);
         }
         assert_eq!(format_duration(Duration::from_secs(150)), "2m30s");
+    }
+
+    #[test]
+    fn durations_print_in_the_largest_exact_units() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(7 * 86_400), "7d"),
+            (Duration::from_secs(30 * 86_400), "30d"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(36 * 3600), "1d12h"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1s500ms"),
+            (Duration::from_nanos(1_000_001), "1ms1ns"),
+            (Duration::from_micros(3), "3µs"),
+        ];
+        for (duration, expected) in cases {
+            assert_eq!(format_duration(duration), expected, "{duration:?}");
+        }
+    }
+
+    #[test]
+    fn durations_round_trip_through_the_parser() {
+        for text in ["7d", "2m", "1m30s", "1d12h", "250ms", "90d"] {
+            let parsed = parse_duration(text).expect("valid duration");
+            assert_eq!(format_duration(parsed), text);
+        }
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! `{"event_id", "type", "tenant_id", "learner_id", "session_id"?, "occurred_at", "producer", "data"}`:
 //! `event_id` is a UUID v7 whose timestamp is the intended time, `type` the subject, `session_id` present
 //! for the learning and focus domains, `producer` the ledger's coordinates. What goes in `data` is each
-//! domain's business (see its file). Ids are rendered on the stack, never through a `String`.
+//! domain's business (see its file in `traffic/`). Ids are rendered on the stack, never through a
+//! `String`. Subjects have the shape [`is_valid_subject`] checks, for every domain.
+//!
+//! This is the envelope as published; reading one back and classifying what is wrong with it is
+//! the consumers' business (`consumers/envelope.rs`).
 
 use serde::Serialize;
 use time::OffsetDateTime;
