@@ -10,4 +10,5 @@ mod nemesis;
 mod run;
 mod scenarios;
 mod support;
+mod teardown;
 mod topology;
