@@ -61,23 +61,7 @@ impl RunConsumers {
         if !settings.any() {
             return Ok(None);
         }
-        let env = |e: crate::consumers::ConsumersError| AppError::environment(anyhow!("{e}"));
-        let (postgres, url) = match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => (None, url),
-            _ => {
-                eprintln!(
-                    "aivo-load: starting an embedded Postgres in {}",
-                    run_dir.join("postgres").display()
-                );
-                let pg = EmbeddedPostgres::start(&run_dir.join("postgres"))
-                    .await
-                    .map_err(env)?;
-                let url = pg.url();
-                (Some(pg), url)
-            }
-        };
-        let mut client = connect_postgres(&url).await.map_err(env)?;
-        migrate(&mut client).await.map_err(env)?;
+        let (postgres, url) = start_postgres(run_dir).await?;
         let exe = std::env::current_exe()
             .map_err(|e| AppError::environment(anyhow!("cannot find the aivo-load binary: {e}")))?;
         let spec = |kind: ServiceKind, name: &str| ConsumerProcessSpec {
@@ -92,7 +76,7 @@ impl RunConsumers {
         if settings.analytics {
             let child = ConsumerProcess::spawn(&spec(ServiceKind::Analytics, "analytics"))
                 .await
-                .map_err(env)?;
+                .map_err(environment)?;
             lock(&children).push(child);
         }
         let start = Instant::now();
@@ -105,45 +89,12 @@ impl RunConsumers {
                 js.clone(),
             ))
         });
-        let indexer_task = indexer.clone().map(|slot| {
-            let (stop, delay) = (stop.clone(), settings.indexer_start);
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.cancelled() => return,
-                }
-                if let Err(e) = slot.start().await {
-                    eprintln!("aivo-load: cannot start the indexer: {e}");
-                }
-            })
-        });
-        let lag_task = settings.indexer.then(|| {
-            let (stop, streams) = (stop.clone(), streams.clone());
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                let mut tick = tokio::time::interval_at(
-                    start + Duration::from_secs(1),
-                    Duration::from_secs(1),
-                );
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = stop.cancelled() => return samples,
-                    }
-                    if let Ok(Ok(lag)) = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        read_lag(&js, "indexer", &streams),
-                    )
-                    .await
-                    {
-                        samples.push((
-                            start.elapsed().as_secs().saturating_sub(1),
-                            lag.pending() + lag.ack_pending(),
-                        ));
-                    }
-                }
-            })
-        });
+        let indexer_task = indexer
+            .clone()
+            .map(|slot| start_indexer_later(slot, settings.indexer_start, stop.clone()));
+        let lag_task = settings
+            .indexer
+            .then(|| sample_lag(js, streams.clone(), start, stop.clone()));
         Ok(Some(RunConsumers {
             settings: settings.clone(),
             postgres,
@@ -344,6 +295,78 @@ impl RunConsumers {
 const ANALYTICS_STREAMS: [&str; 2] = ["LEARNING", "FOCUS"];
 
 /// How many injected poison events were written to `events` anyway.
+fn environment(e: crate::consumers::ConsumersError) -> AppError {
+    AppError::environment(anyhow!("{e}"))
+}
+
+/// Postgres for the run: `DATABASE_URL` if set, else an embedded one in `run_dir/postgres`;
+/// migrated either way. The embedded server stops when its handle is dropped.
+async fn start_postgres(run_dir: &Path) -> Result<(Option<EmbeddedPostgres>, String), AppError> {
+    let (postgres, url) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (None, url),
+        _ => {
+            eprintln!(
+                "aivo-load: starting an embedded Postgres in {}",
+                run_dir.join("postgres").display()
+            );
+            let pg = EmbeddedPostgres::start(&run_dir.join("postgres"))
+                .await
+                .map_err(environment)?;
+            let url = pg.url();
+            (Some(pg), url)
+        }
+    };
+    let mut client = connect_postgres(&url).await.map_err(environment)?;
+    migrate(&mut client).await.map_err(environment)?;
+    Ok((postgres, url))
+}
+
+/// Starts the indexer `delay` into the run (`indexer_start`), unless the run stops first.
+fn start_indexer_later(
+    slot: Arc<ConsumerSlot>,
+    delay: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = slot.start().await {
+            eprintln!("aivo-load: cannot start the indexer: {e}");
+        }
+    })
+}
+
+/// Samples the indexer's lag (pending + unacknowledged) once a second until `stop`.
+fn sample_lag(
+    js: async_nats::jetstream::Context,
+    streams: Vec<&'static str>,
+    start: Instant,
+    stop: CancellationToken,
+) -> JoinHandle<Vec<(u64, u64)>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick =
+            tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return samples,
+            }
+            if let Ok(Ok(lag)) =
+                tokio::time::timeout(Duration::from_secs(1), read_lag(&js, "indexer", &streams))
+                    .await
+            {
+                samples.push((
+                    start.elapsed().as_secs().saturating_sub(1),
+                    lag.pending() + lag.ack_pending(),
+                ));
+            }
+        }
+    })
+}
+
 fn poison_in_events(ledgers: &[PublisherLedger], back: &ReadBack) -> u64 {
     let mut count = 0;
     for ledger in ledgers.iter().filter(|l| !l.poison.is_empty()) {

@@ -176,55 +176,15 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
     }
     name_lost_events(&mut input);
     let catch_up = catch_up_check(&input);
-    let ReportInputs {
-        scenario, outcome, ..
-    } = input;
-    let c = &outcome.cumulative;
-    let ledgers = &outcome.ledgers;
-    let counts = Counts {
-        intended: scenario.intended_total(),
-        attempted: ledgers.iter().map(|l| l.attempted).sum(),
-        acked: ledgers.iter().map(|l| l.acked.len()).sum(),
-        duplicate_acks: ledgers.iter().map(|l| l.duplicate_acks).sum(),
-        failed: ledgers.iter().map(|l| l.failed.len()).sum(),
-        unknown: ledgers.iter().map(|l| l.unknown.len()).sum(),
-        never_sent: ledgers.iter().map(|l| l.never_sent).sum(),
-        payload_bytes: c.payload_bytes,
-        errors: c.errors.clone(),
-    };
-    let latency = LatencyReport {
-        corrected: c.histograms.latency.summary(),
-        service_time: c.histograms.service.summary(),
-        send_delay: c.histograms.send_delay.summary(),
-    };
-    let seconds = scenario.duration.as_secs_f64();
-    let throughput = Throughput {
-        target_mean: counts.intended as f64 / seconds,
-        achieved_mean: counts.acked as f64 / seconds,
-        achieved_peak: outcome.timeline.iter().map(|r| r.acked).max().unwrap_or(0) as f64,
-        mean_payload_bytes: if counts.attempted > 0 {
-            c.payload_bytes as f64 / counts.attempted as f64
-        } else {
-            0.0
-        },
-    };
-
-    let subjects = subject_reports(scenario, &outcome.subjects, outcome.elapsed);
-    let thresholds: Vec<ThresholdResult> = scenario
-        .thresholds
-        .iter()
-        .map(|t| {
-            let value = match &t.tag {
-                None if t.metric.starts_with("indexer.") => {
-                    indexer_value(&t.metric, input.indexer.as_ref())
-                }
-                None if t.metric.starts_with("dlq.") => dlq_value(&t.metric, input.dlq.as_ref()),
-                None => metric_value(&t.metric, &counts, &latency),
-                Some(tag) => tagged_value(&t.metric, tag, &outcome.subjects),
-            };
-            t.evaluate(value.unwrap_or(f64::NAN))
-        })
-        .collect();
+    let counts = counts_of(input.scenario, &input.outcome);
+    let latency = latency_of(&input.outcome);
+    let throughput = throughput_of(input.scenario, &input.outcome, &counts);
+    let subjects = subject_reports(
+        input.scenario,
+        &input.outcome.subjects,
+        input.outcome.elapsed,
+    );
+    let thresholds = evaluate_thresholds(&input, &counts, &latency);
     let fault_check = faults::judge(&input.fault_events);
     let checks = check_lines(&CheckSources {
         streams: &input.stream_checks,
@@ -236,64 +196,24 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         faults: fault_check.as_ref(),
         thresholds: &thresholds,
     });
-    // The checks hold in every run, thresholds or not (DESIGN.md §3).
-    let mut failures: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.passed)
-        .map(|c| c.failure())
-        .collect();
-    if input.interrupted {
-        failures.push("the run was interrupted before its end".into());
-    }
-    if let Some(reason) = &outcome.aborted {
-        failures.insert(0, format!("aborted: {reason}"));
-    }
-    let finished_at = OffsetDateTime::now_utc();
-    let mut histograms = std::collections::BTreeMap::new();
-    histograms.insert("latency".to_string(), c.histograms.latency.to_base64());
-    histograms.insert("service_time".to_string(), c.histograms.service.to_base64());
-    histograms.insert(
-        "send_delay".to_string(),
-        c.histograms.send_delay.to_base64(),
+    let verdict = verdict_of(&checks, input.interrupted, input.outcome.aborted.as_deref());
+    let histograms = histograms_of(&input.outcome);
+    let run = identity_of(&input);
+    let timeline = with_end_to_end(
+        with_indexer_lag(
+            with_faults(input.outcome.timeline, &input.fault_events),
+            &input.indexer_lag,
+        ),
+        &input.end_to_end,
     );
-
     RunReport {
         schema_version: report::SCHEMA_VERSION,
-        run: RunIdentity {
-            id: input.run_id.to_string(),
-            scenario: scenario.name.clone(),
-            description: scenario.description.clone(),
-            origin: scenario.origin.clone(),
-            seed: scenario.seed,
-            rate_scale: input.rate_scale,
-            started_at: input.started_at.format(&Rfc3339Format).unwrap_or_default(),
-            finished_at: finished_at.format(&Rfc3339Format).unwrap_or_default(),
-            duration_s: outcome.elapsed.as_secs_f64(),
-            backend: input.backend.name().into(),
-            servers: input.servers,
-            aivo_load_version: env!("CARGO_PKG_VERSION").into(),
-            async_nats_version: ASYNC_NATS_VERSION.into(),
-            nats_server_version: input.nats_server_version,
-            publishers: scenario.publishers * scenario.traffic.len() as u32,
-            in_flight_per_publisher: scenario.in_flight,
-            ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
-            interrupted: input.interrupted,
-            aborted: outcome.aborted.clone(),
-        },
-        verdict: Verdict {
-            passed: failures.is_empty(),
-            failures,
-        },
+        run,
+        verdict,
         counts,
         latency,
         throughput,
-        timeline: with_end_to_end(
-            with_indexer_lag(
-                with_faults(outcome.timeline, &input.fault_events),
-                &input.indexer_lag,
-            ),
-            &input.end_to_end,
-        ),
+        timeline,
         faults: input.fault_events,
         indexer: input.indexer,
         catch_up,
@@ -306,6 +226,133 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         fault_check,
         checks,
         histograms,
+    }
+}
+
+/// The run's counts, summed over every publisher's ledger.
+fn counts_of(scenario: &Scenario, outcome: &LoadOutcome) -> Counts {
+    let c = &outcome.cumulative;
+    let ledgers = &outcome.ledgers;
+    Counts {
+        intended: scenario.intended_total(),
+        attempted: ledgers.iter().map(|l| l.attempted).sum(),
+        acked: ledgers.iter().map(|l| l.acked.len()).sum(),
+        duplicate_acks: ledgers.iter().map(|l| l.duplicate_acks).sum(),
+        failed: ledgers.iter().map(|l| l.failed.len()).sum(),
+        unknown: ledgers.iter().map(|l| l.unknown.len()).sum(),
+        never_sent: ledgers.iter().map(|l| l.never_sent).sum(),
+        payload_bytes: c.payload_bytes,
+        errors: c.errors.clone(),
+    }
+}
+
+/// The three latencies of the whole run.
+fn latency_of(outcome: &LoadOutcome) -> LatencyReport {
+    let h = &outcome.cumulative.histograms;
+    LatencyReport {
+        corrected: h.latency.summary(),
+        service_time: h.service.summary(),
+        send_delay: h.send_delay.summary(),
+    }
+}
+
+fn throughput_of(scenario: &Scenario, outcome: &LoadOutcome, counts: &Counts) -> Throughput {
+    let seconds = scenario.duration.as_secs_f64();
+    let payload_bytes = outcome.cumulative.payload_bytes;
+    Throughput {
+        target_mean: counts.intended as f64 / seconds,
+        achieved_mean: counts.acked as f64 / seconds,
+        achieved_peak: outcome.timeline.iter().map(|r| r.acked).max().unwrap_or(0) as f64,
+        mean_payload_bytes: if counts.attempted > 0 {
+            payload_bytes as f64 / counts.attempted as f64
+        } else {
+            0.0
+        },
+    }
+}
+
+/// Every threshold of the scenario against the figure it names (NaN when there is none).
+fn evaluate_thresholds(
+    input: &ReportInputs<'_>,
+    counts: &Counts,
+    latency: &LatencyReport,
+) -> Vec<ThresholdResult> {
+    input
+        .scenario
+        .thresholds
+        .iter()
+        .map(|t| {
+            let value = match &t.tag {
+                None if t.metric.starts_with("indexer.") => {
+                    indexer_value(&t.metric, input.indexer.as_ref())
+                }
+                None if t.metric.starts_with("dlq.") => dlq_value(&t.metric, input.dlq.as_ref()),
+                None => metric_value(&t.metric, counts, latency),
+                Some(tag) => tagged_value(&t.metric, tag, &input.outcome.subjects),
+            };
+            t.evaluate(value.unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
+/// The checks hold in every run, thresholds or not (DESIGN.md §3); an interrupted or aborted run
+/// fails too.
+fn verdict_of(
+    checks: &[crate::report::checks::CheckLine],
+    interrupted: bool,
+    aborted: Option<&str>,
+) -> Verdict {
+    let mut failures: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.failure())
+        .collect();
+    if interrupted {
+        failures.push("the run was interrupted before its end".into());
+    }
+    if let Some(reason) = aborted {
+        failures.insert(0, format!("aborted: {reason}"));
+    }
+    Verdict {
+        passed: failures.is_empty(),
+        failures,
+    }
+}
+
+/// The whole-run histograms (HdrHistogram V2, base64), so runs can be merged exactly.
+fn histograms_of(outcome: &LoadOutcome) -> std::collections::BTreeMap<String, String> {
+    let h = &outcome.cumulative.histograms;
+    let mut histograms = std::collections::BTreeMap::new();
+    histograms.insert("latency".to_string(), h.latency.to_base64());
+    histograms.insert("service_time".to_string(), h.service.to_base64());
+    histograms.insert("send_delay".to_string(), h.send_delay.to_base64());
+    histograms
+}
+
+/// Which run this was: scenario, seed, versions, backend, servers, timing.
+fn identity_of(input: &ReportInputs<'_>) -> RunIdentity {
+    let scenario = input.scenario;
+    let finished_at = OffsetDateTime::now_utc();
+    RunIdentity {
+        id: input.run_id.to_string(),
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        origin: scenario.origin.clone(),
+        seed: scenario.seed,
+        rate_scale: input.rate_scale,
+        started_at: input.started_at.format(&Rfc3339Format).unwrap_or_default(),
+        finished_at: finished_at.format(&Rfc3339Format).unwrap_or_default(),
+        duration_s: input.outcome.elapsed.as_secs_f64(),
+        backend: input.backend.name().into(),
+        servers: input.servers.clone(),
+        aivo_load_version: env!("CARGO_PKG_VERSION").into(),
+        async_nats_version: ASYNC_NATS_VERSION.into(),
+        nats_server_version: input.nats_server_version.clone(),
+        publishers: scenario.publishers * scenario.traffic.len() as u32,
+        in_flight_per_publisher: scenario.in_flight,
+        ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
+        interrupted: input.interrupted,
+        aborted: input.outcome.aborted.clone(),
     }
 }
 
