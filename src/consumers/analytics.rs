@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
-use super::worker::{Parsed, WriteError};
+use super::sink::{Parsed, WriteError};
 
 /// The durable consumer analytics reads.
 pub const ANALYTICS: &str = "analytics";

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::dlq::DlqEntry;
 use super::envelope::{self, Poison};
-use super::worker::{Parsed, WriteError};
+use super::sink::{Parsed, WriteError};
 
 /// The durable consumer the indexer reads.
 pub const INDEXER: &str = "indexer";

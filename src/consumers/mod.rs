@@ -28,6 +28,7 @@ pub mod process;
 pub mod readback;
 mod schema;
 mod service;
+mod sink;
 pub mod slot;
 mod worker;
 

@@ -16,7 +16,8 @@ use super::analytics::{ANALYTICS, ANALYTICS_STREAMS};
 use super::dlq::{self, RouterStats};
 use super::indexer::{INDEXED_STREAMS, INDEXER};
 use super::lag::read_lag;
-use super::worker::{self, ConsumerStats, Shared, Sink};
+use super::sink::Sink;
+use super::worker::{self, ConsumerStats, Shared};
 use super::{postgres, schema, ConsumersError};
 
 /// How long startup waits for Postgres before giving up (exit 3). Once running, the service waits for

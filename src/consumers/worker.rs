@@ -27,13 +27,13 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, Message};
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::affinity::{Near, Nodes};
 use super::dlq::{self, DeadLetter, DLQ_STREAM};
-use super::envelope::{self, Envelope, Poison};
+use super::envelope::{self, Poison};
+use super::sink::{Parsed, Sink, WriteError};
 use super::{analytics, indexer, postgres};
 use crate::load::engine::HEADER_LEDGER;
 
@@ -56,15 +56,6 @@ pub fn nak_delay(delivered: i64) -> Duration {
     NAK_DELAY_BASE
         .saturating_mul(1u32 << exponent)
         .min(NAK_DELAY_MAX)
-}
-
-/// Which consumer a worker feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sink {
-    /// Every event into `events` (dead letters into `dead_letters`).
-    Indexer,
-    /// Dashboard aggregates.
-    Analytics,
 }
 
 /// Counters a consumer process keeps (shared by its stream workers; read by its status line).
@@ -135,45 +126,6 @@ pub(crate) struct Shared {
     pub stats: Arc<ConsumerStats>,
     /// The cluster's servers by name, for pulling through the consumer leader's server.
     pub nodes: Nodes,
-}
-
-/// One event of a batch that passed the envelope checks.
-pub(crate) struct Parsed<'a> {
-    pub subject: &'a str,
-    pub stream: &'a str,
-    pub stream_seq: u64,
-    pub envelope: Envelope<'a>,
-    pub payload: &'a [u8],
-}
-
-/// How a write failed.
-pub(crate) enum WriteError {
-    /// Postgres is not reachable: reconnect, keep the place.
-    Unavailable(tokio_postgres::Error),
-    /// Postgres refused the rows: find the culprit.
-    Refused(tokio_postgres::Error),
-}
-
-impl WriteError {
-    pub(crate) fn from_pg(client: &Client, e: tokio_postgres::Error) -> WriteError {
-        let connection = client.is_closed()
-            || e.is_closed()
-            || match e.code() {
-                None => true,
-                Some(code) => {
-                    code.code().starts_with("08")
-                        || *code == SqlState::ADMIN_SHUTDOWN
-                        || *code == SqlState::CRASH_SHUTDOWN
-                        || *code == SqlState::CANNOT_CONNECT_NOW
-                        || *code == SqlState::TOO_MANY_CONNECTIONS
-                }
-            };
-        if connection {
-            WriteError::Unavailable(e)
-        } else {
-            WriteError::Refused(e)
-        }
-    }
 }
 
 struct Backoff(Duration);
