@@ -81,58 +81,98 @@ pub(crate) async fn open_writer(shared: &Shared) -> Result<Client, String> {
 
 /// Consumes `stream` for `shared.consumer` until `cancel`.
 pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: CancellationToken) {
-    let mut backoff = Backoff::new();
+    let mut worker = StreamWorker {
+        shared,
+        stream,
+        backoff: Backoff::new(),
+        warned_db: false,
+        warned_nats: false,
+        near: Near::default(),
+    };
     let mut client: Option<Client> = None;
-    let mut warned_db = false;
-    let mut warned_nats = false;
-    let mut near = Near::default();
     while !cancel.is_cancelled() {
         // Postgres first: there is no point pulling what cannot be written.
-        let pg = match client.take().filter(|c| !c.is_closed()) {
-            Some(c) => c,
-            None => match open_writer(&shared).await {
-                Ok(c) => {
-                    if warned_db {
-                        tracing::warn!("{}/{stream}: Postgres is back", shared.consumer);
-                    }
-                    warned_db = false;
-                    shared.stats.db_up.store(true, Ordering::Relaxed);
-                    c
-                }
-                Err(e) => {
-                    shared.stats.db_up.store(false, Ordering::Relaxed);
-                    if !warned_db {
-                        tracing::warn!(
-                            "{}/{stream}: Postgres unavailable ({e}); retrying",
-                            shared.consumer
-                        );
-                        warned_db = true;
-                    }
-                    backoff.wait(&cancel).await;
-                    continue;
-                }
-            },
+        let Some(pg) = worker.writer(client.take(), &cancel).await else {
+            continue;
         };
+        let Some(subscription) = worker.subscribe(&cancel).await else {
+            client = Some(pg);
+            continue;
+        };
+        client = worker.pull_and_write(pg, subscription, &cancel).await;
+    }
+}
+
+/// One stream's worker between subscriptions: what it needs to resubscribe and what it has warned
+/// about.
+struct StreamWorker {
+    shared: Arc<Shared>,
+    stream: String,
+    backoff: Backoff,
+    /// Postgres was reported unavailable (and not yet back).
+    warned_db: bool,
+    /// The consumer or its pull was reported unavailable since the last subscription.
+    warned_nats: bool,
+    near: Near,
+}
+
+/// A pull subscription and how it is to be consumed.
+struct Subscription {
+    messages: jetstream::consumer::pull::Stream,
+    place: Place,
+    batch: usize,
+    writers_at_once: usize,
+}
+
+impl StreamWorker {
+    /// `kept` if it is still open, else a new connection; `None` (after a backoff) when Postgres
+    /// does not answer.
+    async fn writer(&mut self, kept: Option<Client>, cancel: &CancellationToken) -> Option<Client> {
+        if let Some(c) = kept.filter(|c| !c.is_closed()) {
+            return Some(c);
+        }
+        let (shared, stream) = (&self.shared, &self.stream);
+        match open_writer(shared).await {
+            Ok(c) => {
+                if self.warned_db {
+                    tracing::warn!("{}/{stream}: Postgres is back", shared.consumer);
+                }
+                self.warned_db = false;
+                shared.stats.db_up.store(true, Ordering::Relaxed);
+                Some(c)
+            }
+            Err(e) => {
+                shared.stats.db_up.store(false, Ordering::Relaxed);
+                if !self.warned_db {
+                    tracing::warn!(
+                        "{}/{stream}: Postgres unavailable ({e}); retrying",
+                        shared.consumer
+                    );
+                    self.warned_db = true;
+                }
+                self.backoff.wait(cancel).await;
+                None
+            }
+        }
+    }
+
+    /// Subscribes to the stream's consumer, through its leader's server when known, with pulls
+    /// sized to its `max_ack_pending`; `None` (after a backoff) when NATS does not let it.
+    async fn subscribe(&mut self, cancel: &CancellationToken) -> Option<Subscription> {
+        let (shared, stream) = (&self.shared, &self.stream);
         let consumer: PullConsumer = match shared
             .js
-            .get_consumer_from_stream(&shared.consumer, &stream)
+            .get_consumer_from_stream(&shared.consumer, stream)
             .await
         {
             Ok(c) => c,
             Err(e) => {
-                if !warned_nats {
-                    tracing::warn!(
-                        "{}/{stream}: consumer unavailable ({e}); retrying",
-                        shared.consumer
-                    );
-                    warned_nats = true;
-                }
-                client = Some(pg);
-                backoff.wait(&cancel).await;
-                continue;
+                self.nats_unavailable(format!("consumer unavailable ({e})"), cancel)
+                    .await;
+                return None;
             }
         };
-        let consumer = match near.rebind(&shared.nodes, &stream, &consumer).await {
+        let consumer = match self.near.rebind(&shared.nodes, stream, &consumer).await {
             Some(on_leader) => on_leader,
             None => consumer,
         };
@@ -144,7 +184,7 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
         };
         let writers_at_once = writer_limit(shared.sink);
         let batch = batch_size(shared.batch, max_ack_pending, writers_at_once);
-        let mut messages = match consumer
+        let messages = match consumer
             .stream()
             .max_messages_per_batch(batch)
             .expires(PULL_EXPIRES)
@@ -153,29 +193,58 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
         {
             Ok(m) => m,
             Err(e) => {
-                if !warned_nats {
-                    tracing::warn!("{}/{stream}: cannot pull ({e}); retrying", shared.consumer);
-                    warned_nats = true;
-                }
-                client = Some(pg);
-                backoff.wait(&cancel).await;
-                continue;
+                self.nats_unavailable(format!("cannot pull ({e})"), cancel)
+                    .await;
+                return None;
             }
         };
-        warned_nats = false;
-        backoff.reset();
+        self.warned_nats = false;
+        self.backoff.reset();
+        Some(Subscription {
+            messages,
+            place,
+            batch,
+            writers_at_once,
+        })
+    }
+
+    /// Warns (once until the next subscription) that NATS did not let the worker subscribe, and
+    /// backs off.
+    async fn nats_unavailable(&mut self, what: String, cancel: &CancellationToken) {
+        if !self.warned_nats {
+            tracing::warn!("{}/{}: {what}; retrying", self.shared.consumer, self.stream);
+            self.warned_nats = true;
+        }
+        self.backoff.wait(cancel).await;
+    }
+
+    /// Pulls batches and writes them, starting with connection `pg`, until Postgres goes away, the
+    /// pull fails or `cancel`. Returns a connection still good to keep, if any.
+    async fn pull_and_write(
+        &mut self,
+        pg: Client,
+        subscription: Subscription,
+        cancel: &CancellationToken,
+    ) -> Option<Client> {
+        let Subscription {
+            mut messages,
+            place,
+            batch,
+            writers_at_once,
+        } = subscription;
+        let (shared, stream) = (&self.shared, self.stream.as_str());
         // Writes run on tasks of their own while the next batch is pulled and parsed, so the
         // pull's round trips overlap the database's work (see [`Writers`]).
         let mut writers = Writers::new(pg, writers_at_once);
         loop {
-            let (batch_messages, pull_error) = collect(&mut messages, batch, &cancel).await;
-            let db_up = writers.make_room(&shared, &stream).await;
+            let (batch_messages, pull_error) = collect(&mut messages, batch, cancel).await;
+            let db_up = writers.make_room(shared, stream).await;
             if !db_up {
                 // Postgres went away: return this batch and what is buffered, stop pulling.
-                writers.drain(&shared, &stream).await;
+                writers.drain(shared, stream).await;
                 for m in &batch_messages {
                     nak_or_give_up(
-                        &shared,
+                        shared,
                         &place,
                         m,
                         Some(NAK_DELAY_BASE),
@@ -183,33 +252,32 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
                     )
                     .await;
                 }
-                give_back(&shared, &place, messages, Some(NAK_DELAY_BASE)).await;
+                give_back(shared, &place, messages, Some(NAK_DELAY_BASE)).await;
                 shared.stats.db_up.store(false, Ordering::Relaxed);
-                warned_db = true;
+                self.warned_db = true;
                 tracing::warn!(
                     "{}/{stream}: Postgres unavailable; paused until it answers",
                     shared.consumer
                 );
-                client = None;
-                break;
+                return None;
             }
             if !batch_messages.is_empty() {
-                writers.start(&shared, &place, batch_messages).await;
+                writers.start(shared, &place, batch_messages).await;
             }
             if cancel.is_cancelled() || pull_error.is_some() {
-                client = writers.drain(&shared, &stream).await;
+                let client = writers.drain(shared, stream).await;
                 if cancel.is_cancelled() {
                     // Hand back what arrived but was not processed, so the next instance gets it
                     // now rather than after the ack wait.
-                    give_back(&shared, &place, messages, None).await;
+                    give_back(shared, &place, messages, None).await;
                 } else if let Some(e) = pull_error {
                     tracing::warn!(
                         "{}/{stream}: pull failed ({e}); resubscribing",
                         shared.consumer
                     );
-                    backoff.wait(&cancel).await;
+                    self.backoff.wait(cancel).await;
                 }
-                break;
+                return client;
             }
         }
     }
