@@ -15,6 +15,7 @@ pub mod binary;
 pub mod commands;
 pub mod control;
 pub mod docker;
+mod link_shaping;
 pub mod local;
 pub mod monitor;
 mod node;
