@@ -32,7 +32,8 @@ pub fn nak_delay(delivered: i64) -> Duration {
         .min(NAK_DELAY_MAX)
 }
 
-/// What every stream worker of one consumer process shares.
+/// What every stream worker of one consumer process shares. It lives here, below the loop in
+/// `worker.rs`, because the handling of each batch reads it as well.
 pub(crate) struct Shared {
     pub js: jetstream::Context,
     pub consumer: String,
