@@ -260,13 +260,7 @@ async fn write_valid(
                 shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("write failed, Postgres unavailable: {e}");
                 // Acknowledge what was committed; nak the rest with backoff.
-                for (k, (i, _)) in valid.iter().enumerate() {
-                    if written.committed[k] {
-                        let _ = batch[*i].ack().await;
-                    } else {
-                        nak_with_backoff(shared, place, &batch[*i], "Postgres unavailable").await;
-                    }
-                }
+                settle_unavailable(shared, place, batch, valid, &written.committed).await;
                 return Err(());
             }
             Err(WriteError::Refused(e)) => {
@@ -288,6 +282,24 @@ async fn write_valid(
         }
     }
     Ok(written)
+}
+
+/// Acknowledges the `valid` events of `batch` that were `committed` before Postgres went away and
+/// naks the rest with backoff.
+async fn settle_unavailable(
+    shared: &Shared,
+    place: &Place,
+    batch: &[Message],
+    valid: &[(usize, Parsed<'_>)],
+    committed: &[bool],
+) {
+    for (k, (i, _)) in valid.iter().enumerate() {
+        if committed[k] {
+            let _ = batch[*i].ack().await;
+        } else {
+            nak_with_backoff(shared, place, &batch[*i], "Postgres unavailable").await;
+        }
+    }
 }
 
 /// Writes `events` into the sink in one transaction, timing it; returns how many were new.
