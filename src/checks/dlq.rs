@@ -184,112 +184,161 @@ pub fn judge(
     };
     let by_publisher: BTreeMap<u32, &PublisherLedger> =
         ledgers.iter().map(|l| (l.publisher, l)).collect();
-    let problem = |check: &mut DlqCheck, r: DlqRef| {
-        if check.problems.len() < SAMPLES {
-            check.problems.push(r);
-        }
-    };
     // (publisher, consumer) → sequences seen in the DLQ.
     let mut seen: BTreeMap<(u32, String), RangeSet> = BTreeMap::new();
     for r in &read.records {
-        let named = |why: String| DlqRef {
-            publisher: r.publisher,
-            seq: r.seq,
-            consumer: r.consumer.clone(),
-            dlq_seq: Some(r.dlq_seq),
-            why,
-        };
         if !seen
             .entry((r.publisher, r.consumer.clone()))
             .or_default()
             .insert(r.seq)
         {
             check.duplicated += 1;
-            problem(&mut check, named("routed more than once".into()));
+            check.sample(r.named("routed more than once".into()));
             continue;
         }
-        let ledger = by_publisher.get(&r.publisher);
-        let kind = ledger.and_then(|l| l.poison.kind_of(r.seq));
-        let Some((ledger, kind)) = ledger.zip(kind) else {
-            check.unexpected += 1;
-            problem(
-                &mut check,
-                named(format!("a valid event in the DLQ ({})", r.reason)),
-            );
-            continue;
-        };
-        if ledger.failed.contains(r.seq) || r.seq > ledger.attempted {
-            check.unexpected += 1;
-            problem(&mut check, named("never stored, yet in the DLQ".into()));
-            continue;
-        }
-        if ledger.unknown.contains(r.seq) {
-            check.recovered += 1;
-        }
-        let consumer = consumers
-            .iter()
-            .find(|c| c.stream == ledger.stream && c.name == r.consumer);
-        let mut wrong = Vec::new();
-        if r.stream != ledger.stream {
-            wrong.push(format!("stream {:?}, expected {}", r.stream, ledger.stream));
-        }
-        match consumer {
-            None => wrong.push(format!(
-                "consumer {:?} does not read {}",
-                r.consumer, ledger.stream
-            )),
-            Some(c) => {
-                if !r
-                    .deliveries
-                    .is_some_and(|d| (1..=c.max_deliver).contains(&d))
-                {
-                    wrong.push(format!(
-                        "deliveries {:?}, expected 1..={}",
-                        r.deliveries, c.max_deliver
-                    ));
-                }
-            }
-        }
-        if r.reason != kind.as_str() {
-            wrong.push(format!("reason {:?}, injected {}", r.reason, kind));
-        }
-        if r.error.trim().is_empty() {
-            wrong.push("no error".into());
-        }
-        match (&r.original, r.stream_seq) {
-            (_, None) => wrong.push("no stream sequence".into()),
-            (Some(Ok((subject, header))), Some(seq)) => {
-                check.verified_by_fetch += 1;
-                let expected = format!("{run_id}/{}/{}", r.publisher, r.seq);
-                if *header != expected {
-                    wrong.push(format!(
-                        "{}#{seq} holds {header:?}, not this event",
-                        r.stream
-                    ));
-                } else if *subject != r.subject {
-                    wrong.push(format!("subject {:?}, original {subject:?}", r.subject));
-                }
-            }
-            (Some(Err(e)), _) => wrong.push(format!("original not readable: {e}")),
-            (None, _) => {}
-        }
-        if !wrong.is_empty() {
-            check.bad_headers += 1;
-            problem(&mut check, named(wrong.join("; ")));
+        judge_record(&mut check, run_id, &by_publisher, consumers, r);
+    }
+    count_missing(&mut check, ledgers, consumers, &seen);
+    conclude(&mut check);
+    check
+}
+
+impl DlqCheck {
+    /// Lists `problem` in the report, if fewer than [`SAMPLES`] are listed yet.
+    fn sample(&mut self, problem: DlqRef) {
+        if self.problems.len() < SAMPLES {
+            self.problems.push(problem);
         }
     }
-    // Every acknowledged poison event, once per consumer of its stream.
+}
+
+impl DeadLetterRecord {
+    /// This dead letter as a problem of the report, `why` saying what is wrong.
+    fn named(&self, why: String) -> DlqRef {
+        DlqRef {
+            publisher: self.publisher,
+            seq: self.seq,
+            consumer: self.consumer.clone(),
+            dlq_seq: Some(self.dlq_seq),
+            why,
+        }
+    }
+}
+
+/// Judges one dead letter seen for the first time from its consumer: is it poison the run injected
+/// and stored, and are its headers right?
+fn judge_record(
+    check: &mut DlqCheck,
+    run_id: &str,
+    by_publisher: &BTreeMap<u32, &PublisherLedger>,
+    consumers: &[ConsumerDecl],
+    r: &DeadLetterRecord,
+) {
+    let ledger = by_publisher.get(&r.publisher);
+    let kind = ledger.and_then(|l| l.poison.kind_of(r.seq));
+    let Some((ledger, kind)) = ledger.zip(kind) else {
+        check.unexpected += 1;
+        check.sample(r.named(format!("a valid event in the DLQ ({})", r.reason)));
+        return;
+    };
+    if ledger.failed.contains(r.seq) || r.seq > ledger.attempted {
+        check.unexpected += 1;
+        check.sample(r.named("never stored, yet in the DLQ".into()));
+        return;
+    }
+    if ledger.unknown.contains(r.seq) {
+        check.recovered += 1;
+    }
+    let consumer = consumers
+        .iter()
+        .find(|c| c.stream == ledger.stream && c.name == r.consumer);
+    let mut wrong = wrong_headers(r, ledger, kind, consumer);
+    if let Some(mismatch) = wrong_original(check, run_id, r) {
+        wrong.push(mismatch);
+    }
+    if !wrong.is_empty() {
+        check.bad_headers += 1;
+        check.sample(r.named(wrong.join("; ")));
+    }
+}
+
+/// What is wrong with the headers of `r`, a dead letter of `ledger`'s poison of `kind`, routed by
+/// `consumer` (`None` if no consumer of that name reads the stream).
+fn wrong_headers(
+    r: &DeadLetterRecord,
+    ledger: &PublisherLedger,
+    kind: PoisonKind,
+    consumer: Option<&ConsumerDecl>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    if r.stream != ledger.stream {
+        wrong.push(format!("stream {:?}, expected {}", r.stream, ledger.stream));
+    }
+    match consumer {
+        None => wrong.push(format!(
+            "consumer {:?} does not read {}",
+            r.consumer, ledger.stream
+        )),
+        Some(c) => {
+            if !r
+                .deliveries
+                .is_some_and(|d| (1..=c.max_deliver).contains(&d))
+            {
+                wrong.push(format!(
+                    "deliveries {:?}, expected 1..={}",
+                    r.deliveries, c.max_deliver
+                ));
+            }
+        }
+    }
+    if r.reason != kind.as_str() {
+        wrong.push(format!("reason {:?}, injected {}", r.reason, kind));
+    }
+    if r.error.trim().is_empty() {
+        wrong.push("no error".into());
+    }
+    wrong
+}
+
+/// What is wrong with the original `r` points at (its stream sequence and what the stream holds
+/// there), if anything; counts the dead letters checked against a fetched original.
+fn wrong_original(check: &mut DlqCheck, run_id: &str, r: &DeadLetterRecord) -> Option<String> {
+    match (&r.original, r.stream_seq) {
+        (_, None) => Some("no stream sequence".into()),
+        (Some(Ok((subject, header))), Some(seq)) => {
+            check.verified_by_fetch += 1;
+            let expected = format!("{run_id}/{}/{}", r.publisher, r.seq);
+            if *header != expected {
+                Some(format!(
+                    "{}#{seq} holds {header:?}, not this event",
+                    r.stream
+                ))
+            } else if *subject != r.subject {
+                Some(format!("subject {:?}, original {subject:?}", r.subject))
+            } else {
+                None
+            }
+        }
+        (Some(Err(e)), _) => Some(format!("original not readable: {e}")),
+        (None, _) => None,
+    }
+}
+
+/// Counts every acknowledged poison event, once per consumer of its stream, and the dead letters
+/// among them that `seen` lacks.
+fn count_missing(
+    check: &mut DlqCheck,
+    ledgers: &[PublisherLedger],
+    consumers: &[ConsumerDecl],
+    seen: &BTreeMap<(u32, String), RangeSet>,
+) {
     for ledger in ledgers {
         let readers: Vec<&ConsumerDecl> = consumers
             .iter()
             .filter(|c| c.stream == ledger.stream)
             .collect();
-        let poison = ledger.poison.all();
-        for (start, end) in poison.ranges() {
-            for seq in start..=end {
-                if !ledger.acked.contains(seq) {
-                    continue;
-                }
+        for (start, end) in ledger.poison.all().ranges() {
+            for seq in (start..=end).filter(|&seq| ledger.acked.contains(seq)) {
                 check.injected += 1;
                 for consumer in &readers {
                     check.expected += 1;
@@ -298,24 +347,30 @@ pub fn judge(
                         .is_some_and(|s| s.contains(seq));
                     if !found {
                         check.missing += 1;
-                        problem(
-                            &mut check,
-                            DlqRef {
-                                publisher: ledger.publisher,
-                                seq,
-                                consumer: consumer.name.clone(),
-                                dlq_seq: None,
-                                why: format!(
-                                    "{} poison not in the DLQ",
-                                    ledger.poison.kind_of(seq).map_or("", PoisonKind::as_str)
-                                ),
-                            },
-                        );
+                        check.sample(missing(ledger, seq, consumer));
                     }
                 }
             }
         }
     }
+}
+
+/// The problem of a poison event of `ledger` that `consumer` did not route.
+fn missing(ledger: &PublisherLedger, seq: u64, consumer: &ConsumerDecl) -> DlqRef {
+    DlqRef {
+        publisher: ledger.publisher,
+        seq,
+        consumer: consumer.name.clone(),
+        dlq_seq: None,
+        why: format!(
+            "{} poison not in the DLQ",
+            ledger.poison.kind_of(seq).map_or("", PoisonKind::as_str)
+        ),
+    }
+}
+
+/// Sets the verdict and its one-line detail from the counts.
+fn conclude(check: &mut DlqCheck) {
     let mut problems = Vec::new();
     if check.missing > 0 {
         problems.push(format!(
@@ -358,7 +413,6 @@ pub fn judge(
             .unwrap_or_default();
         format!("{}{first}", problems.join("; "))
     };
-    check
 }
 
 #[cfg(test)]

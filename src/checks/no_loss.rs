@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use futures::StreamExt;
 use serde::Serialize;
@@ -160,96 +160,137 @@ pub async fn read_back(
     // A stream that is between leaders or whose replicas are catching up (right after a fault) can
     // stop delivering for a while: the read resumes after the last sequence it got, on a new
     // ordered consumer, and gives up only after STALL_LIMIT without progress.
-    let mut next_seq = from_seq;
-    let mut progress = tokio::time::Instant::now();
+    let mut cursor = Cursor {
+        next_seq: from_seq,
+        progress: tokio::time::Instant::now(),
+    };
     let mut why = String::new();
-    'read: loop {
-        if progress.elapsed() >= STALL_LIMIT {
+    loop {
+        if cursor.progress.elapsed() >= STALL_LIMIT {
             back.incomplete = Some(format!(
-                "read-back of {stream} made no progress for {STALL_LIMIT:?} at sequence {next_seq} \
-                 of {to_seq} ({why}): the events after it are not verified"
+                "read-back of {stream} made no progress for {STALL_LIMIT:?} at sequence {} \
+                 of {to_seq} ({why}): the events after it are not verified",
+                cursor.next_seq
             ));
             break;
         }
-        if next_seq > from_seq {
+        if cursor.next_seq > from_seq {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if gone_by_retention(&mut handle, to_seq).await {
                 break;
             }
         }
-        let consumer = handle
-            .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: next_seq,
-                },
-                headers_only: true,
-                ..Default::default()
-            })
-            .await;
-        let mut messages = match consumer {
-            Ok(consumer) => match consumer.messages().await {
-                Ok(messages) => messages,
-                Err(e) => {
-                    why = e.to_string();
-                    continue;
-                }
-            },
+        let mut messages = match open_reader(&handle, cursor.next_seq).await {
+            Ok(messages) => messages,
             Err(e) => {
-                why = format!("read-back consumer: {e}");
+                why = e;
                 continue;
             }
         };
-        loop {
-            let next = match tokio::time::timeout(IDLE_TIMEOUT, messages.next()).await {
-                Ok(Some(Ok(message))) => message,
-                Ok(Some(Err(e))) => {
-                    why = e.to_string();
-                    continue 'read;
-                }
-                Ok(None) => {
-                    why = "ended early".into();
-                    continue 'read;
-                }
-                // The rest expired while it was being read: the read is complete.
-                Err(_) if gone_by_retention(&mut handle, to_seq).await => break 'read,
-                Err(_) => {
-                    why = format!("nothing delivered for {IDLE_TIMEOUT:?}");
-                    continue 'read;
-                }
-            };
-            let stream_seq = next.info().map(|i| i.stream_sequence).unwrap_or(0);
-            if stream_seq > to_seq {
-                break 'read;
-            }
-            progress = tokio::time::Instant::now();
-            next_seq = stream_seq + 1;
-            back.read += 1;
-            back.first_seq.get_or_insert(stream_seq);
-            back.last_seq = Some(stream_seq);
-            let ledger = next
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(HEADER_LEDGER))
-                .and_then(|v| {
-                    parse_ledger_header(v.as_str()).map(|(run, p, s)| (run == run_id, p, s))
-                });
-            match ledger {
-                Some((true, publisher, seq)) => {
-                    if !back.seen.entry(publisher).or_default().insert(seq) {
-                        back.duplicated_count += 1;
-                        if back.duplicated.len() < SAMPLES {
-                            back.duplicated.push((publisher, seq));
-                        }
-                    }
-                }
-                _ => back.foreign += 1,
-            }
-            if stream_seq >= to_seq {
-                break 'read;
-            }
+        let end = read_from(
+            &mut back,
+            &mut handle,
+            &mut messages,
+            run_id,
+            to_seq,
+            &mut cursor,
+        )
+        .await;
+        match end {
+            ReadEnd::Complete => break,
+            ReadEnd::Stalled(reason) => why = reason,
         }
     }
     Ok(back)
+}
+
+/// Where a read-back stands: the next sequence to read, and when it last read one.
+struct Cursor {
+    next_seq: u64,
+    progress: tokio::time::Instant,
+}
+
+/// How reading on one ordered consumer ended.
+enum ReadEnd {
+    /// Everything up to `to_seq` was read, or retention removed the rest.
+    Complete,
+    /// The consumer stopped delivering, for this reason; the read resumes on a new one.
+    Stalled(String),
+}
+
+/// An ordered, headers-only consumer of the stream from `start_sequence` on.
+async fn open_reader(
+    handle: &async_nats::jetstream::stream::Stream,
+    start_sequence: u64,
+) -> Result<Ordered, String> {
+    let consumer = handle
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("read-back consumer: {e}"))?;
+    consumer.messages().await.map_err(|e| e.to_string())
+}
+
+/// Reads `messages` into `back` until `to_seq`, moving `cursor` along, or until they stop coming.
+async fn read_from(
+    back: &mut ReadBack,
+    handle: &mut async_nats::jetstream::stream::Stream,
+    messages: &mut Ordered,
+    run_id: &str,
+    to_seq: u64,
+    cursor: &mut Cursor,
+) -> ReadEnd {
+    loop {
+        let next = match tokio::time::timeout(IDLE_TIMEOUT, messages.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(e))) => return ReadEnd::Stalled(e.to_string()),
+            Ok(None) => return ReadEnd::Stalled("ended early".into()),
+            // The rest expired while it was being read: the read is complete.
+            Err(_) if gone_by_retention(handle, to_seq).await => return ReadEnd::Complete,
+            Err(_) => {
+                return ReadEnd::Stalled(format!("nothing delivered for {IDLE_TIMEOUT:?}"));
+            }
+        };
+        let stream_seq = next.info().map(|i| i.stream_sequence).unwrap_or(0);
+        if stream_seq > to_seq {
+            return ReadEnd::Complete;
+        }
+        cursor.progress = tokio::time::Instant::now();
+        cursor.next_seq = stream_seq + 1;
+        back.record(stream_seq, &next, run_id);
+        if stream_seq >= to_seq {
+            return ReadEnd::Complete;
+        }
+    }
+}
+
+impl ReadBack {
+    /// Counts `message`, read at `stream_seq`: under its publisher and sequence if it carries
+    /// `run_id`'s ledger header, as foreign if not.
+    fn record(&mut self, stream_seq: u64, message: &async_nats::Message, run_id: &str) {
+        self.read += 1;
+        self.first_seq.get_or_insert(stream_seq);
+        self.last_seq = Some(stream_seq);
+        let ledger = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_LEDGER))
+            .and_then(|v| parse_ledger_header(v.as_str()).map(|(run, p, s)| (run == run_id, p, s)));
+        match ledger {
+            Some((true, publisher, seq)) => {
+                if !self.seen.entry(publisher).or_default().insert(seq) {
+                    self.duplicated_count += 1;
+                    if self.duplicated.len() < SAMPLES {
+                        self.duplicated.push((publisher, seq));
+                    }
+                }
+            }
+            _ => self.foreign += 1,
+        }
+    }
 }
 
 /// True when the stream's first sequence is past `to_seq`: every message up to it was removed.
@@ -285,24 +326,51 @@ pub fn judge(
         passed: true,
         detail: String::new(),
     };
-    let empty = RangeSet::new();
-    let by_publisher: BTreeMap<u32, &PublisherLedger> =
-        ledgers.iter().map(|l| (l.publisher, *l)).collect();
+    let prefix = count_missing(&mut check, ledgers, back);
+    count_read(&mut check, ledgers, back);
+    // Events retention removed before the read cannot be told from a lost prefix one by one; as
+    // many prefix events as retention removed messages are not called lost.
+    let explained = prefix.lost.min(removed_by_retention);
+    check.lost += prefix.lost - explained;
+    if prefix.lost > explained {
+        let room = SAMPLES.saturating_sub(check.lost_events.len());
+        check
+            .lost_events
+            .extend(prefix.samples.into_iter().take(room));
+    }
+    conclude(&mut check, back);
+    check
+}
+
+/// Acked events missing from the read-back before the first event of their publisher read back.
+struct LostPrefix {
+    lost: u64,
+    /// The first of them (at most [`SAMPLES`]).
+    samples: Vec<LostEvent>,
+}
+
+/// Counts the acked events not read back: those after their publisher's first event read back as
+/// lost in `check`, those before it (its prefix) in the result.
+fn count_missing(
+    check: &mut LedgerCheck,
+    ledgers: &[&PublisherLedger],
+    back: &ReadBack,
+) -> LostPrefix {
     // Missing acked events split like Jepsen's: a publisher's *prefix* (before the first of its
     // events read back) and the rest. Retention removes a stream's oldest messages first, and a
     // publisher's events are stored in its order, so only a prefix can be retention's doing.
-    let mut prefix_samples = Vec::new();
-    let mut lost_prefix = 0u64;
+    let empty = RangeSet::new();
+    let mut prefix = LostPrefix {
+        lost: 0,
+        samples: Vec::new(),
+    };
     for ledger in ledgers {
         let seen = back.seen.get(&ledger.publisher).unwrap_or(&empty);
         let first_seen = seen.ranges().next().map_or(u64::MAX, |(start, _)| start);
         for (start, end) in ledger.acked.ranges() {
-            for seq in start..=end {
-                if seen.contains(seq) {
-                    continue;
-                }
+            for seq in (start..=end).filter(|&seq| !seen.contains(seq)) {
                 let (count, samples) = if seq < first_seen {
-                    (&mut lost_prefix, &mut prefix_samples)
+                    (&mut prefix.lost, &mut prefix.samples)
                 } else {
                     (&mut check.lost, &mut check.lost_events)
                 };
@@ -320,6 +388,14 @@ pub fn judge(
             }
         }
     }
+    prefix
+}
+
+/// Sorts every event read back by its publisher's ledger: recovered (unknown outcome), refused yet
+/// stored, or unexpected (never attempted, or of no publisher of the stream).
+fn count_read(check: &mut LedgerCheck, ledgers: &[&PublisherLedger], back: &ReadBack) {
+    let by_publisher: BTreeMap<u32, &PublisherLedger> =
+        ledgers.iter().map(|l| (l.publisher, *l)).collect();
     for (publisher, seen) in &back.seen {
         let ledger = by_publisher.get(publisher);
         for (start, end) in seen.ranges() {
@@ -345,16 +421,10 @@ pub fn judge(
             }
         }
     }
-    // Events retention removed before the read cannot be told from a lost prefix one by one; as
-    // many prefix events as retention removed messages are not called lost.
-    let explained = lost_prefix.min(removed_by_retention);
-    check.lost += lost_prefix - explained;
-    if lost_prefix > explained {
-        let room = SAMPLES.saturating_sub(check.lost_events.len());
-        check
-            .lost_events
-            .extend(prefix_samples.into_iter().take(room));
-    }
+}
+
+/// Sets the verdict and its one-line detail from the counts and whether the read was complete.
+fn conclude(check: &mut LedgerCheck, back: &ReadBack) {
     let lost = check.lost;
     let mut problems = Vec::new();
     if lost > 0 && back.incomplete.is_some() {
@@ -388,9 +458,10 @@ pub fn judge(
             "read back {}: every acked event present once, {} recovered of unknown outcome",
             check.read, check.recovered
         );
-        if removed_by_retention > 0 {
+        if check.removed_by_retention > 0 {
             text.push_str(&format!(
-                ", {removed_by_retention} removed by retention not judged"
+                ", {} removed by retention not judged",
+                check.removed_by_retention
             ));
         }
         if check.foreign > 0 {
@@ -400,7 +471,6 @@ pub fn judge(
     } else {
         problems.join("; ")
     };
-    check
 }
 
 #[cfg(test)]

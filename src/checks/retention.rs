@@ -166,115 +166,26 @@ async fn sample(js: &Context, stream: &str, start: Instant) -> Option<RetentionS
 pub fn judge(declared: &DeclaredRetention, samples: &[RetentionSample]) -> RetentionCheck {
     let max_age = declared.max_age.map(|a| a.as_secs_f64());
     let tolerance = declared.max_age.map(|a| age_tolerance(a).as_secs_f64());
-    let mut problems: Vec<String> = Vec::new();
-    let first_problem = |problems: &mut Vec<String>, text: String| {
-        if problems.len() < 8 {
-            problems.push(text);
-        }
-    };
-
-    // Limits the server holds.
-    if let Some(age) = max_age {
-        if let Some(s) = samples
-            .iter()
-            .find(|s| (s.server_max_age_s - age).abs() > 0.001)
-        {
-            first_problem(
-                &mut problems,
-                format!(
-                    "the server holds max_age {:.0}s, the scenario declared {age:.0}s (at {:.0}s)",
-                    s.server_max_age_s, s.second
-                ),
-            );
-        }
-    }
-    if let Some(bytes) = declared.max_bytes {
-        if let Some(s) = samples
-            .iter()
-            .find(|s| u64::try_from(s.server_max_bytes).ok() != Some(bytes))
-        {
-            first_problem(
-                &mut problems,
-                format!(
-                    "the server holds max_bytes {}, the scenario declared {bytes} (at {:.0}s)",
-                    s.server_max_bytes, s.second
-                ),
-            );
-        }
-    }
-    // Age of the oldest message.
-    let max_oldest = samples
-        .iter()
-        .filter_map(|s| s.oldest_age_s)
-        .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
-    if let (Some(age), Some(tol)) = (max_age, tolerance) {
-        if let Some(s) = samples
-            .iter()
-            .find(|s| s.oldest_age_s.is_some_and(|a| a > age + tol))
-        {
-            first_problem(
-                &mut problems,
-                format!(
-                    "the oldest message was {:.1}s old at {:.0}s (max_age {age:.0}s + {tol:.1}s tolerance)",
-                    s.oldest_age_s.unwrap_or_default(),
-                    s.second
-                ),
-            );
-        }
-    }
-    // Bytes.
-    let peak_bytes = samples.iter().map(|s| s.bytes).max().unwrap_or(0);
-    if let Some(limit) = declared.max_bytes {
-        if let Some(s) = samples
-            .iter()
-            .find(|s| s.bytes > limit.saturating_add(BYTES_TOLERANCE))
-        {
-            first_problem(
-                &mut problems,
-                format!(
-                    "the stream held {} bytes at {:.0}s (max_bytes {limit})",
-                    s.bytes, s.second
-                ),
-            );
-        }
-    }
-    // Oldest first: the first sequence never goes backward ...
-    for pair in samples.windows(2) {
-        if pair[1].first_seq < pair[0].first_seq {
-            first_problem(
-                &mut problems,
-                format!(
-                    "the first sequence went back from {} to {} at {:.0}s",
-                    pair[0].first_seq, pair[1].first_seq, pair[1].second
-                ),
-            );
-            break;
-        }
-    }
-    // ... and what was stored by one sample is gone max_age + tolerance later.
-    if let (Some(age), Some(tol)) = (max_age, tolerance) {
-        let mut later = 0;
-        for (i, earlier) in samples.iter().enumerate() {
-            let due = earlier.second + age + tol;
-            later = later.max(i);
-            while later < samples.len() && samples[later].second < due {
-                later += 1;
-            }
-            let Some(after) = samples.get(later) else {
-                break;
-            };
-            if after.messages > 0 && after.first_seq <= earlier.last_seq {
-                first_problem(
-                    &mut problems,
-                    format!(
-                        "sequence {} (stored by {:.0}s) was still the first at {:.0}s, past max_age {age:.0}s + {tol:.1}s",
-                        after.first_seq, earlier.second, after.second
-                    ),
-                );
-                break;
-            }
-        }
-    }
+    let age_and_tolerance = max_age.zip(tolerance);
+    // The first breach of each rule, in the order of the module header; at most 8 listed.
+    let findings = [
+        // Limits the server holds.
+        max_age.and_then(|age| server_max_age_differs(age, samples)),
+        declared
+            .max_bytes
+            .and_then(|bytes| server_max_bytes_differs(bytes, samples)),
+        // Age of the oldest message.
+        age_and_tolerance.and_then(|(age, tol)| oldest_too_old(age, tol, samples)),
+        // Bytes.
+        declared
+            .max_bytes
+            .and_then(|limit| held_too_many_bytes(limit, samples)),
+        // Oldest first: the first sequence never goes backward ...
+        first_seq_went_back(samples),
+        // ... and what was stored by one sample is gone max_age + tolerance later.
+        age_and_tolerance.and_then(|(age, tol)| stayed_past_max_age(age, tol, samples)),
+    ];
+    let mut problems: Vec<String> = findings.into_iter().flatten().take(8).collect();
     if samples.is_empty() {
         problems.push("no sample of the stream could be taken".into());
     }
@@ -282,37 +193,131 @@ pub fn judge(declared: &DeclaredRetention, samples: &[RetentionSample]) -> Reten
         (Some(a), Some(b)) => b.first_seq.saturating_sub(a.first_seq),
         _ => 0,
     };
-    let passed = problems.is_empty();
-    let detail = if passed {
-        let mut parts = Vec::new();
-        if let (Some(age), Some(tol), Some(oldest)) = (max_age, tolerance, max_oldest) {
-            parts.push(format!(
-                "oldest message at most {oldest:.1}s old (max_age {age:.0}s + {tol:.1}s)"
-            ));
-        }
-        if let Some(limit) = declared.max_bytes {
-            parts.push(format!("peak {peak_bytes} bytes of max_bytes {limit}"));
-        }
-        parts.push(format!(
-            "{first_seq_advance} removed oldest first over {} samples",
-            samples.len()
-        ));
-        parts.join(", ")
-    } else {
-        problems.join("; ")
-    };
-    RetentionCheck {
+    let mut check = RetentionCheck {
         stream: declared.stream.clone(),
         max_age_s: max_age,
         max_bytes: declared.max_bytes,
         age_tolerance_s: tolerance,
-        max_oldest_age_s: max_oldest,
-        peak_bytes,
+        max_oldest_age_s: samples
+            .iter()
+            .filter_map(|s| s.oldest_age_s)
+            .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a)))),
+        peak_bytes: samples.iter().map(|s| s.bytes).max().unwrap_or(0),
         first_seq_advance,
-        passed,
-        detail,
+        passed: problems.is_empty(),
+        detail: String::new(),
         samples: samples.to_vec(),
+    };
+    check.detail = if check.passed {
+        passed_detail(&check)
+    } else {
+        problems.join("; ")
+    };
+    check
+}
+
+/// The first sample in which the server's `max_age` is not the declared `age` (seconds).
+fn server_max_age_differs(age: f64, samples: &[RetentionSample]) -> Option<String> {
+    let s = samples
+        .iter()
+        .find(|s| (s.server_max_age_s - age).abs() > 0.001)?;
+    Some(format!(
+        "the server holds max_age {:.0}s, the scenario declared {age:.0}s (at {:.0}s)",
+        s.server_max_age_s, s.second
+    ))
+}
+
+/// The first sample in which the server's `max_bytes` is not the declared `bytes`.
+fn server_max_bytes_differs(bytes: u64, samples: &[RetentionSample]) -> Option<String> {
+    let s = samples
+        .iter()
+        .find(|s| u64::try_from(s.server_max_bytes).ok() != Some(bytes))?;
+    Some(format!(
+        "the server holds max_bytes {}, the scenario declared {bytes} (at {:.0}s)",
+        s.server_max_bytes, s.second
+    ))
+}
+
+/// The first sample whose oldest message is older than `age` + `tol` (seconds).
+fn oldest_too_old(age: f64, tol: f64, samples: &[RetentionSample]) -> Option<String> {
+    let s = samples
+        .iter()
+        .find(|s| s.oldest_age_s.is_some_and(|a| a > age + tol))?;
+    Some(format!(
+        "the oldest message was {:.1}s old at {:.0}s (max_age {age:.0}s + {tol:.1}s tolerance)",
+        s.oldest_age_s.unwrap_or_default(),
+        s.second
+    ))
+}
+
+/// The first sample in which the stream holds more than `limit` bytes (+ [`BYTES_TOLERANCE`]).
+fn held_too_many_bytes(limit: u64, samples: &[RetentionSample]) -> Option<String> {
+    let s = samples
+        .iter()
+        .find(|s| s.bytes > limit.saturating_add(BYTES_TOLERANCE))?;
+    Some(format!(
+        "the stream held {} bytes at {:.0}s (max_bytes {limit})",
+        s.bytes, s.second
+    ))
+}
+
+/// The first time the first sequence went backward between two samples.
+fn first_seq_went_back(samples: &[RetentionSample]) -> Option<String> {
+    let pair = samples
+        .windows(2)
+        .find(|pair| pair[1].first_seq < pair[0].first_seq)?;
+    Some(format!(
+        "the first sequence went back from {} to {} at {:.0}s",
+        pair[0].first_seq, pair[1].first_seq, pair[1].second
+    ))
+}
+
+/// The first message stored by one sample that is still the first message `age` + `tol` seconds
+/// later (the first sample at or after that time, if the stream is not empty then).
+fn stayed_past_max_age(age: f64, tol: f64, samples: &[RetentionSample]) -> Option<String> {
+    let mut later = 0;
+    for (i, earlier) in samples.iter().enumerate() {
+        let due = earlier.second + age + tol;
+        later = later.max(i);
+        while later < samples.len() && samples[later].second < due {
+            later += 1;
+        }
+        let after = samples.get(later)?;
+        if after.messages > 0 && after.first_seq <= earlier.last_seq {
+            return Some(format!(
+                "sequence {} (stored by {:.0}s) was still the first at {:.0}s, past max_age {age:.0}s + {tol:.1}s",
+                after.first_seq, earlier.second, after.second
+            ));
+        }
     }
+    None
+}
+
+/// The detail of a check that passed: the oldest age and peak bytes seen against the limits, and how
+/// many messages were removed.
+fn passed_detail(check: &RetentionCheck) -> String {
+    let mut parts = Vec::new();
+    if let (Some(age), Some(tol), Some(oldest)) = (
+        check.max_age_s,
+        check.age_tolerance_s,
+        check.max_oldest_age_s,
+    ) {
+        parts.push(format!(
+            "oldest message at most {oldest:.1}s old (max_age {age:.0}s + {tol:.1}s)"
+        ));
+    }
+    if let Some(limit) = check.max_bytes {
+        parts.push(format!(
+            "peak {} bytes of max_bytes {limit}",
+            check.peak_bytes
+        ));
+    }
+    parts.push(format!(
+        "{} removed oldest first over {} samples",
+        check.first_seq_advance,
+        check.samples.len()
+    ));
+    parts.join(", ")
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!   [`ControlOp`] (`op.rs`, the vocabulary fault plans are written in), logs, shutdown;
 //!   [`ClusterPlan`] starts a run's cluster, [`ClusterRef`] reaches one again for `heal`;
 //! - `local`: three embedded `nats-server` children (`node.rs`, binary lookup in `binary.rs`) with
-//!   routes through harness-owned, cuttable proxies (`proxy.rs`), stores in `storage.rs`;
+//!   routes through harness-owned, cuttable proxies (`proxy.rs`, latency and bandwidth in
+//!   `link_shaping.rs`), stores in `storage.rs`;
 //! - `state` / `control`: a local cluster kept in the background by a supervisor process for
 //!   `cluster up|status|down` and `run --keep-cluster`, changed through its control socket;
 //! - `docker`: the seed's docker-compose cluster in containers, driven through the Docker API
@@ -23,6 +24,7 @@ pub mod docker;
 mod endpoints;
 pub mod external;
 mod handle;
+mod link_shaping;
 pub mod local;
 pub mod monitor;
 mod node;

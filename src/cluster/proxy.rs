@@ -13,13 +13,9 @@
 //! routes must keep flowing while the caller's runtime is busy or blocked (a current-thread test
 //! runtime waiting on a child process, a saturated publisher), and the cluster can be dropped anywhere.
 //!
-//! Faults beyond a cut (the chaos engine's `latency`, `bandwidth` and one-way `partition`): each
-//! direction of a forwarded connection is a reader and a writer joined by a short queue of
-//! timestamped chunks ([`pump`]). The writer holds every chunk until `read time + latency` and, with
-//! a bandwidth limit, waits `bytes / rate` after writing it; a blocked direction stops both reading
-//! and writing (TCP back-pressure does the rest), which is how a one-way partition looks to the
-//! nodes: one side's bytes never arrive, so its peer's pings go unanswered and the route drops.
-//! The shape of every proxy sits in a `watch` channel, so a change reaches live connections at once.
+//! Faults beyond a cut (latency, bandwidth, one-way partition) are applied by the pumps of
+//! `link_shaping.rs`, which every forwarded connection runs; this file holds the proxies, their
+//! switches and counters, and the mesh that keeps them in line with the partition state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -28,67 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, Runtime};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+pub use super::link_shaping::LinkShape;
+use super::link_shaping::{pump, Direction, PumpControl};
 
 /// How long a proxy waits for its target to accept before giving up on one connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Bytes moved per read; routes carry small protocol frames and message batches.
-const CHUNK: usize = 64 * 1024;
-
-/// Chunks queued between the reader and the writer of one direction (bounds memory under latency).
-const PIPELINE_CHUNKS: usize = 256;
-
-/// Latency and bandwidth of a link, applied to each direction separately.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkShape {
-    /// Added to every chunk, in milliseconds (0: none).
-    #[serde(default)]
-    pub latency_ms: u64,
-    /// Bytes per second per direction (`None`: unlimited).
-    #[serde(default)]
-    pub bandwidth: Option<u64>,
-}
-
-impl LinkShape {
-    /// No shaping at all.
-    pub fn is_clear(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
-/// Everything the pumps of one proxy obey: the link's shape and which directions are blocked.
-/// "Forward" is inbound → target (the soliciting node's bytes), "reverse" the answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct PumpControl {
-    shape: LinkShape,
-    forward_blocked: bool,
-    reverse_blocked: bool,
-}
-
-impl PumpControl {
-    fn blocked(&self, direction: Direction) -> bool {
-        match direction {
-            Direction::Forward => self.forward_blocked,
-            Direction::Reverse => self.reverse_blocked,
-        }
-    }
-}
-
-/// One direction of a forwarded connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Forward,
-    Reverse,
-}
 
 /// Locks a mutex, ignoring poisoning: the guarded state stays consistent between statements.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -331,72 +276,15 @@ async fn forward(
     let (out_read, out_write) = outbound.into_split();
     // A NATS route is closed as a whole, so the first direction to end ends the connection; dropping
     // both halves closes both sockets.
-    let forward = pump(in_read, out_write, Direction::Forward, &shared);
-    let reverse = pump(out_read, in_write, Direction::Reverse, &shared);
+    let (control, bytes) = (&shared.pumps, &shared.counters.bytes);
+    let forward = pump(in_read, out_write, Direction::Forward, control, bytes);
+    let reverse = pump(out_read, in_write, Direction::Reverse, control, bytes);
     tokio::select! {
         _ = live.cancelled() => {}
         _ = forward => {}
         _ = reverse => {}
     }
     shared.counters.active.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// Moves one direction of a connection: a reader stamps chunks with their arrival time, a writer
-/// releases them after the link's latency and paces them to its bandwidth; a blocked direction
-/// stalls both (see the module header).
-async fn pump(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    direction: Direction,
-    shared: &Shared,
-) -> io::Result<()> {
-    let (queue, mut chunks) = mpsc::channel::<(Instant, Vec<u8>)>(PIPELINE_CHUNKS);
-    let mut reader_control = shared.pumps.subscribe();
-    let mut writer_control = shared.pumps.subscribe();
-    let reader = async move {
-        loop {
-            if reader_control
-                .wait_for(|c| !c.blocked(direction))
-                .await
-                .is_err()
-            {
-                return Ok::<(), io::Error>(());
-            }
-            let mut buf = vec![0u8; CHUNK];
-            let n = from.read(&mut buf).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.truncate(n);
-            if queue.send((Instant::now(), buf)).await.is_err() {
-                return Ok(());
-            }
-        }
-    };
-    let writer = async move {
-        while let Some((read_at, buf)) = chunks.recv().await {
-            let control = match writer_control.wait_for(|c| !c.blocked(direction)).await {
-                Ok(control) => *control,
-                Err(_) => return Ok(()),
-            };
-            if control.shape.latency_ms > 0 {
-                tokio::time::sleep_until(read_at + Duration::from_millis(control.shape.latency_ms))
-                    .await;
-            }
-            to.write_all(&buf).await?;
-            shared
-                .counters
-                .bytes
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
-            if let Some(rate) = control.shape.bandwidth.filter(|&r| r > 0) {
-                let pause = Duration::from_secs_f64(buf.len() as f64 / rate as f64);
-                tokio::time::sleep(pause).await;
-            }
-        }
-        to.shutdown().await
-    };
-    let (read, write) = tokio::join!(reader, writer);
-    read.and(write)
 }
 
 /// Partition state of a mesh: a link is cut when either end is isolated or the link itself is cut.
@@ -636,6 +524,9 @@ impl Drop for RouteMesh {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
     use super::*;
 
     /// An echo server on a free port.

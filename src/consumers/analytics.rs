@@ -14,10 +14,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 use time::OffsetDateTime;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
-use super::worker::{Parsed, WriteError};
+use super::sink::{Parsed, WriteError};
 
 /// The durable consumer analytics reads.
 pub const ANALYTICS: &str = "analytics";
@@ -65,22 +65,55 @@ pub(crate) async fn write_events(
 ) -> Result<u64, WriteError> {
     let result = async {
         let tx = client.transaction().await?;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.envelope.event_id).collect();
-        let streams: Vec<&str> = events.iter().map(|e| e.stream).collect();
-        let seqs: Vec<i64> = events.iter().map(|e| e.stream_seq as i64).collect();
-        let new: HashSet<Uuid> = tx
-            .query(
-                "INSERT INTO analytics_processed (event_id, stream, stream_seq) \
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[]) \
-                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                &[&ids, &streams, &seqs],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get::<_, Uuid>(0))
-            .collect();
-        let mut minutes: HashMap<(&str, OffsetDateTime), FocusMinute> = HashMap::new();
-        let mut hours: HashMap<(&str, OffsetDateTime), TenantHour> = HashMap::new();
+        let new = mark_processed(&tx, events).await?;
+        let aggregates = Aggregates::of_new(events, &new);
+        if !aggregates.minutes.is_empty() {
+            upsert_focus_minutes(&tx, &aggregates.minutes).await?;
+        }
+        if !aggregates.hours.is_empty() {
+            upsert_tenant_hours(&tx, &aggregates.hours).await?;
+        }
+        tx.commit().await?;
+        Ok(new.len() as u64)
+    }
+    .await;
+    result.map_err(|e| WriteError::from_pg(client, e))
+}
+
+/// Records the batch's event ids in `analytics_processed`; returns those that were not there yet.
+async fn mark_processed(
+    tx: &Transaction<'_>,
+    events: &[&Parsed<'_>],
+) -> Result<HashSet<Uuid>, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.envelope.event_id).collect();
+    let streams: Vec<&str> = events.iter().map(|e| e.stream).collect();
+    let seqs: Vec<i64> = events.iter().map(|e| e.stream_seq as i64).collect();
+    Ok(tx
+        .query(
+            "INSERT INTO analytics_processed (event_id, stream, stream_seq) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[]) \
+             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            &[&ids, &streams, &seqs],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get::<_, Uuid>(0))
+        .collect())
+}
+
+/// What a batch adds to the aggregate rows, keyed as their tables are.
+#[derive(Default)]
+struct Aggregates<'a> {
+    /// (learner, minute) → its focus figures.
+    minutes: HashMap<(&'a str, OffsetDateTime), FocusMinute>,
+    /// (tenant, hour) → its counts.
+    hours: HashMap<(&'a str, OffsetDateTime), TenantHour>,
+}
+
+impl<'a> Aggregates<'a> {
+    /// The aggregates of the events among `events` whose ids are in `new`, each counted once.
+    fn of_new(events: &[&'a Parsed<'a>], new: &HashSet<Uuid>) -> Self {
+        let mut aggregates = Aggregates::default();
         let mut seen = HashSet::new();
         for e in events {
             let env = &e.envelope;
@@ -88,92 +121,110 @@ pub(crate) async fn write_events(
             if !new.contains(&env.event_id) || !seen.insert(env.event_id) {
                 continue;
             }
-            let hour = hours
-                .entry((&env.tenant_id, truncate(env.occurred_at, 3600)))
-                .or_default();
-            hour.events += 1;
-            match e.subject {
-                "learning.session.started" => hour.sessions += 1,
-                "learning.activity.completed" => hour.activities += 1,
-                _ => {}
-            }
-            if e.subject.starts_with("focus.") {
-                let minute = minutes
-                    .entry((&env.learner_id, truncate(env.occurred_at, 60)))
-                    .or_insert_with(|| FocusMinute {
-                        tenant_id: env.tenant_id.to_string(),
-                        ..FocusMinute::default()
-                    });
-                if e.subject == "focus.ping" {
-                    let data: PingData = serde_json::from_str(env.data.get()).unwrap_or_default();
-                    minute.pings += 1;
-                    if data.focused {
-                        minute.focused_ms += data.interval_ms.min(i64::MAX as u64) as i64;
-                    }
-                } else if e.subject.starts_with("focus.loss.") {
-                    minute.losses += 1;
-                }
-            }
+            aggregates.add(e);
         }
-        if !minutes.is_empty() {
-            let mut learners = Vec::new();
-            let mut starts = Vec::new();
-            let mut tenants = Vec::new();
-            let mut pings = Vec::new();
-            let mut focused = Vec::new();
-            let mut losses = Vec::new();
-            for ((learner, minute), m) in &minutes {
-                learners.push(*learner);
-                starts.push(*minute);
-                tenants.push(m.tenant_id.as_str());
-                pings.push(m.pings);
-                focused.push(m.focused_ms);
-                losses.push(m.losses);
-            }
-            tx.execute(
-                "INSERT INTO analytics_focus_minute \
-                   (learner_id, minute, tenant_id, pings, focused_ms, focus_losses) \
-                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], \
-                                      $4::int8[], $5::int8[], $6::int8[]) \
-                 ON CONFLICT (learner_id, minute) DO UPDATE SET \
-                   pings = analytics_focus_minute.pings + excluded.pings, \
-                   focused_ms = analytics_focus_minute.focused_ms + excluded.focused_ms, \
-                   focus_losses = analytics_focus_minute.focus_losses + excluded.focus_losses",
-                &[&learners, &starts, &tenants, &pings, &focused, &losses],
-            )
-            .await?;
-        }
-        if !hours.is_empty() {
-            let mut tenants = Vec::new();
-            let mut starts = Vec::new();
-            let mut sessions = Vec::new();
-            let mut activities = Vec::new();
-            let mut counts = Vec::new();
-            for ((tenant, hour), h) in &hours {
-                tenants.push(*tenant);
-                starts.push(*hour);
-                sessions.push(h.sessions);
-                activities.push(h.activities);
-                counts.push(h.events);
-            }
-            tx.execute(
-                "INSERT INTO analytics_tenant_hour \
-                   (tenant_id, hour, sessions_started, activities_completed, events) \
-                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], \
-                                      $5::int8[]) \
-                 ON CONFLICT (tenant_id, hour) DO UPDATE SET \
-                   sessions_started = analytics_tenant_hour.sessions_started + excluded.sessions_started, \
-                   activities_completed = analytics_tenant_hour.activities_completed + excluded.activities_completed, \
-                   events = analytics_tenant_hour.events + excluded.events",
-                &[&tenants, &starts, &sessions, &activities, &counts],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(new.len() as u64)
+        aggregates
     }
-    .await;
-    result.map_err(|e| WriteError::from_pg(client, e))
+
+    /// Counts `e` in its tenant's hour and, for FOCUS events, in its learner's minute.
+    fn add(&mut self, e: &'a Parsed<'a>) {
+        let env = &e.envelope;
+        let hour = self
+            .hours
+            .entry((&env.tenant_id, truncate(env.occurred_at, 3600)))
+            .or_default();
+        hour.events += 1;
+        match e.subject {
+            "learning.session.started" => hour.sessions += 1,
+            "learning.activity.completed" => hour.activities += 1,
+            _ => {}
+        }
+        if !e.subject.starts_with("focus.") {
+            return;
+        }
+        let minute = self
+            .minutes
+            .entry((&env.learner_id, truncate(env.occurred_at, 60)))
+            .or_insert_with(|| FocusMinute {
+                tenant_id: env.tenant_id.to_string(),
+                ..FocusMinute::default()
+            });
+        if e.subject == "focus.ping" {
+            let data: PingData = serde_json::from_str(env.data.get()).unwrap_or_default();
+            minute.pings += 1;
+            if data.focused {
+                minute.focused_ms += data.interval_ms.min(i64::MAX as u64) as i64;
+            }
+        } else if e.subject.starts_with("focus.loss.") {
+            minute.losses += 1;
+        }
+    }
+}
+
+/// Adds `minutes` to `analytics_focus_minute`, one statement for all.
+async fn upsert_focus_minutes(
+    tx: &Transaction<'_>,
+    minutes: &HashMap<(&str, OffsetDateTime), FocusMinute>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut learners = Vec::new();
+    let mut starts = Vec::new();
+    let mut tenants = Vec::new();
+    let mut pings = Vec::new();
+    let mut focused = Vec::new();
+    let mut losses = Vec::new();
+    for ((learner, minute), m) in minutes {
+        learners.push(*learner);
+        starts.push(*minute);
+        tenants.push(m.tenant_id.as_str());
+        pings.push(m.pings);
+        focused.push(m.focused_ms);
+        losses.push(m.losses);
+    }
+    tx.execute(
+        "INSERT INTO analytics_focus_minute \
+           (learner_id, minute, tenant_id, pings, focused_ms, focus_losses) \
+         SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], \
+                              $4::int8[], $5::int8[], $6::int8[]) \
+         ON CONFLICT (learner_id, minute) DO UPDATE SET \
+           pings = analytics_focus_minute.pings + excluded.pings, \
+           focused_ms = analytics_focus_minute.focused_ms + excluded.focused_ms, \
+           focus_losses = analytics_focus_minute.focus_losses + excluded.focus_losses",
+        &[&learners, &starts, &tenants, &pings, &focused, &losses],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds `hours` to `analytics_tenant_hour`, one statement for all.
+async fn upsert_tenant_hours(
+    tx: &Transaction<'_>,
+    hours: &HashMap<(&str, OffsetDateTime), TenantHour>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut tenants = Vec::new();
+    let mut starts = Vec::new();
+    let mut sessions = Vec::new();
+    let mut activities = Vec::new();
+    let mut counts = Vec::new();
+    for ((tenant, hour), h) in hours {
+        tenants.push(*tenant);
+        starts.push(*hour);
+        sessions.push(h.sessions);
+        activities.push(h.activities);
+        counts.push(h.events);
+    }
+    tx.execute(
+        "INSERT INTO analytics_tenant_hour \
+           (tenant_id, hour, sessions_started, activities_completed, events) \
+         SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], \
+                              $5::int8[]) \
+         ON CONFLICT (tenant_id, hour) DO UPDATE SET \
+           sessions_started = analytics_tenant_hour.sessions_started + excluded.sessions_started, \
+           activities_completed = analytics_tenant_hour.activities_completed + excluded.activities_completed, \
+           events = analytics_tenant_hour.events + excluded.events",
+        &[&tenants, &starts, &sessions, &activities, &counts],
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dlq::{self, DlqFilter};
 use super::service::{run_service, ServiceConfig};
-use super::worker::ConsumerStats;
+use super::stats::ConsumerStats;
 use super::ConsumersError;
 use crate::exit::{AppError, ExitStatus};
 

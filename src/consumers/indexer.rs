@@ -5,7 +5,8 @@
 //! replayed event is written once however often it arrives; a batch of first deliveries first tries
 //! a plain COPY into `events` and falls back to that path on a unique violation (see
 //! [`write_events`]). The loop around it (pulling, poison,
-//! acking after commit, backoff, reconnects) is `worker.rs`; the service around that is `service.rs`.
+//! acking after commit, backoff, reconnects) is `worker.rs` and `delivery.rs`; the service around
+//! that is `service.rs`.
 //!
 //! Messages of the DLQ stream are not events: they become rows of `dead_letters` (with the
 //! `Aivo-Dlq-*` headers as columns) and are never routed to the DLQ themselves.
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use super::dlq::DlqEntry;
 use super::envelope::{self, Poison};
-use super::worker::{Parsed, WriteError};
+use super::sink::{Parsed, WriteError};
 
 /// The durable consumer the indexer reads.
 pub const INDEXER: &str = "indexer";

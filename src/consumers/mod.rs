@@ -4,8 +4,10 @@
 //! - `postgres.rs`: the embedded Postgres of a run or test, and connecting to any server;
 //!   `schema.rs`: the tables, by versioned migrations.
 //! - `envelope.rs`: checking an event's envelope and naming what makes it poison.
-//! - `worker.rs`: the pull → write → ack loop both consumers share (poison to DLQ, backoff, bisecting
-//!   refused rows, reconnects); `indexer.rs` and `analytics.rs`: what each writes;
+//! - `worker.rs`: the pull → write → ack loop both consumers share (subscribing, pulling, writer
+//!   tasks, reconnects); `delivery.rs`: what it does with one batch (poison to DLQ, backoff,
+//!   bisecting refused rows); `stats.rs`: the counters it keeps; `indexer.rs` and `analytics.rs`:
+//!   what each writes, behind `sink.rs` (the event and write error they share with the worker);
 //!   `service.rs`: a consumer as a long-running service (workers, DLQ router, status line).
 //! - `affinity.rs`: which URL reaches which server, so a worker pulls through its consumer's leader.
 //! - `dlq.rs`: routing dead letters, the max-deliveries router, `dlq list` / `dlq replay`.
@@ -19,6 +21,7 @@
 mod affinity;
 pub mod analytics;
 mod commands;
+mod delivery;
 pub mod dlq;
 pub mod envelope;
 pub mod indexer;
@@ -28,10 +31,13 @@ pub mod process;
 pub mod readback;
 mod schema;
 mod service;
+mod sink;
 pub mod slot;
+mod stats;
 mod worker;
 
 pub use commands::{dlq_command, service_command, DlqPlan};
+pub use delivery::nak_delay;
 pub use lag::{read_lag, ConsumerLag, IndexerLag};
 pub use postgres::{connect as connect_postgres, EmbeddedPostgres};
 pub use process::{ConsumerProcess, ConsumerProcessSpec};
@@ -41,8 +47,8 @@ pub use readback::{
 pub use schema::{latest_version as latest_schema_version, migrate};
 pub use service::{run_service, ServiceConfig, ServiceKind};
 pub use slot::ConsumerSlot;
+pub use stats::{ConsumerStats, StatsSnapshot};
 pub use worker::indexer_batch;
-pub use worker::{nak_delay, ConsumerStats, StatsSnapshot};
 
 use crate::topology::TopologyError;
 

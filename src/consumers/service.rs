@@ -13,10 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::affinity::Nodes;
 use super::analytics::{ANALYTICS, ANALYTICS_STREAMS};
+use super::delivery::Shared;
 use super::dlq::{self, RouterStats};
 use super::indexer::{INDEXED_STREAMS, INDEXER};
 use super::lag::read_lag;
-use super::worker::{self, ConsumerStats, Shared, Sink};
+use super::sink::Sink;
+use super::stats::ConsumerStats;
+use super::worker;
 use super::{postgres, schema, ConsumersError};
 
 /// How long startup waits for Postgres before giving up (exit 3). Once running, the service waits for

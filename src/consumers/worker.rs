@@ -18,25 +18,25 @@
 //! connection) while the next batch is pulled; pulls are sized so that everything in flight fits in
 //! the consumer's `max_ack_pending`, and go through the server that leads the consumer when the
 //! service knows which URL reaches it (`affinity.rs`).
+//!
+//! This file is the loop (subscribing, pulling, the writer tasks, pausing and handing back);
+//! `delivery.rs` is what happens to the messages of one batch (poison, writes, acks and naks);
+//! `stats.rs` the counters they keep.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{self, AckKind, Message};
+use async_nats::jetstream::{self, Message};
 use futures::{FutureExt, StreamExt};
-use serde::Serialize;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::affinity::{Near, Nodes};
-use super::dlq::{self, DeadLetter, DLQ_STREAM};
-use super::envelope::{self, Envelope, Poison};
+use super::affinity::Near;
+use super::delivery::{nak_or_give_up, process, Place, Shared, NAK_DELAY_BASE};
+use super::sink::Sink;
 use super::{analytics, indexer, postgres};
-use crate::event::ledger::HEADER_LEDGER;
-use crate::event::poison::PoisonKind;
 
 /// Indexer batches of one stream written at once, each on its own Postgres connection.
 const INDEXER_WRITERS: usize = 2;
@@ -47,135 +47,6 @@ const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// First and longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Nak delay for the first delivery; doubled per delivery, capped at [`NAK_DELAY_MAX`].
-const NAK_DELAY_BASE: Duration = Duration::from_secs(1);
-const NAK_DELAY_MAX: Duration = Duration::from_secs(30);
-
-/// The nak delay for a message delivered `delivered` times: 1 s, 2 s, 4 s, ... up to 30 s.
-pub fn nak_delay(delivered: i64) -> Duration {
-    let exponent = delivered.clamp(1, 16) as u32 - 1;
-    NAK_DELAY_BASE
-        .saturating_mul(1u32 << exponent)
-        .min(NAK_DELAY_MAX)
-}
-
-/// Which consumer a worker feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sink {
-    /// Every event into `events` (dead letters into `dead_letters`).
-    Indexer,
-    /// Dashboard aggregates.
-    Analytics,
-}
-
-/// Counters a consumer process keeps (shared by its stream workers; read by its status line).
-#[derive(Debug, Default)]
-pub struct ConsumerStats {
-    /// Events written (new rows or aggregated for the first time).
-    pub written: AtomicU64,
-    /// Events acknowledged that were already there (redeliveries, replays).
-    pub duplicates: AtomicU64,
-    /// Messages of the DLQ stream recorded in `dead_letters`.
-    pub dead_letters: AtomicU64,
-    /// Poison events routed to the DLQ by this consumer.
-    pub poison: AtomicU64,
-    /// Events this consumer routed to the DLQ itself when their last delivery failed.
-    pub exhausted: AtomicU64,
-    /// Messages nak'ed (database down or refusing, DLQ unavailable, shutdown).
-    pub naks: AtomicU64,
-    /// Failed writes.
-    pub db_errors: AtomicU64,
-    /// Whether the last write (or connection attempt) succeeded.
-    pub db_up: AtomicBool,
-    /// Time spent in Postgres writes, in microseconds (how much of the wall time the database takes).
-    pub write_micros: AtomicU64,
-    /// Time spent acknowledging, in microseconds.
-    pub ack_micros: AtomicU64,
-}
-
-/// A copy of [`ConsumerStats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct StatsSnapshot {
-    pub written: u64,
-    pub duplicates: u64,
-    pub dead_letters: u64,
-    pub poison: u64,
-    pub exhausted: u64,
-    pub naks: u64,
-    pub db_errors: u64,
-    pub db_up: bool,
-    pub write_micros: u64,
-    pub ack_micros: u64,
-}
-
-impl ConsumerStats {
-    /// The counters now.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            written: self.written.load(Ordering::Relaxed),
-            duplicates: self.duplicates.load(Ordering::Relaxed),
-            dead_letters: self.dead_letters.load(Ordering::Relaxed),
-            poison: self.poison.load(Ordering::Relaxed),
-            exhausted: self.exhausted.load(Ordering::Relaxed),
-            naks: self.naks.load(Ordering::Relaxed),
-            db_errors: self.db_errors.load(Ordering::Relaxed),
-            db_up: self.db_up.load(Ordering::Relaxed),
-            write_micros: self.write_micros.load(Ordering::Relaxed),
-            ack_micros: self.ack_micros.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What every stream worker of one consumer process shares.
-pub(crate) struct Shared {
-    pub js: jetstream::Context,
-    pub consumer: String,
-    pub sink: Sink,
-    pub postgres_url: String,
-    pub batch: usize,
-    pub stats: Arc<ConsumerStats>,
-    /// The cluster's servers by name, for pulling through the consumer leader's server.
-    pub nodes: Nodes,
-}
-
-/// One event of a batch that passed the envelope checks.
-pub(crate) struct Parsed<'a> {
-    pub subject: &'a str,
-    pub stream: &'a str,
-    pub stream_seq: u64,
-    pub envelope: Envelope<'a>,
-    pub payload: &'a [u8],
-}
-
-/// How a write failed.
-pub(crate) enum WriteError {
-    /// Postgres is not reachable: reconnect, keep the place.
-    Unavailable(tokio_postgres::Error),
-    /// Postgres refused the rows: find the culprit.
-    Refused(tokio_postgres::Error),
-}
-
-impl WriteError {
-    pub(crate) fn from_pg(client: &Client, e: tokio_postgres::Error) -> WriteError {
-        let connection = client.is_closed()
-            || e.is_closed()
-            || match e.code() {
-                None => true,
-                Some(code) => {
-                    code.code().starts_with("08")
-                        || *code == SqlState::ADMIN_SHUTDOWN
-                        || *code == SqlState::CRASH_SHUTDOWN
-                        || *code == SqlState::CANNOT_CONNECT_NOW
-                        || *code == SqlState::TOO_MANY_CONNECTIONS
-                }
-            };
-        if connection {
-            WriteError::Unavailable(e)
-        } else {
-            WriteError::Refused(e)
-        }
-    }
-}
 
 struct Backoff(Duration);
 
@@ -210,58 +81,98 @@ pub(crate) async fn open_writer(shared: &Shared) -> Result<Client, String> {
 
 /// Consumes `stream` for `shared.consumer` until `cancel`.
 pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: CancellationToken) {
-    let mut backoff = Backoff::new();
+    let mut worker = StreamWorker {
+        shared,
+        stream,
+        backoff: Backoff::new(),
+        warned_db: false,
+        warned_nats: false,
+        near: Near::default(),
+    };
     let mut client: Option<Client> = None;
-    let mut warned_db = false;
-    let mut warned_nats = false;
-    let mut near = Near::default();
     while !cancel.is_cancelled() {
         // Postgres first: there is no point pulling what cannot be written.
-        let pg = match client.take().filter(|c| !c.is_closed()) {
-            Some(c) => c,
-            None => match open_writer(&shared).await {
-                Ok(c) => {
-                    if warned_db {
-                        tracing::warn!("{}/{stream}: Postgres is back", shared.consumer);
-                    }
-                    warned_db = false;
-                    shared.stats.db_up.store(true, Ordering::Relaxed);
-                    c
-                }
-                Err(e) => {
-                    shared.stats.db_up.store(false, Ordering::Relaxed);
-                    if !warned_db {
-                        tracing::warn!(
-                            "{}/{stream}: Postgres unavailable ({e}); retrying",
-                            shared.consumer
-                        );
-                        warned_db = true;
-                    }
-                    backoff.wait(&cancel).await;
-                    continue;
-                }
-            },
+        let Some(pg) = worker.writer(client.take(), &cancel).await else {
+            continue;
         };
+        let Some(subscription) = worker.subscribe(&cancel).await else {
+            client = Some(pg);
+            continue;
+        };
+        client = worker.pull_and_write(pg, subscription, &cancel).await;
+    }
+}
+
+/// One stream's worker between subscriptions: what it needs to resubscribe and what it has warned
+/// about.
+struct StreamWorker {
+    shared: Arc<Shared>,
+    stream: String,
+    backoff: Backoff,
+    /// Postgres was reported unavailable (and not yet back).
+    warned_db: bool,
+    /// The consumer or its pull was reported unavailable since the last subscription.
+    warned_nats: bool,
+    near: Near,
+}
+
+/// A pull subscription and how it is to be consumed.
+struct Subscription {
+    messages: jetstream::consumer::pull::Stream,
+    place: Place,
+    batch: usize,
+    writers_at_once: usize,
+}
+
+impl StreamWorker {
+    /// `kept` if it is still open, else a new connection; `None` (after a backoff) when Postgres
+    /// does not answer.
+    async fn writer(&mut self, kept: Option<Client>, cancel: &CancellationToken) -> Option<Client> {
+        if let Some(c) = kept.filter(|c| !c.is_closed()) {
+            return Some(c);
+        }
+        let (shared, stream) = (&self.shared, &self.stream);
+        match open_writer(shared).await {
+            Ok(c) => {
+                if self.warned_db {
+                    tracing::warn!("{}/{stream}: Postgres is back", shared.consumer);
+                }
+                self.warned_db = false;
+                shared.stats.db_up.store(true, Ordering::Relaxed);
+                Some(c)
+            }
+            Err(e) => {
+                shared.stats.db_up.store(false, Ordering::Relaxed);
+                if !self.warned_db {
+                    tracing::warn!(
+                        "{}/{stream}: Postgres unavailable ({e}); retrying",
+                        shared.consumer
+                    );
+                    self.warned_db = true;
+                }
+                self.backoff.wait(cancel).await;
+                None
+            }
+        }
+    }
+
+    /// Subscribes to the stream's consumer, through its leader's server when known, with pulls
+    /// sized to its `max_ack_pending`; `None` (after a backoff) when NATS does not let it.
+    async fn subscribe(&mut self, cancel: &CancellationToken) -> Option<Subscription> {
+        let (shared, stream) = (&self.shared, &self.stream);
         let consumer: PullConsumer = match shared
             .js
-            .get_consumer_from_stream(&shared.consumer, &stream)
+            .get_consumer_from_stream(&shared.consumer, stream)
             .await
         {
             Ok(c) => c,
             Err(e) => {
-                if !warned_nats {
-                    tracing::warn!(
-                        "{}/{stream}: consumer unavailable ({e}); retrying",
-                        shared.consumer
-                    );
-                    warned_nats = true;
-                }
-                client = Some(pg);
-                backoff.wait(&cancel).await;
-                continue;
+                self.nats_unavailable(format!("consumer unavailable ({e})"), cancel)
+                    .await;
+                return None;
             }
         };
-        let consumer = match near.rebind(&shared.nodes, &stream, &consumer).await {
+        let consumer = match self.near.rebind(&shared.nodes, stream, &consumer).await {
             Some(on_leader) => on_leader,
             None => consumer,
         };
@@ -273,7 +184,7 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
         };
         let writers_at_once = writer_limit(shared.sink);
         let batch = batch_size(shared.batch, max_ack_pending, writers_at_once);
-        let mut messages = match consumer
+        let messages = match consumer
             .stream()
             .max_messages_per_batch(batch)
             .expires(PULL_EXPIRES)
@@ -282,29 +193,58 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
         {
             Ok(m) => m,
             Err(e) => {
-                if !warned_nats {
-                    tracing::warn!("{}/{stream}: cannot pull ({e}); retrying", shared.consumer);
-                    warned_nats = true;
-                }
-                client = Some(pg);
-                backoff.wait(&cancel).await;
-                continue;
+                self.nats_unavailable(format!("cannot pull ({e})"), cancel)
+                    .await;
+                return None;
             }
         };
-        warned_nats = false;
-        backoff.reset();
+        self.warned_nats = false;
+        self.backoff.reset();
+        Some(Subscription {
+            messages,
+            place,
+            batch,
+            writers_at_once,
+        })
+    }
+
+    /// Warns (once until the next subscription) that NATS did not let the worker subscribe, and
+    /// backs off.
+    async fn nats_unavailable(&mut self, what: String, cancel: &CancellationToken) {
+        if !self.warned_nats {
+            tracing::warn!("{}/{}: {what}; retrying", self.shared.consumer, self.stream);
+            self.warned_nats = true;
+        }
+        self.backoff.wait(cancel).await;
+    }
+
+    /// Pulls batches and writes them, starting with connection `pg`, until Postgres goes away, the
+    /// pull fails or `cancel`. Returns a connection still good to keep, if any.
+    async fn pull_and_write(
+        &mut self,
+        pg: Client,
+        subscription: Subscription,
+        cancel: &CancellationToken,
+    ) -> Option<Client> {
+        let Subscription {
+            mut messages,
+            place,
+            batch,
+            writers_at_once,
+        } = subscription;
+        let (shared, stream) = (&self.shared, self.stream.as_str());
         // Writes run on tasks of their own while the next batch is pulled and parsed, so the
         // pull's round trips overlap the database's work (see [`Writers`]).
         let mut writers = Writers::new(pg, writers_at_once);
         loop {
-            let (batch_messages, pull_error) = collect(&mut messages, batch, &cancel).await;
-            let db_up = writers.make_room(&shared, &stream).await;
+            let (batch_messages, pull_error) = collect(&mut messages, batch, cancel).await;
+            let db_up = writers.make_room(shared, stream).await;
             if !db_up {
                 // Postgres went away: return this batch and what is buffered, stop pulling.
-                writers.drain(&shared, &stream).await;
+                writers.drain(shared, stream).await;
                 for m in &batch_messages {
                     nak_or_give_up(
-                        &shared,
+                        shared,
                         &place,
                         m,
                         Some(NAK_DELAY_BASE),
@@ -312,33 +252,32 @@ pub(crate) async fn consume_stream(shared: Arc<Shared>, stream: String, cancel: 
                     )
                     .await;
                 }
-                give_back(&shared, &place, messages, Some(NAK_DELAY_BASE)).await;
+                give_back(shared, &place, messages, Some(NAK_DELAY_BASE)).await;
                 shared.stats.db_up.store(false, Ordering::Relaxed);
-                warned_db = true;
+                self.warned_db = true;
                 tracing::warn!(
                     "{}/{stream}: Postgres unavailable; paused until it answers",
                     shared.consumer
                 );
-                client = None;
-                break;
+                return None;
             }
             if !batch_messages.is_empty() {
-                writers.start(&shared, &place, batch_messages).await;
+                writers.start(shared, &place, batch_messages).await;
             }
             if cancel.is_cancelled() || pull_error.is_some() {
-                client = writers.drain(&shared, &stream).await;
+                let client = writers.drain(shared, stream).await;
                 if cancel.is_cancelled() {
                     // Hand back what arrived but was not processed, so the next instance gets it
                     // now rather than after the ack wait.
-                    give_back(&shared, &place, messages, None).await;
+                    give_back(shared, &place, messages, None).await;
                 } else if let Some(e) = pull_error {
                     tracing::warn!(
                         "{}/{stream}: pull failed ({e}); resubscribing",
                         shared.consumer
                     );
-                    backoff.wait(&cancel).await;
+                    self.backoff.wait(cancel).await;
                 }
-                break;
+                return client;
             }
         }
     }
@@ -527,264 +466,6 @@ async fn give_back(
     }
 }
 
-fn delivered(message: &Message) -> i64 {
-    message.info().map(|i| i.delivered).unwrap_or(1)
-}
-
-fn stream_seq(message: &Message) -> u64 {
-    message.info().map(|i| i.stream_sequence).unwrap_or(0)
-}
-
-/// The stream a worker reads and its consumer's max deliver.
-#[derive(Debug, Clone)]
-struct Place {
-    stream: String,
-    max_deliver: i64,
-}
-
-async fn nak_with_backoff(shared: &Shared, place: &Place, message: &Message, why: &str) {
-    let delay = nak_delay(delivered(message));
-    nak_or_give_up(shared, place, message, Some(delay), why).await;
-}
-
-/// Naks `message` (after `delay`), unless this was its last delivery: then the worker routes it to
-/// the DLQ itself (reason `max_deliveries`, `why` as the error) and terminates it. Left to the
-/// server, an exhausted event is announced only by an advisory, a core NATS message that a router
-/// disconnected at that moment never sees, and the event would stay behind unrouted. The router
-/// still catches what the worker could not route (the DLQ unavailable); both use the same DLQ
-/// message id, so an event routed by both is stored once.
-async fn nak_or_give_up(
-    shared: &Shared,
-    place: &Place,
-    message: &Message,
-    delay: Option<Duration>,
-    why: &str,
-) {
-    let deliveries = delivered(message);
-    let last = place.max_deliver > 0 && deliveries >= place.max_deliver;
-    if last && place.stream != DLQ_STREAM {
-        let letter = DeadLetter {
-            subject: message.subject.to_string(),
-            stream: place.stream.clone(),
-            stream_seq: stream_seq(message),
-            consumer: shared.consumer.clone(),
-            deliveries,
-            reason: PoisonKind::MaxDeliveries,
-            error: format!(
-                "{} gave up after {deliveries} deliveries: {why}",
-                shared.consumer
-            ),
-            payload: message.payload.clone(),
-            headers: message.headers.clone(),
-        };
-        match dlq::route(&shared.js, &letter).await {
-            Ok(()) => {
-                let _ = message.ack_with(AckKind::Term).await;
-                shared.stats.exhausted.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Err(e) => tracing::warn!("{e}; leaving it to the max-deliveries router"),
-        }
-    }
-    let _ = message.ack_with(AckKind::Nak(delay)).await;
-    shared.stats.naks.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Handles one batch. `Err(())` means Postgres is unavailable (the batch has been nak'ed).
-async fn process(
-    shared: &Shared,
-    place: &Place,
-    pg: &mut Client,
-    batch: Vec<Message>,
-) -> Result<(), ()> {
-    let stream = place.stream.as_str();
-    if stream == DLQ_STREAM {
-        return match shared.sink {
-            Sink::Indexer => record_dead_letters(shared, place, pg, batch).await,
-            // Nothing else reads the DLQ; acknowledge rather than loop on it.
-            Sink::Analytics => {
-                for m in &batch {
-                    let _ = m.ack().await;
-                }
-                Ok(())
-            }
-        };
-    }
-    // Sort the batch: valid events to write, poison to the DLQ.
-    let mut valid: Vec<(usize, Parsed<'_>)> = Vec::with_capacity(batch.len());
-    let mut poison: Vec<(usize, Poison)> = Vec::new();
-    for (i, message) in batch.iter().enumerate() {
-        let ledger = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(HEADER_LEDGER))
-            .map(|v| v.as_str());
-        match envelope::parse(&message.subject, stream, ledger, &message.payload) {
-            Ok(envelope) => valid.push((
-                i,
-                Parsed {
-                    subject: message.subject.as_str(),
-                    stream,
-                    stream_seq: stream_seq(message),
-                    envelope,
-                    payload: &message.payload,
-                },
-            )),
-            Err(p) => poison.push((i, p)),
-        }
-    }
-    for (i, p) in poison {
-        let message = &batch[i];
-        let letter = DeadLetter {
-            subject: message.subject.to_string(),
-            stream: stream.to_string(),
-            stream_seq: stream_seq(message),
-            consumer: shared.consumer.clone(),
-            deliveries: delivered(message),
-            reason: p.kind,
-            error: p.error,
-            payload: message.payload.clone(),
-            headers: message.headers.clone(),
-        };
-        match dlq::route(&shared.js, &letter).await {
-            Ok(()) => {
-                let _ = message.ack_with(AckKind::Term).await;
-                shared.stats.poison.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!("{e}; will retry");
-                nak_with_backoff(shared, place, message, "the DLQ did not take the poison").await;
-            }
-        }
-    }
-    if valid.is_empty() {
-        return Ok(());
-    }
-    // Write, splitting around rows Postgres refuses.
-    // A batch of first deliveries is unlikely to hold known events (the indexer's fast path).
-    let maybe_seen = valid.iter().any(|(i, _)| delivered(&batch[*i]) > 1);
-    // (start, end) index ranges of `valid` still to write.
-    let mut pending: Vec<(usize, usize)> = vec![(0, valid.len())];
-    let mut refused: Vec<usize> = Vec::new();
-    let mut refused_why: std::collections::HashMap<usize, String> = Default::default();
-    let mut written: Vec<bool> = vec![false; valid.len()];
-    while let Some((start, end)) = pending.pop() {
-        let range = start..end;
-        let events: Vec<&Parsed<'_>> = valid[range.clone()].iter().map(|(_, p)| p).collect();
-        let started = std::time::Instant::now();
-        let result = match shared.sink {
-            Sink::Indexer => indexer::write_events(pg, &events, maybe_seen).await,
-            Sink::Analytics => analytics::write_events(pg, &events).await,
-        };
-        shared
-            .stats
-            .write_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match result {
-            Ok(new_rows) => {
-                shared.stats.written.fetch_add(new_rows, Ordering::Relaxed);
-                shared
-                    .stats
-                    .duplicates
-                    .fetch_add(range.len() as u64 - new_rows, Ordering::Relaxed);
-                for w in &mut written[range] {
-                    *w = true;
-                }
-            }
-            Err(WriteError::Unavailable(e)) => {
-                shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("write failed, Postgres unavailable: {e}");
-                // Acknowledge what was committed; nak the rest with backoff.
-                for (k, (i, _)) in valid.iter().enumerate() {
-                    if written[k] {
-                        let _ = batch[*i].ack().await;
-                    } else {
-                        nak_with_backoff(shared, place, &batch[*i], "Postgres unavailable").await;
-                    }
-                }
-                return Err(());
-            }
-            Err(WriteError::Refused(e)) => {
-                shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
-                if range.len() == 1 {
-                    tracing::warn!(
-                        "{}/{stream}#{}: Postgres refused the event: {e}",
-                        shared.consumer,
-                        valid[range.start].1.stream_seq
-                    );
-                    refused.push(range.start);
-                    refused_why.insert(
-                        range.start,
-                        format!(
-                            "Postgres refused the event: {}",
-                            e.as_db_error()
-                                .map_or_else(|| e.to_string(), |d| d.message().to_string())
-                        ),
-                    );
-                } else {
-                    let mid = range.start + range.len() / 2;
-                    pending.push((mid, range.end));
-                    pending.push((range.start, mid));
-                }
-            }
-        }
-    }
-    let started = std::time::Instant::now();
-    for (k, (i, _)) in valid.iter().enumerate() {
-        if written[k] {
-            let _ = batch[*i].ack().await;
-        }
-    }
-    shared
-        .stats
-        .ack_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    for k in refused {
-        let why = refused_why
-            .get(&k)
-            .map_or("Postgres refused the event", String::as_str);
-        nak_with_backoff(shared, place, &batch[valid[k].0], why).await;
-    }
-    Ok(())
-}
-
-/// The indexer's handling of the DLQ stream: each dead letter becomes a `dead_letters` row.
-async fn record_dead_letters(
-    shared: &Shared,
-    place: &Place,
-    pg: &mut Client,
-    batch: Vec<Message>,
-) -> Result<(), ()> {
-    let letters: Vec<(u64, &Message)> = batch.iter().map(|m| (stream_seq(m), m)).collect();
-    match indexer::write_dead_letters(pg, &letters).await {
-        Ok(new_rows) => {
-            shared
-                .stats
-                .dead_letters
-                .fetch_add(new_rows, Ordering::Relaxed);
-            for m in &batch {
-                let _ = m.ack().await;
-            }
-            Ok(())
-        }
-        Err(WriteError::Unavailable(_)) => {
-            shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
-            for m in &batch {
-                nak_with_backoff(shared, place, m, "dead letter not recorded").await;
-            }
-            Err(())
-        }
-        Err(WriteError::Refused(e)) => {
-            shared.stats.db_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("dead letters refused by Postgres: {e}");
-            for m in &batch {
-                nak_with_backoff(shared, place, m, "dead letter not recorded").await;
-            }
-            Ok(())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -797,14 +478,5 @@ mod tests {
         assert_eq!(batch_size(5000, 1000, 1), 333);
         assert_eq!(batch_size(5000, -1, 2), 5000);
         assert_eq!(batch_size(100, 1, 2), 1);
-    }
-
-    #[test]
-    fn nak_delay_doubles_and_caps() {
-        assert_eq!(nak_delay(1), Duration::from_secs(1));
-        assert_eq!(nak_delay(2), Duration::from_secs(2));
-        assert_eq!(nak_delay(4), Duration::from_secs(8));
-        assert_eq!(nak_delay(10), NAK_DELAY_MAX);
-        assert_eq!(nak_delay(0), Duration::from_secs(1));
     }
 }

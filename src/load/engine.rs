@@ -102,141 +102,228 @@ pub async fn run_publisher(
     stats: SharedStats,
     cancel: CancellationToken,
 ) -> PublisherOutcome {
-    let PublisherPlan {
-        id,
-        stream,
-        client,
-        mut arrivals,
-        mut source,
-    } = plan;
-    let context = jetstream::ContextBuilder::new()
-        .timeout(settings.ack_timeout)
-        // Our own window bounds what is in flight; keep the client's limit out of the way.
-        .max_ack_inflight(settings.in_flight.saturating_mul(2).max(16))
-        .build(client);
-    let mut ledger = PublisherLedger {
-        publisher: id,
-        stream,
-        ..PublisherLedger::default()
-    };
-    let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
-    let mut ledger_header = LedgerHeader::new(&run_id, id);
-    let mut local = LocalStats::new(stats);
-    let mut subjects = SubjectTable::default();
-    let mut next = arrivals.next();
-
+    let mut publisher = Publisher::new(plan, settings, &run_id, clock, stats);
     loop {
-        local.flush_if_due(Instant::now());
+        publisher.local.flush_if_due(Instant::now());
         // Send whatever is due while the window has room.
-        while let Some(offset) = next {
-            let intended = clock.start + offset;
-            let now = Instant::now();
-            if in_flight.len() >= settings.in_flight || intended > now {
-                break;
-            }
-            ledger.attempted += 1;
-            let seq = ledger.attempted;
-            let occurred_at = clock.start_wall + offset;
-            let event = source.next_event(seq, occurred_at);
-            let mut headers = HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.as_str());
-            headers.insert(HEADER_LEDGER, ledger_header.value(seq));
-            if let Some(kind) = event.poison {
-                ledger.poison.insert(kind, seq);
-                headers.insert(HEADER_POISON, kind.as_str());
-            }
-            let payload_len = event.payload.len() as u64;
-            let subject = subjects.index_of(event.subject.as_str());
-            subjects.subjects[subject].record_size(event.payload.len());
-            let message = PublishMessage::build()
-                .payload(event.payload)
-                .headers(headers);
-            let sent = Instant::now();
-            match context.send_publish(event.subject, message).await {
-                Ok(ack) => in_flight.push(await_ack(seq, subject, intended, sent, ack)),
-                Err(err) => {
-                    // Never handed to the server: a definite failure.
-                    ledger.failed.insert(seq);
-                    let s = &mut local.pending;
-                    s.attempted += 1;
-                    s.failed += 1;
-                    *s.errors
-                        .entry(format!("send_{}", kind_name(err.kind())))
-                        .or_default() += 1;
-                    // One attempt per intended event: move on (retrying here would spin).
-                    next = arrivals.next();
-                    continue;
-                }
-            }
-            local.pending.attempted += 1;
-            local.pending.payload_bytes += payload_len;
-            next = arrivals.next();
-        }
+        publisher.send_due().await;
 
-        let schedule_done = next.is_none();
-        if schedule_done && in_flight.is_empty() {
+        let schedule_done = publisher.next.is_none();
+        if schedule_done && publisher.in_flight.is_empty() {
             break;
         }
-        let wake = next
-            .filter(|_| in_flight.len() < settings.in_flight)
-            .map(|offset| clock.start + offset);
+        let wake = publisher
+            .next
+            .filter(|_| publisher.in_flight.len() < publisher.settings.in_flight)
+            .map(|offset| publisher.clock.start + offset);
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                record(&mut ledger, &mut local.pending, &mut subjects, clock.start, done);
-                // Take every other ack that is already in, without waiting.
-                while let Some(Some(done)) = futures::FutureExt::now_or_never(in_flight.next()) {
-                    record(&mut ledger, &mut local.pending, &mut subjects, clock.start, done);
-                }
+            Some(done) = publisher.in_flight.next(), if !publisher.in_flight.is_empty() => {
+                publisher.record_acks(done);
             }
             _ = sleep_until_opt(wake), if wake.is_some() => {}
         }
-        if let Some(offset) = next {
-            let now = Instant::now();
-            if now > clock.start + offset + settings.send_grace {
-                // Behind by more than the grace (the cluster stalled the window, or the harness could
-                // not keep up): events overdue by more than the grace are dropped and counted as never
-                // sent, and the schedule goes on from there rather than chasing the past.
-                let cutoff = now
-                    .duration_since(clock.start)
-                    .saturating_sub(settings.send_grace);
-                let mut skipped = 0u64;
-                while next.is_some_and(|o| o < cutoff) {
-                    skipped += 1;
-                    next = arrivals.next();
-                }
-                ledger.never_sent += skipped;
-                if skipped > 0 {
-                    ledger.skips.push((ledger.attempted, skipped));
-                }
-                local.pending.never_sent += skipped;
-            }
+        publisher.skip_overdue();
+    }
+    publisher.finish()
+}
+
+/// One publisher while it runs: its schedule, its window of acks in flight and what it has counted.
+struct Publisher {
+    settings: EngineSettings,
+    clock: RunClock,
+    context: jetstream::Context,
+    arrivals: Box<dyn Iterator<Item = Duration> + Send>,
+    source: Box<dyn EventSource>,
+    /// The next intended send time, `None` when the schedule is done.
+    next: Option<Duration>,
+    /// Acks awaited concurrently, at most `settings.in_flight`.
+    in_flight: FuturesUnordered<AckFuture>,
+    ledger: PublisherLedger,
+    /// The `Aivo-Ledger` value, reused: `<run id>/<publisher>/` and the sequence of the last event.
+    ledger_header: LedgerHeader,
+    local: LocalStats,
+    subjects: SubjectTable,
+}
+
+impl Publisher {
+    fn new(
+        plan: PublisherPlan,
+        settings: EngineSettings,
+        run_id: &str,
+        clock: RunClock,
+        stats: SharedStats,
+    ) -> Self {
+        let PublisherPlan {
+            id,
+            stream,
+            client,
+            mut arrivals,
+            source,
+        } = plan;
+        let context = jetstream::ContextBuilder::new()
+            .timeout(settings.ack_timeout)
+            // Our own window bounds what is in flight; keep the client's limit out of the way.
+            .max_ack_inflight(settings.in_flight.saturating_mul(2).max(16))
+            .build(client);
+        Publisher {
+            settings,
+            clock,
+            context,
+            next: arrivals.next(),
+            arrivals,
+            source,
+            in_flight: FuturesUnordered::new(),
+            ledger: PublisherLedger {
+                publisher: id,
+                stream,
+                ..PublisherLedger::default()
+            },
+            ledger_header: LedgerHeader::new(run_id, id),
+            local: LocalStats::new(stats),
+            subjects: SubjectTable::default(),
         }
     }
 
-    // Cancelled: whatever is still in flight has an unknown outcome, the rest was never sent.
-    let pending = in_flight.len() as u64;
-    drop(in_flight);
-    if pending > 0 {
-        local.pending.unknown += pending;
-        *local.pending.errors.entry("cancelled".into()).or_default() += pending;
-        for seq in 1..=ledger.attempted {
-            if !(ledger.acked.contains(seq)
-                || ledger.failed.contains(seq)
-                || ledger.unknown.contains(seq))
-            {
-                ledger.unknown.insert(seq);
+    /// Sends every event that is due, as long as the window has room.
+    async fn send_due(&mut self) {
+        while let Some(offset) = self.next {
+            let intended = self.clock.start + offset;
+            let now = Instant::now();
+            if self.in_flight.len() >= self.settings.in_flight || intended > now {
+                break;
             }
+            self.send(offset, intended).await;
+            self.next = self.arrivals.next();
         }
     }
-    if next.is_some() {
-        let rest = 1 + arrivals.count() as u64;
-        ledger.never_sent += rest;
-        local.pending.never_sent += rest;
+
+    /// Sends the next event of the source, intended at `offset` (`intended` on the clock), and puts
+    /// its ack in the window.
+    async fn send(&mut self, offset: Duration, intended: Instant) {
+        self.ledger.attempted += 1;
+        let seq = self.ledger.attempted;
+        let occurred_at = self.clock.start_wall + offset;
+        let event = self.source.next_event(seq, occurred_at);
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.as_str());
+        headers.insert(HEADER_LEDGER, self.ledger_header.value(seq));
+        if let Some(kind) = event.poison {
+            self.ledger.poison.insert(kind, seq);
+            headers.insert(HEADER_POISON, kind.as_str());
+        }
+        let payload_len = event.payload.len() as u64;
+        let subject = self.subjects.index_of(event.subject.as_str());
+        self.subjects.subjects[subject].record_size(event.payload.len());
+        let message = PublishMessage::build()
+            .payload(event.payload)
+            .headers(headers);
+        let sent = Instant::now();
+        match self.context.send_publish(event.subject, message).await {
+            Ok(ack) => self
+                .in_flight
+                .push(await_ack(seq, subject, intended, sent, ack)),
+            Err(err) => {
+                // Never handed to the server: a definite failure.
+                self.ledger.failed.insert(seq);
+                let s = &mut self.local.pending;
+                s.attempted += 1;
+                s.failed += 1;
+                *s.errors
+                    .entry(format!("send_{}", kind_name(err.kind())))
+                    .or_default() += 1;
+                // One attempt per intended event: move on (retrying here would spin).
+                return;
+            }
+        }
+        self.local.pending.attempted += 1;
+        self.local.pending.payload_bytes += payload_len;
     }
-    local.flush();
-    PublisherOutcome { ledger, subjects }
+
+    /// Records the ack `done` and every other that is already in.
+    fn record_acks(&mut self, done: Completion) {
+        let start = self.clock.start;
+        record(
+            &mut self.ledger,
+            &mut self.local.pending,
+            &mut self.subjects,
+            start,
+            done,
+        );
+        // Take every other ack that is already in, without waiting.
+        while let Some(Some(done)) = futures::FutureExt::now_or_never(self.in_flight.next()) {
+            record(
+                &mut self.ledger,
+                &mut self.local.pending,
+                &mut self.subjects,
+                start,
+                done,
+            );
+        }
+    }
+
+    /// Skips the events overdue by more than the send grace, if the publisher is that far behind.
+    fn skip_overdue(&mut self) {
+        let Some(offset) = self.next else {
+            return;
+        };
+        let now = Instant::now();
+        if now <= self.clock.start + offset + self.settings.send_grace {
+            return;
+        }
+        // Behind by more than the grace (the cluster stalled the window, or the harness could
+        // not keep up): events overdue by more than the grace are dropped and counted as never
+        // sent, and the schedule goes on from there rather than chasing the past.
+        let cutoff = now
+            .duration_since(self.clock.start)
+            .saturating_sub(self.settings.send_grace);
+        let mut skipped = 0u64;
+        while self.next.is_some_and(|o| o < cutoff) {
+            skipped += 1;
+            self.next = self.arrivals.next();
+        }
+        self.ledger.never_sent += skipped;
+        if skipped > 0 {
+            self.ledger.skips.push((self.ledger.attempted, skipped));
+        }
+        self.local.pending.never_sent += skipped;
+    }
+
+    /// Settles what the run left open and hands the figures over.
+    fn finish(mut self) -> PublisherOutcome {
+        // Cancelled: whatever is still in flight has an unknown outcome, the rest was never sent.
+        let pending = self.in_flight.len() as u64;
+        drop(self.in_flight);
+        let ledger = &mut self.ledger;
+        if pending > 0 {
+            self.local.pending.unknown += pending;
+            *self
+                .local
+                .pending
+                .errors
+                .entry("cancelled".into())
+                .or_default() += pending;
+            for seq in 1..=ledger.attempted {
+                if !(ledger.acked.contains(seq)
+                    || ledger.failed.contains(seq)
+                    || ledger.unknown.contains(seq))
+                {
+                    ledger.unknown.insert(seq);
+                }
+            }
+        }
+        if self.next.is_some() {
+            let rest = 1 + self.arrivals.count() as u64;
+            ledger.never_sent += rest;
+            self.local.pending.never_sent += rest;
+        }
+        self.local.flush();
+        PublisherOutcome {
+            ledger: self.ledger,
+            subjects: self.subjects,
+        }
+    }
 }
 
 fn await_ack(
