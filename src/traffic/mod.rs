@@ -46,7 +46,8 @@ use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use population::Population;
+pub use population::Shard;
+use population::{Population, ShardError};
 
 /// One event ready to publish.
 #[derive(Debug, Clone)]
@@ -167,6 +168,23 @@ pub enum TrafficError {
     },
 }
 
+impl From<ShardError> for TrafficError {
+    fn from(error: ShardError) -> Self {
+        match error {
+            ShardError::Bad { index, count } => TrafficError::BadShard { index, count },
+            ShardError::Empty {
+                index,
+                count,
+                learners,
+            } => TrafficError::EmptyShard {
+                index,
+                count,
+                learners,
+            },
+        }
+    }
+}
+
 /// Subjects chosen by weight.
 #[derive(Debug, Clone)]
 pub struct Mix {
@@ -213,26 +231,6 @@ impl Mix {
 
 /// Which learners a publisher owns: learner `i` of the population belongs to shard `i % count`.
 ///
-/// A traffic source with `P` publishers gives publisher `k` (counted within the source, from 0) the
-/// shard `k` of `P`, so every learner's events come from exactly one publisher, in its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// This publisher's place among the source's publishers, from 0.
-    pub index: u32,
-    /// How many publishers the source has.
-    pub count: u32,
-}
-
-impl Shard {
-    /// The whole population: for a source with a single publisher.
-    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
-
-    /// Shard `index` of `count`.
-    pub fn new(index: u32, count: u32) -> Self {
-        Self { index, count }
-    }
-}
-
 /// Everything a domain source needs; bundled because the list is long.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {

@@ -8,8 +8,6 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
-use super::{Shard, TrafficError};
-
 /// One learner and the tenant (school) it belongs to, ids pre-rendered for cheap encoding.
 #[derive(Debug, Clone)]
 pub struct Learner {
@@ -17,6 +15,39 @@ pub struct Learner {
     pub tenant_id: String,
     /// The learner, a UUID.
     pub learner_id: String,
+}
+
+/// A traffic source with `P` publishers gives publisher `k` (counted within the source, from 0) the
+/// shard `k` of `P`, so every learner's events come from exactly one publisher, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This publisher's place among the source's publishers, from 0.
+    pub index: u32,
+    /// How many publishers the source has.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The whole population: for a source with a single publisher.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Shard `index` of `count`.
+    pub fn new(index: u32, count: u32) -> Self {
+        Self { index, count }
+    }
+}
+
+/// A shard the population cannot give (the traffic source reports it as a [`TrafficError`](super::TrafficError)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardError {
+    /// The shard is not a part of `0..count`.
+    Bad { index: u32, count: u32 },
+    /// More publishers than learners: the shard owns nobody.
+    Empty {
+        index: u32,
+        count: u32,
+        learners: usize,
+    },
 }
 
 /// Every learner of a run.
@@ -48,17 +79,17 @@ impl Population {
     }
 
     /// The indices of the learners `shard` owns: learner `i` belongs to shard `i % count`.
-    pub fn shard(&self, shard: Shard) -> Result<Vec<u32>, TrafficError> {
+    pub fn shard(&self, shard: Shard) -> Result<Vec<u32>, ShardError> {
         let Shard { index, count } = shard;
         if index >= count {
-            return Err(TrafficError::BadShard { index, count });
+            return Err(ShardError::Bad { index, count });
         }
         let members: Vec<u32> = (index..)
             .step_by(count as usize)
             .take_while(|&i| (i as usize) < self.learners.len())
             .collect();
         if members.is_empty() {
-            return Err(TrafficError::EmptyShard {
+            return Err(ShardError::Empty {
                 index,
                 count,
                 learners: self.learners.len(),
