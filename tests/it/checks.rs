@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::run::{focus_burst_under_way, run_id_in, BackgroundRun};
-use crate::support::TestCluster;
-use crate::support::{aivo, report_json, text, RunIntoPostgres};
+use crate::support::{
+    aivo, report_json, text, BackgroundRun, FocusBurstUnderWay, RunIntoPostgres, TestCluster,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_max_age_and_max_bytes_and_retention_removals_are_not_lost() {
@@ -303,32 +303,23 @@ rate = "200/s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stored_twice_in_a_stream_fails_the_ledger_check_as_duplicated() {
-    let cluster = TestCluster::start().await;
-    let servers = cluster.endpoints().server_list();
-    let reports = tempfile::tempdir().expect("tempdir");
-    let reports_dir = reports.path().to_str().expect("utf-8 path");
-    let run = focus_burst_under_way(&servers, reports_dir).await;
+    let burst = FocusBurstUnderWay::start(0).await;
 
     // From outside the harness: a second copy of stored event 0/1 under another Nats-Msg-Id (a
     // producer retrying without its id would do this), so dedup does not catch it.
-    let client = async_nats::connect(cluster.endpoints().nodes[0].client_url.as_str())
-        .await
-        .expect("connect");
-    let js = async_nats::jetstream::new(client);
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Aivo-Ledger",
-        format!("{}/0/1", run_id_in(reports.path())).as_str(),
-    );
+    headers.insert("Aivo-Ledger", format!("{}/0/1", burst.run_id()).as_str());
     headers.insert("Nats-Msg-Id", "a-retry-with-a-new-id");
-    js.publish_with_headers("focus.ping", headers, "{}".into())
+    burst
+        .js
+        .publish_with_headers("focus.ping", headers, "{}".into())
         .await
         .expect("publish")
         .await
         .expect("ack");
 
-    assert_eq!(run.finish().await, Some(1), "the run must fail");
-    let report = report_json(reports.path());
+    let (code, report) = burst.finish().await;
+    assert_eq!(code, Some(1), "the run must fail");
     let ledger = &report["ledger"][0];
     assert_eq!(ledger["duplicated"], 1, "{ledger}");
     assert_eq!(ledger["lost"], 0, "{ledger}");
