@@ -11,13 +11,13 @@ use aivo_load::chaos::effect::{self, Effect};
 use aivo_load::chaos::engine::{ChaosCluster, ChaosEngine, FaultEvent};
 use aivo_load::chaos::guard::RevertGuard;
 use aivo_load::chaos::journal;
-use aivo_load::chaos::{Fault, PartitionMode, Target};
+use aivo_load::chaos::{Fault, PartitionMode};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
 
 use crate::support::{
-    aivo_in, output_within, process_alive, publish_acked, r3_stream_taking_writes, status_text,
-    wait_for, ClusterUp, TestCluster,
+    aivo_in, inject_confirmed, monitor_url, output_within, process_alive, publish_acked,
+    r3_stream_taking_writes, status_text, wait_for, ClusterUp, TestCluster,
 };
 
 /// A cluster shared with an engine, with an R3 stream on it (the journal lives in the cluster's
@@ -63,25 +63,11 @@ impl Chaos {
     }
 
     fn monitor(&self, node: &str) -> String {
-        self.cluster
-            .endpoints()
-            .nodes
-            .iter()
-            .find(|n| n.name == node)
-            .map(|n| n.monitor_url.clone())
-            .expect("node")
+        monitor_url(self.cluster.endpoints(), node)
     }
 
     async fn inject(&self, fault: Fault, target: &str) -> FaultEvent {
-        let target: Target = target.parse().expect("target");
-        let event = self.engine.inject(&fault, &target).await.expect("inject");
-        assert!(event.error.is_none(), "{event:?}");
-        assert!(event.confirmed, "effect not confirmed: {event:?}");
-        assert!(
-            event.confirmed_s.is_some_and(|c| c >= event.requested_s),
-            "{event:?}"
-        );
-        event
+        inject_confirmed(&self.engine, fault, target).await
     }
 
     /// Reverts everything and checks the cluster is whole, with a publish acknowledged.

@@ -24,8 +24,8 @@ use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
 
 use crate::support::{
-    aivo, assert_passed_but_for, publish_acked, r3_stream_taking_writes, text, wait_for, ClusterUp,
-    BIN,
+    aivo, assert_passed_but_for, inject_confirmed, monitor_url, publish_acked,
+    r3_stream_taking_writes, text, wait_for, ClusterUp, BIN,
 };
 
 /// Small stores: the fill test uploads the free space as ballast.
@@ -192,23 +192,11 @@ impl DockerChaos {
     }
 
     fn monitor(&self, node: &str) -> String {
-        self.cluster
-            .endpoints()
-            .nodes
-            .iter()
-            .find(|n| n.name == node)
-            .map(|n| n.monitor_url.clone())
-            .expect("node")
+        monitor_url(self.cluster.endpoints(), node)
     }
 
-    /// Injects `fault`, which must take effect (confirmed, no error).
     async fn inject(&self, fault: Fault, target: &str) -> FaultEvent {
-        let target: Target = target.parse().expect("target");
-        let event = self.engine.inject(&fault, &target).await.expect("inject");
-        assert!(event.error.is_none(), "{event:?}");
-        assert!(event.confirmed, "effect not confirmed: {event:?}");
-        eprintln!("{} on {}: {}", event.fault, event.node, event.detail);
-        event
+        inject_confirmed(&self.engine, fault, target).await
     }
 
     /// Reverts what is active (something must be) and checks the cluster is healthy again.

@@ -619,3 +619,31 @@ pub async fn r3_stream_taking_writes(
     .expect("publish before the fault");
     js
 }
+
+/// The monitoring URL of node `node` (`nats1`..`nats3`).
+pub fn monitor_url(endpoints: &ClusterEndpoints, node: &str) -> String {
+    endpoints
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.monitor_url.clone())
+        .unwrap_or_else(|| panic!("no node {node}"))
+}
+
+/// Injects `fault` on `target` through `engine`; it must take effect (no error, confirmed).
+pub async fn inject_confirmed(
+    engine: &aivo_load::chaos::engine::ChaosEngine,
+    fault: aivo_load::chaos::Fault,
+    target: &str,
+) -> aivo_load::chaos::engine::FaultEvent {
+    let target: aivo_load::chaos::Target = target.parse().expect("target");
+    let event = engine.inject(&fault, &target).await.expect("inject");
+    assert!(event.error.is_none(), "{event:?}");
+    assert!(event.confirmed, "effect not confirmed: {event:?}");
+    assert!(
+        event.confirmed_s.is_some_and(|c| c >= event.requested_s),
+        "{event:?}"
+    );
+    eprintln!("{} on {}: {}", event.fault, event.node, event.detail);
+    event
+}
