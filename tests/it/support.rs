@@ -647,3 +647,29 @@ pub async fn inject_confirmed(
     eprintln!("{} on {}: {}", event.fault, event.node, event.detail);
     event
 }
+
+/// The helper's own promise: an overstaying command is killed with what it started in its group,
+/// and reaped, instead of being left to run past its test.
+#[test]
+fn run_within_kills_the_process_group_of_an_overstaying_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("sleep 60 & echo $! > {}; wait", pid_file.display()));
+    let started = Instant::now();
+    let err = run_within(command, Duration::from_secs(1)).expect_err("sleeps past its limit");
+    assert!(err.contains("killed and reaped"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+    let sleeper: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(sleeper) {
+        assert!(Instant::now() < deadline, "the group's sleep survived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
