@@ -72,14 +72,10 @@ fn ping(host: &str) -> Result<(), String> {
     let request = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
     let mut answer = Vec::new();
     if let Some(path) = host.strip_prefix("unix://") {
-        let mut stream = UnixStream::connect(path).map_err(|e| format!("connect {path}: {e}"))?;
+        let stream = UnixStream::connect(path).map_err(|e| format!("connect {path}: {e}"))?;
         stream.set_read_timeout(Some(PROBE_TIMEOUT)).ok();
         stream.set_write_timeout(Some(PROBE_TIMEOUT)).ok();
-        stream.write_all(request).map_err(|e| e.to_string())?;
-        // HTTP/1.0: the engine closes the connection after its answer.
-        stream
-            .read_to_end(&mut answer)
-            .map_err(|e| format!("read: {e}"))?;
+        exchange(stream, request, &mut answer)?;
     } else if let Some(address) = host.strip_prefix("tcp://") {
         let address = address.trim_end_matches('/');
         let socket = address
@@ -87,7 +83,7 @@ fn ping(host: &str) -> Result<(), String> {
             .map_err(|e| format!("resolve {address}: {e}"))?
             .next()
             .ok_or_else(|| format!("{address} resolves to nothing"))?;
-        let mut stream = TcpStream::connect_timeout(&socket, PROBE_TIMEOUT)
+        let stream = TcpStream::connect_timeout(&socket, PROBE_TIMEOUT)
             .map_err(|e| format!("connect {address}: {e}"))?;
         if std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty()) {
             // Speaking TLS would need a TLS stack here: an engine that accepts is taken as there.
@@ -95,10 +91,7 @@ fn ping(host: &str) -> Result<(), String> {
         }
         stream.set_read_timeout(Some(PROBE_TIMEOUT)).ok();
         stream.set_write_timeout(Some(PROBE_TIMEOUT)).ok();
-        stream.write_all(request).map_err(|e| e.to_string())?;
-        stream
-            .read_to_end(&mut answer)
-            .map_err(|e| format!("read: {e}"))?;
+        exchange(stream, request, &mut answer)?;
     } else {
         return Err("not a unix:// or tcp:// address".into());
     }
@@ -109,6 +102,22 @@ fn ping(host: &str) -> Result<(), String> {
     } else {
         Err(format!("GET /_ping answered {status:?}"))
     }
+}
+
+/// Sends `request` and reads the whole answer: with HTTP/1.0 the engine closes the connection
+/// after it (the stream's timeouts bound both).
+fn exchange(
+    mut stream: impl Read + Write,
+    request: &[u8],
+    answer: &mut Vec<u8>,
+) -> Result<(), String> {
+    stream
+        .write_all(request)
+        .map_err(|e| format!("write: {e}"))?;
+    stream
+        .read_to_end(answer)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(())
 }
 
 /// The effective uid from `/proc/self/status` (`Uid: real effective saved fs`), without a

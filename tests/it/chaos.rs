@@ -62,6 +62,16 @@ impl Chaos {
             .and_then(|n| n.pid)
     }
 
+    /// Every node's pid, in node order (`None` while one is down).
+    fn pids(&self) -> Vec<Option<u32>> {
+        self.cluster
+            .cluster()
+            .nodes()
+            .iter()
+            .map(|n| n.pid)
+            .collect()
+    }
+
     fn monitor(&self, node: &str) -> String {
         monitor_url(self.cluster.endpoints(), node)
     }
@@ -359,25 +369,13 @@ async fn fill_storage_by_quota_caps_the_node_store_and_revert_lifts_the_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_restarts_every_node_and_ends_whole() {
     let chaos = Chaos::start().await;
-    let before: Vec<Option<u32>> = chaos
-        .cluster
-        .cluster()
-        .nodes()
-        .iter()
-        .map(|n| n.pid)
-        .collect();
+    let before = chaos.pids();
     let event = chaos.inject(Fault::RollingRestart, "nats1").await;
     assert!(
         event.note.as_deref().is_some_and(|n| n.ends_with("nats1")),
         "{event:?}"
     );
-    let after: Vec<Option<u32>> = chaos
-        .cluster
-        .cluster()
-        .nodes()
-        .iter()
-        .map(|n| n.pid)
-        .collect();
+    let after = chaos.pids();
     for (b, a) in before.iter().zip(&after) {
         assert_ne!(b, a, "a node was not restarted: {before:?} {after:?}");
     }
