@@ -9,102 +9,76 @@ use std::time::{Duration, Instant};
 
 use aivo_load::chaos::effect::{self, Effect};
 use aivo_load::chaos::engine::{ChaosEngine, FaultEvent};
+use aivo_load::cluster::Cluster;
 use aivo_load::chaos::guard::RevertGuard;
 use aivo_load::chaos::journal;
-use aivo_load::chaos::{Fault, PartitionMode, Target};
-use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
+use aivo_load::chaos::{Fault, PartitionMode};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
-use aivo_load::cluster::Cluster;
 
 use crate::support::{
-    aivo_in, create_stream_with_retry, output_within, process_alive, publish_acked, status_text,
-    wait_for, START_TIMEOUT,
+    aivo_in, inject_confirmed, monitor_url, output_within, process_alive, publish_acked,
+    r3_stream_taking_writes, status_text, wait_for, ClusterUp, TestCluster,
 };
 
-/// A cluster shared with an engine, an R3 stream on it, and the tempdir they live in.
+/// A cluster shared with an engine, with an R3 stream on it (the journal lives in the cluster's
+/// tempdir).
 struct Chaos {
-    cluster: Arc<LocalCluster>,
+    /// Declared before `cluster`: the engine holds the cluster too, and must let go of it first.
     engine: Arc<ChaosEngine>,
     js: async_nats::jetstream::Context,
-    dir: tempfile::TempDir,
+    cluster: TestCluster,
 }
 
 impl Chaos {
     async fn start() -> Chaos {
-        let dir = tempfile::Builder::new()
-            .prefix("aivo-chaos-")
-            .tempdir()
-            .expect("tempdir");
-        let config = LocalClusterConfig::new(dir.path().join("cluster"));
-        let cluster = tokio::time::timeout(START_TIMEOUT, LocalCluster::start(config))
-            .await
-            .expect("cluster start timed out")
-            .unwrap_or_else(|err| panic!("cluster did not start: {err}"));
-        let cluster = Arc::new(cluster);
+        let cluster = TestCluster::start().await;
         let engine = Arc::new(
             ChaosEngine::new(
-                Cluster::Local(cluster.clone()),
-                &dir.path().join("faults.jsonl"),
+                Cluster::Local(cluster.shared()),
+                &cluster.dir().join("faults.jsonl"),
                 Instant::now(),
                 7,
             )
             .expect("engine"),
         );
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(cluster.endpoints().client_urls())
-            .await
-            .expect("connect");
-        let js = async_nats::jetstream::new(client);
-        let config = async_nats::jetstream::stream::Config {
-            name: "CHAOS".to_string(),
-            subjects: vec!["chaos.>".to_string()],
-            num_replicas: 3,
-            ..Default::default()
-        };
-        create_stream_with_retry(&js, config, Duration::from_secs(20))
-            .await
-            .expect("R3 stream");
-        publish_acked(&js, "chaos.before", "x", Duration::from_secs(20))
-            .await
-            .expect("publish before the fault");
+        let js = r3_stream_taking_writes(cluster.endpoints(), "CHAOS", "chaos").await;
         Chaos {
-            cluster,
             engine,
             js,
-            dir,
+            cluster,
         }
+    }
+
+    fn journal(&self) -> Vec<journal::JournalEntry> {
+        journal::read(&self.cluster.dir().join("faults.jsonl")).expect("journal")
     }
 
     fn pid(&self, node: &str) -> Option<u32> {
         self.cluster
+            .cluster()
             .nodes()
             .into_iter()
             .find(|n| n.name == node)
             .and_then(|n| n.pid)
     }
 
-    fn monitor(&self, node: &str) -> String {
+    /// Every node's pid, in node order (`None` while one is down).
+    fn pids(&self) -> Vec<Option<u32>> {
         self.cluster
-            .endpoints()
-            .nodes
+            .cluster()
+            .nodes()
             .iter()
-            .find(|n| n.name == node)
-            .map(|n| n.monitor_url.clone())
-            .expect("node")
+            .map(|n| n.pid)
+            .collect()
+    }
+
+    fn monitor(&self, node: &str) -> String {
+        monitor_url(self.cluster.endpoints(), node)
     }
 
     async fn inject(&self, fault: Fault, target: &str) -> FaultEvent {
-        let target: Target = target.parse().expect("target");
-        let event = self.engine.inject(&fault, &target).await.expect("inject");
-        assert!(event.error.is_none(), "{event:?}");
-        assert!(event.confirmed, "effect not confirmed: {event:?}");
-        assert!(
-            event.confirmed_s.is_some_and(|c| c >= event.requested_s),
-            "{event:?}"
-        );
-        event
+        inject_confirmed(&self.engine, fault, target).await
     }
 
     /// Reverts everything and checks the cluster is whole, with a publish acknowledged.
@@ -141,13 +115,11 @@ impl Chaos {
             || async { effect::streams_led(&endpoints, true).await.ok() },
         )
         .await;
-        let entries = journal::read(&self.dir.path().join("faults.jsonl")).expect("journal");
+        let entries = self.journal();
         assert!(journal::active(&entries).is_empty(), "{entries:?}");
         assert!(self.engine.active().await.is_empty());
         drop(self.engine);
-        if let Ok(cluster) = Arc::try_unwrap(self.cluster) {
-            cluster.shutdown().await;
-        }
+        self.cluster.shutdown().await;
     }
 }
 
@@ -181,7 +153,7 @@ async fn stop_is_graceful_and_start_brings_the_node_back() {
     chaos.inject(Fault::Stop, "nats3").await;
     assert!(!process_alive(pid));
     let log =
-        std::fs::read_to_string(chaos.dir.path().join("cluster/nats3/nats.log")).expect("log");
+        std::fs::read_to_string(chaos.cluster.dir().join("cluster/nats3/nats.log")).expect("log");
     assert!(
         log.contains("Server Exiting") || log.contains("Initiating Shutdown"),
         "no graceful shutdown in the log"
@@ -192,9 +164,9 @@ async fn stop_is_graceful_and_start_brings_the_node_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_gives_a_new_process_on_the_same_ports() {
     let chaos = Chaos::start().await;
-    let before = chaos.cluster.nodes()[0].clone();
+    let before = chaos.cluster.cluster().nodes()[0].clone();
     chaos.inject(Fault::Restart, "nats1").await;
-    let after = chaos.cluster.nodes()[0].clone();
+    let after = chaos.cluster.cluster().nodes()[0].clone();
     assert_ne!(before.pid, after.pid);
     assert_eq!(before.client_addr, after.client_addr);
     assert_eq!(before.cluster_addr, after.cluster_addr);
@@ -253,6 +225,7 @@ async fn one_way_partition_silences_a_node_towards_its_peers() {
     assert!(event.detail.contains("nats1"), "{event:?}");
     let blocked: Vec<String> = chaos
         .cluster
+        .cluster()
         .proxy_stats()
         .into_iter()
         .filter(|s| s.forward_blocked || s.reverse_blocked)
@@ -329,14 +302,10 @@ async fn bandwidth_limits_bytes_across_the_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_not_root, ignore = "the tmpfs mode mounts a tmpfs: needs root")]
 async fn fill_storage_disables_jetstream_on_the_node_and_drain_restores_it() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the tmpfs mode needs root");
-        return;
-    }
     let chaos = Chaos::start().await;
-    let store = chaos.dir.path().join("cluster/nats2/store");
+    let store = chaos.cluster.dir().join("cluster/nats2/store");
     let event = chaos
         .inject(
             Fault::FillStorage {
@@ -401,13 +370,13 @@ async fn fill_storage_by_quota_caps_the_node_store_and_revert_lifts_the_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_restarts_every_node_and_ends_whole() {
     let chaos = Chaos::start().await;
-    let before: Vec<Option<u32>> = chaos.cluster.nodes().iter().map(|n| n.pid).collect();
+    let before = chaos.pids();
     let event = chaos.inject(Fault::RollingRestart, "nats1").await;
     assert!(
         event.note.as_deref().is_some_and(|n| n.ends_with("nats1")),
         "{event:?}"
     );
-    let after: Vec<Option<u32>> = chaos.cluster.nodes().iter().map(|n| n.pid).collect();
+    let after = chaos.pids();
     for (b, a) in before.iter().zip(&after) {
         assert_ne!(b, a, "a node was not restarted: {before:?} {after:?}");
     }
@@ -445,7 +414,7 @@ async fn the_guard_reverts_active_faults_when_dropped_by_a_panic() {
     .await;
     assert!(panicked.is_err(), "the task should have panicked");
     assert_ne!(proc_state(pid), 'T', "the guard did not resume nats1");
-    let entries = journal::read(&chaos.dir.path().join("faults.jsonl")).expect("journal");
+    let entries = chaos.journal();
     assert!(journal::active(&entries).is_empty());
     let whole = Effect::Whole
         .wait(chaos.cluster.endpoints(), Duration::from_secs(60))
@@ -485,7 +454,7 @@ fn chaos_against_an_external_backend_is_refused_with_exit_2() {
 fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
     let state = tempfile::tempdir().expect("tempdir");
     let dir = state.path();
-    let up = output(aivo_in(dir, &["cluster", "up"]));
+    let (_up_guard, up) = ClusterUp::start_local(dir);
     assert_eq!(up.status.code(), Some(0), "{}", status_text(&up));
     let read_state = || -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).expect("state"))

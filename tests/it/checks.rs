@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::run::{focus_burst_under_way, run_id_in, BackgroundRun};
-use crate::support::TestCluster;
-use crate::support::{aivo, report_json, text, RunIntoPostgres};
+use crate::support::{
+    aivo, report_json, text, BackgroundRun, FocusBurstUnderWay, RunIntoPostgres, TestCluster,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_max_age_and_max_bytes_and_retention_removals_are_not_lost() {
@@ -138,21 +138,35 @@ catch_up_timeout = "{timeout}"
     path.to_str().expect("utf-8 path").to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_indexer_catching_up_in_time_passes_with_time_to_zero_and_rate() {
+/// Runs [`indexer_scenario`] to its end: its output, that output as text, and its report.
+async fn run_indexer_scenario(
+    rate: &str,
+    start: &str,
+    timeout: &str,
+) -> (std::process::Output, String, serde_json::Value) {
     let reports = tempfile::tempdir().expect("tempdir");
-    let reports_dir = reports.path().to_str().expect("utf-8 path");
     let scenario_dir = tempfile::tempdir().expect("tempdir");
-    let scenario = indexer_scenario(scenario_dir.path(), "300/s", "5s", "60s");
+    let scenario = indexer_scenario(scenario_dir.path(), rate, start, timeout);
     let output = aivo(
-        &["run", &scenario, "--reports-dir", reports_dir],
+        &[
+            "run",
+            &scenario,
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8 path"),
+        ],
         &[],
         Duration::from_secs(150),
     )
     .await;
     let log = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{log}");
     let report = report_json(reports.path());
+    (output, log, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_catching_up_in_time_passes_with_time_to_zero_and_rate() {
+    let (output, log, report) = run_indexer_scenario("300/s", "5s", "60s").await;
+    assert_eq!(output.status.code(), Some(0), "{log}");
     let check = &report["catch_up"];
     assert_eq!(check["passed"], true, "{check}");
     assert_eq!(check["reference"], "indexer start");
@@ -171,21 +185,10 @@ async fn the_indexer_catching_up_in_time_passes_with_time_to_zero_and_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_indexer_held_down_past_the_catch_up_timeout_fails_the_run() {
-    let reports = tempfile::tempdir().expect("tempdir");
-    let reports_dir = reports.path().to_str().expect("utf-8 path");
-    let scenario_dir = tempfile::tempdir().expect("tempdir");
     // 14 s of 3000/s pile up before the indexer starts, and it is allowed one second (the lag is
     // sampled once a second, so no indexer could show less than 1 s for 42,000 events).
-    let scenario = indexer_scenario(scenario_dir.path(), "3000/s", "14s", "1s");
-    let output = aivo(
-        &["run", &scenario, "--reports-dir", reports_dir],
-        &[],
-        Duration::from_secs(150),
-    )
-    .await;
-    let log = text(&output);
+    let (output, log, report) = run_indexer_scenario("3000/s", "14s", "1s").await;
     assert_eq!(output.status.code(), Some(1), "{log}");
-    let report = report_json(reports.path());
     let check = &report["catch_up"];
     assert_eq!(check["passed"], false, "{check}");
     assert!(
@@ -303,32 +306,23 @@ rate = "200/s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stored_twice_in_a_stream_fails_the_ledger_check_as_duplicated() {
-    let cluster = TestCluster::start().await;
-    let servers = cluster.endpoints().server_list();
-    let reports = tempfile::tempdir().expect("tempdir");
-    let reports_dir = reports.path().to_str().expect("utf-8 path");
-    let run = focus_burst_under_way(&servers, reports_dir).await;
+    let burst = FocusBurstUnderWay::start(0).await;
 
     // From outside the harness: a second copy of stored event 0/1 under another Nats-Msg-Id (a
     // producer retrying without its id would do this), so dedup does not catch it.
-    let client = async_nats::connect(cluster.endpoints().nodes[0].client_url.as_str())
-        .await
-        .expect("connect");
-    let js = async_nats::jetstream::new(client);
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Aivo-Ledger",
-        format!("{}/0/1", run_id_in(reports.path())).as_str(),
-    );
+    headers.insert("Aivo-Ledger", format!("{}/0/1", burst.run_id()).as_str());
     headers.insert("Nats-Msg-Id", "a-retry-with-a-new-id");
-    js.publish_with_headers("focus.ping", headers, "{}".into())
+    burst
+        .js
+        .publish_with_headers("focus.ping", headers, "{}".into())
         .await
         .expect("publish")
         .await
         .expect("ack");
 
-    assert_eq!(run.finish().await, Some(1), "the run must fail");
-    let report = report_json(reports.path());
+    let (code, report) = burst.finish().await;
+    assert_eq!(code, Some(1), "the run must fail");
     let ledger = &report["ledger"][0];
     assert_eq!(ledger["duplicated"], 1, "{ledger}");
     assert_eq!(ledger["lost"], 0, "{ledger}");

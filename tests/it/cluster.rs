@@ -11,7 +11,7 @@ use aivo_load::cluster::monitor::{self, ClusterStatus};
 
 use crate::support::{
     aivo_in, create_stream_with_retry, output_within, process_alive, publish_acked, socket_inodes,
-    status_text, tcp_table, wait_for, TestCluster,
+    status_text, tcp_table, wait_for, ClusterUp, TestCluster,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +397,7 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 fn cli_up_status_down_leaves_nothing_behind() {
     let state_dir = tempfile::tempdir().expect("tempdir");
     let dir = state_dir.path();
-    let up = run(aivo_in(dir, &["cluster", "up"]));
+    let (_up_guard, up) = ClusterUp::start_local(dir);
     assert_eq!(up.status.code(), Some(0), "{}", status_text(&up));
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(
@@ -507,7 +507,7 @@ fn cli_bad_flags_are_usage_errors() {
 fn cli_nodes_die_with_a_killed_supervisor() {
     let state_dir = tempfile::tempdir().expect("tempdir");
     let dir = state_dir.path();
-    let up = run(aivo_in(dir, &["cluster", "up"]));
+    let (_up_guard, up) = ClusterUp::start_local(dir);
     assert_eq!(up.status.code(), Some(0), "{}", status_text(&up));
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("cluster.json")).expect("state file"),

@@ -170,6 +170,17 @@ fn valid_batch(
     .collect()
 }
 
+/// The same events under other message ids (`<id>-again`): what a publisher retry after a lost ack,
+/// a replay or a redelivery looks like to a consumer, which must not count them twice.
+fn under_new_ids(
+    events: &[(String, String, Option<String>, String)],
+) -> Vec<(String, String, Option<String>, String)> {
+    events
+        .iter()
+        .map(|(s, id, l, p)| (s.clone(), format!("{id}-again"), l.clone(), p.clone()))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexer_writes_every_event_exactly_once_across_a_kill_and_redeliveries() {
     let env = Env::start(3).await;
@@ -177,10 +188,7 @@ async fn indexer_writes_every_event_exactly_once_across_a_kill_and_redeliveries(
     let first = valid_batch(run, 1, 1..=3000);
     // The same events again under other message ids: what a publisher retry after a lost ack or a
     // replay looks like to the indexer. They must not become rows of their own.
-    let again: Vec<_> = first[..200]
-        .iter()
-        .map(|(s, id, l, p)| (s.clone(), format!("{id}-again"), l.clone(), p.clone()))
-        .collect();
+    let again = under_new_ids(&first[..200]);
     publish_all(&env.js, first).await;
     publish_all(&env.js, again).await;
 
@@ -621,10 +629,7 @@ async fn analytics_counts_each_event_once_under_redelivery() {
     let run = "run-analytics";
     let events = valid_batch(run, 1, 1..=300);
     // The first 50 again under other message ids: redeliveries as far as analytics can tell.
-    let again: Vec<_> = events[..50]
-        .iter()
-        .map(|(s, id, l, p)| (s.clone(), format!("{id}-again"), l.clone(), p.clone()))
-        .collect();
+    let again = under_new_ids(&events[..50]);
     publish_all(&env.js, events).await;
     publish_all(&env.js, again).await;
     let (stats, cancel, task) = env.run_in_process(ServiceKind::Analytics);

@@ -4,8 +4,10 @@
 //! from the command line, and `run node-kill --backend docker` passes its checks.
 //!
 //! Every test uses its own compose project on free loopback ports, and removes it on every path (the
-//! cluster's `Drop`, or [`UpGuard`]). Where no Docker engine answers, each test prints why and passes
-//! without doing anything.
+//! cluster's `Drop`, or [`ClusterUp`]). Where the build found no Docker engine (`build.rs` sets
+//! `aivo_no_docker`), every test here is ignored, so the runner reports it as skipped; one that
+//! finds no engine when it runs fails saying so, it never passes without having run. The tmpfs
+//! stores need root as well (`aivo_not_root`).
 
 use std::path::Path;
 use std::process::Output;
@@ -15,28 +17,34 @@ use std::time::{Duration, Instant};
 
 use aivo_load::chaos::effect::Effect;
 use aivo_load::chaos::engine::{ChaosEngine, FaultEvent};
+use aivo_load::cluster::Cluster;
 use aivo_load::chaos::journal;
 use aivo_load::chaos::{Fault, PartitionMode, Target};
 use aivo_load::cluster::docker::{self, DockerCluster, DockerClusterConfig, BALLAST};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
-use aivo_load::cluster::Cluster;
 
-use crate::support::{assert_passed_but_for, create_stream_with_retry, publish_acked, wait_for};
-
-const BIN: &str = env!("CARGO_BIN_EXE_aivo-load");
+use crate::support::{
+    aivo, assert_passed_but_for, inject_confirmed, monitor_url, publish_acked,
+    r3_stream_taking_writes, text, wait_for, ClusterUp, BIN,
+};
 
 /// Small stores: the fill test uploads the free space as ballast.
 const TEST_STORE_BYTES: u64 = 96 << 20;
 
-/// `Some(())` if a Docker engine answers; otherwise says why the test is skipped.
-async fn docker_engine() -> Option<()> {
-    match docker::connect().await {
-        Ok(_) => Some(()),
-        Err(err) => {
-            eprintln!("skipped: no Docker engine answers on this machine: {err}");
-            None
-        }
+/// Fails the test, saying why, unless a Docker engine answers. The build decided the test runs
+/// (`aivo_no_docker` unset): either it found an engine, or `AIVO_REQUIRE_DOCKER=1` demanded one.
+async fn require_docker() {
+    if let Err(err) = docker::connect().await {
+        let why = if std::env::var("AIVO_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            "AIVO_REQUIRE_DOCKER=1 but no Docker engine answers"
+        } else if cfg!(aivo_no_docker) {
+            "no Docker engine answers (the build found none and ignored this test; it was run anyway)"
+        } else {
+            "no Docker engine answers, though one did when the tests were built \
+             (start dockerd, or `touch build.rs` to probe again and skip these tests)"
+        };
+        panic!("{why}: {err}");
     }
 }
 
@@ -77,10 +85,9 @@ fn docker_object_exists(kind: &str, name: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
 async fn docker_cluster_comes_up_whole_with_routes_on_the_cluster_network_and_down_removes_it() {
-    let Some(()) = docker_engine().await else {
-        return;
-    };
+    require_docker().await;
     let dir = tempfile::Builder::new()
         .prefix("aivo-docker-")
         .tempdir()
@@ -154,101 +161,110 @@ fn keep_publishing(
     (stop, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_faults_take_effect_and_revert_to_a_whole_cluster() {
-    let Some(()) = docker_engine().await else {
-        return;
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("aivo-docker-")
-        .tempdir()
-        .expect("tempdir");
-    let cluster = Arc::new(start(dir.path(), "faults").await);
-    let journal_path = dir.path().join("faults.jsonl");
-    let engine = ChaosEngine::new(
-        Cluster::Docker(cluster.clone()),
-        &journal_path,
-        Instant::now(),
-        7,
-    )
-    .expect("engine");
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(cluster.endpoints().client_urls())
-        .await
-        .expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let config = async_nats::jetstream::stream::Config {
-        name: "DOCKER".to_string(),
-        subjects: vec!["docker.>".to_string()],
-        num_replicas: 3,
-        ..Default::default()
-    };
-    create_stream_with_retry(&js, config, Duration::from_secs(30))
-        .await
-        .expect("R3 stream");
-    publish_acked(&js, "docker.before", "x", Duration::from_secs(20))
-        .await
-        .expect("publish before the faults");
-    let endpoints = cluster.endpoints().clone();
-    let monitor_of = |node: &str| {
-        endpoints
-            .nodes
-            .iter()
-            .find(|n| n.name == node)
-            .map(|n| n.monitor_url.clone())
-            .expect("node")
-    };
+/// A docker cluster shared with a chaos engine, with an R3 stream taking writes, for the fault tests.
+struct DockerChaos {
+    /// Declared before `cluster`: the engine holds the cluster too, and must let go of it first.
+    engine: ChaosEngine,
+    js: async_nats::jetstream::Context,
+    cluster: Arc<DockerCluster>,
+    dir: tempfile::TempDir,
+}
 
-    let inject = |fault: Fault, target: &'static str| {
-        let engine = &engine;
-        async move {
-            let target: Target = target.parse().expect("target");
-            let event = engine.inject(&fault, &target).await.expect("inject");
-            assert!(event.error.is_none(), "{event:?}");
-            assert!(event.confirmed, "effect not confirmed: {event:?}");
-            eprintln!("{} on {}: {}", event.fault, event.node, event.detail);
-            event
+impl DockerChaos {
+    async fn start(tag: &str) -> DockerChaos {
+        require_docker().await;
+        let dir = tempfile::Builder::new()
+            .prefix("aivo-docker-")
+            .tempdir()
+            .expect("tempdir");
+        let cluster = Arc::new(start(dir.path(), tag).await);
+        let engine = ChaosEngine::new(
+            Cluster::Docker(cluster.clone()),
+            &dir.path().join("faults.jsonl"),
+            Instant::now(),
+            7,
+        )
+        .expect("engine");
+        let js = r3_stream_taking_writes(cluster.endpoints(), "DOCKER", "docker").await;
+        DockerChaos {
+            engine,
+            js,
+            cluster,
+            dir,
         }
-    };
-    let revert_whole = |what: &'static str| {
-        let engine = &engine;
-        let endpoints = endpoints.clone();
-        async move {
-            let events: Vec<FaultEvent> = engine.revert_all("test").await;
-            assert!(!events.is_empty(), "{what}: nothing was active");
-            for event in &events {
-                assert!(event.error.is_none(), "{what}: {event:?}");
-                assert!(event.confirmed, "{what}: not whole after revert: {event:?}");
-            }
-            let status = ClusterStatus::gather(&endpoints).await;
-            assert!(status.is_healthy(), "{what}: {}", status.render_table());
-            eprintln!("{what} reverted: {}", events[0].detail);
+    }
+
+    fn monitor(&self, node: &str) -> String {
+        monitor_url(self.cluster.endpoints(), node)
+    }
+
+    async fn inject(&self, fault: Fault, target: &str) -> FaultEvent {
+        inject_confirmed(&self.engine, fault, target).await
+    }
+
+    /// Reverts what is active (something must be) and checks the cluster is healthy again.
+    async fn revert_whole(&self, what: &str) {
+        let events: Vec<FaultEvent> = self.engine.revert_all("test").await;
+        assert!(!events.is_empty(), "{what}: nothing was active");
+        for event in &events {
+            assert!(event.error.is_none(), "{what}: {event:?}");
+            assert!(event.confirmed, "{what}: not whole after revert: {event:?}");
         }
-    };
+        let status = ClusterStatus::gather(self.cluster.endpoints()).await;
+        assert!(status.is_healthy(), "{what}: {}", status.render_table());
+        eprintln!("{what} reverted: {}", events[0].detail);
+    }
+
+    /// After the faults: writes are acknowledged, the journal holds nothing active, the cluster is
+    /// whole; then the project goes down.
+    async fn finish_whole(self) {
+        publish_acked(&self.js, "docker.after", "y", Duration::from_secs(30))
+            .await
+            .expect("publish after the faults");
+        let entries = journal::read(&self.dir.path().join("faults.jsonl")).expect("journal");
+        assert!(journal::active(&entries).is_empty(), "{entries:?}");
+        let whole = Effect::Whole
+            .wait(self.cluster.endpoints(), Duration::from_secs(30))
+            .await;
+        assert!(whole.confirmed, "{whole:?}");
+        drop(self.engine);
+        if let Ok(cluster) = Arc::try_unwrap(self.cluster) {
+            cluster.shutdown().await.expect("down");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
+async fn docker_faults_take_effect_and_revert_to_a_whole_cluster() {
+    let chaos = DockerChaos::start("faults").await;
+    let cluster = &chaos.cluster;
 
     // kill: SIGKILL through the API; the published port refuses, the container is not running.
-    inject(Fault::Kill, "nats2").await;
+    chaos.inject(Fault::Kill, "nats2").await;
     assert!(!cluster.state("nats2").await.expect("inspect").running);
-    revert_whole("kill").await;
+    chaos.revert_whole("kill").await;
 
     // partition: nats3 off the cluster network; /routez shows 0 routes, its client port still works.
-    inject(
-        Fault::Partition {
-            mode: PartitionMode::Isolate,
-        },
-        "nats3",
-    )
-    .await;
+    chaos
+        .inject(
+            Fault::Partition {
+                mode: PartitionMode::Isolate,
+            },
+            "nats3",
+        )
+        .await;
     assert!(cluster
         .state("nats3")
         .await
         .expect("inspect")
         .cluster_ip
         .is_none());
-    let routes = monitor::routez(&monitor_of("nats3")).await.expect("routez");
+    let routes = monitor::routez(&chaos.monitor("nats3"))
+        .await
+        .expect("routez");
     assert_eq!(routes.num_routes, 0);
-    let nats3 = endpoints.nodes[2].client_url.clone();
+    let nats3 = cluster.endpoints().nodes[2].client_url.clone();
     let direct = async_nats::connect(nats3.as_str())
         .await
         .expect("client reaches nats3");
@@ -257,44 +273,18 @@ async fn docker_faults_take_effect_and_revert_to_a_whole_cluster() {
         .await
         .expect("round trip to the isolated nats3");
     drop(direct);
-    revert_whole("partition").await;
+    chaos.revert_whole("partition").await;
 
     // pause: the cgroup freezer; /healthz is accepted (docker-proxy) and never answered.
-    inject(Fault::Pause, "nats1").await;
+    chaos.inject(Fault::Pause, "nats1").await;
     assert!(cluster.state("nats1").await.expect("inspect").paused);
-    revert_whole("pause").await;
-
-    // fill-storage: ballast uploaded into nats2's tmpfs store until JetStream disables itself there.
-    if root() {
-        let (stop, publisher) = keep_publishing(js.clone(), "docker.fill");
-        inject(
-            Fault::FillStorage {
-                mode: FillMode::Tmpfs,
-            },
-            "nats2",
-        )
-        .await;
-        let store = &cluster.spec().nodes[1].store;
-        let ballast = std::fs::metadata(store.join(BALLAST)).expect("ballast in the store");
-        assert!(ballast.len() > TEST_STORE_BYTES / 2, "{ballast:?}");
-        let jsz = monitor::jsz(&monitor_of("nats2")).await;
-        let healthz = monitor::healthz(&monitor_of("nats2")).await;
-        eprintln!(
-            "nats2 full: jsz disabled={:?}, healthz={healthz:?}",
-            jsz.map(|j| j.disabled)
-        );
-        stop.store(true, Ordering::Relaxed);
-        let _ = publisher.await;
-        revert_whole("fill-storage").await;
-        assert!(!store.join(BALLAST).exists());
-    } else {
-        eprintln!("fill-storage skipped: the tmpfs stores need root");
-    }
+    chaos.revert_whole("pause").await;
 
     // latency: tc netem in the container's netns, where the kernel has netem; otherwise the fault
     // fails with tc's own error (this project's CI kernel has no sch_netem).
     let target: Target = "nats2".parse().expect("target");
-    let event = engine
+    let event = chaos
+        .engine
         .inject(&Fault::Latency { latency_ms: 100 }, &target)
         .await
         .expect("inject");
@@ -305,65 +295,46 @@ async fn docker_faults_take_effect_and_revert_to_a_whole_cluster() {
             eprintln!("latency not available here: {error}");
         }
     }
-    revert_whole("latency").await;
+    chaos.revert_whole("latency").await;
+    chaos.finish_whole().await;
+}
 
-    publish_acked(&js, "docker.after", "y", Duration::from_secs(30))
-        .await
-        .expect("publish after the faults");
-    let entries = journal::read(&journal_path).expect("journal");
-    assert!(journal::active(&entries).is_empty(), "{entries:?}");
-    let whole = Effect::Whole
-        .wait(&endpoints, Duration::from_secs(30))
+/// fill-storage: ballast uploaded into nats2's tmpfs store until JetStream disables itself there.
+/// Only root gets tmpfs stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
+#[cfg_attr(aivo_not_root, ignore = "the tmpfs stores need root")]
+async fn docker_fill_storage_fills_the_tmpfs_store_and_revert_drains_it() {
+    let chaos = DockerChaos::start("fill").await;
+    let (stop, publisher) = keep_publishing(chaos.js.clone(), "docker.fill");
+    chaos
+        .inject(
+            Fault::FillStorage {
+                mode: FillMode::Tmpfs,
+            },
+            "nats2",
+        )
         .await;
-    assert!(whole.confirmed, "{whole:?}");
-    drop(engine);
-    if let Ok(cluster) = Arc::try_unwrap(cluster) {
-        cluster.shutdown().await.expect("down");
-    }
-}
-
-/// Runs the binary with a deadline.
-async fn aivo(args: &[&str], envs: &[(String, String)], timeout: Duration) -> Output {
-    let mut command = tokio::process::Command::new(BIN);
-    command.args(args).kill_on_drop(true).env_remove("NATS_URL");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    tokio::time::timeout(timeout, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("aivo-load {args:?} did not finish within {timeout:?}"))
-        .expect("spawn aivo-load")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Runs `cluster down --backend docker` on drop, so a failed test leaves no containers behind.
-struct UpGuard {
-    envs: Vec<(String, String)>,
-}
-
-impl Drop for UpGuard {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(BIN)
-            .args(["cluster", "down", "--backend", "docker"])
-            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
+    let store = chaos.cluster.spec().nodes[1].store.clone();
+    let ballast = std::fs::metadata(store.join(BALLAST)).expect("ballast in the store");
+    assert!(ballast.len() > TEST_STORE_BYTES / 2, "{ballast:?}");
+    let jsz = monitor::jsz(&chaos.monitor("nats2")).await;
+    let healthz = monitor::healthz(&chaos.monitor("nats2")).await;
+    eprintln!(
+        "nats2 full: jsz disabled={:?}, healthz={healthz:?}",
+        jsz.map(|j| j.disabled)
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = publisher.await;
+    chaos.revert_whole("fill-storage").await;
+    assert!(!store.join(BALLAST).exists());
+    chaos.finish_whole().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
 async fn cluster_up_chaos_heal_and_down_work_from_the_command_line_on_docker() {
-    let Some(()) = docker_engine().await else {
-        return;
-    };
+    require_docker().await;
     let dir = tempfile::Builder::new()
         .prefix("aivo-docker-cli-")
         .tempdir()
@@ -394,7 +365,8 @@ async fn cluster_up_chaos_heal_and_down_work_from_the_command_line_on_docker() {
             ports[2 * i + 1].to_string(),
         ));
     }
-    let _guard = UpGuard { envs: envs.clone() };
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _guard = ClusterUp::docker(&envs);
     let minute = Duration::from_secs(120);
 
     let up = aivo(&["cluster", "up", "--backend", "docker"], &envs, minute).await;
@@ -456,17 +428,16 @@ impl CodeOr for Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
 async fn run_node_kill_on_docker_passes_its_checks() {
-    let Some(()) = docker_engine().await else {
-        return;
-    };
+    require_docker().await;
     let dir = tempfile::Builder::new()
         .prefix("aivo-docker-run-")
         .tempdir()
         .expect("tempdir");
     let reports = dir.path().join("reports");
     let reports_arg = reports.display().to_string();
-    let envs = vec![("AIVO_DOCKER_STORE_SIZE".to_string(), "256MiB".to_string())];
+    let envs = [("AIVO_DOCKER_STORE_SIZE", "256MiB")];
     let output = aivo(
         &[
             "run",
@@ -517,10 +488,9 @@ async fn run_node_kill_on_docker_passes_its_checks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
 async fn heal_reverts_and_removes_the_project_of_a_killed_docker_run() {
-    let Some(()) = docker_engine().await else {
-        return;
-    };
+    require_docker().await;
     let dir = tempfile::Builder::new()
         .prefix("aivo-docker-heal-")
         .tempdir()

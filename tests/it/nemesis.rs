@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use crate::run::BackgroundRun;
-use crate::support::{aivo, report_json, text};
+use crate::support::{aivo, report_json, text, BackgroundRun};
 
 /// A 40 s run with a nemesis that draws kill and pause on random nodes (partitions have tests of their
 /// own; a partitioned replica can take minutes to catch up on a loaded machine): faults at 5, 14,

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{
-    aivo, assert_passed_but_for, report_json, text, RunIntoPostgres, TestCluster, BIN,
+    aivo, assert_passed_but_for, report_json, text, BackgroundRun, ClusterUp, FocusBurstUnderWay,
+    RunIntoPostgres, TestCluster,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,78 +214,6 @@ fn nats_servers_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A run in the background whose stderr is read line by line.
-pub(crate) struct BackgroundRun {
-    child: tokio::process::Child,
-    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
-}
-
-impl BackgroundRun {
-    pub(crate) fn spawn(args: &[&str]) -> Self {
-        use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(BIN)
-            .args(args)
-            .env_remove("NATS_URL")
-            .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn aivo-load");
-        let stderr = child.stderr.take().expect("stderr");
-        Self {
-            child,
-            stderr: tokio::io::BufReader::new(stderr).lines(),
-        }
-    }
-
-    /// Waits for a stderr line containing `needle`.
-    pub(crate) async fn wait_for_line(&mut self, needle: &str) {
-        let found = tokio::time::timeout(Duration::from_secs(40), async {
-            while let Ok(Some(line)) = self.stderr.next_line().await {
-                if line.contains(needle) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(found, Ok(true), "the run never printed {needle:?}");
-    }
-
-    /// Drains stderr (so the run cannot block on a full pipe) and waits for the exit code.
-    pub(crate) async fn finish(mut self) -> Option<i32> {
-        let drain = async { while let Ok(Some(_)) = self.stderr.next_line().await {} };
-        let (_, status) = tokio::time::timeout(Duration::from_secs(90), async {
-            tokio::join!(drain, self.child.wait())
-        })
-        .await
-        .expect("the run finishes");
-        status.expect("wait").code()
-    }
-}
-
-/// An 8 s focus-burst at a tenth of its rate against the external cluster `servers`, 2 s into its
-/// load: for tests that break something from outside while a run writes.
-pub(crate) async fn focus_burst_under_way(servers: &str, reports_dir: &str) -> BackgroundRun {
-    let mut run = BackgroundRun::spawn(&[
-        "run",
-        "focus-burst",
-        "--backend",
-        "external",
-        "--server",
-        servers,
-        "--duration",
-        "8s",
-        "--rate-scale",
-        "0.1",
-        "--reports-dir",
-        reports_dir,
-    ]);
-    run.wait_for_line("cluster ready").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    run
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_run_reports_and_takes_the_cluster_down() {
     let reports = tempfile::tempdir().expect("tempdir");
@@ -324,6 +253,8 @@ async fn ctrl_c_mid_run_reports_and_takes_the_cluster_down() {
 async fn keep_cluster_leaves_it_running_until_cluster_down() {
     let reports = tempfile::tempdir().expect("tempdir");
     let state = tempfile::tempdir().expect("tempdir");
+    // The kept cluster goes on any path, not only through the `cluster down` asserted below.
+    let _kept = ClusterUp::local(state.path());
     let state_dir = state.path().to_str().expect("utf-8 path");
     let reports_dir = reports.path().to_str().expect("utf-8 path");
     let output = aivo(
@@ -390,29 +321,12 @@ async fn keep_cluster_leaves_it_running_until_cluster_down() {
     );
 }
 
-/// The run id of the single run writing into `reports` (its report directory's name).
-pub(crate) fn run_id_in(reports: &Path) -> String {
-    let dirs: Vec<_> = std::fs::read_dir(reports)
-        .expect("reports dir")
-        .flatten()
-        .collect();
-    assert_eq!(dirs.len(), 1, "one report directory expected");
-    dirs[0].file_name().to_string_lossy().into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
-    let cluster = TestCluster::start().await;
-    let servers = cluster.endpoints().server_list();
-    let reports = tempfile::tempdir().expect("tempdir");
-    let reports_dir = reports.path().to_str().expect("utf-8 path");
-    let run = focus_burst_under_way(&servers, reports_dir).await;
+    let burst = FocusBurstUnderWay::start(2).await;
 
     // From outside the harness: delete one stored event and slip in one the run never attempted.
-    let client = async_nats::connect(cluster.endpoints().nodes[2].client_url.as_str())
-        .await
-        .expect("connect");
-    let js = async_nats::jetstream::new(client);
+    let js = &burst.js;
     let focus = js.get_stream("FOCUS").await.expect("FOCUS");
     // What the deleted event was, to compare with what the report names.
     let doomed = focus.get_raw_message(5).await.expect("seq 5");
@@ -431,7 +345,7 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         "Aivo-Ledger",
-        format!("{}/0/999999999", run_id_in(reports.path())).as_str(),
+        format!("{}/0/999999999", burst.run_id()).as_str(),
     );
     js.publish_with_headers("focus.ping", headers, "{}".into())
         .await
@@ -439,8 +353,8 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
         .await
         .expect("ack");
 
-    assert_eq!(run.finish().await, Some(1), "the run must fail");
-    let report = report_json(reports.path());
+    let (code, report) = burst.finish().await;
+    assert_eq!(code, Some(1), "the run must fail");
     let ledger = &report["ledger"][0];
     assert_eq!(ledger["stream"], "FOCUS");
     assert_eq!(ledger["lost"], 1, "{ledger}");
@@ -624,6 +538,7 @@ async fn wait_for_status(state_dir: &str, code: i32, within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_partition_reverts_it_and_a_sigkilled_run_is_healed() {
     let state = tempfile::tempdir().expect("tempdir");
+    let _kept = ClusterUp::local(state.path());
     let state_dir = state.path().to_str().expect("utf-8 path");
     for signal in [libc::SIGINT, libc::SIGKILL] {
         let reports = tempfile::tempdir().expect("tempdir");

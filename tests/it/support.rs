@@ -1,15 +1,22 @@
-//! Shared helpers for the integration tests: a real local cluster in a tempdir, waits with
-//! deadlines, and a look at the kernel's TCP table.
+//! Shared helpers for the integration tests: a real local cluster in a tempdir, a `cluster up`
+//! cluster that is taken down on every path, the `aivo-load` binary run with deadlines (killed with
+//! its process group when it overstays), runs in the background, waits with deadlines, and a look
+//! at the kernel's TCP table.
 //!
 //! [`TestCluster`] works under any test runtime, `#[tokio::test]` included: its route proxies run on
 //! a runtime of their own, so routes keep flowing even while the test blocks (e.g. on a CLI child).
+//!
+//! Tests that need a Docker engine or root are marked at build time (`build.rs` sets
+//! `aivo_no_docker` / `aivo_not_root`), so they show up as skipped instead of passing without
+//! having run (the Docker ones in `docker.rs`).
 
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
@@ -20,8 +27,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A local 3-node cluster in a temporary directory; dropping it kills the nodes and removes the dir.
 pub struct TestCluster {
-    /// Declared before `dir` so the nodes die before their directory is removed.
-    cluster: Option<LocalCluster>,
+    /// Declared before `dir` so the nodes die before their directory is removed. Shared (an `Arc`)
+    /// because a chaos engine holds the cluster too: whoever holds it must drop it before this.
+    cluster: Option<Arc<LocalCluster>>,
     dir: tempfile::TempDir,
 }
 
@@ -38,9 +46,14 @@ impl TestCluster {
             .expect("cluster start timed out")
             .unwrap_or_else(|err| panic!("cluster did not start: {err}"));
         TestCluster {
-            cluster: Some(cluster),
+            cluster: Some(Arc::new(cluster)),
             dir,
         }
+    }
+
+    /// The cluster, for a [`ChaosEngine`](aivo_load::chaos::engine::ChaosEngine) to hold.
+    pub fn shared(&self) -> Arc<LocalCluster> {
+        self.cluster.clone().expect("cluster is present until drop")
     }
 
     pub fn endpoints(&self) -> &ClusterEndpoints {
@@ -49,7 +62,7 @@ impl TestCluster {
 
     pub fn cluster(&self) -> &LocalCluster {
         self.cluster
-            .as_ref()
+            .as_deref()
             .expect("cluster is present until drop")
     }
 
@@ -58,9 +71,9 @@ impl TestCluster {
         self.dir.path()
     }
 
-    /// Stops the nodes gracefully (Drop kills them).
+    /// Stops the nodes gracefully (Drop kills them), unless someone still holds [`Self::shared`].
     pub async fn shutdown(mut self) {
-        if let Some(cluster) = self.cluster.take() {
+        if let Some(Ok(cluster)) = self.cluster.take().map(Arc::try_unwrap) {
             cluster.shutdown().await;
         }
     }
@@ -255,16 +268,113 @@ pub fn aivo_in(state_dir: &Path, args: &[&str]) -> std::process::Command {
     command
 }
 
-/// Runs a blocking command on a thread, so that a hang fails the test after `limit` instead of
-/// blocking it.
-pub fn output_within(mut command: std::process::Command, limit: Duration) -> Output {
+/// Runs a blocking command with its output captured, so that a hang fails the test after `limit`
+/// instead of blocking it; an overstaying command is killed with its process group first.
+pub fn output_within(command: Command, limit: Duration) -> Output {
+    run_within(command, limit).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`output_within`] without the panic (for `Drop`). The command runs in a process group of its
+/// own, so that past `limit` SIGKILL reaches what it started in that group too (a `cluster up`
+/// supervisor escapes it with `setsid`: that is [`ClusterUp`]'s job). The child is reaped by the
+/// thread that collects its output; that thread is waited for a few seconds more after the kill.
+fn run_within(mut command: Command, limit: Duration) -> Result<Output, String> {
+    use std::os::unix::process::CommandExt;
+    let shown = format!("{command:?}");
+    command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command
+        .spawn()
+        .map_err(|err| format!("spawn {shown}: {err}"))?;
+    let group = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(command.output());
+        let _ = tx.send(child.wait_with_output());
     });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("command did not finish within {limit:?}"))
-        .expect("command ran")
+    match rx.recv_timeout(limit) {
+        Ok(result) => result.map_err(|err| format!("wait for {shown}: {err}")),
+        Err(_) => {
+            // SAFETY: kill(2) with a valid signal on the group whose leader is our child; the
+            // leader is not reaped yet (its thread has not answered), so the id is still ours.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+            let reaped = match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(_) => "killed and reaped with its process group",
+                Err(_) => "killed its process group, not reaped within 5s (a pipe held open)",
+            };
+            Err(format!("{shown} did not finish within {limit:?}: {reaped}"))
+        }
+    }
+}
+
+/// A cluster kept by `aivo-load cluster up` (or `run --keep-cluster`): a detached supervisor and
+/// its nodes, which outlive the test unless something runs `cluster down`. Made before the cluster
+/// comes up, its `Drop` runs `cluster down` with the same state dir, backend and settings, bounded
+/// in time, so a failed assertion (or a hung `up`) leaves nothing running.
+pub struct ClusterUp {
+    backend: &'static str,
+    /// `AIVO_STATE_DIR` and whatever else the backend reads (docker project, ports).
+    envs: Vec<(String, String)>,
+    /// How long `cluster down` may take on drop (a docker project takes longer than processes).
+    down_limit: Duration,
+}
+
+impl ClusterUp {
+    /// Guards the local cluster kept in `state_dir`, whoever brings it up.
+    pub fn local(state_dir: &Path) -> ClusterUp {
+        ClusterUp {
+            backend: "local",
+            envs: vec![("AIVO_STATE_DIR".into(), state_dir.display().to_string())],
+            down_limit: Duration::from_secs(30),
+        }
+    }
+
+    /// Guards the docker cluster that `envs` (`AIVO_STATE_DIR`, `AIVO_DOCKER_PROJECT`, ports)
+    /// describe.
+    pub fn docker(envs: &[(&str, &str)]) -> ClusterUp {
+        ClusterUp {
+            backend: "docker",
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            down_limit: Duration::from_secs(120),
+        }
+    }
+
+    /// Runs `cluster up` on a local cluster in `state_dir` (up waits at most 25 s itself), after
+    /// making the guard, so that even a hung `up` ends in `cluster down`.
+    pub fn start_local(state_dir: &Path) -> (ClusterUp, Output) {
+        let guard = ClusterUp::local(state_dir);
+        let up = output_within(guard.command(&["cluster", "up"]), Duration::from_secs(45));
+        (guard, up)
+    }
+
+    /// `aivo-load ARGS` with this cluster's settings in its environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("NATS_URL")
+            .env_remove("RUST_LOG");
+        command
+    }
+}
+
+impl Drop for ClusterUp {
+    fn drop(&mut self) {
+        let down = self.command(&["cluster", "down", "--backend", self.backend]);
+        match run_within(down, self.down_limit) {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => eprintln!("cluster down on drop failed: {}", status_text(&output)),
+            Err(err) => eprintln!("cluster down on drop: {err}"),
+        }
+    }
 }
 
 /// Exit status, stdout and stderr, for assertion messages.
@@ -357,5 +467,209 @@ impl RunIntoPostgres {
             .expect("the run finishes")
             .expect("join")
             .expect("run")
+    }
+}
+
+/// A run in the background whose stderr is read line by line.
+pub struct BackgroundRun {
+    pub child: tokio::process::Child,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+impl BackgroundRun {
+    pub fn spawn(args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(BIN)
+            .args(args)
+            .env_remove("NATS_URL")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn aivo-load");
+        let stderr = child.stderr.take().expect("stderr");
+        Self {
+            child,
+            stderr: tokio::io::BufReader::new(stderr).lines(),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub async fn wait_for_line(&mut self, needle: &str) {
+        let found = tokio::time::timeout(Duration::from_secs(40), async {
+            while let Ok(Some(line)) = self.stderr.next_line().await {
+                if line.contains(needle) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true), "the run never printed {needle:?}");
+    }
+
+    /// Drains stderr (so the run cannot block on a full pipe) and waits for the exit code.
+    pub async fn finish(mut self) -> Option<i32> {
+        let drain = async { while let Ok(Some(_)) = self.stderr.next_line().await {} };
+        let (_, status) = tokio::time::timeout(Duration::from_secs(90), async {
+            tokio::join!(drain, self.child.wait())
+        })
+        .await
+        .expect("the run finishes");
+        status.expect("wait").code()
+    }
+}
+
+/// The run id of the single run writing into `reports` (its report directory's name).
+pub fn run_id_in(reports: &Path) -> String {
+    let dirs: Vec<_> = std::fs::read_dir(reports)
+        .expect("reports dir")
+        .flatten()
+        .collect();
+    assert_eq!(dirs.len(), 1, "one report directory expected");
+    dirs[0].file_name().to_string_lossy().into_owned()
+}
+
+/// An 8 s focus-burst at a tenth of its rate against a fresh local cluster, 2 s into its load, with
+/// a JetStream client of one node: for tests that tamper with a stream from outside the harness
+/// while the run writes, then look at what the run's checks made of it.
+pub struct FocusBurstUnderWay {
+    /// Declared first: the run is killed before its cluster goes.
+    pub run: BackgroundRun,
+    pub js: async_nats::jetstream::Context,
+    pub cluster: TestCluster,
+    pub reports: tempfile::TempDir,
+}
+
+impl FocusBurstUnderWay {
+    /// Starts the cluster and the run; `js` talks to node `node` (0-based) only.
+    pub async fn start(node: usize) -> FocusBurstUnderWay {
+        let cluster = TestCluster::start().await;
+        let servers = cluster.endpoints().server_list();
+        let reports = tempfile::tempdir().expect("tempdir");
+        let mut run = BackgroundRun::spawn(&[
+            "run",
+            "focus-burst",
+            "--backend",
+            "external",
+            "--server",
+            &servers,
+            "--duration",
+            "8s",
+            "--rate-scale",
+            "0.1",
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8 path"),
+        ]);
+        run.wait_for_line("cluster ready").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let client = async_nats::connect(cluster.endpoints().nodes[node].client_url.as_str())
+            .await
+            .expect("connect");
+        FocusBurstUnderWay {
+            run,
+            js: async_nats::jetstream::new(client),
+            cluster,
+            reports,
+        }
+    }
+
+    /// The run's id, for `Aivo-Ledger` headers of events made up from outside.
+    pub fn run_id(&self) -> String {
+        run_id_in(self.reports.path())
+    }
+
+    /// Waits for the run to end: its exit code and its report.
+    pub async fn finish(self) -> (Option<i32>, serde_json::Value) {
+        let code = self.run.finish().await;
+        (code, report_json(self.reports.path()))
+    }
+}
+
+/// A JetStream client of `endpoints` (connecting with retries), an R3 stream `name` on
+/// `<prefix>.>`, and one publish to `<prefix>.before` acknowledged: a cluster whose replicated
+/// stream works, before a fault.
+pub async fn r3_stream_taking_writes(
+    endpoints: &ClusterEndpoints,
+    name: &str,
+    prefix: &str,
+) -> async_nats::jetstream::Context {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(endpoints.client_urls())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let config = async_nats::jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{prefix}.>")],
+        num_replicas: 3,
+        ..Default::default()
+    };
+    create_stream_with_retry(&js, config, Duration::from_secs(30))
+        .await
+        .expect("R3 stream");
+    publish_acked(
+        &js,
+        &format!("{prefix}.before"),
+        "x",
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("publish before the fault");
+    js
+}
+
+/// The monitoring URL of node `node` (`nats1`..`nats3`).
+pub fn monitor_url(endpoints: &ClusterEndpoints, node: &str) -> String {
+    endpoints
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.monitor_url.clone())
+        .unwrap_or_else(|| panic!("no node {node}"))
+}
+
+/// Injects `fault` on `target` through `engine`; it must take effect (no error, confirmed).
+pub async fn inject_confirmed(
+    engine: &aivo_load::chaos::engine::ChaosEngine,
+    fault: aivo_load::chaos::Fault,
+    target: &str,
+) -> aivo_load::chaos::engine::FaultEvent {
+    let target: aivo_load::chaos::Target = target.parse().expect("target");
+    let event = engine.inject(&fault, &target).await.expect("inject");
+    assert!(event.error.is_none(), "{event:?}");
+    assert!(event.confirmed, "effect not confirmed: {event:?}");
+    assert!(
+        event.confirmed_s.is_some_and(|c| c >= event.requested_s),
+        "{event:?}"
+    );
+    eprintln!("{} on {}: {}", event.fault, event.node, event.detail);
+    event
+}
+
+/// The helper's own promise: an overstaying command is killed with what it started in its group,
+/// and reaped, instead of being left to run past its test.
+#[test]
+fn run_within_kills_the_process_group_of_an_overstaying_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("sleep 60 & echo $! > {}; wait", pid_file.display()));
+    let started = Instant::now();
+    let err = run_within(command, Duration::from_secs(1)).expect_err("sleeps past its limit");
+    assert!(err.contains("killed and reaped"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+    let sleeper: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(sleeper) {
+        assert!(Instant::now() < deadline, "the group's sleep survived");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
