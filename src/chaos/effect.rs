@@ -116,85 +116,18 @@ impl Effect {
 
     /// One observation: `Ok(what was seen)` if the effect shows now, else why not.
     pub async fn observe(&self, endpoints: &ClusterEndpoints) -> Result<String, String> {
-        let url = |node: &str| -> Result<String, String> {
-            endpoints
-                .nodes
-                .iter()
-                .find(|n| n.name == node)
-                .map(|n| n.monitor_url.clone())
-                .ok_or_else(|| format!("no node {node}"))
-        };
+        let url = |node: &str| monitor_url(endpoints, node);
         match self {
-            Self::Down { node } => {
-                match monitor::get(&url(node)?, "/healthz", FROZEN_PROBE).await {
-                    Err(MonitorError::Io { source, .. }) => {
-                        Ok(format!("{node} /healthz: {source}"))
-                    }
-                    Err(other) => Err(format!("{node} /healthz: {other}")),
-                    Ok(answer) => Err(format!("{node} still answers /healthz ({})", answer.status)),
-                }
-            }
-            Self::Frozen { node } => {
-                match monitor::get(&url(node)?, "/healthz", FROZEN_PROBE).await {
-                    Err(MonitorError::Timeout { .. }) => Ok(format!(
-                        "{node} accepted /healthz and did not answer within {FROZEN_PROBE:?}"
-                    )),
-                    Err(other) => Err(format!("{node}: {other}")),
-                    Ok(answer) => Err(format!("{node} still answers ({})", answer.status)),
-                }
-            }
+            Self::Down { node } => down(node, &url(node)?).await,
+            Self::Frozen { node } => frozen(node, &url(node)?).await,
             Self::Back { node } => match monitor::healthz(&url(node)?).await {
                 Ok(Health::Ok) => Ok(format!("{node} /healthz ok")),
                 Ok(Health::Unhealthy(reason)) => Err(format!("{node} unhealthy: {reason}")),
                 Err(err) => Err(err.to_string()),
             },
-            Self::Isolated { node } => {
-                let routes = monitor::routez(&url(node)?)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if routes.num_routes == 0 {
-                    Ok(format!("{node} /routez: 0 routes"))
-                } else {
-                    Err(format!("{node} still routes to {:?}", routes.peers()))
-                }
-            }
-            Self::Unheard { node } => {
-                let mut seen = Vec::new();
-                for peer in endpoints.nodes.iter().filter(|n| &n.name != node) {
-                    let routes = monitor::routez(&peer.monitor_url)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !routes.peers().iter().any(|p| p == node) {
-                        seen.push(format!("{} has no route to {node}", peer.name));
-                        continue;
-                    }
-                    let jsz = monitor::jsz(&peer.monitor_url)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let stale = jsz.meta_cluster.as_ref().is_some_and(|m| {
-                        m.replicas
-                            .iter()
-                            .any(|r| &r.name == node && (!r.current || r.offline))
-                    });
-                    if stale {
-                        seen.push(format!("{} sees {node} as not current", peer.name));
-                    } else {
-                        return Err(format!("{} still hears {node}", peer.name));
-                    }
-                }
-                Ok(seen.join("; "))
-            }
-            Self::Split { a, b } => {
-                let routes = monitor::routez(&url(a)?).await.map_err(|e| e.to_string())?;
-                if routes.peers().iter().any(|p| p == b) {
-                    Err(format!("{a} still routes to {b}"))
-                } else {
-                    Ok(format!(
-                        "{a} /routez: no route to {b} (peers {:?})",
-                        routes.peers()
-                    ))
-                }
-            }
+            Self::Isolated { node } => isolated(node, &url(node)?).await,
+            Self::Unheard { node } => unheard(endpoints, node).await,
+            Self::Split { a, b } => split(a, b, &url(a)?).await,
             Self::SlowLink {
                 from,
                 to,
@@ -210,36 +143,123 @@ impl Effect {
                     Err(format!("request {from}->{to} took only {took:?}"))
                 }
             }
-            Self::StorageFull { node } => {
-                let base = url(node)?;
-                if let Ok(jsz) = monitor::jsz(&base).await {
-                    if jsz.disabled {
-                        return Ok(format!("{node} /jsz: JetStream disabled"));
-                    }
-                }
-                match monitor::healthz(&base).await {
-                    Ok(Health::Unhealthy(reason)) => Ok(format!("{node} /healthz: {reason}")),
-                    Ok(Health::Ok) => Err(format!("{node} JetStream still enabled and healthy")),
-                    Err(err) => Err(err.to_string()),
-                }
-            }
-            Self::StorageCapped { node } => {
-                let jsz = monitor::jsz(&url(node)?).await.map_err(|e| e.to_string())?;
-                let room = jsz.config.max_storage.saturating_sub(jsz.storage);
-                if jsz.config.max_storage > 0 && room <= CAPPED_ROOM {
-                    Ok(format!(
-                        "{node} /jsz: {room} bytes of file storage left (max_storage {}, used {})",
-                        jsz.config.max_storage, jsz.storage
-                    ))
-                } else {
-                    Err(format!(
-                        "{node} /jsz: {room} bytes of file storage left (max_storage {})",
-                        jsz.config.max_storage
-                    ))
-                }
-            }
+            Self::StorageFull { node } => storage_full(node, &url(node)?).await,
+            Self::StorageCapped { node } => storage_capped(node, &url(node)?).await,
             Self::Whole => whole(endpoints).await,
         }
+    }
+}
+
+/// The monitoring URL of `node`.
+fn monitor_url(endpoints: &ClusterEndpoints, node: &str) -> Result<String, String> {
+    endpoints
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.monitor_url.clone())
+        .ok_or_else(|| format!("no node {node}"))
+}
+
+/// [`Effect::Down`]: `/healthz` fails to connect (any other error is not proof).
+async fn down(node: &str, url: &str) -> Result<String, String> {
+    match monitor::get(url, "/healthz", FROZEN_PROBE).await {
+        Err(MonitorError::Io { source, .. }) => Ok(format!("{node} /healthz: {source}")),
+        Err(other) => Err(format!("{node} /healthz: {other}")),
+        Ok(answer) => Err(format!("{node} still answers /healthz ({})", answer.status)),
+    }
+}
+
+/// [`Effect::Frozen`]: `/healthz` connects but times out.
+async fn frozen(node: &str, url: &str) -> Result<String, String> {
+    match monitor::get(url, "/healthz", FROZEN_PROBE).await {
+        Err(MonitorError::Timeout { .. }) => Ok(format!(
+            "{node} accepted /healthz and did not answer within {FROZEN_PROBE:?}"
+        )),
+        Err(other) => Err(format!("{node}: {other}")),
+        Ok(answer) => Err(format!("{node} still answers ({})", answer.status)),
+    }
+}
+
+/// [`Effect::Isolated`]: the node's own `/routez` lists no route.
+async fn isolated(node: &str, url: &str) -> Result<String, String> {
+    let routes = monitor::routez(url).await.map_err(|e| e.to_string())?;
+    if routes.num_routes == 0 {
+        Ok(format!("{node} /routez: 0 routes"))
+    } else {
+        Err(format!("{node} still routes to {:?}", routes.peers()))
+    }
+}
+
+/// [`Effect::Unheard`]: asked of each peer in turn; the first that still hears the node ends the
+/// observation.
+async fn unheard(endpoints: &ClusterEndpoints, node: &str) -> Result<String, String> {
+    let mut seen = Vec::new();
+    for peer in endpoints.nodes.iter().filter(|n| n.name != node) {
+        let routes = monitor::routez(&peer.monitor_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !routes.peers().iter().any(|p| p == node) {
+            seen.push(format!("{} has no route to {node}", peer.name));
+            continue;
+        }
+        let jsz = monitor::jsz(&peer.monitor_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stale = jsz.meta_cluster.as_ref().is_some_and(|m| {
+            m.replicas
+                .iter()
+                .any(|r| r.name == node && (!r.current || r.offline))
+        });
+        if stale {
+            seen.push(format!("{} sees {node} as not current", peer.name));
+        } else {
+            return Err(format!("{} still hears {node}", peer.name));
+        }
+    }
+    Ok(seen.join("; "))
+}
+
+/// [`Effect::Split`]: `a`'s `/routez` (at `url`) no longer lists `b`.
+async fn split(a: &str, b: &str, url: &str) -> Result<String, String> {
+    let routes = monitor::routez(url).await.map_err(|e| e.to_string())?;
+    if routes.peers().iter().any(|p| p == b) {
+        Err(format!("{a} still routes to {b}"))
+    } else {
+        Ok(format!(
+            "{a} /routez: no route to {b} (peers {:?})",
+            routes.peers()
+        ))
+    }
+}
+
+/// [`Effect::StorageFull`]: `/jsz` says JetStream is disabled, else `/healthz` says why not.
+async fn storage_full(node: &str, url: &str) -> Result<String, String> {
+    if let Ok(jsz) = monitor::jsz(url).await {
+        if jsz.disabled {
+            return Ok(format!("{node} /jsz: JetStream disabled"));
+        }
+    }
+    match monitor::healthz(url).await {
+        Ok(Health::Unhealthy(reason)) => Ok(format!("{node} /healthz: {reason}")),
+        Ok(Health::Ok) => Err(format!("{node} JetStream still enabled and healthy")),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// [`Effect::StorageCapped`]: at most [`CAPPED_ROOM`] left under a set `max_file_store`.
+async fn storage_capped(node: &str, url: &str) -> Result<String, String> {
+    let jsz = monitor::jsz(url).await.map_err(|e| e.to_string())?;
+    let room = jsz.config.max_storage.saturating_sub(jsz.storage);
+    if jsz.config.max_storage > 0 && room <= CAPPED_ROOM {
+        Ok(format!(
+            "{node} /jsz: {room} bytes of file storage left (max_storage {}, used {})",
+            jsz.config.max_storage, jsz.storage
+        ))
+    } else {
+        Err(format!(
+            "{node} /jsz: {room} bytes of file storage left (max_storage {})",
+            jsz.config.max_storage
+        ))
     }
 }
 

@@ -75,96 +75,101 @@ fn ledger_measured(c: &LedgerCheck) -> String {
 
 /// The list, checks first (streams, ledgers, retention, DLQ, catch-up, faults), then thresholds.
 pub fn check_lines(s: &CheckSources<'_>) -> Vec<CheckLine> {
-    let mut lines = Vec::new();
-    for c in s.streams {
-        lines.push(check(
-            format!("stream {}", c.stream),
-            c.passed,
-            format!(
-                "appended {}, acked {} new + {} duplicate, {} unknown",
-                c.appended, c.ledger.acked_new, c.ledger.duplicate_acks, c.ledger.unknown
-            ),
-            &c.detail,
-        ));
-    }
+    let mut lines: Vec<CheckLine> = s.streams.iter().map(stream_line).collect();
     for c in s.ledgers {
-        lines.push(check(
-            format!("ledger {}", c.stream),
-            c.passed,
-            ledger_measured(c),
-            &c.detail,
-        ));
+        lines.push(ledger_line(format!("ledger {}", c.stream), c));
     }
     if let Some(c) = s.events {
-        lines.push(check(
-            "ledger events (Postgres)".into(),
-            c.passed,
-            ledger_measured(c),
-            &c.detail,
-        ));
+        lines.push(ledger_line("ledger events (Postgres)".into(), c));
     }
-    for c in s.retention {
-        let age = c
-            .max_oldest_age_s
-            .map_or("no message".into(), |a| format!("{a:.1} s"));
-        lines.push(check(
-            format!("retention {}", c.stream),
-            c.passed,
-            format!(
-                "oldest message at most {age}, peak {} bytes, first sequence advanced {}",
-                c.peak_bytes, c.first_seq_advance
-            ),
-            &c.detail,
-        ));
-    }
-    if let Some(c) = s.dlq {
-        lines.push(check(
-            "dlq".into(),
-            c.passed,
-            format!(
-                "{} entries for {} expected: missing {}, unexpected {}, duplicated {}, bad headers {}",
-                c.entries, c.expected, c.missing, c.unexpected, c.duplicated, c.bad_headers
-            ),
-            &c.detail,
-        ));
-    }
-    if let Some(c) = s.catch_up {
-        let zero = c
-            .time_to_zero_s
-            .map_or("never".into(), |t| format!("{t:.1} s"));
-        lines.push(check(
-            "indexer catch-up".into(),
-            c.passed,
-            format!(
-                "lag {} at {} reached 0 after {zero} (limit {:.0} s)",
-                c.lag_at_reference, c.reference, c.timeout_s
-            ),
-            &c.detail,
-        ));
-    }
-    if let Some(c) = s.faults {
-        lines.push(check(
-            "faults".into(),
-            c.passed,
-            format!(
-                "{} applied, {} effects unseen, {} recovered, {} unrecovered",
-                c.applied, c.unconfirmed, c.recovered, c.unrecovered
-            ),
-            &c.detail,
-        ));
-    }
-    for t in s.thresholds {
-        lines.push(CheckLine {
-            kind: CheckKind::Threshold,
-            name: format!("{} {}", t.metric, t.expression),
-            passed: t.passed,
-            measured: format!("measured {}", t.measured_text),
-            detail: if t.passed {
-                "within the limit".into()
-            } else {
-                "outside the limit".into()
-            },
-        });
-    }
+    lines.extend(s.retention.iter().map(retention_line));
+    lines.extend(s.dlq.map(dlq_line));
+    lines.extend(s.catch_up.map(catch_up_line));
+    lines.extend(s.faults.map(faults_line));
+    lines.extend(s.thresholds.iter().map(threshold_line));
     lines
+}
+
+fn stream_line(c: &StreamCount) -> CheckLine {
+    check(
+        format!("stream {}", c.stream),
+        c.passed,
+        format!(
+            "appended {}, acked {} new + {} duplicate, {} unknown",
+            c.appended, c.ledger.acked_new, c.ledger.duplicate_acks, c.ledger.unknown
+        ),
+        &c.detail,
+    )
+}
+
+fn ledger_line(name: String, c: &LedgerCheck) -> CheckLine {
+    check(name, c.passed, ledger_measured(c), &c.detail)
+}
+
+fn retention_line(c: &RetentionCheck) -> CheckLine {
+    let age = c
+        .max_oldest_age_s
+        .map_or("no message".into(), |a| format!("{a:.1} s"));
+    check(
+        format!("retention {}", c.stream),
+        c.passed,
+        format!(
+            "oldest message at most {age}, peak {} bytes, first sequence advanced {}",
+            c.peak_bytes, c.first_seq_advance
+        ),
+        &c.detail,
+    )
+}
+
+fn dlq_line(c: &DlqCheck) -> CheckLine {
+    check(
+        "dlq".into(),
+        c.passed,
+        format!(
+            "{} entries for {} expected: missing {}, unexpected {}, duplicated {}, bad headers {}",
+            c.entries, c.expected, c.missing, c.unexpected, c.duplicated, c.bad_headers
+        ),
+        &c.detail,
+    )
+}
+
+fn catch_up_line(c: &CatchUpCheck) -> CheckLine {
+    let zero = c
+        .time_to_zero_s
+        .map_or("never".into(), |t| format!("{t:.1} s"));
+    check(
+        "indexer catch-up".into(),
+        c.passed,
+        format!(
+            "lag {} at {} reached 0 after {zero} (limit {:.0} s)",
+            c.lag_at_reference, c.reference, c.timeout_s
+        ),
+        &c.detail,
+    )
+}
+
+fn faults_line(c: &FaultsCheck) -> CheckLine {
+    check(
+        "faults".into(),
+        c.passed,
+        format!(
+            "{} applied, {} effects unseen, {} recovered, {} unrecovered",
+            c.applied, c.unconfirmed, c.recovered, c.unrecovered
+        ),
+        &c.detail,
+    )
+}
+
+fn threshold_line(t: &ThresholdResult) -> CheckLine {
+    CheckLine {
+        kind: CheckKind::Threshold,
+        name: format!("{} {}", t.metric, t.expression),
+        passed: t.passed,
+        measured: format!("measured {}", t.measured_text),
+        detail: if t.passed {
+            "within the limit".into()
+        } else {
+            "outside the limit".into()
+        },
+    }
 }

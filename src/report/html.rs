@@ -171,8 +171,143 @@ struct Chart {
     series: Vec<Series>,
 }
 
+/// Where a chart's values and seconds land on the page: the plot area and the value range.
+struct Plot {
+    seconds: usize,
+    log: bool,
+    /// The value range shown (decades on a log scale).
+    lo: f64,
+    hi: f64,
+    width: f64,
+    height: f64,
+}
+
+impl Plot {
+    fn x(&self, second: f64) -> f64 {
+        LEFT + self.width * second / (self.seconds.max(2) - 1) as f64
+    }
+
+    fn y(&self, value: f64) -> f64 {
+        let v = if self.log { value.log10() } else { value };
+        TOP + self.height * (1.0 - ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0))
+    }
+
+    /// Each fault window as a shaded band labelled with the fault.
+    fn fault_windows(&self, out: &mut String, faults: &[Window]) {
+        for window in faults {
+            let (x0, x1) = (
+                self.x(window.from as f64),
+                self.x(window.to as f64 - 1.0)
+                    .max(self.x(window.from as f64) + 2.0),
+            );
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{}\" fill=\"#ffcdd2\" \
+                 opacity=\"0.6\"><title>{}</title></rect>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#b71c1c\">{}</text>",
+                x1 - x0,
+                self.height,
+                escape(&window.label),
+                x0 + 2.0,
+                TOP + 11.0,
+                escape(&window.label)
+            );
+        }
+    }
+
+    /// Horizontal grid lines with their values: every decade on a log scale, else quarters.
+    fn grid(&self, out: &mut String, unit: &str) {
+        let grid: Vec<f64> = if self.log {
+            (self.lo as i32..=self.hi as i32)
+                .map(|e| 10f64.powi(e))
+                .collect()
+        } else {
+            (0..=4).map(|k| self.hi * f64::from(k) / 4.0).collect()
+        };
+        for value in grid {
+            let yy = self.y(value);
+            let _ = writeln!(
+                out,
+                "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}{}</text>",
+                LEFT + self.width,
+                LEFT - 4.0,
+                yy + 4.0,
+                axis_number(value),
+                unit
+            );
+        }
+    }
+
+    /// About ten second labels along the bottom.
+    fn time_axis(&self, out: &mut String) {
+        let step = (self.seconds / 10).max(1);
+        for second in (0..self.seconds).step_by(step) {
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{second}s</text>",
+                self.x(second as f64),
+                HEIGHT - 6.0
+            );
+        }
+    }
+
+    /// The `i`th series as a line with its name in the legend; a gap (no value) breaks the line.
+    fn series_line(&self, out: &mut String, i: usize, series: &Series) {
+        let mut path = String::new();
+        let mut pen_down = false;
+        for (second, value) in series.points.iter().enumerate() {
+            match value {
+                Some(v) => {
+                    let _ = write!(
+                        path,
+                        "{}{:.1},{:.1} ",
+                        if pen_down { "L" } else { "M" },
+                        self.x(second as f64),
+                        self.y(*v)
+                    );
+                    pen_down = true;
+                }
+                None => pen_down = false,
+            }
+        }
+        let _ = writeln!(
+            out,
+            "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{}</text>",
+            path.trim_end(),
+            series.color,
+            LEFT + self.width - 150.0 + 50.0 * i as f64,
+            TOP + 11.0,
+            series.color,
+            series.name
+        );
+    }
+}
+
 impl Chart {
     fn svg(&self, seconds: usize, faults: &[Window]) -> String {
+        let plot = self.plot(seconds);
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "<figure><figcaption>{}</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
+             viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+             font-size=\"11\" role=\"img\">\n",
+            escape(self.title)
+        );
+        plot.fault_windows(&mut out, faults);
+        plot.grid(&mut out, self.unit);
+        plot.time_axis(&mut out);
+        for (i, series) in self.series.iter().enumerate() {
+            plot.series_line(&mut out, i, series);
+        }
+        out.push_str("</svg></figure>\n");
+        out
+    }
+
+    /// The plot of `seconds` seconds: zero to a round ceiling, or whole decades on a log scale.
+    fn plot(&self, seconds: usize) -> Plot {
         let values = || self.series.iter().flat_map(|s| s.points.iter().flatten());
         let max = values().copied().fold(0.0_f64, f64::max);
         let (lo, hi) = if self.log {
@@ -186,99 +321,14 @@ impl Chart {
         } else {
             (0.0, nice_ceiling(max))
         };
-        let plot_w = WIDTH - LEFT - 10.0;
-        let plot_h = HEIGHT - TOP - BOTTOM;
-        let x = |second: f64| LEFT + plot_w * second / (seconds.max(2) - 1) as f64;
-        let y = |value: f64| {
-            let v = if self.log { value.log10() } else { value };
-            TOP + plot_h * (1.0 - ((v - lo) / (hi - lo)).clamp(0.0, 1.0))
-        };
-        let mut out = String::new();
-        let _ = write!(
-            out,
-            "<figure><figcaption>{}</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
-             viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-             font-size=\"11\" role=\"img\">\n",
-            escape(self.title)
-        );
-        for window in faults {
-            let (x0, x1) = (
-                x(window.from as f64),
-                x(window.to as f64 - 1.0).max(x(window.from as f64) + 2.0),
-            );
-            let _ = writeln!(
-                out,
-                "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\" fill=\"#ffcdd2\" \
-                 opacity=\"0.6\"><title>{}</title></rect>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#b71c1c\">{}</text>",
-                x1 - x0,
-                escape(&window.label),
-                x0 + 2.0,
-                TOP + 11.0,
-                escape(&window.label)
-            );
+        Plot {
+            seconds,
+            log: self.log,
+            lo,
+            hi,
+            width: WIDTH - LEFT - 10.0,
+            height: HEIGHT - TOP - BOTTOM,
         }
-        // Horizontal grid lines with their values: every decade on a log scale, else quarters.
-        let grid: Vec<f64> = if self.log {
-            (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
-        } else {
-            (0..=4).map(|k| hi * f64::from(k) / 4.0).collect()
-        };
-        for value in grid {
-            let yy = y(value);
-            let _ = writeln!(
-                out,
-                "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}{}</text>",
-                LEFT + plot_w,
-                LEFT - 4.0,
-                yy + 4.0,
-                axis_number(value),
-                self.unit
-            );
-        }
-        let step = (seconds / 10).max(1);
-        for second in (0..seconds).step_by(step) {
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{second}s</text>",
-                x(second as f64),
-                HEIGHT - 6.0
-            );
-        }
-        for (i, series) in self.series.iter().enumerate() {
-            // A gap (no value) breaks the line.
-            let mut path = String::new();
-            let mut pen_down = false;
-            for (second, value) in series.points.iter().enumerate() {
-                match value {
-                    Some(v) => {
-                        let _ = write!(
-                            path,
-                            "{}{:.1},{:.1} ",
-                            if pen_down { "L" } else { "M" },
-                            x(second as f64),
-                            y(*v)
-                        );
-                        pen_down = true;
-                    }
-                    None => pen_down = false,
-                }
-            }
-            let _ = writeln!(
-                out,
-                "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{}</text>",
-                path.trim_end(),
-                series.color,
-                LEFT + plot_w - 150.0 + 50.0 * i as f64,
-                TOP + 11.0,
-                series.color,
-                series.name
-            );
-        }
-        out.push_str("</svg></figure>\n");
-        out
     }
 }
 

@@ -3,13 +3,34 @@
 use std::fmt::Write as _;
 
 use super::RunReport;
+use crate::checks::no_loss::LedgerCheck;
 use crate::checks::thresholds::format_millis;
 
-/// Renders the Markdown summary.
+/// Renders the Markdown summary: one section after another, in the order a reviewer reads them.
 pub fn render(report: &RunReport) -> String {
-    let r = &report.run;
-    let c = &report.counts;
     let mut out = String::new();
+    run_section(&mut out, report);
+    events_section(&mut out, report);
+    latency_section(&mut out, report);
+    subjects_section(&mut out, report);
+    faults_section(&mut out, report);
+    checks_section(&mut out, report);
+    retention_table(&mut out, report);
+    timeline_section(&mut out, report);
+    out
+}
+
+fn mark(passed: bool) -> &'static str {
+    if passed {
+        "✓"
+    } else {
+        "✗"
+    }
+}
+
+/// The title with the verdict, the description and the run's identity table.
+fn run_section(out: &mut String, report: &RunReport) {
+    let r = &report.run;
     let verdict = if report.verdict.passed {
         "PASS"
     } else {
@@ -50,7 +71,11 @@ pub fn render(report: &RunReport) -> String {
             "| interrupted | yes: the figures cover the run up to the interrupt |"
         );
     }
+}
 
+/// What happened to the events: counts, errors by kind, throughput.
+fn events_section(out: &mut String, report: &RunReport) {
+    let c = &report.counts;
     let _ = writeln!(out, "\n## Events\n\n| intended | attempted | acked | duplicate acks | failed | unknown | never sent | error rate |");
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
@@ -82,7 +107,10 @@ pub fn render(report: &RunReport) -> String {
         "\nThroughput: target {:.1}/s mean, achieved {:.1}/s mean, {:.0}/s peak; mean payload {:.0} B.",
         t.target_mean, t.achieved_mean, t.achieved_peak, t.mean_payload_bytes
     );
+}
 
+/// The three latency histograms of acknowledged publishes.
+fn latency_section(out: &mut String, report: &RunReport) {
     let _ = writeln!(out, "\n## Latency of acknowledged publishes\n\n| | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|");
     for (name, p) in [
         ("corrected (intended → ack)", &report.latency.corrected),
@@ -99,7 +127,10 @@ pub fn render(report: &RunReport) -> String {
             format_millis(p.max)
         );
     }
+}
 
+/// Rates, latency and sizes by subject.
+fn subjects_section(out: &mut String, report: &RunReport) {
     let _ = writeln!(out, "\n## By subject\n\n| subject | attempted | acked | not acked | acked/s | p50 | p99 | max | size p50 | size p99 | size max |");
     let _ = writeln!(
         out,
@@ -122,30 +153,37 @@ pub fn render(report: &RunReport) -> String {
             s.size_bytes.max
         );
     }
+}
 
-    if !report.faults.is_empty() {
-        let _ = writeln!(out, "\n## Faults\n\n| requested | confirmed | phase | fault | node | observed |\n|---:|---:|---|---|---|---|");
-        for f in &report.faults {
-            let _ = writeln!(
-                out,
-                "| {:.1} s | {} | {:?} | {} | {} | {} |",
-                f.requested_s,
-                f.confirmed_s
-                    .map_or("not confirmed".to_string(), |t| format!("{t:.1} s")),
-                f.phase,
-                f.fault,
-                f.node,
-                f.detail
-            );
-        }
+/// Faults applied and reverted, when the run had any.
+fn faults_section(out: &mut String, report: &RunReport) {
+    if report.faults.is_empty() {
+        return;
     }
+    let _ = writeln!(out, "\n## Faults\n\n| requested | confirmed | phase | fault | node | observed |\n|---:|---:|---|---|---|---|");
+    for f in &report.faults {
+        let _ = writeln!(
+            out,
+            "| {:.1} s | {} | {:?} | {} | {} | {} |",
+            f.requested_s,
+            f.confirmed_s
+                .map_or("not confirmed".to_string(), |t| format!("{t:.1} s")),
+            f.phase,
+            f.fault,
+            f.node,
+            f.detail
+        );
+    }
+}
 
+/// Every check and threshold, one bullet each, with the lost events and DLQ problems under theirs.
+fn checks_section(out: &mut String, report: &RunReport) {
     let _ = writeln!(out, "\n## Checks\n");
     for s in &report.streams {
         let _ = writeln!(
             out,
             "- {} stream {}: {}",
-            if s.passed { "✓" } else { "✗" },
+            mark(s.passed),
             s.stream,
             s.detail
         );
@@ -154,7 +192,7 @@ pub fn render(report: &RunReport) -> String {
         let _ = writeln!(
             out,
             "- {} ledger {}: {} (read {}, lost {}, duplicated {}, unexpected {}, recovered {})",
-            if c.passed { "✓" } else { "✗" },
+            mark(c.passed),
             c.stream,
             c.detail,
             c.read,
@@ -163,77 +201,92 @@ pub fn render(report: &RunReport) -> String {
             c.unexpected,
             c.recovered
         );
-        for event in &c.lost_events {
-            let _ = writeln!(out, "  - lost: {}", event.describe());
-        }
+        lost_lines(out, c);
     }
     for c in &report.retention {
         let _ = writeln!(
             out,
             "- {} retention {}: {}",
-            if c.passed { "✓" } else { "✗" },
+            mark(c.passed),
             c.stream,
             c.detail
         );
     }
-    if let Some(ix) = &report.indexer {
-        let _ = writeln!(
-            out,
-            "- {} indexer (Postgres {}): {} rows; lag at load end {}; caught up after {}; end-to-end p50 {} p99 {} max {}; {}",
-            if ix.ledger.passed { "✓" } else { "✗" },
-            ix.postgres,
-            ix.rows,
-            ix.lag_at_load_end,
-            ix.catch_up_s.map_or("never".to_string(), |s| format!("{s:.1} s")),
-            format_millis(ix.end_to_end.p50),
-            format_millis(ix.end_to_end.p99),
-            format_millis(ix.end_to_end.max),
-            ix.ledger.detail
-        );
-        for event in &ix.ledger.lost_events {
-            let _ = writeln!(out, "  - lost: {}", event.describe());
-        }
-    }
+    indexer_line(out, report);
     if let Some(c) = &report.catch_up {
-        let mark = if c.passed { "✓" } else { "✗" };
-        let _ = writeln!(out, "- {mark} indexer catch-up: {}", c.detail);
+        let _ = writeln!(out, "- {} indexer catch-up: {}", mark(c.passed), c.detail);
     }
     if let Some(c) = &report.fault_check {
-        let mark = if c.passed { "✓" } else { "✗" };
-        let _ = writeln!(out, "- {mark} faults: {}", c.detail);
+        let _ = writeln!(out, "- {} faults: {}", mark(c.passed), c.detail);
     }
-    if let Some(dlq) = &report.dlq {
-        let _ = writeln!(
-            out,
-            "- {} DLQ: {} (injected {}, expected {}, entries {}, missing {}, unexpected {}, duplicated {}, wrong headers {})",
-            if dlq.passed { "✓" } else { "✗" },
-            dlq.detail,
-            dlq.injected,
-            dlq.expected,
-            dlq.entries,
-            dlq.missing,
-            dlq.unexpected,
-            dlq.duplicated,
-            dlq.bad_headers
-        );
-        for p in dlq.problems.iter().take(10) {
-            let _ = writeln!(
-                out,
-                "  - publisher {} seq {} ({}{}): {}",
-                p.publisher,
-                p.seq,
-                p.consumer,
-                p.dlq_seq.map_or(String::new(), |s| format!(", DLQ#{s}")),
-                p.why
-            );
-        }
-    }
+    dlq_lines(out, report);
     for th in &report.thresholds {
         let _ = writeln!(out, "- {th}");
     }
+}
 
-    retention_table(&mut out, report);
-    // With an indexer, its lag and the end-to-end latency of each second's events too.
+/// Every lost event of a ledger check (the report keeps at most 100), one sub-bullet each.
+fn lost_lines(out: &mut String, check: &LedgerCheck) {
+    for event in &check.lost_events {
+        let _ = writeln!(out, "  - lost: {}", event.describe());
+    }
+}
+
+/// The indexer's bullet (rows, lag, catch-up, end-to-end latency, its ledger), when it ran.
+fn indexer_line(out: &mut String, report: &RunReport) {
+    let Some(ix) = &report.indexer else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "- {} indexer (Postgres {}): {} rows; lag at load end {}; caught up after {}; end-to-end p50 {} p99 {} max {}; {}",
+        mark(ix.ledger.passed),
+        ix.postgres,
+        ix.rows,
+        ix.lag_at_load_end,
+        ix.catch_up_s.map_or("never".to_string(), |s| format!("{s:.1} s")),
+        format_millis(ix.end_to_end.p50),
+        format_millis(ix.end_to_end.p99),
+        format_millis(ix.end_to_end.max),
+        ix.ledger.detail
+    );
+    lost_lines(out, &ix.ledger);
+}
+
+/// The DLQ check's bullet and its first 10 problems, when the scenario runs a consumer.
+fn dlq_lines(out: &mut String, report: &RunReport) {
+    let Some(dlq) = &report.dlq else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "- {} DLQ: {} (injected {}, expected {}, entries {}, missing {}, unexpected {}, duplicated {}, wrong headers {})",
+        mark(dlq.passed),
+        dlq.detail,
+        dlq.injected,
+        dlq.expected,
+        dlq.entries,
+        dlq.missing,
+        dlq.unexpected,
+        dlq.duplicated,
+        dlq.bad_headers
+    );
+    for p in dlq.problems.iter().take(10) {
+        let _ = writeln!(
+            out,
+            "  - publisher {} seq {} ({}{}): {}",
+            p.publisher,
+            p.seq,
+            p.consumer,
+            p.dlq_seq.map_or(String::new(), |s| format!(", DLQ#{s}")),
+            p.why
+        );
+    }
+}
+
+/// One row a second; with an indexer, its lag and the end-to-end latency of each second's events
+/// too.
+fn timeline_section(out: &mut String, report: &RunReport) {
     let indexed = report.indexer.is_some();
     let _ = write!(
         out,
@@ -281,7 +334,6 @@ pub fn render(report: &RunReport) -> String {
             row.faults.join(", ")
         );
     }
-    out
 }
 
 /// Bytes, messages and age of the oldest message of each stream with retention limits, every 5 s.

@@ -35,11 +35,31 @@ fn lost_lines(out: &mut String, check: &crate::checks::no_loss::LedgerCheck) {
     }
 }
 
-/// Renders the summary.
+/// Renders the summary: header, publish metrics, subjects, faults, checks, thresholds, verdict.
 pub fn render(report: &RunReport, report_dir: &str) -> String {
-    let r = &report.run;
-    let c = &report.counts;
     let mut out = String::new();
+    header(&mut out, report, report_dir);
+    publish_lines(&mut out, report);
+    subject_table(&mut out, report);
+    fault_lines(&mut out, report);
+    check_lines(&mut out, report);
+    indexer_lines(&mut out, report);
+    optional_check_lines(&mut out, report);
+    verdict_lines(&mut out, report);
+    out
+}
+
+fn mark(passed: bool) -> &'static str {
+    if passed {
+        "✓"
+    } else {
+        "✗"
+    }
+}
+
+/// Which scenario ran where, and where its report is.
+fn header(out: &mut String, report: &RunReport, report_dir: &str) {
+    let r = &report.run;
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -48,6 +68,12 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
     );
     let _ = writeln!(out, "  report:   {report_dir}");
     let _ = writeln!(out);
+}
+
+/// Counts, rates, errors and the three latency histograms of the publishes.
+fn publish_lines(out: &mut String, report: &RunReport) {
+    let r = &report.run;
+    let c = &report.counts;
     let per_s = |n: u64| {
         if r.duration_s > 0.0 {
             n as f64 / r.duration_s
@@ -90,137 +116,154 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         if errors.is_empty() { "" } else { " " },
         errors.join(" ")
     );
+    for (name, p, span) in [
+        (
+            "publish.latency",
+            &report.latency.corrected,
+            "intended → ack",
+        ),
+        (
+            "publish.service_time",
+            &report.latency.service_time,
+            "sent → ack",
+        ),
+        (
+            "publish.send_delay",
+            &report.latency.send_delay,
+            "intended → sent",
+        ),
+    ] {
+        let _ = writeln!(out, "  {} {}  ({span})", dotted(name), percentiles(p));
+    }
+}
+
+/// Acked, rate, latency and size by subject, when there is more than one subject.
+fn subject_table(out: &mut String, report: &RunReport) {
+    if report.subjects.len() <= 1 {
+        return;
+    }
     let _ = writeln!(
         out,
-        "  {} {}  (intended → ack)",
-        dotted("publish.latency"),
-        percentiles(&report.latency.corrected)
+        "\n  {:<28} {:>9} {:>9} {:>10} {:>10} {:>9}",
+        "by subject", "acked", "acked/s", "p99", "max", "mean size"
     );
-    let _ = writeln!(
-        out,
-        "  {} {}  (sent → ack)",
-        dotted("publish.service_time"),
-        percentiles(&report.latency.service_time)
-    );
-    let _ = writeln!(
-        out,
-        "  {} {}  (intended → sent)",
-        dotted("publish.send_delay"),
-        percentiles(&report.latency.send_delay)
-    );
-    if report.subjects.len() > 1 {
+    for s in &report.subjects {
         let _ = writeln!(
             out,
-            "\n  {:<28} {:>9} {:>9} {:>10} {:>10} {:>9}",
-            "by subject", "acked", "acked/s", "p99", "max", "mean size"
+            "  {:<28} {:>9} {:>9.1} {:>10} {:>10} {:>7.0} B",
+            s.subject,
+            s.acked,
+            s.acked_per_second,
+            format_millis(s.latency.p99),
+            format_millis(s.latency.max),
+            s.size_bytes.mean
         );
-        for s in &report.subjects {
-            let _ = writeln!(
-                out,
-                "  {:<28} {:>9} {:>9.1} {:>10} {:>10} {:>7.0} B",
-                s.subject,
-                s.acked,
-                s.acked_per_second,
-                format_millis(s.latency.p99),
-                format_millis(s.latency.max),
-                s.size_bytes.mean
-            );
-        }
-        let _ = writeln!(out);
     }
-    if !report.faults.is_empty() {
-        let _ = writeln!(out, "  faults");
-        for f in &report.faults {
-            let seen = match f.confirmed_s {
-                Some(t) => format!("confirmed at {t:.1}s"),
-                None => "NOT confirmed".to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "    {:>6.1}s {:<6} {} {} ({seen}): {}",
-                f.requested_s,
-                format!("{:?}", f.phase).to_lowercase(),
-                f.fault,
-                f.node,
-                f.detail
-            );
-        }
-        let _ = writeln!(out);
+    let _ = writeln!(out);
+}
+
+/// Each fault applied or reverted, with when it was confirmed, when the run had faults.
+fn fault_lines(out: &mut String, report: &RunReport) {
+    if report.faults.is_empty() {
+        return;
     }
+    let _ = writeln!(out, "  faults");
+    for f in &report.faults {
+        let seen = match f.confirmed_s {
+            Some(t) => format!("confirmed at {t:.1}s"),
+            None => "NOT confirmed".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "    {:>6.1}s {:<6} {} {} ({seen}): {}",
+            f.requested_s,
+            format!("{:?}", f.phase).to_lowercase(),
+            f.fault,
+            f.node,
+            f.detail
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// The stream, ledger and retention checks, one a line.
+fn check_lines(out: &mut String, report: &RunReport) {
     for s in &report.streams {
-        let mark = if s.passed { "✓" } else { "✗" };
-        let _ = writeln!(
-            out,
-            "  {} {mark} {}",
-            dotted(&format!("stream {}", s.stream)),
-            s.detail
-        );
+        let name = format!("stream {}", s.stream);
+        let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(s.passed), s.detail);
     }
     for c in &report.ledger {
-        let mark = if c.passed { "✓" } else { "✗" };
-        let _ = writeln!(
-            out,
-            "  {} {mark} {}",
-            dotted(&format!("ledger {}", c.stream)),
-            c.detail
-        );
-        lost_lines(&mut out, c);
+        let name = format!("ledger {}", c.stream);
+        let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(c.passed), c.detail);
+        lost_lines(out, c);
     }
     for c in &report.retention {
-        let mark = if c.passed { "✓" } else { "✗" };
+        let name = format!("retention {}", c.stream);
+        let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(c.passed), c.detail);
+    }
+}
+
+/// Rows, catch-up, recovery, end-to-end latency and the ledger of the indexer, when it ran.
+fn indexer_lines(out: &mut String, report: &RunReport) {
+    let Some(ix) = &report.indexer else {
+        return;
+    };
+    let catch_up = match (ix.catch_up_s, ix.catch_up_rate) {
+        (Some(s), Some(rate)) => format!(
+            "caught up {s:.1}s after the load ({} behind, {rate:.0} ev/s)",
+            ix.lag_at_load_end
+        ),
+        (Some(s), None) => format!("caught up {s:.1}s after the load"),
+        (None, _) => "did NOT catch up".to_string(),
+    };
+    let _ = writeln!(out, "  {} {} rows, {catch_up}", dotted("indexer"), ix.rows);
+    if let (Some(s), Some(rate)) = (ix.recovery_s, ix.recovery_rate) {
         let _ = writeln!(
             out,
-            "  {} {mark} {}",
-            dotted(&format!("retention {}", c.stream)),
-            c.detail
+            "  {} {s:.0}s from its start at {:.0}s to under 1 s behind (peak lag {}, {rate:.0} ev/s)",
+            dotted("indexer.recovery"),
+            ix.started_s,
+            ix.peak_lag
         );
     }
-    if let Some(ix) = &report.indexer {
-        let catch_up = match (ix.catch_up_s, ix.catch_up_rate) {
-            (Some(s), Some(rate)) => format!(
-                "caught up {s:.1}s after the load ({} behind, {rate:.0} ev/s)",
-                ix.lag_at_load_end
-            ),
-            (Some(s), None) => format!("caught up {s:.1}s after the load"),
-            (None, _) => "did NOT catch up".to_string(),
-        };
-        let _ = writeln!(out, "  {} {} rows, {catch_up}", dotted("indexer"), ix.rows);
-        if let (Some(s), Some(rate)) = (ix.recovery_s, ix.recovery_rate) {
-            let _ = writeln!(
-                out,
-                "  {} {s:.0}s from its start at {:.0}s to under 1 s behind (peak lag {}, {rate:.0} ev/s)",
-                dotted("indexer.recovery"),
-                ix.started_s,
-                ix.peak_lag
-            );
+    let _ = writeln!(
+        out,
+        "  {} {}  (intended → row in Postgres)",
+        dotted("indexer.end_to_end"),
+        percentiles(&ix.end_to_end)
+    );
+    let _ = writeln!(
+        out,
+        "  {} {} {}",
+        dotted("ledger events (Postgres)"),
+        mark(ix.ledger.passed),
+        ix.ledger.detail
+    );
+    lost_lines(out, &ix.ledger);
+}
+
+/// The checks only some runs have (indexer catch-up, DLQ, faults), each when the run had it.
+fn optional_check_lines(out: &mut String, report: &RunReport) {
+    let checks = [
+        (
+            "indexer catch-up",
+            report.catch_up.as_ref().map(|c| (c.passed, &c.detail)),
+        ),
+        ("dlq", report.dlq.as_ref().map(|c| (c.passed, &c.detail))),
+        (
+            "faults",
+            report.fault_check.as_ref().map(|c| (c.passed, &c.detail)),
+        ),
+    ];
+    for (name, check) in checks {
+        if let Some((passed, detail)) = check {
+            let _ = writeln!(out, "  {} {} {detail}", dotted(name), mark(passed));
         }
-        let _ = writeln!(
-            out,
-            "  {} {}  (intended → row in Postgres)",
-            dotted("indexer.end_to_end"),
-            percentiles(&ix.end_to_end)
-        );
-        let mark = if ix.ledger.passed { "✓" } else { "✗" };
-        let _ = writeln!(
-            out,
-            "  {} {mark} {}",
-            dotted("ledger events (Postgres)"),
-            ix.ledger.detail
-        );
-        lost_lines(&mut out, &ix.ledger);
     }
-    if let Some(c) = &report.catch_up {
-        let mark = if c.passed { "✓" } else { "✗" };
-        let _ = writeln!(out, "  {} {mark} {}", dotted("indexer catch-up"), c.detail);
-    }
-    if let Some(dlq) = &report.dlq {
-        let mark = if dlq.passed { "✓" } else { "✗" };
-        let _ = writeln!(out, "  {} {mark} {}", dotted("dlq"), dlq.detail);
-    }
-    if let Some(c) = &report.fault_check {
-        let mark = if c.passed { "✓" } else { "✗" };
-        let _ = writeln!(out, "  {} {mark} {}", dotted("faults"), c.detail);
-    }
+}
+
+/// The thresholds, then PASS or FAIL with one line per failure.
+fn verdict_lines(out: &mut String, report: &RunReport) {
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds");
         for t in &report.thresholds {
@@ -236,5 +279,4 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             let _ = writeln!(out, "    - {f}");
         }
     }
-    out
 }

@@ -4,10 +4,14 @@
 //! directory; a `scenarios/NAME.toml` in the working directory takes precedence (edit and rerun), and
 //! any path ending in `.toml` is read as a file.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::exit::{AppError, ExitStatus};
+use crate::scenario::model::TrafficSource;
 use crate::scenario::{self, Scenario};
+use crate::traffic::arrival::{format_rate, ArrivalProcess};
+use crate::units::format_duration;
 
 /// `aivo-load scenarios ...`, as the command line asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,13 +114,8 @@ fn load_file(path: &Path) -> Result<Scenario, AppError> {
 }
 
 /// What `scenarios validate` prints about a valid scenario: its sources, their shapes, the events
-/// they intend to send, stream overrides and thresholds.
+/// they intend to send, stream overrides, faults and thresholds.
 pub fn summary(scenario: &Scenario) -> String {
-    use std::fmt::Write;
-
-    use crate::traffic::arrival::{format_rate, ArrivalProcess};
-    use crate::units::format_duration;
-
     let mut out = String::new();
     let _ = writeln!(out, "  {} — {}", scenario.name, scenario.description);
     let _ = writeln!(
@@ -132,49 +131,67 @@ pub fn summary(scenario: &Scenario) -> String {
     );
     let _ = writeln!(out, "  traffic ({} source(s)):", scenario.traffic.len());
     for (i, source) in scenario.traffic.iter().enumerate() {
-        let profile = &source.profile;
-        let placement = match profile.process() {
-            ArrivalProcess::Even => "even arrivals".to_string(),
-            ArrivalProcess::Poisson { .. } => format!(
-                "poisson arrivals ({:.0} expected)",
-                profile.expected_total()
-            ),
-        };
-        let mix: Vec<String> = source
-            .mix
-            .iter()
-            .map(|(subject, weight)| format!("{subject}={weight}"))
-            .collect();
+        source_lines(&mut out, i + 1, source);
+    }
+    intended_line(&mut out, scenario);
+    stream_lines(&mut out, scenario);
+    chaos_lines(&mut out, scenario);
+    let _ = writeln!(out, "  thresholds ({}):", scenario.thresholds.len());
+    for t in &scenario.thresholds {
+        let _ = writeln!(out, "    {} {}", t.metric, t.expression);
+    }
+    out
+}
+
+/// Traffic source `number`: domain and stream, shape, arrivals, peak and total, then its mix,
+/// poison share and first phases.
+fn source_lines(out: &mut String, number: usize, source: &TrafficSource) {
+    let profile = &source.profile;
+    let placement = match profile.process() {
+        ArrivalProcess::Even => "even arrivals".to_string(),
+        ArrivalProcess::Poisson { .. } => format!(
+            "poisson arrivals ({:.0} expected)",
+            profile.expected_total()
+        ),
+    };
+    let mix: Vec<String> = source
+        .mix
+        .iter()
+        .map(|(subject, weight)| format!("{subject}={weight}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "    {}. {:?} → {}: {}; {}; peak {}; {} events",
+        number,
+        source.domain,
+        source.domain.stream(),
+        profile.shape(),
+        placement,
+        format_rate(profile.peak_rate()),
+        profile.total()
+    );
+    let _ = writeln!(out, "       mix: {}", mix.join(", "));
+    if !source.poison.is_none() {
         let _ = writeln!(
             out,
-            "    {}. {:?} → {}: {}; {}; peak {}; {} events",
-            i + 1,
-            source.domain,
-            source.domain.stream(),
-            profile.shape(),
-            placement,
-            format_rate(profile.peak_rate()),
-            profile.total()
+            "       poison: {} (bad JSON, bad schema, unknown type in equal parts)",
+            source.poison
         );
-        let _ = writeln!(out, "       mix: {}", mix.join(", "));
-        if !source.poison.is_none() {
-            let _ = writeln!(
-                out,
-                "       poison: {} (bad JSON, bad schema, unknown type in equal parts)",
-                source.poison
-            );
-        }
-        let phases = profile.phases();
-        let mut shown: Vec<String> = phases
-            .iter()
-            .take(8)
-            .map(|(at, name)| format!("{} {name}", format_duration(*at)))
-            .collect();
-        if phases.len() > shown.len() {
-            shown.push(format!("… {} phases in all", phases.len()));
-        }
-        let _ = writeln!(out, "       phases: {}", shown.join(", "));
     }
+    let phases = profile.phases();
+    let mut shown: Vec<String> = phases
+        .iter()
+        .take(8)
+        .map(|(at, name)| format!("{} {name}", format_duration(*at)))
+        .collect();
+    if phases.len() > shown.len() {
+        shown.push(format!("… {} phases in all", phases.len()));
+    }
+    let _ = writeln!(out, "       phases: {}", shown.join(", "));
+}
+
+/// The events all sources intend, their mean rate and peak.
+fn intended_line(out: &mut String, scenario: &Scenario) {
     // The sum of the sources' rates, sampled finely enough to catch a short burst.
     let steps = 4000;
     let peak = (0..=steps)
@@ -189,6 +206,10 @@ pub fn summary(scenario: &Scenario) -> String {
         format_rate((total as f64 / scenario.duration.as_secs_f64()).round()),
         format_rate(peak.round())
     );
+}
+
+/// One line per stream override with the limits it sets.
+fn stream_lines(out: &mut String, scenario: &Scenario) {
     for (stream, settings) in &scenario.streams {
         let mut limits = Vec::new();
         if let Some(age) = settings.max_age {
@@ -205,30 +226,30 @@ pub fn summary(scenario: &Scenario) -> String {
         }
         let _ = writeln!(out, "  stream {stream}: {}", limits.join(", "));
     }
+}
+
+/// The first 12 faults of the chaos timeline, when the scenario has any.
+fn chaos_lines(out: &mut String, scenario: &Scenario) {
     let faults = scenario.chaos.timeline(scenario.duration, scenario.seed);
-    if !faults.is_empty() {
-        let _ = writeln!(out, "  chaos ({} faults):", faults.len());
-        for fault in faults.iter().take(12) {
-            let hold = fault.hold.map_or("to the end".to_string(), |h| {
-                format!("for {}", format_duration(h))
-            });
-            let _ = writeln!(
-                out,
-                "    at {} {} {} {hold}",
-                format_duration(fault.at),
-                fault.fault.name(),
-                fault.target
-            );
-        }
-        if faults.len() > 12 {
-            let _ = writeln!(out, "    … {} more", faults.len() - 12);
-        }
+    if faults.is_empty() {
+        return;
     }
-    let _ = writeln!(out, "  thresholds ({}):", scenario.thresholds.len());
-    for t in &scenario.thresholds {
-        let _ = writeln!(out, "    {} {}", t.metric, t.expression);
+    let _ = writeln!(out, "  chaos ({} faults):", faults.len());
+    for fault in faults.iter().take(12) {
+        let hold = fault.hold.map_or("to the end".to_string(), |h| {
+            format!("for {}", format_duration(h))
+        });
+        let _ = writeln!(
+            out,
+            "    at {} {} {} {hold}",
+            format_duration(fault.at),
+            fault.fault.name(),
+            fault.target
+        );
     }
-    out
+    if faults.len() > 12 {
+        let _ = writeln!(out, "    … {} more", faults.len() - 12);
+    }
 }
 
 /// Runs `aivo-load scenarios list|show|validate`.

@@ -1,6 +1,7 @@
 //! Reading a scenario file: TOML → raw model → validated [`Scenario`], with errors that name the
 //! file, line and column and say what was expected.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -10,16 +11,18 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::model::{
-    source_seed, ArrivalKind, RateValue, RawBurst, RawRate, RawScenario, RawSchoolDay, Scenario,
-    StreamSettings, TrafficSource,
+    source_seed, ArrivalKind, ConsumerSettings, RateValue, RawBurst, RawConsumers, RawPopulation,
+    RawPublishers, RawRate, RawScenario, RawSchoolDay, RawStreamOverride, RawThreshold, RawTraffic,
+    Scenario, StreamSettings, TrafficSource,
 };
+use crate::chaos::schedule::{ChaosEntry, ChaosPlan};
 use crate::checks::thresholds::{Threshold, ThresholdError};
 use crate::traffic::arrival::{
     format_rate, ArrivalProcess, Burst, ProfileError, RatePoint, RateProfile, SchoolDay,
     DEFAULT_EVENING,
 };
 use crate::traffic::poison::PoisonShare;
-use crate::traffic::Mix;
+use crate::traffic::{Domain, Mix};
 
 /// The seed of a scenario that names none.
 pub const DEFAULT_SEED: u64 = 1;
@@ -105,8 +108,9 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     validate(&source, raw)
 }
 
+/// Checks each section in the order of the file's usual layout (run, population and publishers,
+/// traffic, streams, thresholds, consumers, chaos); the first error found is the one reported.
 fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
-    let whole_file = || Some(0..0);
     if raw.name.get_ref().trim().is_empty() {
         return Err(source.error(
             Some(raw.name.span()),
@@ -120,105 +124,181 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             "`duration` must be longer than 0s",
         ));
     }
-    let positive = |value: &toml::Spanned<u32>, what: &str| {
-        if *value.get_ref() == 0 {
-            Err(source.error(Some(value.span()), format!("`{what}` must be at least 1")))
-        } else {
-            Ok(*value.get_ref())
-        }
+    let sizes = Sizes::validate(source, &raw.population, &raw.publishers)?;
+    let seed = raw.seed.unwrap_or(DEFAULT_SEED);
+    let shape = Shape {
+        source,
+        duration,
+        learners: sizes.learners,
     };
-    let tenants = positive(&raw.population.tenants, "population.tenants")?;
-    let learners = positive(&raw.population.learners, "population.learners")?;
-    let publishers = positive(&raw.publishers.count, "publishers.count")?;
-    if learners < publishers {
-        // Each learner belongs to one publisher of a source (its events stay in order); a publisher
-        // without learners would have nothing to send.
-        return Err(source.error(
-            Some(raw.publishers.count.span()),
-            format!("`publishers.count` ({publishers}) must not exceed `population.learners` ({learners})"),
-        ));
+    let traffic = traffic_sources(&shape, seed, raw.traffic)?;
+    let streams = stream_settings(source, raw.streams)?;
+    let thresholds = thresholds(source, &raw.thresholds)?;
+    let consumers = consumer_settings(source, &raw.consumers, duration)?;
+    let chaos = chaos_plan(source, &raw.chaos, consumers.indexer)?;
+    Ok(Scenario {
+        name: raw.name.into_inner(),
+        description: raw.description,
+        origin: source.file.to_string(),
+        duration,
+        seed,
+        tenants: sizes.tenants,
+        learners: sizes.learners,
+        publishers: sizes.publishers,
+        in_flight: sizes.in_flight,
+        ack_timeout: raw.publishers.ack_timeout.0,
+        traffic,
+        streams,
+        thresholds,
+        chaos,
+        consumers,
+    })
+}
+
+/// `[population]` and `[publishers]`: how many tenants and learners, and how many publishers send
+/// for them with how many publishes in flight.
+struct Sizes {
+    tenants: u32,
+    learners: u32,
+    publishers: u32,
+    in_flight: u32,
+}
+
+impl Sizes {
+    fn validate(
+        source: &Source<'_>,
+        population: &RawPopulation,
+        publishers: &RawPublishers,
+    ) -> Result<Self, ScenarioError> {
+        let positive = |value: &Spanned<u32>, what: &str| {
+            if *value.get_ref() == 0 {
+                Err(source.error(Some(value.span()), format!("`{what}` must be at least 1")))
+            } else {
+                Ok(*value.get_ref())
+            }
+        };
+        let tenants = positive(&population.tenants, "population.tenants")?;
+        let learners = positive(&population.learners, "population.learners")?;
+        let count = positive(&publishers.count, "publishers.count")?;
+        if learners < count {
+            // Each learner belongs to one publisher of a source (its events stay in order); a
+            // publisher without learners would have nothing to send.
+            return Err(source.error(
+                Some(publishers.count.span()),
+                format!("`publishers.count` ({count}) must not exceed `population.learners` ({learners})"),
+            ));
+        }
+        let in_flight = positive(&publishers.in_flight, "publishers.in_flight")?;
+        Ok(Self {
+            tenants,
+            learners,
+            publishers: count,
+            in_flight,
+        })
     }
-    let in_flight = positive(&raw.publishers.in_flight, "publishers.in_flight")?;
-    if raw.traffic.is_empty() {
-        return Err(source.error(
-            whole_file(),
+}
+
+/// `[[traffic]]`: at least one source; the `index`th source's Poisson arrivals are seeded from
+/// the scenario's `seed` and `index`.
+fn traffic_sources(
+    shape: &Shape<'_>,
+    seed: u64,
+    raw: Vec<Spanned<RawTraffic>>,
+) -> Result<Vec<TrafficSource>, ScenarioError> {
+    if raw.is_empty() {
+        return Err(shape.source.error(
+            Some(0..0),
             "a scenario needs at least one [[traffic]] source",
         ));
     }
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, raw_source)| traffic_source(shape, source_seed(seed, index), raw_source))
+        .collect()
+}
 
-    let mut traffic = Vec::new();
-    for (index, raw_source) in raw.traffic.into_iter().enumerate() {
-        let source_span = raw_source.span();
-        let raw_source = raw_source.into_inner();
-        let domain = *raw_source.domain.get_ref();
-        let known = domain.subjects();
-        if known.is_empty() {
-            return Err(source.error(
-                Some(raw_source.domain.span()),
-                format!("the {domain:?} domain has no event generator"),
-            ));
-        }
-        let mix = match &raw_source.mix {
-            Some(mix) => {
-                let entries: Vec<(String, u32)> =
-                    mix.get_ref().iter().map(|(k, v)| (k.clone(), *v)).collect();
-                if let Some((subject, _)) =
-                    entries.iter().find(|(s, _)| !known.contains(&s.as_str()))
-                {
-                    return Err(source.error(
-                        Some(mix.span()),
-                        format!(
-                            "unknown subject \"{subject}\" in the {domain:?} mix; known: {}",
-                            known.join(", ")
-                        ),
-                    ));
-                }
-                Mix::new(&entries).map_err(|e| source.error(Some(mix.span()), e))?;
-                entries
-            }
-            None => domain.default_mix(),
-        };
-        let shape = Shape {
-            source,
-            duration,
-            learners,
-        };
-        let mut profile = match (raw_source.rate, raw_source.school_day) {
-            (Some(rate), None) => shape.rate(rate)?,
-            (None, Some(day)) => shape.school_day(day)?,
-            (Some(_), Some(day)) => {
-                return Err(source.error(
-                    Some(day.span()),
-                    "give either `rate` or `school_day` for a traffic source, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(source.error(
-                    Some(source_span),
-                    "a traffic source needs a shape: `rate = \"500/s\"`, `rate = [ { at = \"0s\", rate = \"500/s\" }, ... ]` or `school_day = { peak = \"3/learner/min\", compression = 96 }`",
-                ))
-            }
-        };
-        if !raw_source.bursts.is_empty() {
-            profile = shape.bursts(&profile, raw_source.bursts)?;
-        }
-        if let Some(arrivals) = raw_source.arrivals {
-            if *arrivals.get_ref() == ArrivalKind::Poisson {
-                let seed = source_seed(raw.seed.unwrap_or(DEFAULT_SEED), index);
-                profile = profile.with_process(ArrivalProcess::Poisson { seed });
-            }
-        }
-        traffic.push(TrafficSource {
-            domain,
-            mix,
-            profile,
-            poison: raw_source.poison.map_or(PoisonShare::NONE, |p| p.0),
-        });
+/// One `[[traffic]]` source: its domain, mix, rate profile (a rate or a school day, then bursts and
+/// arrivals) and poison share.
+fn traffic_source(
+    shape: &Shape<'_>,
+    seed: u64,
+    raw_source: Spanned<RawTraffic>,
+) -> Result<TrafficSource, ScenarioError> {
+    let source = shape.source;
+    let source_span = raw_source.span();
+    let raw_source = raw_source.into_inner();
+    let domain = *raw_source.domain.get_ref();
+    if domain.subjects().is_empty() {
+        return Err(source.error(
+            Some(raw_source.domain.span()),
+            format!("the {domain:?} domain has no event generator"),
+        ));
     }
+    let mix = match &raw_source.mix {
+        Some(mix) => traffic_mix(source, domain, mix)?,
+        None => domain.default_mix(),
+    };
+    let mut profile = match (raw_source.rate, raw_source.school_day) {
+        (Some(rate), None) => shape.rate(rate)?,
+        (None, Some(day)) => shape.school_day(day)?,
+        (Some(_), Some(day)) => {
+            return Err(source.error(
+                Some(day.span()),
+                "give either `rate` or `school_day` for a traffic source, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(source.error(
+                Some(source_span),
+                "a traffic source needs a shape: `rate = \"500/s\"`, `rate = [ { at = \"0s\", rate = \"500/s\" }, ... ]` or `school_day = { peak = \"3/learner/min\", compression = 96 }`",
+            ))
+        }
+    };
+    if !raw_source.bursts.is_empty() {
+        profile = shape.bursts(&profile, raw_source.bursts)?;
+    }
+    if let Some(arrivals) = raw_source.arrivals {
+        if *arrivals.get_ref() == ArrivalKind::Poisson {
+            profile = profile.with_process(ArrivalProcess::Poisson { seed });
+        }
+    }
+    Ok(TrafficSource {
+        domain,
+        mix,
+        profile,
+        poison: raw_source.poison.map_or(PoisonShare::NONE, |p| p.0),
+    })
+}
 
+/// A source's `mix`: subjects of its domain with weights [`Mix`] accepts.
+fn traffic_mix(
+    source: &Source<'_>,
+    domain: Domain,
+    mix: &Spanned<BTreeMap<String, u32>>,
+) -> Result<Vec<(String, u32)>, ScenarioError> {
+    let known = domain.subjects();
+    let entries: Vec<(String, u32)> = mix.get_ref().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    if let Some((subject, _)) = entries.iter().find(|(s, _)| !known.contains(&s.as_str())) {
+        return Err(source.error(
+            Some(mix.span()),
+            format!(
+                "unknown subject \"{subject}\" in the {domain:?} mix; known: {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    Mix::new(&entries).map_err(|e| source.error(Some(mix.span()), e))?;
+    Ok(entries)
+}
+
+/// `[streams.NAME]`: overrides of the seed's streams, known names only, replicas within the cluster.
+fn stream_settings(
+    source: &Source<'_>,
+    raw: BTreeMap<Spanned<String>, RawStreamOverride>,
+) -> Result<BTreeMap<String, StreamSettings>, ScenarioError> {
     let known_streams = ["LEARNING", "FOCUS", "HOMEWORK", "RECOMMENDATION", "DLQ"];
-    let mut streams = std::collections::BTreeMap::new();
-    for (name, ov) in raw.streams {
+    let mut streams = BTreeMap::new();
+    for (name, ov) in raw {
         if !known_streams.contains(&name.get_ref().as_str()) {
             return Err(source.error(
                 Some(name.span()),
@@ -261,9 +341,17 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             },
         );
     }
+    Ok(streams)
+}
 
+/// `[thresholds]`: each metric and comparison parsed, errors pointing at whichever of the two is
+/// wrong.
+fn thresholds(
+    source: &Source<'_>,
+    raw: &BTreeMap<Spanned<String>, Spanned<RawThreshold>>,
+) -> Result<Vec<Threshold>, ScenarioError> {
     let mut thresholds = Vec::new();
-    for (metric, value) in &raw.thresholds {
+    for (metric, value) in raw {
         let raw_threshold = value.get_ref();
         // The string form has no span of its own: point at the value.
         let expression_span = if raw_threshold.expr.span() == (0..0) {
@@ -272,89 +360,97 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             raw_threshold.expr.span()
         };
         match Threshold::parse(metric.get_ref(), raw_threshold.expr.get_ref()) {
-            Ok(mut t) => {
-                if raw_threshold.abort_on_fail {
-                    if !t.live() {
-                        return Err(source.error(
-                            Some(value.span()),
-                            format!(
-                                "abort_on_fail applies to publish.* metrics without a tag (checked each second of the load); {} is known only at the end",
-                                t.name()
-                            ),
-                        ));
-                    }
-                    t.abort_on_fail = true;
-                    t.delay = raw_threshold.delay.map_or(Duration::ZERO, |d| d.0);
-                } else if raw_threshold.delay.is_some() {
-                    return Err(source.error(
-                        Some(value.span()),
-                        "`delay` applies to a threshold with `abort_on_fail = true`",
-                    ));
-                }
-                thresholds.push(t)
-            }
+            Ok(t) => thresholds.push(abort_settings(source, value, t)?),
             Err(ThresholdError::InMetric(m)) => return Err(source.error(Some(metric.span()), m)),
             Err(ThresholdError::InExpression(m)) => {
                 return Err(source.error(Some(expression_span), m))
             }
         }
     }
+    Ok(thresholds)
+}
 
-    let consumers = super::model::ConsumerSettings {
-        indexer: raw.consumers.indexer,
-        analytics: raw.consumers.analytics,
-        indexer_start: raw
-            .consumers
-            .indexer_start
-            .as_ref()
-            .map_or(Duration::ZERO, |d| d.get_ref().0),
-        catch_up_timeout: raw
-            .consumers
-            .catch_up_timeout
-            .map_or(Duration::from_secs(120), |d| d.0),
-    };
-    if let Some(start) = &raw.consumers.indexer_start {
-        if !raw.consumers.indexer || start.get_ref().0 >= duration {
+/// A threshold's `abort_on_fail` and `delay`: only a live metric can stop the load, and `delay`
+/// only means something for one that does.
+fn abort_settings(
+    source: &Source<'_>,
+    value: &Spanned<RawThreshold>,
+    mut threshold: Threshold,
+) -> Result<Threshold, ScenarioError> {
+    let raw_threshold = value.get_ref();
+    if raw_threshold.abort_on_fail {
+        if !threshold.live() {
+            return Err(source.error(
+                Some(value.span()),
+                format!(
+                    "abort_on_fail applies to publish.* metrics without a tag (checked each second of the load); {} is known only at the end",
+                    threshold.name()
+                ),
+            ));
+        }
+        threshold.abort_on_fail = true;
+        threshold.delay = raw_threshold.delay.map_or(Duration::ZERO, |d| d.0);
+    } else if raw_threshold.delay.is_some() {
+        return Err(source.error(
+            Some(value.span()),
+            "`delay` applies to a threshold with `abort_on_fail = true`",
+        ));
+    }
+    Ok(threshold)
+}
+
+/// `[consumers]`: an `indexer_start` needs the indexer and must fall inside the run.
+fn consumer_settings(
+    source: &Source<'_>,
+    raw: &RawConsumers,
+    duration: Duration,
+) -> Result<ConsumerSettings, ScenarioError> {
+    if let Some(start) = &raw.indexer_start {
+        if !raw.indexer || start.get_ref().0 >= duration {
             return Err(source.error(
                 Some(start.span()),
                 "`consumers.indexer_start` needs `indexer = true` and must fall inside the run",
             ));
         }
     }
-    let entries: Vec<_> = raw.chaos.iter().map(|e| e.get_ref().clone()).collect();
-    let chaos = crate::chaos::schedule::ChaosPlan::from_entries(&entries)
-        .map_err(|(i, msg)| source.error(Some(raw.chaos[i].span()), format!("[[chaos]]: {msg}")))?;
-    if !consumers.indexer {
-        let kills_indexer = |e: &crate::chaos::schedule::ChaosEntry| {
+    Ok(ConsumerSettings {
+        indexer: raw.indexer,
+        analytics: raw.analytics,
+        indexer_start: raw
+            .indexer_start
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.get_ref().0),
+        catch_up_timeout: raw
+            .catch_up_timeout
+            .map_or(Duration::from_secs(120), |d| d.0),
+    })
+}
+
+/// `[[chaos]]`: the entries as a plan; `kill-indexer` (alone or among a nemesis's faults) needs an
+/// indexer to kill.
+fn chaos_plan(
+    source: &Source<'_>,
+    raw: &[Spanned<ChaosEntry>],
+    indexer: bool,
+) -> Result<ChaosPlan, ScenarioError> {
+    let entries: Vec<_> = raw.iter().map(|e| e.get_ref().clone()).collect();
+    let chaos = ChaosPlan::from_entries(&entries)
+        .map_err(|(i, msg)| source.error(Some(raw[i].span()), format!("[[chaos]]: {msg}")))?;
+    if !indexer {
+        let kills_indexer = |e: &ChaosEntry| {
             e.fault == "kill-indexer"
                 || e.faults
                     .as_ref()
                     .is_some_and(|f| f.iter().any(|n| n == "kill-indexer"))
         };
-        if let Some(entry) = raw.chaos.iter().find(|e| kills_indexer(e.get_ref())) {
+        if let Some(entry) = raw.iter().find(|e| kills_indexer(e.get_ref())) {
             return Err(source.error(
                 Some(entry.span()),
                 "[[chaos]]: kill-indexer needs `[consumers] indexer = true`",
             ));
         }
     }
-    Ok(Scenario {
-        name: raw.name.into_inner(),
-        description: raw.description,
-        origin: source.file.to_string(),
-        duration,
-        seed: raw.seed.unwrap_or(DEFAULT_SEED),
-        tenants,
-        learners,
-        publishers,
-        in_flight,
-        ack_timeout: raw.publishers.ack_timeout.0,
-        traffic,
-        streams,
-        thresholds,
-        chaos,
-        consumers,
-    })
+    Ok(chaos)
 }
 
 /// Builds the rate profile of one traffic source, pointing errors at the value at fault.

@@ -101,6 +101,54 @@ struct Replay {
     viewed: HashSet<String>,
 }
 
+/// One event as the checker saw it: parsed, with its JSON text for the panic message.
+struct Event<'a> {
+    text: &'a str,
+    seen: Seen<'a>,
+}
+
+impl Event<'_> {
+    /// Panics with the rule broken and the event that broke it.
+    fn fail(&self, why: &str) -> ! {
+        panic!("{why}: {}", self.text)
+    }
+
+    /// The envelope agrees with what the engine was handed, and the event id is a UUIDv7 whose
+    /// timestamp is `occurred_at`.
+    fn check_envelope(&self, publisher: u32, seq: u64, event: &OutgoingEvent) {
+        let seen = &self.seen;
+        if seen.kind != event.subject.as_str() || seen.event_id != event.event_id {
+            self.fail("type/event_id differ from the subject/id handed to the engine");
+        }
+        if (
+            seen.producer.run,
+            seen.producer.publisher,
+            seen.producer.seq,
+        ) != (RUN_ID, publisher, seq)
+        {
+            self.fail("producer");
+        }
+        let id = uuid::Uuid::parse_str(seen.event_id).unwrap_or_else(|_| self.fail("event id"));
+        if id.get_version_num() != 7 {
+            self.fail("event id is not v7");
+        }
+        let at = OffsetDateTime::parse(
+            seen.occurred_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap_or_else(|_| self.fail("occurred_at"));
+        let (secs, nanos) = id
+            .get_timestamp()
+            .unwrap_or_else(|| self.fail("no timestamp"))
+            .to_unix();
+        if i128::from(secs) * 1000 + i128::from(nanos / 1_000_000)
+            != at.unix_timestamp_nanos() / 1_000_000
+        {
+            self.fail("event id timestamp is not occurred_at");
+        }
+    }
+}
+
 /// Replays events through the lifecycle rules; panics (with the event) on the first violation.
 #[derive(Default)]
 struct Checker {
@@ -112,193 +160,221 @@ impl Checker {
     fn check(&mut self, publisher: u32, seq: u64, event: &OutgoingEvent) {
         let text = std::str::from_utf8(&event.payload).expect("utf-8");
         let seen: Seen = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        let fail = |why: &str| -> ! { panic!("{why}: {text}") };
-        // Envelope.
-        if seen.kind != event.subject.as_str() || seen.event_id != event.event_id {
-            fail("type/event_id differ from the subject/id handed to the engine");
-        }
-        if (
-            seen.producer.run,
-            seen.producer.publisher,
-            seen.producer.seq,
-        ) != (RUN_ID, publisher, seq)
-        {
-            fail("producer");
-        }
-        let id = uuid::Uuid::parse_str(seen.event_id).unwrap_or_else(|_| fail("event id"));
-        if id.get_version_num() != 7 {
-            fail("event id is not v7");
-        }
-        let at = OffsetDateTime::parse(
-            seen.occurred_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap_or_else(|_| fail("occurred_at"));
-        let (secs, nanos) = id
-            .get_timestamp()
-            .unwrap_or_else(|| fail("no timestamp"))
-            .to_unix();
-        if i128::from(secs) * 1000 + i128::from(nanos / 1_000_000)
-            != at.unix_timestamp_nanos() / 1_000_000
-        {
-            fail("event id timestamp is not occurred_at");
-        }
-        *self.counts.entry(seen.kind.to_string()).or_default() += 1;
-
+        let e = Event { text, seen };
+        e.check_envelope(publisher, seq, event);
+        *self.counts.entry(e.seen.kind.to_string()).or_default() += 1;
         let r = self
             .learners
-            .entry(seen.learner_id.to_string())
+            .entry(e.seen.learner_id.to_string())
             .or_default();
-        if *r.publisher.get_or_insert(publisher) != publisher {
-            fail("learner driven by two publishers");
+        let domain = e.seen.kind.split('.').next().unwrap_or_default();
+        r.follow(&e, publisher, domain);
+        match domain {
+            "learning" => r.learning(&e),
+            "focus" => r.focus(&e),
+            "homework" => r.homework(&e),
+            "recommendation" => r.recommendation(&e),
+            _ => e.fail("unknown type"),
         }
-        if r.tenant.is_empty() {
-            r.tenant = seen.tenant_id.to_string();
-        } else if r.tenant != seen.tenant_id {
-            fail("learner changed tenant");
+    }
+}
+
+impl Replay {
+    /// What holds for every event of a learner: one publisher, one tenant, time never going back
+    /// within a domain, a session id exactly in the domains that have sessions.
+    fn follow(&mut self, e: &Event<'_>, publisher: u32, domain: &str) {
+        let seen = &e.seen;
+        if *self.publisher.get_or_insert(publisher) != publisher {
+            e.fail("learner driven by two publishers");
         }
-        let domain = seen.kind.split('.').next().unwrap_or_default();
-        let last_at = r.last_at.entry(domain.to_string()).or_default();
+        if self.tenant.is_empty() {
+            self.tenant = seen.tenant_id.to_string();
+        } else if self.tenant != seen.tenant_id {
+            e.fail("learner changed tenant");
+        }
+        let last_at = self.last_at.entry(domain.to_string()).or_default();
         if seen.occurred_at < last_at.as_str() {
-            fail("learner's events go back in time");
+            e.fail("learner's events go back in time");
         }
         seen.occurred_at.clone_into(last_at);
-
-        let session = seen.session_id;
         match domain {
-            "learning" | "focus" if session.is_none() => fail("session_id missing"),
-            "homework" | "recommendation" if session.is_some() => fail("unexpected session_id"),
+            "learning" | "focus" if seen.session_id.is_none() => e.fail("session_id missing"),
+            "homework" | "recommendation" if seen.session_id.is_some() => {
+                e.fail("unexpected session_id")
+            }
             _ => {}
         }
-        let d = &seen.data;
-        let in_current = |sessions: &Vec<String>, open: bool| {
-            open && sessions.last().map(String::as_str) == session
-        };
-        match seen.kind {
+    }
+
+    /// The event belongs to the learning session that is open.
+    fn in_open_session(&self, session: Option<&str>) -> bool {
+        self.session_open && self.learning_sessions.last().map(String::as_str) == session
+    }
+
+    /// Sessions hold activities one at a time; mastery follows a completed activity.
+    fn learning(&mut self, e: &Event<'_>) {
+        let session = e.seen.session_id;
+        let d = &e.seen.data;
+        match e.seen.kind {
             "learning.session.started" => {
                 let s = session.unwrap_or_default();
-                if r.session_open || r.learning_sessions.iter().any(|x| x == s) {
-                    fail("session started twice or inside another");
+                if self.session_open || self.learning_sessions.iter().any(|x| x == s) {
+                    e.fail("session started twice or inside another");
                 }
-                r.learning_sessions.push(s.to_string());
-                r.session_open = true;
+                self.learning_sessions.push(s.to_string());
+                self.session_open = true;
             }
             "learning.activity.started" => {
-                if !in_current(&r.learning_sessions, r.session_open) || r.activity_open.is_some() {
-                    fail("activity outside its session or inside another activity");
+                if !self.in_open_session(session) || self.activity_open.is_some() {
+                    e.fail("activity outside its session or inside another activity");
                 }
-                r.activity_open = Some(d.activity_id.unwrap_or_else(|| fail("activity_id")).into());
-                r.masterable = None;
+                self.activity_open = Some(
+                    d.activity_id
+                        .unwrap_or_else(|| e.fail("activity_id"))
+                        .into(),
+                );
+                self.masterable = None;
             }
             "learning.activity.completed" => {
-                if !in_current(&r.learning_sessions, r.session_open) {
-                    fail("completion outside its session");
+                if !self.in_open_session(session) {
+                    e.fail("completion outside its session");
                 }
-                if r.activity_open.as_deref() != d.activity_id || d.activity_id.is_none() {
-                    fail("completed an activity that was not started");
+                if self.activity_open.as_deref() != d.activity_id || d.activity_id.is_none() {
+                    e.fail("completed an activity that was not started");
                 }
-                r.masterable = r.activity_open.take();
+                self.masterable = self.activity_open.take();
             }
             "learning.skill.mastered" => {
-                if !in_current(&r.learning_sessions, r.session_open) || r.activity_open.is_some() {
-                    fail("mastery outside its session or during an activity");
+                if !self.in_open_session(session) || self.activity_open.is_some() {
+                    e.fail("mastery outside its session or during an activity");
                 }
-                if r.masterable.as_deref() != d.activity_id || d.activity_id.is_none() {
-                    fail("mastery without its completed activity");
+                if self.masterable.as_deref() != d.activity_id || d.activity_id.is_none() {
+                    e.fail("mastery without its completed activity");
                 }
-                r.masterable = None;
+                self.masterable = None;
             }
             "learning.session.ended" => {
-                if !in_current(&r.learning_sessions, r.session_open) || r.activity_open.is_some() {
-                    fail("session ended before its activities or was never started");
+                if !self.in_open_session(session) || self.activity_open.is_some() {
+                    e.fail("session ended before its activities or was never started");
                 }
-                r.session_open = false;
-                r.masterable = None;
+                self.session_open = false;
+                self.masterable = None;
             }
-            "focus.ping" | "focus.loss.idle" | "focus.loss.tab_switch" | "focus.restored" => {
-                let s = session.unwrap_or_default();
-                if r.focus_sessions.last().map(String::as_str) != Some(s) {
-                    // A new focus session: never one seen before.
-                    if r.focus_sessions.iter().any(|x| x == s) {
-                        fail("focus returned to a finished session");
-                    }
-                    r.focus_sessions.push(s.to_string());
-                    r.lost = false;
-                }
-                match seen.kind {
-                    "focus.ping" => {
-                        if d.focused != Some(!r.lost) {
-                            fail("ping's focused flag disagrees with loss/restore");
-                        }
-                    }
-                    "focus.restored" => {
-                        if !r.lost {
-                            fail("restored without a loss");
-                        }
-                        r.lost = false;
-                    }
-                    _ => {
-                        if r.lost {
-                            fail("lost focus twice");
-                        }
-                        r.lost = true;
-                    }
+            _ => e.fail("unknown type"),
+        }
+    }
+
+    /// Focus sessions never come back once left; loss and restore alternate, and pings carry the
+    /// focused flag they imply.
+    fn focus(&mut self, e: &Event<'_>) {
+        let kind = e.seen.kind;
+        if !matches!(
+            kind,
+            "focus.ping" | "focus.loss.idle" | "focus.loss.tab_switch" | "focus.restored"
+        ) {
+            e.fail("unknown type");
+        }
+        let s = e.seen.session_id.unwrap_or_default();
+        if self.focus_sessions.last().map(String::as_str) != Some(s) {
+            // A new focus session: never one seen before.
+            if self.focus_sessions.iter().any(|x| x == s) {
+                e.fail("focus returned to a finished session");
+            }
+            self.focus_sessions.push(s.to_string());
+            self.lost = false;
+        }
+        match kind {
+            "focus.ping" => {
+                if e.seen.data.focused != Some(!self.lost) {
+                    e.fail("ping's focused flag disagrees with loss/restore");
                 }
             }
+            "focus.restored" => {
+                if !self.lost {
+                    e.fail("restored without a loss");
+                }
+                self.lost = false;
+            }
+            _ => {
+                if self.lost {
+                    e.fail("lost focus twice");
+                }
+                self.lost = true;
+            }
+        }
+    }
+
+    /// One question open at a time, hints numbered from 1, each answer graded once.
+    fn homework(&mut self, e: &Event<'_>) {
+        let d = &e.seen.data;
+        match e.seen.kind {
             "homework.question.asked" => {
-                if r.question_open.is_some() || r.answered.is_some() {
-                    fail("question asked while another is open");
+                if self.question_open.is_some() || self.answered.is_some() {
+                    e.fail("question asked while another is open");
                 }
                 if d.question_text.map_or(0, str::len) < 500 {
-                    fail("question without its text");
+                    e.fail("question without its text");
                 }
-                r.question_open = Some(d.question_id.unwrap_or_else(|| fail("question_id")).into());
-                r.hints = 0;
+                self.question_open = Some(
+                    d.question_id
+                        .unwrap_or_else(|| e.fail("question_id"))
+                        .into(),
+                );
+                self.hints = 0;
             }
             "homework.hint.requested" => {
-                if r.question_open.as_deref() != d.question_id || d.question_id.is_none() {
-                    fail("hint for a question that is not open");
+                if self.question_open.as_deref() != d.question_id || d.question_id.is_none() {
+                    e.fail("hint for a question that is not open");
                 }
-                r.hints += 1;
-                if d.hint_index != Some(r.hints) {
-                    fail("hint index");
+                self.hints += 1;
+                if d.hint_index != Some(self.hints) {
+                    e.fail("hint index");
                 }
             }
             "homework.answer.submitted" => {
-                if r.question_open.as_deref() != d.question_id || d.question_id.is_none() {
-                    fail("answer without its open question");
+                if self.question_open.as_deref() != d.question_id || d.question_id.is_none() {
+                    e.fail("answer without its open question");
                 }
-                let q = r.question_open.take().unwrap_or_default();
-                r.answered = Some((q, d.answer_id.unwrap_or_else(|| fail("answer_id")).into()));
+                let q = self.question_open.take().unwrap_or_default();
+                self.answered =
+                    Some((q, d.answer_id.unwrap_or_else(|| e.fail("answer_id")).into()));
             }
             "homework.answer.graded" => {
-                let Some((q, a)) = r.answered.take() else {
-                    fail("grade before its answer");
+                let Some((q, a)) = self.answered.take() else {
+                    e.fail("grade before its answer");
                 };
                 if Some(q.as_str()) != d.question_id || Some(a.as_str()) != d.answer_id {
-                    fail("grade names another answer");
+                    e.fail("grade names another answer");
                 }
             }
+            _ => e.fail("unknown type"),
+        }
+    }
+
+    /// Recommendations have 3 to 10 items, are created once and viewed at most once after.
+    fn recommendation(&mut self, e: &Event<'_>) {
+        let d = &e.seen.data;
+        match e.seen.kind {
             "recommendation.created" => {
                 let id = d
                     .recommendation_id
-                    .unwrap_or_else(|| fail("recommendation_id"));
+                    .unwrap_or_else(|| e.fail("recommendation_id"));
                 if !(3..=10).contains(&d.items.as_ref().map_or(0, Vec::len)) {
-                    fail("recommendation items");
+                    e.fail("recommendation items");
                 }
-                if !r.pending.insert(id.to_string()) {
-                    fail("recommendation created twice");
+                if !self.pending.insert(id.to_string()) {
+                    e.fail("recommendation created twice");
                 }
             }
             "recommendation.viewed" => {
                 let id = d
                     .recommendation_id
-                    .unwrap_or_else(|| fail("recommendation_id"));
-                if !r.pending.contains(id) || !r.viewed.insert(id.to_string()) {
-                    fail("viewed before created, or twice");
+                    .unwrap_or_else(|| e.fail("recommendation_id"));
+                if !self.pending.contains(id) || !self.viewed.insert(id.to_string()) {
+                    e.fail("viewed before created, or twice");
                 }
             }
-            _ => fail("unknown type"),
+            _ => e.fail("unknown type"),
         }
     }
 }

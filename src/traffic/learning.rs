@@ -205,75 +205,31 @@ impl EventSource for LearningSource {
         };
         let rng = &mut self.core.rng;
         let state = &mut self.learners[l as usize];
+        // Each transition says the bag the learner moves to, then draws the event's fields.
         let data = match kind {
             SESSION_STARTED => {
-                state.session = session_uuid(self.core.seed, global, state.sessions);
-                state.sessions += 1;
-                state.session_started_ms = now;
-                state.activities_completed = 0;
                 self.bags.set(l, SESSION);
-                LearningData::SessionStarted {
-                    device: one_of(rng, DEVICES),
-                    app_version: one_of(rng, APP_VERSIONS),
-                    locale: one_of(rng, LOCALES),
-                    entry_point: one_of(rng, ENTRY_POINTS),
-                    screen: one_of(rng, &[[1366, 768], [1920, 1080], [2048, 1536], [1280, 800]]),
-                }
+                state.start_session(
+                    session_uuid(self.core.seed, global, state.sessions),
+                    now,
+                    rng,
+                )
             }
             SESSION_ENDED => {
                 self.bags.set(l, IDLE);
-                LearningData::SessionEnded {
-                    duration_ms: (now - state.session_started_ms).max(0),
-                    activities_completed: state.activities_completed,
-                    reason: one_of(rng, END_REASONS),
-                }
+                state.end_session(now, rng)
             }
             ACTIVITY_STARTED => {
-                state.activity = fresh_id;
-                state.activity_started_ms = now;
-                state.activity_type = rng.random_range(0..ACTIVITY_TYPES.len() as u8);
-                state.skill = rng.random_range(0..SKILLS.len() as u8);
                 self.bags.set(l, ACTIVITY);
-                let skill = SKILLS[usize::from(state.skill)];
-                LearningData::ActivityStarted {
-                    activity_id: Id(state.activity),
-                    activity_type: ACTIVITY_TYPES[usize::from(state.activity_type)],
-                    content_id: Id(random_uuid(rng)),
-                    subject_area: skill.split('.').next().unwrap_or("math"),
-                    skill_id: skill,
-                    grade_level: rng.random_range(1..=8),
-                    difficulty: rng.random_range(1..=5),
-                }
+                state.start_activity(fresh_id, now, rng)
             }
             ACTIVITY_COMPLETED => {
-                state.activities_completed = state.activities_completed.saturating_add(1);
                 self.bags.set(l, MASTERABLE);
-                let attempted = rng.random_range(1..=20u8);
-                let correct = rng.random_range(0..=attempted);
-                let score = f32::from(correct) / f32::from(attempted);
-                LearningData::ActivityCompleted {
-                    activity_id: Id(state.activity),
-                    activity_type: ACTIVITY_TYPES[usize::from(state.activity_type)],
-                    duration_ms: (now - state.activity_started_ms).max(0),
-                    items_attempted: attempted,
-                    items_correct: correct,
-                    score: (score * 100.0).round() / 100.0,
-                    outcome: if score >= 0.7 {
-                        "passed"
-                    } else {
-                        "needs_practice"
-                    },
-                }
+                state.complete_activity(now, rng)
             }
             _ => {
                 self.bags.set(l, SESSION);
-                LearningData::SkillMastered {
-                    activity_id: Id(state.activity),
-                    skill_id: SKILLS[usize::from(state.skill)],
-                    mastery: f32::from(rng.random_range(80..=100u8)) / 100.0,
-                    evidence_count: rng.random_range(3..40),
-                    previous_level: one_of(rng, &["emerging", "developing", "proficient"]),
-                }
+                state.master_skill(rng)
             }
         };
         // Every learning event belongs to the session it opens, closes or happens in.
@@ -286,5 +242,82 @@ impl EventSource for LearningSource {
             occurred_at,
             data,
         })
+    }
+}
+
+/// The transitions of one learner, each drawing the fields of its event from `rng` (in a fixed
+/// order: a seed gives the same events).
+impl LearningLearner {
+    /// Opens session `session` (the learner's next) at `now`.
+    fn start_session(&mut self, session: Uuid, now: i64, rng: &mut impl Rng) -> LearningData {
+        self.session = session;
+        self.sessions += 1;
+        self.session_started_ms = now;
+        self.activities_completed = 0;
+        LearningData::SessionStarted {
+            device: one_of(rng, DEVICES),
+            app_version: one_of(rng, APP_VERSIONS),
+            locale: one_of(rng, LOCALES),
+            entry_point: one_of(rng, ENTRY_POINTS),
+            screen: one_of(rng, &[[1366, 768], [1920, 1080], [2048, 1536], [1280, 800]]),
+        }
+    }
+
+    fn end_session(&self, now: i64, rng: &mut impl Rng) -> LearningData {
+        LearningData::SessionEnded {
+            duration_ms: (now - self.session_started_ms).max(0),
+            activities_completed: self.activities_completed,
+            reason: one_of(rng, END_REASONS),
+        }
+    }
+
+    /// Opens activity `id` of a random type and skill at `now`.
+    fn start_activity(&mut self, id: Uuid, now: i64, rng: &mut impl Rng) -> LearningData {
+        self.activity = id;
+        self.activity_started_ms = now;
+        self.activity_type = rng.random_range(0..ACTIVITY_TYPES.len() as u8);
+        self.skill = rng.random_range(0..SKILLS.len() as u8);
+        let skill = SKILLS[usize::from(self.skill)];
+        LearningData::ActivityStarted {
+            activity_id: Id(self.activity),
+            activity_type: ACTIVITY_TYPES[usize::from(self.activity_type)],
+            content_id: Id(random_uuid(rng)),
+            subject_area: skill.split('.').next().unwrap_or("math"),
+            skill_id: skill,
+            grade_level: rng.random_range(1..=8),
+            difficulty: rng.random_range(1..=5),
+        }
+    }
+
+    /// Completes the open activity with a random score (passed from 70%).
+    fn complete_activity(&mut self, now: i64, rng: &mut impl Rng) -> LearningData {
+        self.activities_completed = self.activities_completed.saturating_add(1);
+        let attempted = rng.random_range(1..=20u8);
+        let correct = rng.random_range(0..=attempted);
+        let score = f32::from(correct) / f32::from(attempted);
+        LearningData::ActivityCompleted {
+            activity_id: Id(self.activity),
+            activity_type: ACTIVITY_TYPES[usize::from(self.activity_type)],
+            duration_ms: (now - self.activity_started_ms).max(0),
+            items_attempted: attempted,
+            items_correct: correct,
+            score: (score * 100.0).round() / 100.0,
+            outcome: if score >= 0.7 {
+                "passed"
+            } else {
+                "needs_practice"
+            },
+        }
+    }
+
+    /// Masters the skill of the activity just completed.
+    fn master_skill(&self, rng: &mut impl Rng) -> LearningData {
+        LearningData::SkillMastered {
+            activity_id: Id(self.activity),
+            skill_id: SKILLS[usize::from(self.skill)],
+            mastery: f32::from(rng.random_range(80..=100u8)) / 100.0,
+            evidence_count: rng.random_range(3..40),
+            previous_level: one_of(rng, &["emerging", "developing", "proficient"]),
+        }
     }
 }

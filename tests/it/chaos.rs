@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use aivo_load::chaos::effect::{self, Effect};
 use aivo_load::chaos::engine::{ChaosEngine, FaultEvent};
-use aivo_load::cluster::Cluster;
 use aivo_load::chaos::guard::RevertGuard;
 use aivo_load::chaos::journal;
 use aivo_load::chaos::{Fault, PartitionMode};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
+use aivo_load::cluster::Cluster;
 
 use crate::support::{
     aivo_in, inject_confirmed, monitor_url, output_within, process_alive, publish_acked,

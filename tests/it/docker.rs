@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use aivo_load::chaos::effect::Effect;
 use aivo_load::chaos::engine::{ChaosEngine, FaultEvent};
-use aivo_load::cluster::Cluster;
 use aivo_load::chaos::journal;
 use aivo_load::chaos::{Fault, PartitionMode, Target};
 use aivo_load::cluster::docker::{self, DockerCluster, DockerClusterConfig, BALLAST};
 use aivo_load::cluster::monitor::{self, ClusterStatus};
 use aivo_load::cluster::storage::FillMode;
+use aivo_load::cluster::Cluster;
 
 use crate::support::{
     aivo, assert_passed_but_for, inject_confirmed, monitor_url, publish_acked,
