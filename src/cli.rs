@@ -282,6 +282,11 @@ pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     crate::units::parse_duration(text)
 }
 
+/// Parses the process's arguments (clap prints help or a usage error and exits itself).
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
 /// Turns parsed flags into a validated command.
 pub fn into_command(cli: Cli) -> Result<Command, AppError> {
     Ok(match cli.command {

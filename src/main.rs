@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = aivo_load::cli::Cli::parse();
+    let cli = aivo_load::cli::parse();
     aivo_load::init_tracing(cli.verbose);
     let outcome = aivo_load::cli::into_command(cli).and_then(aivo_load::execute);
     match outcome {
