@@ -244,15 +244,8 @@ impl Publisher {
     /// Records the ack `done` and every other that is already in.
     fn record_acks(&mut self, done: Completion) {
         let start = self.clock.start;
-        record(
-            &mut self.ledger,
-            &mut self.local.pending,
-            &mut self.subjects,
-            start,
-            done,
-        );
-        // Take every other ack that is already in, without waiting.
-        while let Some(Some(done)) = futures::FutureExt::now_or_never(self.in_flight.next()) {
+        let mut next = Some(done);
+        while let Some(done) = next {
             record(
                 &mut self.ledger,
                 &mut self.local.pending,
@@ -260,6 +253,8 @@ impl Publisher {
                 start,
                 done,
             );
+            // Take every other ack that is already in, without waiting.
+            next = futures::FutureExt::now_or_never(self.in_flight.next()).flatten();
         }
     }
 

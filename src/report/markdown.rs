@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::RunReport;
+use super::{mark, RunReport};
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::thresholds::format_millis;
 
@@ -18,14 +18,6 @@ pub fn render(report: &RunReport) -> String {
     retention_table(&mut out, report);
     timeline_section(&mut out, report);
     out
-}
-
-fn mark(passed: bool) -> &'static str {
-    if passed {
-        "✓"
-    } else {
-        "✗"
-    }
 }
 
 /// The title with the verdict, the description and the run's identity table.

@@ -300,6 +300,15 @@ pub(crate) fn escape_markup(text: &str) -> String {
     out
 }
 
+/// The mark of a check or threshold in the summaries: ✓ passed, ✗ failed.
+fn mark(passed: bool) -> &'static str {
+    if passed {
+        "✓"
+    } else {
+        "✗"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape_markup;

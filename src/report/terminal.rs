@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::RunReport;
+use super::{mark, RunReport};
 use crate::checks::thresholds::format_millis;
 use crate::load::metrics::Percentiles;
 
@@ -47,14 +47,6 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
     optional_check_lines(&mut out, report);
     verdict_lines(&mut out, report);
     out
-}
-
-fn mark(passed: bool) -> &'static str {
-    if passed {
-        "✓"
-    } else {
-        "✗"
-    }
 }
 
 /// Which scenario ran where, and where its report is.

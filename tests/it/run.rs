@@ -1,11 +1,10 @@
 //! `aivo-load run`: real runs against real clusters, and the errors a user sees on bad input.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{
-    aivo, assert_passed_but_for, report_json, text, BackgroundRun, ClusterUp, FocusBurstUnderWay,
-    RunIntoPostgres, TestCluster,
+    aivo, assert_passed_but_for, nats_servers_under, report_json, text, BackgroundRun, ClusterUp,
+    FocusBurstUnderWay, RunIntoPostgres, TestCluster,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,14 +120,10 @@ async fn local_run_brings_its_own_cluster_and_takes_it_down() {
         "{report}"
     );
     // The nodes were children of the run: none of them may be left.
-    let leftover = std::process::Command::new("pgrep")
-        .args(["-f", reports.path().to_str().expect("utf-8 path")])
-        .output()
-        .expect("pgrep");
+    let leftover = nats_servers_under(reports.path());
     assert!(
-        leftover.stdout.is_empty(),
-        "nats-server left running: {}",
-        String::from_utf8_lossy(&leftover.stdout)
+        leftover.is_empty(),
+        "nats-server left running: {leftover:?}"
     );
 }
 
@@ -200,18 +195,6 @@ async fn external_backend_without_a_server_is_a_usage_error() {
     .await;
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).contains("--server"), "{}", text(&output));
-}
-
-/// Pids of `nats-server` processes whose command line mentions `dir`.
-fn nats_servers_under(dir: &Path) -> Vec<String> {
-    let output = std::process::Command::new("pgrep")
-        .args(["-f", &format!("nats-server.*{}", dir.display())])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

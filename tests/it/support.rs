@@ -673,3 +673,15 @@ fn run_within_kills_the_process_group_of_an_overstaying_command() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Pids of `nats-server` processes whose command line mentions `dir`.
+pub fn nats_servers_under(dir: &Path) -> Vec<String> {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", &format!("nats-server.*{}", dir.display())])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}

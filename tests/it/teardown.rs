@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{aivo, text};
+use crate::support::{aivo, nats_servers_under, text};
 
 /// Every `nats*/store` under a run's `cluster/` dir.
 fn stores_left(cluster_dir: &Path) -> Vec<String> {
@@ -83,13 +83,9 @@ indexer = true
     );
     // ... and it is gone: no store on disk, no node running.
     assert_eq!(stores_left(&cluster_dir), Vec::<String>::new(), "{log}");
-    let leftover = std::process::Command::new("pgrep")
-        .args(["-f", run_dir.to_str().expect("utf-8 path")])
-        .output()
-        .expect("pgrep");
+    let leftover = nats_servers_under(&run_dir);
     assert!(
-        leftover.stdout.is_empty(),
-        "nats-server left running: {}",
-        String::from_utf8_lossy(&leftover.stdout)
+        leftover.is_empty(),
+        "nats-server left running: {leftover:?}"
     );
 }
