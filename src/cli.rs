@@ -325,14 +325,11 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
     let scenario = catalog::resolve(&args.scenario)?
         .adjusted(args.duration, args.rate_scale, args.seed)
         .map_err(|e| AppError::usage(anyhow!(e)))?;
+    let usage = |e: String| AppError::usage(anyhow!(e));
+    let cluster =
+        ClusterPlan::new(args.backend, args.server.as_deref(), args.state.into()).map_err(usage)?;
     crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
-    let cluster = ClusterPlan::new(
-        args.backend,
-        args.server.as_deref(),
-        args.keep_cluster,
-        args.state.into(),
-    )
-    .map_err(|e| AppError::usage(anyhow!(e)))?;
+    let cluster = cluster.keeping(args.keep_cluster).map_err(usage)?;
     Ok(RunPlan {
         scenario,
         rate_scale: args.rate_scale,

@@ -4,8 +4,9 @@
 //! down; an external cluster refuses every change. The journal stores a [`ClusterRef`], which
 //! [`ClusterRef::reattach`] turns back into a handle after the process that applied a fault died.
 //!
-//! This file is the only place that dispatches on the backend: everything outside `src/cluster/`
-//! calls methods of [`Cluster`], [`ClusterPlan`], [`ClusterRef`] and [`BackendKind`].
+//! This is the backend dispatch the rest of the harness uses: everything outside `src/cluster/`
+//! calls methods of [`Cluster`], [`ClusterPlan`], [`ClusterRef`] and [`BackendKind`] (inside,
+//! only the `cluster` verbs of `commands.rs` branch on the backend themselves).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::BackendKind;
 use super::control::{self, ControlError};
-use super::docker::{DockerCluster, DockerClusterConfig, DockerError};
+use super::docker::{DockerCluster, DockerClusterConfig, DockerError, DockerSpec};
 use super::endpoints::ClusterEndpoints;
 use super::external::ExternalCluster;
 use super::local::{LocalCluster, LocalClusterConfig, LocalError};
@@ -198,8 +199,9 @@ impl Cluster {
         }
     }
 
-    /// Saves what the nodes logged into `cluster_dir` where it is not there already (a local
-    /// node logs into its own dir; containers log to Docker).
+    /// Saves what the nodes logged into `cluster_dir` where it is not there already: a local node
+    /// logs into its own dir, containers log to Docker (`containers.log`); an external cluster's
+    /// logs are its owner's.
     pub async fn save_logs(&self, cluster_dir: &Path) {
         if let Self::Docker(cluster) = self {
             let logs = cluster_dir.join("containers.log");
@@ -209,11 +211,10 @@ impl Cluster {
         }
     }
 
-    /// Ends what this handle owns, at the end of a run: a run's own cluster stops (logs saved,
-    /// stores removed, the configs and logs stay in `cluster_dir`); a kept or attached one is left
-    /// running; an external one is not ours to stop.
+    /// Ends what this handle owns, at the end of a run: a run's own cluster stops (container logs
+    /// saved, stores removed, the configs and logs stay in `cluster_dir`); a kept or attached one
+    /// is left running; an external one is not ours to stop.
     pub async fn shutdown(self, cluster_dir: &Path) {
-        self.save_logs(cluster_dir).await;
         match self {
             Self::Local(cluster) => {
                 // Whoever else held the handle (the chaos engine) has let go by now; if not, the
@@ -227,7 +228,8 @@ impl Cluster {
                 "aivo-load: cluster left running at {} (stop it with `aivo-load cluster down`)",
                 kept.endpoints.server_list()
             ),
-            Self::Docker(cluster) if cluster.is_owned() => {
+            Self::Docker(ref cluster) if cluster.is_owned() => {
+                self.save_logs(cluster_dir).await;
                 if let Err(err) = cluster.shutdown().await {
                     eprintln!("aivo-load: {err}");
                 }
@@ -269,10 +271,12 @@ impl Cluster {
         }
     }
 
-    /// The `cluster up` cluster of `backend` in `state`, for `chaos` and `heal`.
+    /// The `cluster up` cluster of `backend` in `state`, for `chaos` and `heal`. An external
+    /// cluster keeps no state here, so `external` means the local one (as `heal --backend
+    /// external` always did; `chaos` refuses external before it asks).
     pub async fn kept(backend: BackendKind, state: &StateDir) -> Result<Self, ClusterError> {
         match backend {
-            BackendKind::Local => {
+            BackendKind::Local | BackendKind::External => {
                 let paths = state::paths(state)?;
                 let kept = state::load(state).ok_or_else(|| {
                     ClusterError::NotRunning(format!(
@@ -287,9 +291,6 @@ impl Cluster {
                 let cluster = DockerCluster::attach(&kept_dir(backend, state)?).await?;
                 Ok(Self::Docker(Arc::new(cluster)))
             }
-            BackendKind::External => Err(ClusterError::Refused(ExternalCluster::refusal(
-                "keep state for",
-            ))),
         }
     }
 
@@ -300,15 +301,13 @@ impl Cluster {
     }
 }
 
-/// Where the `cluster up` cluster of `backend` keeps its files.
+/// Where the `cluster up` cluster of `backend` keeps its files (`external`: the local one's, see
+/// [`Cluster::kept`]).
 fn kept_dir(backend: BackendKind, state: &StateDir) -> Result<PathBuf, ClusterError> {
     let dir = state::paths(state)?.dir;
     match backend {
-        BackendKind::Local => Ok(dir),
+        BackendKind::Local | BackendKind::External => Ok(dir),
         BackendKind::Docker => Ok(dir.join("docker")),
-        BackendKind::External => Err(ClusterError::Refused(ExternalCluster::refusal(
-            "keep state for",
-        ))),
     }
 }
 
@@ -340,7 +339,8 @@ pub enum ClusterRef {
         #[serde(default)]
         run: bool,
     },
-    /// Someone else's cluster (never journaled: faults on it are refused).
+    /// Someone else's cluster: in a run's `owner.json`, never in the fault journal (faults on it
+    /// are refused).
     External { servers: Vec<String> },
 }
 
@@ -395,10 +395,17 @@ impl ClusterRef {
         std::fs::write(cluster_dir.join(OWNER_FILE), text + "\n")
     }
 
-    /// Reads `cluster_dir/owner.json`, if the run wrote one.
+    /// Reads `cluster_dir/owner.json`, if the run wrote one. A run dir of an earlier version has
+    /// none; its docker cluster is known by the spec it left (`docker-cluster.json`).
     pub fn read(cluster_dir: &Path) -> Option<Self> {
-        let text = std::fs::read_to_string(cluster_dir.join(OWNER_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
+        match std::fs::read_to_string(cluster_dir.join(OWNER_FILE)) {
+            Ok(text) => serde_json::from_str(&text).ok(),
+            Err(_) => DockerSpec::read(cluster_dir).ok().map(|spec| Self::Docker {
+                dir: cluster_dir.to_path_buf(),
+                project: spec.project,
+                run: true,
+            }),
+        }
     }
 }
 
@@ -415,12 +422,10 @@ pub struct ClusterPlan {
 }
 
 impl ClusterPlan {
-    /// Checks the flags together: an external cluster needs its URLs (`servers`, comma-separated),
-    /// and only a local cluster can be kept.
+    /// An external cluster needs its URLs (`servers`, comma-separated); the others ignore them.
     pub fn new(
         backend: BackendKind,
         servers: Option<&str>,
-        keep: bool,
         state: StateDir,
     ) -> Result<Self, String> {
         let servers: Vec<String> = match servers {
@@ -439,7 +444,17 @@ impl ClusterPlan {
                     .into(),
             );
         }
-        if keep && !backend.can_keep() {
+        Ok(Self {
+            backend,
+            servers,
+            keep: false,
+            state,
+        })
+    }
+
+    /// `--keep-cluster`: only a local cluster can be kept.
+    pub fn keeping(mut self, keep: bool) -> Result<Self, String> {
+        if keep && !self.backend.can_keep() {
             return Err(
                 "--keep-cluster applies to the local backend only (for docker: `aivo-load cluster \
                  up --backend docker`, then `run --backend external --server \
@@ -447,12 +462,8 @@ impl ClusterPlan {
                     .into(),
             );
         }
-        Ok(Self {
-            backend,
-            servers,
-            keep,
-            state,
-        })
+        self.keep = keep;
+        Ok(self)
     }
 
     /// Starts (or finds) the run's cluster, its files under `run_dir/cluster/`, and records which
@@ -488,16 +499,29 @@ impl ClusterPlan {
                     config.project,
                     cluster_dir.display()
                 );
+                // Said before the containers exist: a harness killed while they start leaves a
+                // project that `heal RUN_DIR` must still find and remove.
+                let starting = ClusterRef::Docker {
+                    dir: cluster_dir.clone(),
+                    project: config.project.clone(),
+                    run: true,
+                };
+                write_owner(&starting, &cluster_dir);
                 Cluster::Docker(Arc::new(DockerCluster::start(config).await?))
             }
         };
-        if let Err(err) = cluster.reference().write(&cluster_dir) {
-            eprintln!(
-                "aivo-load: cannot write {}: {err}",
-                cluster_dir.join(OWNER_FILE).display()
-            );
-        }
+        write_owner(&cluster.reference(), &cluster_dir);
         Ok(cluster)
+    }
+}
+
+/// Writes `owner.json`; a failure is said, not fatal (only a later `heal RUN_DIR` needs it).
+fn write_owner(owner: &ClusterRef, cluster_dir: &Path) {
+    if let Err(err) = owner.write(cluster_dir) {
+        eprintln!(
+            "aivo-load: cannot write {}: {err}",
+            cluster_dir.join(OWNER_FILE).display()
+        );
     }
 }
 
@@ -511,7 +535,6 @@ mod tests {
         let external = ClusterPlan::new(
             BackendKind::External,
             Some(" nats://127.0.0.1:4222, ,nats://127.0.0.1:4223"),
-            false,
             state.clone(),
         )
         .expect("external with servers");
@@ -519,9 +542,11 @@ mod tests {
             external.servers,
             ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
         );
-        assert!(ClusterPlan::new(BackendKind::External, None, false, state.clone()).is_err());
-        assert!(ClusterPlan::new(BackendKind::Docker, None, true, state.clone()).is_err());
-        let local = ClusterPlan::new(BackendKind::Local, Some("nats://x:1"), true, state)
+        assert!(ClusterPlan::new(BackendKind::External, None, state.clone()).is_err());
+        let docker = ClusterPlan::new(BackendKind::Docker, None, state.clone()).expect("docker");
+        assert!(docker.keeping(true).is_err());
+        let local = ClusterPlan::new(BackendKind::Local, Some("nats://x:1"), state)
+            .and_then(|plan| plan.keeping(true))
             .expect("local keep");
         assert!(local.servers.is_empty(), "servers only for external");
     }

@@ -294,7 +294,6 @@ impl RunConsumers {
 /// The streams analytics reads (the seed's topology).
 const ANALYTICS_STREAMS: [&str; 2] = ["LEARNING", "FOCUS"];
 
-/// How many injected poison events were written to `events` anyway.
 fn environment(e: crate::consumers::ConsumersError) -> AppError {
     AppError::environment(anyhow!("{e}"))
 }
@@ -367,6 +366,7 @@ fn sample_lag(
     })
 }
 
+/// How many injected poison events were written to `events` anyway.
 fn poison_in_events(ledgers: &[PublisherLedger], back: &ReadBack) -> u64 {
     let mut count = 0;
     for ledger in ledgers.iter().filter(|l| !l.poison.is_empty()) {

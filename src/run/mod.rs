@@ -71,12 +71,15 @@ struct RunContext {
     interrupted: Arc<Mutex<bool>>,
     /// From the start phase until teardown.
     cluster: Option<Cluster>,
+    /// From phase 3 until phase 5 ends it, or teardown on an error path: its reverts must be done
+    /// before the cluster they go to stops.
+    chaos: Option<RunChaos>,
 }
 
-/// What runs beside the load (phase 3), ended in phase 5.
+/// What runs beside the load (phase 3) and is ended in phase 5, besides the chaos schedule (which
+/// [`RunContext`] holds).
 struct SideTasks {
     consumers: Option<RunConsumers>,
-    chaos: Option<RunChaos>,
     retention: retention::RetentionSampler,
 }
 
@@ -108,6 +111,7 @@ impl RunContext {
             cancel,
             interrupted,
             cluster: None,
+            chaos: None,
         })
     }
 
@@ -128,7 +132,7 @@ impl RunContext {
         )
         .await?;
         let finished = self
-            .finish_side_tasks(&declared, side.consumers, side.chaos, &load)
+            .finish_side_tasks(&declared, side.consumers, &load)
             .await;
         let checked = streams::check_streams(
             &declared.js,
@@ -166,7 +170,7 @@ impl RunContext {
 
     /// Phase 3: the consumers (with Postgres), the chaos schedule and the retention sampler.
     async fn start_side_tasks(
-        &self,
+        &mut self,
         cluster: &Cluster,
         declared: &Declared,
     ) -> Result<SideTasks, AppError> {
@@ -185,7 +189,7 @@ impl RunContext {
             declared.stream_names(),
         )
         .await?;
-        let chaos = run_hook::start(
+        self.chaos = run_hook::start(
             &scenario.chaos,
             cluster,
             &self.run_dir,
@@ -201,20 +205,18 @@ impl RunContext {
         );
         Ok(SideTasks {
             consumers,
-            chaos,
             retention,
         })
     }
 
     /// Phase 5: faults reverted, the indexer caught up (unless interrupted), the DLQ read back.
     async fn finish_side_tasks(
-        &self,
+        &mut self,
         declared: &Declared,
         consumers: Option<RunConsumers>,
-        chaos: Option<RunChaos>,
         load: &LoadOutcome,
     ) -> Finished {
-        let fault_events = match chaos {
+        let fault_events = match self.chaos.take() {
             Some(chaos) => chaos.finish().await,
             None => Vec::new(),
         };
@@ -317,9 +319,13 @@ impl RunContext {
         self.interrupted.lock().map(|flag| *flag).unwrap_or(true)
     }
 
-    /// After the phases, on every path: the run's own cluster stops (logs saved, stores removed),
-    /// a kept one is left running.
+    /// After the phases, on every path: faults still active are reverted (an error path that
+    /// skipped phase 5), then the run's own cluster stops (logs saved, stores removed); a kept one
+    /// is left running.
     async fn teardown(&mut self) {
+        if let Some(chaos) = self.chaos.take() {
+            chaos.finish().await;
+        }
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown(&cluster_dir(&self.run_dir)).await;
         }

@@ -229,8 +229,6 @@ impl Mix {
     }
 }
 
-/// Which learners a publisher owns: learner `i` of the population belongs to shard `i % count`.
-///
 /// Everything a domain source needs; bundled because the list is long.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {

@@ -17,6 +17,8 @@ pub struct Learner {
     pub learner_id: String,
 }
 
+/// Which learners a publisher owns: learner `i` of the population belongs to shard `i % count`.
+///
 /// A traffic source with `P` publishers gives publisher `k` (counted within the source, from 0) the
 /// shard `k` of `P`, so every learner's events come from exactly one publisher, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -176,7 +176,8 @@ impl DockerSpec {
         }
     }
 
-    fn read(dir: &Path) -> Result<Self, DockerError> {
+    /// The spec a cluster recorded in `dir` (`docker-cluster.json`).
+    pub fn read(dir: &Path) -> Result<Self, DockerError> {
         let path = dir.join(SPEC_FILE);
         let not_found = |reason: String| DockerError::NotFound {
             dir: dir.to_path_buf(),
