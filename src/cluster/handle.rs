@@ -571,4 +571,25 @@ mod tests {
         assert_eq!(old.backend(), BackendKind::Local);
         assert!(!old.owned_by_run());
     }
+
+    #[test]
+    fn a_run_dir_of_an_earlier_version_is_known_by_its_docker_spec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            ClusterRef::read(dir.path()),
+            None,
+            "no owner, no spec: nothing"
+        );
+        let spec = serde_json::json!({
+            "project": "aivo-20261201t000000z-node-kill",
+            "dir": dir.path(),
+            "image": "aivo-load/nats-server:local",
+            "store_bytes": 1,
+            "nodes": [],
+        });
+        std::fs::write(dir.path().join("docker-cluster.json"), spec.to_string()).expect("spec");
+        let owner = ClusterRef::read(dir.path()).expect("known by its spec");
+        assert!(owner.owned_by_run());
+        assert_eq!(owner.backend(), BackendKind::Docker);
+    }
 }
