@@ -9,8 +9,8 @@ use crate::exit::{AppError, ExitStatus};
 
 use super::backend::BackendKind;
 use super::external::ExternalCluster;
+use super::handle::{Cluster, Supervised};
 use super::local::CLUSTER_NAME;
-use super::monitor::ClusterStatus;
 use super::state::{self, ClusterState, StateDir};
 
 /// One `cluster` verb, as the command line asked for it.
@@ -150,7 +150,7 @@ fn describe(state: &ClusterState, args: &ClusterTarget) -> String {
 }
 
 async fn status(args: &ClusterTarget) -> Result<ExitStatus, AppError> {
-    let (title, endpoints) = match args.backend {
+    let (title, cluster) = match args.backend {
         BackendKind::Docker => {
             no_monitor(args)?;
             return super::docker::commands::status(&args.state).await;
@@ -163,7 +163,7 @@ async fn status(args: &ClusterTarget) -> Result<ExitStatus, AppError> {
                     "External cluster ({} nodes)",
                     cluster.endpoints().nodes.len()
                 ),
-                cluster.endpoints().clone(),
+                Cluster::External(cluster),
             )
         }
         BackendKind::Local => {
@@ -172,12 +172,12 @@ async fn status(args: &ClusterTarget) -> Result<ExitStatus, AppError> {
                     "--monitor applies to --backend external only"
                 )));
             }
-            let dir = state::paths(&args.state)?.dir;
+            let paths = state::paths(&args.state)?;
             let Some(state) = state::load(&args.state) else {
                 return Err(AppError::environment(anyhow::anyhow!(
                     "no local cluster is running (state dir {}); start one with `aivo-load cluster up`, \
                      or pass --backend external --monitor URLS",
-                    dir.display()
+                    paths.dir.display()
                 )));
             };
             (
@@ -185,11 +185,11 @@ async fn status(args: &ClusterTarget) -> Result<ExitStatus, AppError> {
                     "Local cluster \"{CLUSTER_NAME}\" (nats-server {}, supervisor pid {}, started {})",
                     state.nats_server_version, state.supervisor_pid, state.started_at
                 ),
-                state.endpoints,
+                Cluster::Supervised(Supervised::from_state(&paths, state)),
             )
         }
     };
-    let status = ClusterStatus::gather(&endpoints).await;
+    let status = cluster.status().await;
     println!("{title}");
     print!("{}", status.render_table());
     if status.all_unreachable() {

@@ -8,7 +8,6 @@ use super::monitor;
 /// A cluster aivo-load does not manage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalCluster {
-    client_urls: Vec<String>,
     endpoints: ClusterEndpoints,
 }
 
@@ -26,7 +25,6 @@ impl ExternalCluster {
             })
             .collect();
         Self {
-            client_urls: servers.to_vec(),
             endpoints: ClusterEndpoints { nodes },
         }
     }
@@ -34,16 +32,14 @@ impl ExternalCluster {
     /// The cluster behind these monitoring URLs: each node's name and client URL are read from its
     /// `/varz` (a node that does not answer is named `nodeN`, with the default client port).
     pub async fn by_monitors(monitor_urls: &[String]) -> Self {
-        let endpoints = monitor::discover_endpoints(monitor_urls).await;
         Self {
-            client_urls: endpoints.client_urls(),
-            endpoints,
+            endpoints: monitor::discover_endpoints(monitor_urls).await,
         }
     }
 
     /// Client URLs, in the order given.
     pub fn client_urls(&self) -> Vec<String> {
-        self.client_urls.clone()
+        self.endpoints.client_urls()
     }
 
     /// What is known of each node.

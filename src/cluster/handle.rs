@@ -65,7 +65,8 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    fn from_state(paths: &StatePaths, kept: state::ClusterState) -> Self {
+    /// The cluster a `cluster up` state file describes.
+    pub(super) fn from_state(paths: &StatePaths, kept: state::ClusterState) -> Self {
         Self {
             socket: kept
                 .control_socket
@@ -114,10 +115,7 @@ impl Cluster {
 
     /// Every node's client URL, for clients that fail over between them.
     pub fn client_urls(&self) -> Vec<String> {
-        match self {
-            Self::External(cluster) => cluster.client_urls(),
-            _ => self.endpoints().client_urls(),
-        }
+        self.endpoints().client_urls()
     }
 
     /// Health, routes, JetStream usage and the meta leader of every node.
@@ -249,8 +247,8 @@ impl Cluster {
         }
     }
 
-    /// Removes the cluster whoever started it (`heal` removing a killed run's compose project,
-    /// `cluster down`). An external cluster is refused.
+    /// Removes the cluster whoever started it (`heal` removing a killed run's compose project).
+    /// An external cluster is refused.
     pub async fn remove(self) -> Result<(), ClusterError> {
         match self {
             Self::Local(cluster) => {
@@ -304,10 +302,10 @@ impl Cluster {
 /// Where the `cluster up` cluster of `backend` keeps its files (`external`: the local one's, see
 /// [`Cluster::kept`]).
 fn kept_dir(backend: BackendKind, state: &StateDir) -> Result<PathBuf, ClusterError> {
-    let dir = state::paths(state)?.dir;
+    let paths = state::paths(state)?;
     match backend {
-        BackendKind::Local | BackendKind::External => Ok(dir),
-        BackendKind::Docker => Ok(dir.join("docker")),
+        BackendKind::Local | BackendKind::External => Ok(paths.dir),
+        BackendKind::Docker => Ok(paths.docker_dir()),
     }
 }
 

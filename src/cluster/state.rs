@@ -159,9 +159,10 @@ impl StatePaths {
     pub fn control_socket(&self) -> PathBuf {
         self.dir.join("control.sock")
     }
-    /// `faults.jsonl`, the journal of faults applied by `aivo-load chaos`.
-    pub fn fault_journal(&self) -> PathBuf {
-        self.dir.join("faults.jsonl")
+    /// `docker/`, the dir of the `cluster up --backend docker` cluster (its compose files, stores,
+    /// spec and fault journal).
+    pub fn docker_dir(&self) -> PathBuf {
+        self.dir.join("docker")
     }
 }
 

@@ -16,13 +16,8 @@ use crate::exit::{AppError, ExitStatus};
 use super::{image, DockerCluster, DockerClusterConfig, PortChoice};
 
 /// The dir of the `cluster up --backend docker` cluster.
-pub fn state_dir(args: &StateDir) -> Result<PathBuf, AppError> {
-    Ok(state::paths(args)?.dir.join("docker"))
-}
-
-/// The fault journal of the `cluster up --backend docker` cluster.
-pub fn fault_journal(args: &StateDir) -> Result<PathBuf, AppError> {
-    Ok(state_dir(args)?.join("faults.jsonl"))
+fn state_dir(args: &StateDir) -> Result<PathBuf, AppError> {
+    Ok(state::paths(args)?.docker_dir())
 }
 
 /// `cluster up --backend docker`.
