@@ -183,10 +183,7 @@ pub struct HealArgs {
 /// `--backend`: the values and their help come from [`BackendKind`], which says what each allows.
 fn backend_parser() -> impl TypedValueParser<Value = BackendKind> {
     let values = BackendKind::ALL.map(|kind| PossibleValue::new(kind.name()).help(kind.help()));
-    PossibleValuesParser::new(values).map(|name| {
-        name.parse::<BackendKind>()
-            .unwrap_or_else(|_| unreachable!("clap accepts only the listed backends"))
-    })
+    PossibleValuesParser::new(values).try_map(|name| name.parse::<BackendKind>())
 }
 
 #[derive(Debug, Args)]

@@ -137,7 +137,7 @@ fn clean(cleanup: &[Cleanup], lines: &mut Vec<String>, problems: &mut Vec<String
 }
 
 /// Asks a live cluster to make itself whole (what a torn journal missed) and waits for it.
-pub async fn make_whole(cluster: &Cluster, failures: &mut Vec<String>) -> Confirmation {
+async fn make_whole(cluster: &Cluster, failures: &mut Vec<String>) -> Confirmation {
     if let Err(err) = cluster.apply(&ControlOp::MakeWhole).await {
         failures.push(err.to_string());
     }
