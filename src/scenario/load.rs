@@ -84,12 +84,15 @@ impl Source<'_> {
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = self.text[line_start..offset].chars().count() + 1;
         let source_line = self.text[line_start..]
-            .lines()
+            .split('\n')
             .next()
             .unwrap_or("")
+            .trim_end_matches('\r')
             .to_string();
+        // A parser may point at a line's trailing '\r' or just past it; keep the column visible.
+        let column = (self.text[line_start..offset].chars().count() + 1)
+            .min(source_line.chars().count() + 1);
         ScenarioError {
             file: self.file.to_string(),
             line,
@@ -631,5 +634,14 @@ rate = [ { at = "0s", rate = "100/s" }, { at = "30s", rate = "1000/s", ramp = "5
         let e = error_of(&GOOD.replace("duration = \"1m\"", "duration = \"1m\"\ncolour = \"red\""));
         assert_eq!((e.line, e.column), (4, 1));
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn an_error_at_a_carriage_return_points_inside_its_line() {
+        // An unterminated string ending in "\r\n": the parser points past the '\r', which is not a
+        // column anyone can see; the error must stay within the line's visible width (+1).
+        let e = error_of("name = \"x\r\nduration = \"1m\"\n");
+        assert_eq!(e.line, 1, "{e}");
+        assert!(e.column <= "name = \"x".chars().count() + 1, "{e}");
     }
 }
