@@ -4,6 +4,7 @@
 //! (validated in `cli.rs`), and [`execute`] runs it on a Tokio runtime and returns the exit status.
 
 pub mod chaos;
+pub mod capacity;
 pub mod checks;
 mod child;
 pub mod cli;

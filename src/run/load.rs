@@ -28,6 +28,9 @@ pub(super) struct LoadOutcome {
     pub(super) ledgers: Vec<PublisherLedger>,
     pub(super) subjects: SubjectTable,
     pub(super) cumulative: IntervalStats,
+    /// The figures of the seconds from `measure_from` on (a capacity step's measured window, after
+    /// its warm-up); the same as `cumulative` when that is zero.
+    pub(super) measured: IntervalStats,
     pub(super) timeline: Vec<TimelineRow>,
     pub(super) elapsed: Duration,
     /// Set when an abort-on-fail threshold stopped the load.
@@ -41,6 +44,7 @@ pub(super) async fn drive_load(
     scenario: &Arc<Scenario>,
     clients: &[async_nats::Client],
     run_id: &str,
+    measure_from: Duration,
     cancel: CancellationToken,
 ) -> Result<LoadOutcome, AppError> {
     let run_id: Arc<str> = Arc::from(run_id);
@@ -81,7 +85,7 @@ pub(super) async fn drive_load(
     // Publishers stop by themselves at the end of their schedules; this bounds them regardless.
     let hard_stop =
         scenario.duration + settings.send_grace + settings.ack_timeout + Duration::from_secs(10);
-    let mut sampler = Sampler::new(scenario.clone(), stats);
+    let mut sampler = Sampler::new(scenario.clone(), stats, measure_from);
     let progress = Progress::new(scenario.duration);
     let mut tick =
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
@@ -125,6 +129,7 @@ pub(super) async fn drive_load(
         ledgers,
         subjects,
         cumulative: sampler.cumulative,
+        measured: sampler.measured,
         timeline: sampler.timeline,
         elapsed,
         aborted,
@@ -256,15 +261,20 @@ struct Sampler {
     scenario: Arc<Scenario>,
     stats: Vec<SharedStats>,
     pub(super) cumulative: IntervalStats,
+    /// Intervals from `measure_from` on.
+    measured: IntervalStats,
+    measure_from: Duration,
     timeline: Vec<TimelineRow>,
 }
 
 impl Sampler {
-    fn new(scenario: Arc<Scenario>, stats: Vec<SharedStats>) -> Self {
+    fn new(scenario: Arc<Scenario>, stats: Vec<SharedStats>, measure_from: Duration) -> Self {
         Self {
             scenario,
             stats,
             cumulative: IntervalStats::default(),
+            measured: IntervalStats::default(),
+            measure_from,
             timeline: Vec::new(),
         }
     }
@@ -317,6 +327,9 @@ impl Sampler {
         self.cumulative.merge(&interval);
         let second = self.timeline.len() as u64;
         let from = Duration::from_secs(second);
+        if from >= self.measure_from {
+            self.measured.merge(&interval);
+        }
         let h = &interval.histograms;
         let row = TimelineRow {
             second,

@@ -17,6 +17,7 @@
 mod consumers;
 mod load;
 mod metrics;
+pub mod session;
 mod setup;
 mod verdict;
 
@@ -128,6 +129,7 @@ impl RunContext {
             &scenario,
             &declared.clients,
             &self.run_id,
+            std::time::Duration::ZERO,
             self.cancel.clone(),
         )
         .await?;
