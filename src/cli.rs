@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 
 use anyhow::anyhow;
 
+use crate::capacity::step::Slo;
+use crate::capacity::CapacityPlan;
 use crate::chaos::commands::{ChaosRequest, HealRequest};
+use crate::checks::thresholds::parse_ratio;
+use crate::traffic::Domain;
 use crate::cluster::commands::{ClusterRequest, ClusterTarget};
 use crate::cluster::{BackendKind, ClusterPlan, StateDir};
 use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
@@ -59,6 +63,70 @@ pub enum CliCommand {
     /// Work with finished runs' reports.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Find the sustainable rate within a latency SLO (saturation search), the scalability curve,
+    /// and what saturated first; writes reports/<UTC>-capacity/capacity.{json,md,html}.
+    Capacity(CapacityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// Scenario whose traffic mix is measured (its rates only give each source's share).
+    #[arg(default_value = "capacity-mix")]
+    pub scenario: String,
+    /// Measure one domain of the scenario only: learning, focus, homework, recommendation.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// The latency objective on corrected latency: any percentile (p50, p90, p99, p99.9, max).
+    #[arg(long, default_value = "p99 < 50ms")]
+    pub slo: String,
+    /// Largest share of failed or unknown publishes a sustainable step may have.
+    #[arg(long, default_value = "0.1%")]
+    pub error_budget: String,
+    /// Run the reference indexer (with an embedded Postgres) and require its lag not to grow.
+    #[arg(long)]
+    pub indexer: bool,
+    /// A coarse search that fits in a few minutes (factor-2 steps, 2 s warm-up, 5 s windows,
+    /// 2 bisections, scalability at 1, 2 and 4 publishers).
+    #[arg(long)]
+    pub quick: bool,
+    /// The first rate tried, events/s.
+    #[arg(long)]
+    pub start_rate: Option<f64>,
+    /// No rate above this is tried, events/s.
+    #[arg(long)]
+    pub max_rate: Option<f64>,
+    /// Each step's rate is the last one times this.
+    #[arg(long)]
+    pub step_factor: Option<f64>,
+    /// Warm-up of each step (not measured).
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub warmup: Option<Duration>,
+    /// Measured window of each step.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub window: Option<Duration>,
+    /// Bisection stops when the bad rate is within this share of the good one (e.g. 5%).
+    #[arg(long)]
+    pub tolerance: Option<String>,
+    /// Publishers per traffic source during the search (default: the scenario's).
+    #[arg(long)]
+    pub publishers: Option<u32>,
+    /// Unacknowledged publishes per publisher (default: the scenario's).
+    #[arg(long)]
+    pub in_flight: Option<u32>,
+    /// Publisher counts for the scalability curve, comma-separated; "none" skips it.
+    #[arg(long)]
+    pub concurrency: Option<String>,
+    /// Where the cluster comes from.
+    #[arg(long, value_parser = backend_parser(), default_value = "local")]
+    pub backend: BackendKind,
+    /// Cluster URL(s) for --backend external, comma-separated.
+    #[arg(long, env = "NATS_URL")]
+    pub server: Option<String>,
+    /// Directory that receives the `<UTC time>-capacity/` folder.
+    #[arg(long, default_value = "reports")]
+    pub reports_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +374,7 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             state: args.state.into(),
         }),
         CliCommand::Report(ReportCommand::Compare { a, b }) => Command::ReportCompare { a, b },
+        CliCommand::Capacity(args) => Command::Capacity(Box::new(capacity_plan(args)?)),
     })
 }
 
@@ -331,6 +400,79 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         scenario,
         rate_scale: args.rate_scale,
         cluster,
+        reports_dir: args.reports_dir,
+    })
+}
+
+fn capacity_plan(args: CapacityArgs) -> Result<CapacityPlan, AppError> {
+    let usage = |e: String| AppError::usage(anyhow!(e));
+    let mut scenario = catalog::resolve(&args.scenario)?;
+    if let Some(domain) = &args.domain {
+        let wanted: Domain = serde_json::from_value(serde_json::Value::String(domain.clone()))
+            .map_err(|_| {
+                usage(format!(
+                    "--domain: unknown domain \"{domain}\" (learning, focus, homework, recommendation)"
+                ))
+            })?;
+        scenario.traffic.retain(|t| t.domain == wanted);
+        if scenario.traffic.is_empty() {
+            return Err(usage(format!(
+                "--domain {domain}: the scenario {} has no {domain} traffic",
+                scenario.name
+            )));
+        }
+    }
+    if let Some(publishers) = args.publishers {
+        scenario.publishers = publishers.max(1);
+    }
+    if let Some(in_flight) = args.in_flight {
+        scenario.in_flight = in_flight.max(1);
+    }
+    scenario.consumers.indexer = args.indexer;
+    scenario.consumers.analytics = false;
+    let slo = Slo::parse(&args.slo).map_err(usage)?;
+    let error_budget = parse_ratio(&args.error_budget)
+        .map_err(|e| usage(format!("--error-budget: {e}")))?;
+    let (mut search, warmup, window, mut concurrency) = CapacityPlan::settings_for(args.quick);
+    search.start = args.start_rate.unwrap_or(search.start);
+    search.max = args.max_rate.unwrap_or(search.max);
+    search.factor = args.step_factor.unwrap_or(search.factor);
+    if let Some(tolerance) = &args.tolerance {
+        search.tolerance =
+            parse_ratio(tolerance).map_err(|e| usage(format!("--tolerance: {e}")))?;
+    }
+    crate::capacity::search::Search::new(search).map_err(usage)?;
+    let warmup = args.warmup.unwrap_or(warmup);
+    let window = args.window.unwrap_or(window);
+    if window < Duration::from_secs(3) {
+        return Err(usage("--window must be at least 3s (its thirds are compared)".into()));
+    }
+    if let Some(list) = &args.concurrency {
+        concurrency = if list == "none" {
+            Vec::new()
+        } else {
+            list.split(',')
+                .map(|n| n.trim().parse::<u32>().ok().filter(|n| *n > 0))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--concurrency expects publisher counts like 1,2,4,8 or \"none\", found \"{list}\""
+                    ))
+                })?
+        };
+    }
+    let cluster =
+        ClusterPlan::new(args.backend, args.server.as_deref(), args.state.into()).map_err(usage)?;
+    Ok(CapacityPlan {
+        scenario,
+        slo,
+        error_budget,
+        cluster,
+        search,
+        warmup,
+        window,
+        concurrency,
+        quick: args.quick,
         reports_dir: args.reports_dir,
     })
 }

@@ -3,8 +3,8 @@
 //! The binary is thin (`main.rs`); this crate holds the work. A command line becomes a [`Command`]
 //! (validated in `cli.rs`), and [`execute`] runs it on a Tokio runtime and returns the exit status.
 
-pub mod chaos;
 pub mod capacity;
+pub mod chaos;
 pub mod checks;
 mod child;
 pub mod cli;
@@ -37,6 +37,8 @@ pub enum Command {
     Chaos(chaos::commands::ChaosRequest),
     Heal(chaos::commands::HealRequest),
     /// `report compare A B`.
+    /// `capacity`: the saturation search and the capacity report.
+    Capacity(Box<capacity::CapacityPlan>),
     ReportCompare {
         a: std::path::PathBuf,
         b: std::path::PathBuf,
@@ -62,6 +64,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Dlq(plan) => consumers::dlq_command(plan).await,
             Command::Chaos(args) => chaos::commands::chaos(args).await,
             Command::Heal(args) => chaos::commands::heal(args).await,
+            Command::Capacity(plan) => capacity::execute(*plan).await,
             Command::ReportCompare { a, b } => report::compare::compare_command(&a, &b),
         }
     })

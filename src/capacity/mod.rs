@@ -1,4 +1,305 @@
-//! `aivo-load capacity`: the saturation search, the scalability curve and the storage model.
+//! `aivo-load capacity [SCENARIO]`: how many events per second this cluster sustains within a
+//! latency SLO, what saturates first, how throughput scales with publishers, and how much disk each
+//! stream needs.
+//!
+//! One session (`run::session`: the cluster started or attached once, streams declared, the indexer
+//! beside it with `--indexer`) runs every measurement:
+//!
+//! 1. **search** (`search.rs`): constant-rate steps of the scenario's mix, each a warm-up then a
+//!    measured window judged by `step.rs`; stepping up until a step breaks, then bisection;
+//! 2. **scalability**: throughput at overload for several publisher counts, fitted to the Universal
+//!    Scalability Law (`usl.rs`);
+//! 3. **report** (`report.rs`, `html.rs`): `capacity.json`, `capacity.md`, `capacity.html` and a
+//!    ready-made `sustainable.toml` (the scenario at the sustainable rate with the SLO as a
+//!    threshold, to confirm it with `aivo-load run`), in `reports/<UTC>-capacity/`.
 
+pub mod html;
+pub mod report;
 pub mod search;
+pub mod step;
 pub mod usl;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterPlan;
+use crate::consumers::read_lag;
+use crate::exit::{AppError, ExitStatus};
+use crate::run::session::{LoadSession, StepOutcome};
+use crate::scenario::Scenario;
+use crate::traffic::arrival::RateProfile;
+use report::{CapacityReport, ScalingPoint};
+use search::{Outcome, Search, SearchSettings};
+use step::{Criteria, SideFigures, Slo, StepReport};
+
+/// A validated `capacity` command (built by `cli.rs`).
+#[derive(Debug)]
+pub struct CapacityPlan {
+    /// The traffic mix (already narrowed to `--domain`); its rates only give the mix's shares.
+    pub scenario: Scenario,
+    pub slo: Slo,
+    /// Largest share of failed or unknown publishes, 0.001 = 0.1 %.
+    pub error_budget: f64,
+    pub cluster: ClusterPlan,
+    pub search: SearchSettings,
+    pub warmup: Duration,
+    pub window: Duration,
+    /// Publishers per traffic source at each point of the scalability curve (empty: skipped).
+    pub concurrency: Vec<u32>,
+    pub quick: bool,
+    pub reports_dir: PathBuf,
+}
+
+impl CapacityPlan {
+    /// The coarse settings of `--quick` (a few minutes), or the thorough ones.
+    pub fn settings_for(quick: bool) -> (SearchSettings, Duration, Duration, Vec<u32>) {
+        if quick {
+            let search = SearchSettings {
+                start: 1000.0,
+                factor: 2.0,
+                max: 200_000.0,
+                tolerance: 0.2,
+                max_bisections: 2,
+            };
+            (
+                search,
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+                vec![1, 2, 4],
+            )
+        } else {
+            let search = SearchSettings {
+                start: 1000.0,
+                factor: 1.5,
+                max: 500_000.0,
+                tolerance: 0.05,
+                max_bisections: 5,
+            };
+            (
+                search,
+                Duration::from_secs(5),
+                Duration::from_secs(20),
+                vec![1, 2, 4, 8, 16],
+            )
+        }
+    }
+}
+
+/// Runs the capacity review; exit 0 with a cluster figure, 1 when none could be given (the harness
+/// was the limit, or even the first rate broke).
+pub async fn execute(plan: CapacityPlan) -> Result<ExitStatus, AppError> {
+    let started_at = time::OffsetDateTime::now_utc();
+    let id = format!("{}-capacity", crate::run::compact_utc(started_at));
+    let dir = plan.reports_dir.join(&id);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))
+        .map_err(AppError::environment)?;
+    let cancel = CancellationToken::new();
+    let interrupted = crate::run::watch_signals(cancel.clone());
+    eprintln!(
+        "aivo-load capacity: {} — SLO {}, error budget {:.3} %",
+        plan.scenario.name,
+        plan.slo.text,
+        plan.error_budget * 100.0
+    );
+    let Some(session) = LoadSession::open(&plan.cluster, &plan.scenario, &dir, &cancel).await?
+    else {
+        return Ok(ExitStatus::Interrupted);
+    };
+    let measured = measure(&plan, &session, &id, &cancel).await;
+    let report = match measured {
+        Ok(m) => Ok(CapacityReport::build(&plan, &session, &id, started_at, m)),
+        Err(e) => Err(e),
+    };
+    session.close().await;
+    let report = report?;
+    report
+        .write_to(&dir, &plan)
+        .with_context(|| format!("cannot write the capacity report into {}", dir.display()))
+        .map_err(AppError::environment)?;
+    print!("{}", report.terminal(&dir.display().to_string()));
+    if interrupted.lock().map(|f| *f).unwrap_or(true) {
+        return Ok(ExitStatus::Interrupted);
+    }
+    Ok(if report.result.sustainable_rate.is_some() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+/// Everything the session measured.
+pub struct Measurements {
+    pub steps: Vec<StepReport>,
+    pub outcome: Outcome,
+    pub scaling: Vec<ScalingPoint>,
+}
+
+async fn measure(
+    plan: &CapacityPlan,
+    session: &LoadSession,
+    id: &str,
+    cancel: &CancellationToken,
+) -> Result<Measurements, AppError> {
+    let mut search = Search::new(plan.search).map_err(|e| AppError::usage(anyhow!(e)))?;
+    let mut criteria = Criteria {
+        slo: plan.slo.clone(),
+        error_budget: plan.error_budget,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        baseline_service_p50_ms: None,
+    };
+    let mut steps = Vec::new();
+    while let Some(rate) = search.next_rate() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let kind = match search.phase() {
+            search::Phase::Bisecting => "bisect",
+            _ => "step",
+        };
+        let report = measure_step(
+            plan,
+            session,
+            &format!("{id}-s{:02}", steps.len() + 1),
+            kind,
+            rate,
+            plan.scenario.publishers,
+            &criteria,
+            cancel,
+        )
+        .await?;
+        if criteria.baseline_service_p50_ms.is_none() && report.service_time.count > 0 {
+            criteria.baseline_service_p50_ms = Some(report.service_time.p50);
+        }
+        eprintln!("{}", report::step_line(&report));
+        search.record(report.verdict());
+        steps.push(report);
+    }
+    let outcome = search.outcome();
+    let mut scaling = Vec::new();
+    if !matches!(outcome, Outcome::Inconclusive { .. }) {
+        // Overload: well past the knee, so every point is at saturation.
+        let overload = match outcome {
+            Outcome::Knee { bad, .. } | Outcome::BelowStart { bad } => bad * 2.0,
+            Outcome::NotSaturated { good } => good * 2.0,
+            Outcome::Inconclusive { at, .. } => at,
+        };
+        for &publishers in &plan.concurrency {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let report = measure_step(
+                plan,
+                session,
+                &format!("{id}-c{publishers:02}"),
+                "scaling",
+                overload,
+                publishers,
+                &criteria,
+                cancel,
+            )
+            .await?;
+            eprintln!("{}", report::step_line(&report));
+            scaling.push(ScalingPoint::from_step(&report, &plan.scenario));
+        }
+    }
+    Ok(Measurements {
+        steps,
+        outcome,
+        scaling,
+    })
+}
+
+/// Runs one constant-rate step and judges its measured window.
+#[allow(clippy::too_many_arguments)]
+async fn measure_step(
+    plan: &CapacityPlan,
+    session: &LoadSession,
+    run_id: &str,
+    kind: &'static str,
+    rate: f64,
+    publishers: u32,
+    criteria: &Criteria,
+    cancel: &CancellationToken,
+) -> Result<StepReport, AppError> {
+    let scenario = Arc::new(
+        step_scenario(&plan.scenario, rate, publishers, plan.warmup + plan.window, run_id)
+            .map_err(|e| AppError::usage(anyhow!(e)))?,
+    );
+    let streams = session.stream_names();
+    let lag = || async {
+        if !session.has_indexer() {
+            return None;
+        }
+        let lag = tokio::time::timeout(
+            Duration::from_secs(2),
+            read_lag(session.jetstream(), "indexer", &streams),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        Some(lag.pending() + lag.ack_pending())
+    };
+    let (outcome, lag_start) = tokio::join!(
+        session.step(&scenario, run_id, plan.warmup, cancel.child_token()),
+        async {
+            tokio::time::sleep(plan.warmup).await;
+            lag().await
+        }
+    );
+    let outcome: StepOutcome = outcome?;
+    let lag_end = lag().await;
+    let from = plan.warmup.as_secs() as usize;
+    let to = (from + plan.window.as_secs() as usize).min(outcome.timeline.len());
+    let window = &outcome.timeline[from.min(to)..to];
+    let side = SideFigures {
+        indexer_lag: lag_start.zip(lag_end),
+    };
+    Ok(step::judge(
+        kind,
+        publishers,
+        rate,
+        &outcome.measured,
+        window,
+        &side,
+        criteria,
+    ))
+}
+
+/// The scenario's mix at `rate` events per second in all, constant, for `duration`, with no chaos
+/// and no thresholds. Each traffic source keeps its share of the scenario's mean rate and its
+/// arrival process.
+pub fn step_scenario(
+    base: &Scenario,
+    rate: f64,
+    publishers: u32,
+    duration: Duration,
+    name: &str,
+) -> Result<Scenario, String> {
+    let means: Vec<f64> = base
+        .traffic
+        .iter()
+        .map(|t| t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9))
+        .collect();
+    let total: f64 = means.iter().sum();
+    if !(total.is_finite() && total > 0.0) {
+        return Err(format!("the scenario {} sends no traffic", base.name));
+    }
+    let mut s = base.clone();
+    s.name = name.to_string();
+    s.duration = duration;
+    s.publishers = publishers.max(1);
+    s.chaos = Default::default();
+    s.thresholds.clear();
+    for (source, mean) in s.traffic.iter_mut().zip(&means) {
+        let process = source.profile.process();
+        source.profile = RateProfile::constant(rate * mean / total, duration)
+            .map_err(|e| e.to_string())?
+            .with_process(process);
+    }
+    Ok(s)
+}

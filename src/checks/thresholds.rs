@@ -260,7 +260,7 @@ impl Threshold {
 }
 
 /// "0.5%" → 0.005; "0.005" → 0.005.
-fn parse_ratio(text: &str) -> Result<f64, String> {
+pub fn parse_ratio(text: &str) -> Result<f64, String> {
     let (number, scale) = match text.strip_suffix('%') {
         Some(number) => (number.trim(), 100.0),
         None => (text, 1.0),

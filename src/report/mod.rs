@@ -231,6 +231,20 @@ pub struct TimelineRow {
     /// Intended publish time → row in Postgres of the events intended in this second, ms.
     pub end_to_end_p50_ms: Option<f64>,
     pub end_to_end_p99_ms: Option<f64>,
+    /// Cores the harness process used this second (placeholder until the sampler fills it).
+    pub harness_cpu: Option<f64>,
+    pub harness_rss_bytes: Option<u64>,
+    pub nodes: Vec<NodeSample>,
+}
+
+/// One node's resources in one second, from its `/varz`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeSample {
+    pub name: String,
+    pub cpu: Option<f64>,
+    pub mem_bytes: Option<u64>,
+    pub js_storage_bytes: Option<u64>,
+    pub reachable: bool,
 }
 
 /// The run's outcome.

@@ -348,7 +348,7 @@ fn cluster_dir(run_dir: &Path) -> PathBuf {
 }
 
 /// Cancels `cancel` on Ctrl-C or SIGTERM and remembers that it did.
-fn watch_signals(cancel: CancellationToken) -> Arc<Mutex<bool>> {
+pub fn watch_signals(cancel: CancellationToken) -> Arc<Mutex<bool>> {
     let flag = Arc::new(Mutex::new(false));
     let seen = flag.clone();
     tokio::spawn(async move {
@@ -377,7 +377,7 @@ fn watch_signals(cancel: CancellationToken) -> Arc<Mutex<bool>> {
 }
 
 /// "20261127T110444Z".
-fn compact_utc(t: OffsetDateTime) -> String {
+pub fn compact_utc(t: OffsetDateTime) -> String {
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         t.year(),

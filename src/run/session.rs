@@ -113,7 +113,9 @@ impl LoadSession {
 
     /// True when the indexer runs beside the steps.
     pub fn has_indexer(&self) -> bool {
-        self.consumers.as_ref().is_some_and(|c| c.indexer_slot().is_some())
+        self.consumers
+            .as_ref()
+            .is_some_and(|c| c.indexer_slot().is_some())
     }
 
     /// One load phase of `scenario` (which must write only the session's streams) under `run_id`.

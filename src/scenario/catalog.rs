@@ -44,6 +44,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("soak", include_str!("../../scenarios/soak.toml")),
     (
+        "capacity-mix",
+        include_str!("../../scenarios/capacity-mix.toml"),
+    ),
+    (
         "chaos-soak",
         include_str!("../../scenarios/chaos-soak.toml"),
     ),

@@ -1,0 +1,506 @@
+//! The capacity report: `capacity.json` (schema 1), `capacity.md`, `capacity.html` (see `html.rs`),
+//! `sustainable.toml`, and the lines on the terminal.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::search::Outcome;
+use super::step::{Broken, StepReport};
+use super::usl::{self, UslFit};
+use super::{CapacityPlan, Measurements};
+use crate::load::metrics::Percentiles;
+use crate::run::session::LoadSession;
+use crate::scenario::Scenario;
+use crate::traffic::arrival::ArrivalProcess;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything `capacity.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityReport {
+    pub schema_version: u32,
+    pub run: CapacityIdentity,
+    pub result: CapacityResult,
+    /// Every step of the search, in the order measured.
+    pub steps: Vec<StepReport>,
+    pub scaling: Scaling,
+}
+
+/// What was measured, how, and against what.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityIdentity {
+    pub id: String,
+    pub scenario: String,
+    pub origin: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub backend: String,
+    pub servers: Vec<String>,
+    pub nats_server_version: String,
+    pub aivo_load_version: String,
+    pub slo: String,
+    pub error_budget: f64,
+    pub quick: bool,
+    pub warmup_s: f64,
+    pub window_s: f64,
+    /// Publishers per traffic source during the search.
+    pub publishers: u32,
+    pub in_flight_per_publisher: u32,
+    /// `(stream, share of the events)` of the mix measured.
+    pub mix: Vec<(String, f64)>,
+    /// True when the indexer ran beside the steps (its lag was a criterion).
+    pub indexer: bool,
+    /// Cores the harness could use.
+    pub harness_cores: usize,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityResult {
+    /// `knee`, `not-saturated`, `below-start`, `limited-by-load-generator`.
+    pub verdict: String,
+    /// One sentence a reviewer can quote.
+    pub summary: String,
+    /// The highest rate measured sustainable (none when the harness was the limit).
+    pub sustainable_rate: Option<f64>,
+    /// The lowest rate measured not sustainable.
+    pub knee_rate: Option<f64>,
+    /// Corrected latency at the sustainable rate.
+    pub latency_at_sustainable: Option<Percentiles>,
+    /// What broke first at the knee.
+    pub saturated_first: Vec<Broken>,
+    /// Set when the harness was the limit: why, and what to do.
+    pub load_generator: Option<String>,
+}
+
+/// Throughput at overload against publishers, with the USL fit.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Scaling {
+    pub points: Vec<ScalingPoint>,
+    pub fit: Option<UslFit>,
+    /// Why there is no fit.
+    pub fit_error: Option<String>,
+}
+
+/// One measured point of the scalability curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScalingPoint {
+    /// Publishers in all (per source × sources).
+    pub publishers: u32,
+    pub target_rate: f64,
+    pub acked_rate: f64,
+    pub latency_p99_ms: f64,
+    pub harness_cpu_max: Option<f64>,
+    pub load_generator_limited: bool,
+}
+
+impl ScalingPoint {
+    pub fn from_step(step: &StepReport, scenario: &Scenario) -> Self {
+        Self {
+            publishers: step.publishers * scenario.traffic.len().max(1) as u32,
+            target_rate: step.target_rate,
+            acked_rate: step.acked_rate,
+            latency_p99_ms: step.latency.p99,
+            harness_cpu_max: step.harness_cpu_max,
+            load_generator_limited: step.broken.iter().any(|b| b.criterion == "load-generator"
+                && step.harness_cpu_max.is_some_and(|c| c >= 0.9)),
+        }
+    }
+}
+
+impl CapacityReport {
+    pub fn build(
+        plan: &CapacityPlan,
+        session: &LoadSession,
+        id: &str,
+        started_at: time::OffsetDateTime,
+        m: Measurements,
+    ) -> Self {
+        let scenario = &plan.scenario;
+        let means: Vec<(String, f64)> = scenario
+            .traffic
+            .iter()
+            .map(|t| {
+                let mean = t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9);
+                (t.domain.stream().to_string(), mean)
+            })
+            .collect();
+        let total: f64 = means.iter().map(|m| m.1).sum::<f64>().max(1e-9);
+        let run = CapacityIdentity {
+            id: id.to_string(),
+            scenario: scenario.name.clone(),
+            origin: scenario.origin.clone(),
+            started_at: rfc3339(started_at),
+            finished_at: rfc3339(time::OffsetDateTime::now_utc()),
+            backend: session
+                .backend()
+                .map_or_else(String::new, |b| b.to_string()),
+            servers: session.client_urls().to_vec(),
+            nats_server_version: session.nats_server_version().to_string(),
+            aivo_load_version: env!("CARGO_PKG_VERSION").to_string(),
+            slo: plan.slo.text.clone(),
+            error_budget: plan.error_budget,
+            quick: plan.quick,
+            warmup_s: plan.warmup.as_secs_f64(),
+            window_s: plan.window.as_secs_f64(),
+            publishers: scenario.publishers,
+            in_flight_per_publisher: scenario.in_flight,
+            mix: means.into_iter().map(|(s, m)| (s, m / total)).collect(),
+            indexer: session.has_indexer(),
+            harness_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let result = result_of(&m);
+        let points = m.scaling;
+        let usl_points: Vec<usl::Point> = points
+            .iter()
+            .map(|p| usl::Point {
+                concurrency: f64::from(p.publishers),
+                throughput: p.acked_rate,
+            })
+            .collect();
+        let (fit, fit_error) = if points.is_empty() {
+            (None, Some("no scalability points were measured".to_string()))
+        } else {
+            match usl::fit(&usl_points) {
+                Ok(fit) => (Some(fit), None),
+                Err(e) => (None, Some(e)),
+            }
+        };
+        Self {
+            schema_version: SCHEMA_VERSION,
+            run,
+            result,
+            steps: m.steps,
+            scaling: Scaling {
+                points,
+                fit,
+                fit_error,
+            },
+        }
+    }
+
+    /// Writes `capacity.json`, `capacity.md`, `capacity.html` and (with a figure)
+    /// `sustainable.toml` into `dir`.
+    pub fn write_to(&self, dir: &Path, plan: &CapacityPlan) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("capacity.json"), json)?;
+        std::fs::write(dir.join("capacity.md"), self.markdown())?;
+        std::fs::write(dir.join("capacity.html"), super::html::render(self))?;
+        if let Some(rate) = self.result.sustainable_rate {
+            std::fs::write(
+                dir.join("sustainable.toml"),
+                sustainable_scenario(&plan.scenario, rate, plan),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The terminal summary.
+    pub fn terminal(&self, dir: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "\ncapacity {} ({})", self.run.scenario, self.run.slo);
+        let _ = writeln!(out, "  {}", self.result.summary);
+        if let Some(advice) = &self.result.load_generator {
+            let _ = writeln!(out, "  limited by the load generator: {advice}");
+        }
+        if let Some(fit) = &self.scaling.fit {
+            let _ = writeln!(out, "  scalability: {}", fit_sentence(fit));
+        }
+        let _ = writeln!(out, "  report: {dir}/capacity.html");
+        out
+    }
+
+    /// `capacity.md`.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let r = &self.run;
+        let _ = writeln!(md, "# Capacity: {}\n", r.scenario);
+        let _ = writeln!(md, "**{}**\n", self.result.summary);
+        if let Some(advice) = &self.result.load_generator {
+            let _ = writeln!(md, "> **Limited by the load generator**: {advice}\n");
+        }
+        let _ = writeln!(
+            md,
+            "SLO `{}` on corrected latency, error budget {:.3} %, backlog not growing{}. Backend {} ({}), nats-server {}, aivo-load {}; {} publishers per source × {} in flight; warm-up {:.0} s, measured window {:.0} s per step{}.\n",
+            r.slo,
+            r.error_budget * 100.0,
+            if r.indexer { ", indexer lag not growing" } else { "" },
+            r.backend,
+            r.servers.join(", "),
+            r.nats_server_version,
+            r.aivo_load_version,
+            r.publishers,
+            r.in_flight_per_publisher,
+            r.warmup_s,
+            r.window_s,
+            if r.quick { " (--quick)" } else { "" },
+        );
+        let mix: Vec<String> = r
+            .mix
+            .iter()
+            .map(|(s, share)| format!("{s} {:.1} %", share * 100.0))
+            .collect();
+        let _ = writeln!(md, "Mix: {}.\n", mix.join(", "));
+        if !self.result.saturated_first.is_empty() {
+            let _ = writeln!(md, "## What saturated first\n");
+            for b in &self.result.saturated_first {
+                let _ = writeln!(md, "- **{}**: {}", b.criterion, b.detail);
+            }
+            md.push('\n');
+        }
+        let _ = writeln!(md, "## Steps\n");
+        let _ = writeln!(
+            md,
+            "| # | kind | target/s | acked/s | p50 ms | p99 ms | p99.9 ms | errors | send delay ms (first→last) | harness CPU | busiest node CPU | verdict |"
+        );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|");
+        for (i, s) in self.steps.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} → {:.1} | {} | {} | {} |",
+                i + 1,
+                s.kind,
+                s.target_rate,
+                s.acked_rate,
+                s.latency.p50,
+                s.latency.p99,
+                s.latency.p999,
+                s.errors,
+                s.send_delay_first_ms,
+                s.send_delay_last_ms,
+                s.harness_cpu_max.map_or("–".into(), |c| format!("{c:.2}")),
+                s.node_cpu_max
+                    .as_ref()
+                    .map_or("–".into(), |(n, c)| format!("{n} {c:.2}")),
+                step_verdict(s)
+            );
+        }
+        md.push('\n');
+        let _ = writeln!(md, "## Scalability (throughput at overload)\n");
+        if !self.scaling.points.is_empty() {
+            let _ = writeln!(md, "| publishers | acked/s | USL fit/s | p99 ms | harness CPU |");
+            let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
+            for p in &self.scaling.points {
+                let fitted = self.scaling.fit.map_or("–".into(), |f| {
+                    format!("{:.0}", f.throughput(f64::from(p.publishers)))
+                });
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {} | {:.1} | {} |",
+                    p.publishers,
+                    p.acked_rate,
+                    fitted,
+                    p.latency_p99_ms,
+                    p.harness_cpu_max.map_or("–".into(), |c| format!("{c:.2}"))
+                );
+            }
+            md.push('\n');
+        }
+        match (&self.scaling.fit, &self.scaling.fit_error) {
+            (Some(fit), _) => {
+                let _ = writeln!(md, "{}\n", fit_sentence(fit));
+            }
+            (None, Some(e)) => {
+                let _ = writeln!(md, "No fit: {e}.\n");
+            }
+            (None, None) => {}
+        }
+        md
+    }
+}
+
+fn result_of(m: &Measurements) -> CapacityResult {
+    let sustainable = m
+        .steps
+        .iter()
+        .filter(|s| s.sustainable)
+        .max_by(|a, b| a.target_rate.total_cmp(&b.target_rate));
+    let first_bad = m
+        .steps
+        .iter()
+        .filter(|s| !s.sustainable && !s.load_generator_limited)
+        .min_by(|a, b| a.target_rate.total_cmp(&b.target_rate));
+    let limited = m.steps.iter().find(|s| s.load_generator_limited);
+    let (verdict, summary) = match m.outcome {
+        Outcome::Knee { good, bad } => (
+            "knee",
+            format!(
+                "sustainable {} events/s (corrected p99 {:.1} ms); the knee lies between {} and {} events/s",
+                rate(good),
+                sustainable.map_or(0.0, |s| s.latency.p99),
+                rate(good),
+                rate(bad)
+            ),
+        ),
+        Outcome::NotSaturated { good } => (
+            "not-saturated",
+            format!(
+                "not saturated: every step up to {} events/s held (raise --max-rate)",
+                rate(good)
+            ),
+        ),
+        Outcome::BelowStart { bad } => (
+            "below-start",
+            format!(
+                "even the first step, {} events/s, was not sustainable (lower --start-rate)",
+                rate(bad)
+            ),
+        ),
+        Outcome::Inconclusive { good, at } => (
+            "limited-by-load-generator",
+            format!(
+                "limited by the load generator at {} events/s{}: no cluster figure",
+                rate(at),
+                good.map_or(String::new(), |g| format!(" (the cluster held {} events/s)", rate(g)))
+            ),
+        ),
+    };
+    let inconclusive = matches!(m.outcome, Outcome::Inconclusive { .. });
+    CapacityResult {
+        verdict: verdict.to_string(),
+        summary,
+        sustainable_rate: if inconclusive {
+            None
+        } else {
+            sustainable.map(|s| s.target_rate)
+        },
+        knee_rate: if inconclusive {
+            None
+        } else {
+            first_bad.map(|s| s.target_rate)
+        },
+        latency_at_sustainable: if inconclusive {
+            None
+        } else {
+            sustainable.map(|s| s.latency.clone())
+        },
+        saturated_first: if inconclusive {
+            Vec::new()
+        } else {
+            first_bad.map(|s| s.broken.clone()).unwrap_or_default()
+        },
+        load_generator: limited.and_then(|s| {
+            s.broken
+                .iter()
+                .find(|b| b.criterion == "load-generator")
+                .map(|b| b.detail.clone())
+        }),
+    }
+}
+
+/// "sustainable" / "saturated: latency, backlog" / "load generator".
+pub fn step_verdict(s: &StepReport) -> String {
+    if s.load_generator_limited {
+        "limited by the load generator".into()
+    } else if s.sustainable {
+        "sustainable".into()
+    } else {
+        let what: Vec<&str> = s.broken.iter().map(|b| b.criterion).collect();
+        format!("saturated: {}", what.join(", "))
+    }
+}
+
+/// The progress line of a step.
+pub fn step_line(s: &StepReport) -> String {
+    format!(
+        "aivo-load capacity: {:<7} {:>8}/s → acked {:>8.0}/s  p99 {:>8.2} ms  {}",
+        s.kind,
+        rate(s.target_rate),
+        s.acked_rate,
+        s.latency.p99,
+        step_verdict(s)
+    )
+}
+
+fn fit_sentence(fit: &UslFit) -> String {
+    let peak = match (fit.peak_concurrency, fit.peak_throughput) {
+        (Some(n), Some(x)) => format!("peak {x:.0} events/s at {n:.1} publishers"),
+        (None, Some(x)) => format!("no peak; asymptote {x:.0} events/s"),
+        _ => "linear scaling in the measured range".to_string(),
+    };
+    format!(
+        "USL fit: λ {:.0} events/s per publisher, σ (contention) {:.4}, κ (coherency) {:.6}, R² {:.3}; {peak}",
+        fit.lambda, fit.sigma, fit.kappa, fit.r_squared
+    )
+}
+
+fn rate(r: f64) -> String {
+    format!("{:.0}", r)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The scenario at `rate` as a constant-rate scenario file, with the SLO and the error budget as
+/// thresholds: `aivo-load run sustainable.toml` confirms the figure, `--rate-scale 1.2` probes past it.
+pub fn sustainable_scenario(base: &Scenario, rate: f64, plan: &CapacityPlan) -> String {
+    let means: Vec<f64> = base
+        .traffic
+        .iter()
+        .map(|t| t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9))
+        .collect();
+    let total: f64 = means.iter().sum::<f64>().max(1e-9);
+    let duration = (plan.warmup + plan.window * 3).as_secs().max(30);
+    let mut toml = String::new();
+    let _ = writeln!(
+        toml,
+        "# Written by `aivo-load capacity`: {} at the sustainable rate it found, constant, with the SLO as\n# a threshold. Confirm with `aivo-load run <this file>`; probe past it with `--rate-scale 1.2`.",
+        base.name
+    );
+    let _ = writeln!(toml, "name = \"{}-sustainable\"", base.name);
+    let _ = writeln!(
+        toml,
+        "description = \"{} at {:.0} events/s, the sustainable rate measured by aivo-load capacity.\"",
+        base.name, rate
+    );
+    let _ = writeln!(toml, "duration = \"{duration}s\"\nseed = {}\n", base.seed);
+    let _ = writeln!(
+        toml,
+        "[population]\ntenants = {}\nlearners = {}\n",
+        base.tenants, base.learners
+    );
+    let _ = writeln!(
+        toml,
+        "[publishers]\ncount = {}\nin_flight = {}\nack_timeout = \"{}\"\n",
+        base.publishers,
+        base.in_flight,
+        crate::units::format_duration(base.ack_timeout)
+    );
+    for (source, mean) in base.traffic.iter().zip(&means) {
+        let _ = writeln!(toml, "[[traffic]]\ndomain = \"{}\"", domain_name(source.domain));
+        let mix: Vec<String> = source
+            .mix
+            .iter()
+            .map(|(s, w)| format!("\"{s}\" = {w}"))
+            .collect();
+        let _ = writeln!(toml, "mix = {{ {} }}", mix.join(", "));
+        let _ = writeln!(toml, "rate = \"{:.1}/s\"", rate * mean / total);
+        if matches!(source.profile.process(), ArrivalProcess::Poisson { .. }) {
+            let _ = writeln!(toml, "arrivals = \"poisson\"");
+        }
+        toml.push('\n');
+    }
+    let _ = writeln!(toml, "[thresholds]");
+    let _ = writeln!(
+        toml,
+        "\"publish.latency.{}\" = \"< {}ms\"",
+        plan.slo.statistic, plan.slo.limit_ms
+    );
+    let _ = writeln!(
+        toml,
+        "\"publish.error_rate\" = \"< {}%\"",
+        (plan.error_budget * 100.0).max(0.001)
+    );
+    toml
+}
+
+fn domain_name(domain: crate::traffic::Domain) -> String {
+    serde_json::to_value(domain)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
