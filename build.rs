@@ -1,6 +1,7 @@
 //! Probes, once per build, what some integration tests need from the machine, and tells rustc:
 //! `aivo_no_docker` where no Docker engine answers, `aivo_not_root` where the build does not run as
-//! root. Those tests carry `#[cfg_attr(aivo_no_docker, ignore = "...")]` (resp. `aivo_not_root`),
+//! root, `aivo_no_chromium` where no headless Chromium is found (`AIVO_CHROMIUM`, else `chromium`
+//! on PATH). Those tests carry `#[cfg_attr(aivo_no_docker, ignore = "...")]` (resp. `aivo_not_root`),
 //! so the test runner reports them as skipped instead of passing them unrun: nextest has no way to
 //! skip a test once it runs. The library and the binary do not look at either cfg.
 //!
@@ -29,8 +30,14 @@ const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(aivo_no_docker)");
     println!("cargo::rustc-check-cfg=cfg(aivo_not_root)");
+    println!("cargo::rustc-check-cfg=cfg(aivo_no_chromium)");
     println!("cargo::rerun-if-changed=build.rs");
-    for var in ["DOCKER_HOST", "AIVO_REQUIRE_DOCKER", "AIVO_ASSUME_NOT_ROOT"] {
+    for var in [
+        "DOCKER_HOST",
+        "AIVO_REQUIRE_DOCKER",
+        "AIVO_ASSUME_NOT_ROOT",
+        "AIVO_CHROMIUM",
+    ] {
         println!("cargo::rerun-if-env-changed={var}");
     }
 
@@ -61,10 +68,35 @@ fn main() {
         }
     }
 
+    match chromium() {
+        Some(path) => println!("cargo::rerun-if-changed={path}"),
+        None => {
+            println!("cargo::rustc-cfg=aivo_no_chromium");
+            println!(
+                "cargo::warning=no chromium on PATH (or AIVO_CHROMIUM): the HTML rendering tests \
+                 are skipped (scripts/setup --test installs it as root on Debian)"
+            );
+        }
+    }
+
     let assume_not_root = std::env::var("AIVO_ASSUME_NOT_ROOT").as_deref() == Ok("1");
     if assume_not_root || !effective_uid_is_root() {
         println!("cargo::rustc-cfg=aivo_not_root");
     }
+}
+
+/// The headless browser the HTML tests use: `AIVO_CHROMIUM`, else `chromium` on PATH.
+fn chromium() -> Option<String> {
+    if let Some(path) = std::env::var_os("AIVO_CHROMIUM").filter(|p| !p.is_empty()) {
+        return Path::new(&path)
+            .is_file()
+            .then(|| path.to_string_lossy().into_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("chromium"))
+        .find(|candidate| candidate.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// `GET /_ping` on the engine at `host` (a `DOCKER_HOST` value), expecting `200 OK`.

@@ -14,7 +14,6 @@ use crate::capacity::step::Slo;
 use crate::capacity::CapacityPlan;
 use crate::chaos::commands::{ChaosRequest, HealRequest};
 use crate::checks::thresholds::parse_ratio;
-use crate::traffic::Domain;
 use crate::cluster::commands::{ClusterRequest, ClusterTarget};
 use crate::cluster::{BackendKind, ClusterPlan, StateDir};
 use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
@@ -22,6 +21,7 @@ use crate::exit::AppError;
 use crate::run::RunPlan;
 use crate::scenario::catalog::{self, CatalogRequest};
 use crate::topology::TopologyRequest;
+use crate::traffic::Domain;
 use crate::Command;
 
 /// Load-and-chaos test harness for AIVO's NATS JetStream event backbone.
@@ -431,8 +431,8 @@ fn capacity_plan(args: CapacityArgs) -> Result<CapacityPlan, AppError> {
     scenario.consumers.indexer = args.indexer;
     scenario.consumers.analytics = false;
     let slo = Slo::parse(&args.slo).map_err(usage)?;
-    let error_budget = parse_ratio(&args.error_budget)
-        .map_err(|e| usage(format!("--error-budget: {e}")))?;
+    let error_budget =
+        parse_ratio(&args.error_budget).map_err(|e| usage(format!("--error-budget: {e}")))?;
     let (mut search, warmup, window, mut concurrency) = CapacityPlan::settings_for(args.quick);
     search.start = args.start_rate.unwrap_or(search.start);
     search.max = args.max_rate.unwrap_or(search.max);
@@ -445,7 +445,9 @@ fn capacity_plan(args: CapacityArgs) -> Result<CapacityPlan, AppError> {
     let warmup = args.warmup.unwrap_or(warmup);
     let window = args.window.unwrap_or(window);
     if window < Duration::from_secs(3) {
-        return Err(usage("--window must be at least 3s (its thirds are compared)".into()));
+        return Err(usage(
+            "--window must be at least 3s (its thirds are compared)".into(),
+        ));
     }
     if let Some(list) = &args.concurrency {
         concurrency = if list == "none" {

@@ -141,9 +141,16 @@ fn open_svg(class: &str, caption: &str) -> String {
 
 /// Corrected p50/p99/p99.9 against the target rate, log x; the SLO line and the knee.
 fn latency_chart(report: &CapacityReport) -> String {
-    let mut steps: Vec<_> = report.steps.iter().filter(|s| s.latency.count > 0).collect();
+    let mut steps: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.latency.count > 0)
+        .collect();
     steps.sort_by(|a, b| a.target_rate.total_cmp(&b.target_rate));
-    let mut out = open_svg("latency-chart", "Corrected latency against rate (log scale)");
+    let mut out = open_svg(
+        "latency-chart",
+        "Corrected latency against rate (log scale)",
+    );
     let slo_ms = report
         .steps
         .first()
@@ -260,7 +267,7 @@ fn slo_limit(text: &str) -> f64 {
 fn number(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
-    } else if v >= 10.0 || v == 0.0 {
+    } else if v >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")

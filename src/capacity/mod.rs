@@ -152,7 +152,24 @@ async fn measure(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         baseline_service_p50_ms: None,
     };
-    let mut steps = Vec::new();
+    // The cluster's answer at light load, which tells a harness-side backlog from a cluster-side
+    // one: a short step at a quarter of the start rate (at most 200/s).
+    let light = (plan.search.start / 4.0).clamp(1.0, 200.0);
+    let baseline = measure_step(
+        plan,
+        session,
+        &format!("{id}-s00"),
+        "baseline",
+        light,
+        plan.scenario.publishers,
+        &criteria,
+        cancel,
+    )
+    .await?;
+    eprintln!("{}", report::step_line(&baseline));
+    criteria.baseline_service_p50_ms =
+        (baseline.service_time.count > 0).then_some(baseline.service_time.p50);
+    let mut steps = vec![baseline];
     while let Some(rate) = search.next_rate() {
         if cancel.is_cancelled() {
             break;
@@ -172,9 +189,6 @@ async fn measure(
             cancel,
         )
         .await?;
-        if criteria.baseline_service_p50_ms.is_none() && report.service_time.count > 0 {
-            criteria.baseline_service_p50_ms = Some(report.service_time.p50);
-        }
         eprintln!("{}", report::step_line(&report));
         search.record(report.verdict());
         steps.push(report);
@@ -182,12 +196,15 @@ async fn measure(
     let outcome = search.outcome();
     let mut scaling = Vec::new();
     if !matches!(outcome, Outcome::Inconclusive { .. }) {
-        // Overload: well past the knee, so every point is at saturation.
-        let overload = match outcome {
-            Outcome::Knee { bad, .. } | Outcome::BelowStart { bad } => bad * 2.0,
-            Outcome::NotSaturated { good } => good * 2.0,
+        // Overload: four times past the knee (or the best acked rate, when a latency SLO broke
+        // long before throughput did), so every publisher's window stays full.
+        let best_acked = steps.iter().map(|s| s.acked_rate).fold(0.0, f64::max);
+        let knee = match outcome {
+            Outcome::Knee { bad, .. } | Outcome::BelowStart { bad } => bad,
+            Outcome::NotSaturated { good } => good,
             Outcome::Inconclusive { at, .. } => at,
         };
+        let overload = (4.0 * knee.max(best_acked)).min(plan.search.max.max(knee));
         for &publishers in &plan.concurrency {
             if cancel.is_cancelled() {
                 break;
@@ -203,8 +220,9 @@ async fn measure(
                 cancel,
             )
             .await?;
-            eprintln!("{}", report::step_line(&report));
-            scaling.push(ScalingPoint::from_step(&report, &plan.scenario));
+            let point = ScalingPoint::from_step(&report, &plan.scenario, criteria.cores);
+            eprintln!("{}", report::scaling_line(&point));
+            scaling.push(point);
         }
     }
     Ok(Measurements {
@@ -227,8 +245,14 @@ async fn measure_step(
     cancel: &CancellationToken,
 ) -> Result<StepReport, AppError> {
     let scenario = Arc::new(
-        step_scenario(&plan.scenario, rate, publishers, plan.warmup + plan.window, run_id)
-            .map_err(|e| AppError::usage(anyhow!(e)))?,
+        step_scenario(
+            &plan.scenario,
+            rate,
+            publishers,
+            plan.warmup + plan.window,
+            run_id,
+        )
+        .map_err(|e| AppError::usage(anyhow!(e)))?,
     );
     let streams = session.stream_names();
     let lag = || async {

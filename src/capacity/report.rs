@@ -97,15 +97,18 @@ pub struct ScalingPoint {
 }
 
 impl ScalingPoint {
-    pub fn from_step(step: &StepReport, scenario: &Scenario) -> Self {
+    /// The point a step at overload measured; limited by the load generator when the harness used
+    /// 90 % of its `cores`.
+    pub fn from_step(step: &StepReport, scenario: &Scenario, cores: usize) -> Self {
         Self {
             publishers: step.publishers * scenario.traffic.len().max(1) as u32,
             target_rate: step.target_rate,
             acked_rate: step.acked_rate,
             latency_p99_ms: step.latency.p99,
             harness_cpu_max: step.harness_cpu_max,
-            load_generator_limited: step.broken.iter().any(|b| b.criterion == "load-generator"
-                && step.harness_cpu_max.is_some_and(|c| c >= 0.9)),
+            load_generator_limited: step
+                .harness_cpu_max
+                .is_some_and(|c| c >= 0.9 * cores.max(1) as f64),
         }
     }
 }
@@ -123,7 +126,8 @@ impl CapacityReport {
             .traffic
             .iter()
             .map(|t| {
-                let mean = t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9);
+                let mean =
+                    t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9);
                 (t.domain.stream().to_string(), mean)
             })
             .collect();
@@ -161,7 +165,10 @@ impl CapacityReport {
             })
             .collect();
         let (fit, fit_error) = if points.is_empty() {
-            (None, Some("no scalability points were measured".to_string()))
+            (
+                None,
+                Some("no scalability points were measured".to_string()),
+            )
         } else {
             match usl::fit(&usl_points) {
                 Ok(fit) => (Some(fit), None),
@@ -217,9 +224,9 @@ impl CapacityReport {
         let mut md = String::new();
         let r = &self.run;
         let _ = writeln!(md, "# Capacity: {}\n", r.scenario);
-        let _ = writeln!(md, "**{}**\n", self.result.summary);
+        let _ = writeln!(md, "Result: {}.\n", self.result.summary);
         if let Some(advice) = &self.result.load_generator {
-            let _ = writeln!(md, "> **Limited by the load generator**: {advice}\n");
+            let _ = writeln!(md, "Limited by the load generator: {advice}.\n");
         }
         let _ = writeln!(
             md,
@@ -246,7 +253,7 @@ impl CapacityReport {
         if !self.result.saturated_first.is_empty() {
             let _ = writeln!(md, "## What saturated first\n");
             for b in &self.result.saturated_first {
-                let _ = writeln!(md, "- **{}**: {}", b.criterion, b.detail);
+                let _ = writeln!(md, "- {}: {}", b.criterion, b.detail);
             }
             md.push('\n');
         }
@@ -255,7 +262,10 @@ impl CapacityReport {
             md,
             "| # | kind | target/s | acked/s | p50 ms | p99 ms | p99.9 ms | errors | send delay ms (first→last) | harness CPU | busiest node CPU | verdict |"
         );
-        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|");
+        let _ = writeln!(
+            md,
+            "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|"
+        );
         for (i, s) in self.steps.iter().enumerate() {
             let _ = writeln!(
                 md,
@@ -280,7 +290,10 @@ impl CapacityReport {
         md.push('\n');
         let _ = writeln!(md, "## Scalability (throughput at overload)\n");
         if !self.scaling.points.is_empty() {
-            let _ = writeln!(md, "| publishers | acked/s | USL fit/s | p99 ms | harness CPU |");
+            let _ = writeln!(
+                md,
+                "| publishers | acked/s | USL fit/s | p99 ms | harness CPU |"
+            );
             let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
             for p in &self.scaling.points {
                 let fitted = self.scaling.fit.map_or("–".into(), |f| {
@@ -312,17 +325,15 @@ impl CapacityReport {
 }
 
 fn result_of(m: &Measurements) -> CapacityResult {
-    let sustainable = m
-        .steps
-        .iter()
+    // The baseline step calibrates; the search's own steps give the answer.
+    let searched = || m.steps.iter().filter(|s| s.kind != "baseline");
+    let sustainable = searched()
         .filter(|s| s.sustainable)
         .max_by(|a, b| a.target_rate.total_cmp(&b.target_rate));
-    let first_bad = m
-        .steps
-        .iter()
+    let first_bad = searched()
         .filter(|s| !s.sustainable && !s.load_generator_limited)
         .min_by(|a, b| a.target_rate.total_cmp(&b.target_rate));
-    let limited = m.steps.iter().find(|s| s.load_generator_limited);
+    let limited = searched().find(|s| s.load_generator_limited);
     let (verdict, summary) = match m.outcome {
         Outcome::Knee { good, bad } => (
             "knee",
@@ -374,7 +385,7 @@ fn result_of(m: &Measurements) -> CapacityResult {
         latency_at_sustainable: if inconclusive {
             None
         } else {
-            sustainable.map(|s| s.latency.clone())
+            sustainable.map(|s| s.latency)
         },
         saturated_first: if inconclusive {
             Vec::new()
@@ -411,6 +422,21 @@ pub fn step_line(s: &StepReport) -> String {
         s.acked_rate,
         s.latency.p99,
         step_verdict(s)
+    )
+}
+
+/// The progress line of a scalability point.
+pub fn scaling_line(p: &ScalingPoint) -> String {
+    format!(
+        "aivo-load capacity: scaling {:>3} publishers at {}/s → acked {:>8.0}/s{}",
+        p.publishers,
+        rate(p.target_rate),
+        p.acked_rate,
+        if p.load_generator_limited {
+            "  (limited by the load generator)"
+        } else {
+            ""
+        }
     )
 }
 
@@ -471,7 +497,11 @@ pub fn sustainable_scenario(base: &Scenario, rate: f64, plan: &CapacityPlan) -> 
         crate::units::format_duration(base.ack_timeout)
     );
     for (source, mean) in base.traffic.iter().zip(&means) {
-        let _ = writeln!(toml, "[[traffic]]\ndomain = \"{}\"", domain_name(source.domain));
+        let _ = writeln!(
+            toml,
+            "[[traffic]]\ndomain = \"{}\"",
+            domain_name(source.domain)
+        );
         let mix: Vec<String> = source
             .mix
             .iter()

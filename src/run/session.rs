@@ -157,7 +157,7 @@ impl LoadSession {
                 .await;
         }
         for client in &self.declared.clients {
-            let _ = client.flush().await;
+            let _ = client.clone().drain().await;
         }
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown(&self.dir.join("cluster")).await;

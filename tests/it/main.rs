@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real `nats-server` clusters, shared helpers in `support.rs`.
 
+mod capacity;
 mod chaos;
 mod checks;
 mod cluster;
