@@ -14,80 +14,28 @@
 //!    threshold, to confirm it with `aivo-load run`), in `reports/<UTC>-capacity/`.
 
 pub mod html;
+pub mod output;
+pub mod plan;
 pub mod report;
 pub mod search;
 pub mod step;
 pub mod usl;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ClusterPlan;
 use crate::consumers::read_lag;
 use crate::exit::{AppError, ExitStatus};
 use crate::run::session::{LoadSession, StepOutcome};
 use crate::scenario::Scenario;
 use crate::traffic::arrival::RateProfile;
-use report::{CapacityReport, ScalingPoint};
-use search::{Outcome, Search, SearchSettings};
-use step::{Criteria, SideFigures, Slo, StepReport};
-
-/// A validated `capacity` command (built by `cli.rs`).
-#[derive(Debug)]
-pub struct CapacityPlan {
-    /// The traffic mix (already narrowed to `--domain`); its rates only give the mix's shares.
-    pub scenario: Scenario,
-    pub slo: Slo,
-    /// Largest share of failed or unknown publishes, 0.001 = 0.1 %.
-    pub error_budget: f64,
-    pub cluster: ClusterPlan,
-    pub search: SearchSettings,
-    pub warmup: Duration,
-    pub window: Duration,
-    /// Publishers per traffic source at each point of the scalability curve (empty: skipped).
-    pub concurrency: Vec<u32>,
-    pub quick: bool,
-    pub reports_dir: PathBuf,
-}
-
-impl CapacityPlan {
-    /// The coarse settings of `--quick` (a few minutes), or the thorough ones.
-    pub fn settings_for(quick: bool) -> (SearchSettings, Duration, Duration, Vec<u32>) {
-        if quick {
-            let search = SearchSettings {
-                start: 1000.0,
-                factor: 2.0,
-                max: 200_000.0,
-                tolerance: 0.2,
-                max_bisections: 2,
-            };
-            (
-                search,
-                Duration::from_secs(2),
-                Duration::from_secs(5),
-                vec![1, 2, 4],
-            )
-        } else {
-            let search = SearchSettings {
-                start: 1000.0,
-                factor: 1.5,
-                max: 500_000.0,
-                tolerance: 0.05,
-                max_bisections: 5,
-            };
-            (
-                search,
-                Duration::from_secs(5),
-                Duration::from_secs(20),
-                vec![1, 2, 4, 8, 16],
-            )
-        }
-    }
-}
+pub use plan::CapacityPlan;
+use report::{Measurements, ScalingPoint};
+use search::{Outcome, Search};
+use step::{Criteria, SideFigures, StepReport};
 
 /// Runs the capacity review; exit 0 with a cluster figure, 1 when none could be given (the harness
 /// was the limit, or even the first rate broke).
@@ -112,13 +60,12 @@ pub async fn execute(plan: CapacityPlan) -> Result<ExitStatus, AppError> {
     };
     let measured = measure(&plan, &session, &id, &cancel).await;
     let report = match measured {
-        Ok(m) => Ok(CapacityReport::build(&plan, &session, &id, started_at, m)),
+        Ok(m) => Ok(output::build(&plan, &session, &id, started_at, m)),
         Err(e) => Err(e),
     };
     session.close().await;
     let report = report?;
-    report
-        .write_to(&dir, &plan)
+    output::write_to(&report, &dir, &plan)
         .with_context(|| format!("cannot write the capacity report into {}", dir.display()))
         .map_err(AppError::environment)?;
     print!("{}", report.terminal(&dir.display().to_string()));
@@ -130,13 +77,6 @@ pub async fn execute(plan: CapacityPlan) -> Result<ExitStatus, AppError> {
     } else {
         ExitStatus::Failed
     })
-}
-
-/// Everything the session measured.
-pub struct Measurements {
-    pub steps: Vec<StepReport>,
-    pub outcome: Outcome,
-    pub scaling: Vec<ScalingPoint>,
 }
 
 async fn measure(

@@ -2,18 +2,21 @@
 //! `sustainable.toml`, and the lines on the terminal.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde::Serialize;
 
 use super::search::Outcome;
 use super::step::{Broken, StepReport};
-use super::usl::{self, UslFit};
-use super::{CapacityPlan, Measurements};
+use super::usl::UslFit;
 use crate::load::metrics::Percentiles;
-use crate::run::session::LoadSession;
 use crate::scenario::Scenario;
-use crate::traffic::arrival::ArrivalProcess;
+
+/// Everything the session measured.
+pub struct Measurements {
+    pub steps: Vec<StepReport>,
+    pub outcome: Outcome,
+    pub scaling: Vec<ScalingPoint>,
+}
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -114,96 +117,6 @@ impl ScalingPoint {
 }
 
 impl CapacityReport {
-    pub fn build(
-        plan: &CapacityPlan,
-        session: &LoadSession,
-        id: &str,
-        started_at: time::OffsetDateTime,
-        m: Measurements,
-    ) -> Self {
-        let scenario = &plan.scenario;
-        let means: Vec<(String, f64)> = scenario
-            .traffic
-            .iter()
-            .map(|t| {
-                let mean =
-                    t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9);
-                (t.domain.stream().to_string(), mean)
-            })
-            .collect();
-        let total: f64 = means.iter().map(|m| m.1).sum::<f64>().max(1e-9);
-        let run = CapacityIdentity {
-            id: id.to_string(),
-            scenario: scenario.name.clone(),
-            origin: scenario.origin.clone(),
-            started_at: rfc3339(started_at),
-            finished_at: rfc3339(time::OffsetDateTime::now_utc()),
-            backend: session
-                .backend()
-                .map_or_else(String::new, |b| b.to_string()),
-            servers: session.client_urls().to_vec(),
-            nats_server_version: session.nats_server_version().to_string(),
-            aivo_load_version: env!("CARGO_PKG_VERSION").to_string(),
-            slo: plan.slo.text.clone(),
-            error_budget: plan.error_budget,
-            quick: plan.quick,
-            warmup_s: plan.warmup.as_secs_f64(),
-            window_s: plan.window.as_secs_f64(),
-            publishers: scenario.publishers,
-            in_flight_per_publisher: scenario.in_flight,
-            mix: means.into_iter().map(|(s, m)| (s, m / total)).collect(),
-            indexer: session.has_indexer(),
-            harness_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        let result = result_of(&m);
-        let points = m.scaling;
-        let usl_points: Vec<usl::Point> = points
-            .iter()
-            .map(|p| usl::Point {
-                concurrency: f64::from(p.publishers),
-                throughput: p.acked_rate,
-            })
-            .collect();
-        let (fit, fit_error) = if points.is_empty() {
-            (
-                None,
-                Some("no scalability points were measured".to_string()),
-            )
-        } else {
-            match usl::fit(&usl_points) {
-                Ok(fit) => (Some(fit), None),
-                Err(e) => (None, Some(e)),
-            }
-        };
-        Self {
-            schema_version: SCHEMA_VERSION,
-            run,
-            result,
-            steps: m.steps,
-            scaling: Scaling {
-                points,
-                fit,
-                fit_error,
-            },
-        }
-    }
-
-    /// Writes `capacity.json`, `capacity.md`, `capacity.html` and (with a figure)
-    /// `sustainable.toml` into `dir`.
-    pub fn write_to(&self, dir: &Path, plan: &CapacityPlan) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join("capacity.json"), json)?;
-        std::fs::write(dir.join("capacity.md"), self.markdown())?;
-        std::fs::write(dir.join("capacity.html"), super::html::render(self))?;
-        if let Some(rate) = self.result.sustainable_rate {
-            std::fs::write(
-                dir.join("sustainable.toml"),
-                sustainable_scenario(&plan.scenario, rate, plan),
-            )?;
-        }
-        Ok(())
-    }
-
     /// The terminal summary.
     pub fn terminal(&self, dir: &str) -> String {
         let mut out = String::new();
@@ -324,7 +237,8 @@ impl CapacityReport {
     }
 }
 
-fn result_of(m: &Measurements) -> CapacityResult {
+/// The answer the measurements give.
+pub fn result_of(m: &Measurements) -> CapacityResult {
     // The baseline step calibrates; the search's own steps give the answer.
     let searched = || m.steps.iter().filter(|s| s.kind != "baseline");
     let sustainable = searched()
@@ -454,83 +368,4 @@ fn fit_sentence(fit: &UslFit) -> String {
 
 fn rate(r: f64) -> String {
     format!("{:.0}", r)
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// The scenario at `rate` as a constant-rate scenario file, with the SLO and the error budget as
-/// thresholds: `aivo-load run sustainable.toml` confirms the figure, `--rate-scale 1.2` probes past it.
-pub fn sustainable_scenario(base: &Scenario, rate: f64, plan: &CapacityPlan) -> String {
-    let means: Vec<f64> = base
-        .traffic
-        .iter()
-        .map(|t| t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9))
-        .collect();
-    let total: f64 = means.iter().sum::<f64>().max(1e-9);
-    let duration = (plan.warmup + plan.window * 3).as_secs().max(30);
-    let mut toml = String::new();
-    let _ = writeln!(
-        toml,
-        "# Written by `aivo-load capacity`: {} at the sustainable rate it found, constant, with the SLO as\n# a threshold. Confirm with `aivo-load run <this file>`; probe past it with `--rate-scale 1.2`.",
-        base.name
-    );
-    let _ = writeln!(toml, "name = \"{}-sustainable\"", base.name);
-    let _ = writeln!(
-        toml,
-        "description = \"{} at {:.0} events/s, the sustainable rate measured by aivo-load capacity.\"",
-        base.name, rate
-    );
-    let _ = writeln!(toml, "duration = \"{duration}s\"\nseed = {}\n", base.seed);
-    let _ = writeln!(
-        toml,
-        "[population]\ntenants = {}\nlearners = {}\n",
-        base.tenants, base.learners
-    );
-    let _ = writeln!(
-        toml,
-        "[publishers]\ncount = {}\nin_flight = {}\nack_timeout = \"{}\"\n",
-        base.publishers,
-        base.in_flight,
-        crate::units::format_duration(base.ack_timeout)
-    );
-    for (source, mean) in base.traffic.iter().zip(&means) {
-        let _ = writeln!(
-            toml,
-            "[[traffic]]\ndomain = \"{}\"",
-            domain_name(source.domain)
-        );
-        let mix: Vec<String> = source
-            .mix
-            .iter()
-            .map(|(s, w)| format!("\"{s}\" = {w}"))
-            .collect();
-        let _ = writeln!(toml, "mix = {{ {} }}", mix.join(", "));
-        let _ = writeln!(toml, "rate = \"{:.1}/s\"", rate * mean / total);
-        if matches!(source.profile.process(), ArrivalProcess::Poisson { .. }) {
-            let _ = writeln!(toml, "arrivals = \"poisson\"");
-        }
-        toml.push('\n');
-    }
-    let _ = writeln!(toml, "[thresholds]");
-    let _ = writeln!(
-        toml,
-        "\"publish.latency.{}\" = \"< {}ms\"",
-        plan.slo.statistic, plan.slo.limit_ms
-    );
-    let _ = writeln!(
-        toml,
-        "\"publish.error_rate\" = \"< {}%\"",
-        (plan.error_budget * 100.0).max(0.001)
-    );
-    toml
-}
-
-fn domain_name(domain: crate::traffic::Domain) -> String {
-    serde_json::to_value(domain)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
