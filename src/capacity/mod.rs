@@ -222,6 +222,9 @@ async fn measure_step(
     let window = &outcome.timeline[from.min(to)..to];
     let side = SideFigures {
         indexer_lag: lag_start.zip(lag_end),
+        in_flight_limit: u64::from(scenario.publishers)
+            * scenario.traffic.len() as u64
+            * u64::from(scenario.in_flight),
     };
     Ok(step::judge(
         kind,

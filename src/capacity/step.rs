@@ -131,6 +131,8 @@ impl StepReport {
 #[derive(Debug, Clone, Default)]
 pub struct SideFigures {
     pub indexer_lag: Option<(u64, u64)>,
+    /// Publishes all publishers together may have unacknowledged (publishers × in_flight).
+    pub in_flight_limit: u64,
 }
 
 /// Judges a step whose measured window is `window` (rows of the step's timeline).
@@ -232,10 +234,17 @@ pub fn judge(
     let send_delay = h.send_delay.summary();
     let late = broken.iter().any(|b| b.criterion == "latency")
         && send_delay.p99 > 0.5 * criteria.slo.limit_ms;
+    // Little's law: the publishes in flight on average, against what the windows allow.
+    let occupancy = if side.in_flight_limit == 0 {
+        0.0
+    } else {
+        acked_rate * service_time.mean / 1000.0 / side.in_flight_limit as f64
+    };
     let limited = load_generator_reason(
         criteria,
         harness_cpu_max,
         &service_time,
+        occupancy,
         !backlog.is_empty() || late,
     );
     let load_generator_limited = limited.is_some();
@@ -278,6 +287,7 @@ fn load_generator_reason(
     criteria: &Criteria,
     harness_cpu_max: Option<f64>,
     service_time: &Percentiles,
+    occupancy: f64,
     behind: bool,
 ) -> Option<String> {
     let cores = criteria.cores.max(1) as f64;
@@ -288,16 +298,29 @@ fn load_generator_reason(
             ));
         }
     }
-    // Behind schedule while the cluster answers as fast as at light load: the in-flight windows
-    // capped the rate (Little's law: a publisher sends at most in_flight / service time).
+    // Behind schedule while the cluster answers as fast as at light load: the harness, not the
+    // cluster, held the events back. Either its in-flight windows were full (Little's law: a
+    // publisher sends at most in_flight / service time) or, with room in them, it sent late
+    // because it did not get the CPU to send on time.
     let baseline = criteria.baseline_service_p50_ms?;
-    if behind && service_time.count > 0 && service_time.p50 <= 2.0 * baseline + 1.0 {
-        return Some(format!(
-            "publishers fell behind while the cluster answered in {:.2} ms (median service time; {:.2} ms at light load): the in-flight windows capped the rate; use more publishers or a larger in_flight",
-            service_time.p50, baseline
-        ));
+    if !(behind && service_time.count > 0 && service_time.p50 <= 2.0 * baseline + 1.0) {
+        return None;
     }
-    None
+    let answered = format!(
+        "publishers fell behind while the cluster answered in {:.2} ms (median service time; {:.2} ms at light load)",
+        service_time.p50, baseline
+    );
+    Some(if occupancy >= 0.8 {
+        format!(
+            "{answered}: the in-flight windows capped the rate ({:.0} % full); use more publishers or a larger in_flight",
+            occupancy * 100.0
+        )
+    } else {
+        format!(
+            "{answered} and the in-flight windows had room ({:.0} % full): the harness sent late, short of CPU on a busy machine; run it on a quieter machine, or spread the load over more workers",
+            occupancy * 100.0
+        )
+    })
 }
 
 #[cfg(test)]
@@ -446,11 +469,13 @@ mod tests {
         let (stats, rows) = window(9, 1000, 5, 2, &[]);
         let side = SideFigures {
             indexer_lag: Some((100, 5000)),
+            ..SideFigures::default()
         };
         let r = judge("step", 4, 1000.0, &stats, &rows, &side, &criteria());
         assert_eq!(r.broken[0].criterion, "indexer");
         let side = SideFigures {
             indexer_lag: Some((100, 300)),
+            ..SideFigures::default()
         };
         assert!(judge("step", 4, 1000.0, &stats, &rows, &side, &criteria()).sustainable);
     }

@@ -137,7 +137,7 @@ async fn a_starved_harness_is_the_load_generators_limit_not_the_clusters() {
     assert!(result["sustainable_rate"].is_null(), "{result:#}");
     assert!(result["knee_rate"].is_null(), "{result:#}");
     let reason = result["load_generator"].as_str().expect("a reason");
-    assert!(reason.contains("in-flight"), "{reason}");
+    assert!(reason.contains("in-flight windows capped"), "{reason}");
     assert!(all.contains("limited by the load generator"), "{all}");
     assert!(!dir.join("sustainable.toml").exists());
 }
