@@ -3,6 +3,7 @@
 //! The binary is thin (`main.rs`); this crate holds the work. A command line becomes a [`Command`]
 //! (validated in `cli.rs`), and [`execute`] runs it on a Tokio runtime and returns the exit status.
 
+pub mod capacity;
 pub mod chaos;
 pub mod checks;
 mod child;

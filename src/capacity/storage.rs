@@ -1,0 +1,677 @@
+//! The storage model: bytes on disk per message from the JetStream file store's record layout,
+//! and, from a [`Forecast`], per stream: bytes per school day, which retention limit binds first,
+//! how many days are really retained, and the `max_file_store` each node needs.
+//!
+//! # Record layout (nats-server `server/filestore.go`)
+//! A message is one record in a message block: `total_len(4) seq(8) ts(8) subj_len(2)` — the
+//! 22-byte `msgHdrSize` — then the subject, then, only when the message has headers (the `hbit` of
+//! `total_len` set), `hdr_len(4)` and the header block, then the payload, then an 8-byte checksum
+//! (`checksumSize`). `fileStoreMsgSizeRaw` gives the same sum, and it is what a stream's
+//! `state.bytes` adds up and `max_bytes` is compared with, per replica. Memory storage counts
+//! subject + headers + payload + 16 (`memStoreMsgSizeRaw`).
+//!
+//! Not in the model, left to the headroom factor: the Raft WAL of each replicated stream
+//! (`_js_/<group>`, until it is compacted), consumer state, block index files and tombstones.
+//! Checked against `state.bytes` and `/jsz` of a real cluster by `tests/it/storage_model.rs`.
+//!
+//! # Sizing
+//! Volume is the forecast's at its horizon. Events happen on school days only, so a window of D
+//! calendar days holds D × school_days_per_week / 7 school days of them (term time: the peak, as a
+//! disk must hold it; holidays only lower it). Each limit (max_age, max_bytes, max_msgs) is turned
+//! into the days after which it would start removing messages; the smallest binds. A node is taken
+//! to hold one replica of every stream, which is exact when the replica count equals the node
+//! count (R3 on the seed's 3 nodes) and the worst case of placement otherwise. What renders the
+//! result is here too ([`markdown`], [`svg`]); the `capacity` verb and its report files are not.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
+use serde::{Deserialize, Serialize};
+
+use super::forecast::{Forecast, MessageShape};
+use crate::topology::{StreamDecl, Topology};
+
+/// `msgHdrSize`: total length (4), sequence (8), timestamp (8), subject length (2).
+pub const RECORD_HEADER_BYTES: u64 = 22;
+/// `checksumSize`: the highway hash closing every record.
+pub const CHECKSUM_BYTES: u64 = 8;
+/// The header block's length field, present only in records with headers.
+pub const HEADER_LENGTH_BYTES: u64 = 4;
+/// Memory storage: sequence and timestamp beside subject, headers and payload.
+pub const MEMORY_RECORD_OVERHEAD: u64 = 16;
+
+/// `max_file_store` in the seed's node configs (`compose/nats*.conf`: `1TB`, which nats-server
+/// reads as 2^40 bytes) and in the local backend's (`cluster/node.rs`).
+pub const SEED_MAX_FILE_STORE: u64 = 1 << 40;
+
+/// The nodes of the seed's cluster.
+pub const SEED_NODES: usize = 3;
+
+const DAY_SECONDS: f64 = 86_400.0;
+
+/// Bytes one message takes in a file store block, per replica.
+///
+/// `headers_len` is the header block as sent (see [`header_block_len`]); 0 means no headers, in
+/// which case the record has no header length field either.
+pub fn record_bytes(subject_len: u64, headers_len: u64, payload_len: u64) -> u64 {
+    let headers = if headers_len == 0 {
+        0
+    } else {
+        HEADER_LENGTH_BYTES + headers_len
+    };
+    RECORD_HEADER_BYTES + subject_len + headers + payload_len + CHECKSUM_BYTES
+}
+
+/// Bytes one message takes in a memory store, per replica.
+pub fn memory_record_bytes(subject_len: u64, headers_len: u64, payload_len: u64) -> u64 {
+    subject_len + headers_len + payload_len + MEMORY_RECORD_OVERHEAD
+}
+
+/// The header block a client sends for `headers`: `NATS/1.0\r\n`, `Name: value\r\n` per header,
+/// and `\r\n`. No headers is 0 (no block at all).
+pub fn header_block_len(headers: &[(&str, &str)]) -> u64 {
+    if headers.is_empty() {
+        return 0;
+    }
+    let lines: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + ": ".len() + value.len() + "\r\n".len())
+        .sum();
+    ("NATS/1.0\r\n".len() + lines + "\r\n".len()) as u64
+}
+
+/// The mean record size of messages of `shape` in a store of `storage`, per replica. A mean
+/// header size above 0 counts the header length field for every message.
+pub fn mean_record_bytes(shape: &MessageShape, storage: Store) -> f64 {
+    match storage {
+        Store::File => {
+            let headers = if shape.header_bytes > 0.0 {
+                HEADER_LENGTH_BYTES as f64 + shape.header_bytes
+            } else {
+                0.0
+            };
+            (RECORD_HEADER_BYTES + CHECKSUM_BYTES) as f64
+                + shape.subject_bytes
+                + headers
+                + shape.payload_bytes
+        }
+        Store::Memory => {
+            shape.subject_bytes
+                + shape.header_bytes
+                + shape.payload_bytes
+                + MEMORY_RECORD_OVERHEAD as f64
+        }
+    }
+}
+
+/// Where a stream keeps its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Store {
+    File,
+    Memory,
+}
+
+/// Sizes measured by the caller (e.g. from a run's report) for one stream; each one given replaces
+/// the forecast's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredSize {
+    pub subject_bytes: Option<f64>,
+    pub header_bytes: Option<f64>,
+    pub payload_bytes: Option<f64>,
+}
+
+/// What the sizing works from.
+#[derive(Debug, Clone, Copy)]
+pub struct SizingInput<'a> {
+    /// The streams and their limits ([`Topology::seed`] for the seed).
+    pub topology: &'a Topology,
+    pub forecast: &'a Forecast,
+    /// Measured sizes by stream name, overriding the forecast's.
+    pub measured: &'a BTreeMap<String, MeasuredSize>,
+    /// Nodes in the cluster ([`SEED_NODES`]).
+    pub nodes: usize,
+    /// Each node's configured `max_file_store`, when known ([`SEED_MAX_FILE_STORE`] for the seed).
+    pub node_max_file_store: Option<u64>,
+}
+
+/// The limit that removes messages first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binding {
+    MaxAge,
+    MaxBytes,
+    MaxMsgs,
+    /// No limit at all: the stream grows without bound (sized for the horizon).
+    Unbounded,
+}
+
+impl Binding {
+    /// As the stream config names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binding::MaxAge => "max_age",
+            Binding::MaxBytes => "max_bytes",
+            Binding::MaxMsgs => "max_msgs",
+            Binding::Unbounded => "none",
+        }
+    }
+}
+
+/// One stream's sizing, at the horizon's volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamSizing {
+    pub stream: String,
+    pub replicas: usize,
+    pub storage: Store,
+    /// The message shape used (the forecast's, with measured sizes applied).
+    pub message: MessageShape,
+    /// True when at least one measured size replaced the forecast's.
+    pub measured: bool,
+    /// Mean record bytes per message, one replica.
+    pub bytes_per_message: f64,
+    /// The same times the replica count: what the cluster stores per message.
+    pub bytes_per_message_cluster: f64,
+    pub events_per_school_day: f64,
+    /// Bytes per school day, one replica.
+    pub daily_bytes: u64,
+    /// Bytes per school day, all replicas.
+    pub daily_bytes_cluster: u64,
+    /// Bytes per year (the forecast's school days per year), one replica.
+    pub yearly_bytes: u64,
+    /// Declared limits; `None` is unlimited.
+    pub max_age_days: Option<f64>,
+    pub max_bytes: Option<u64>,
+    pub max_msgs: Option<u64>,
+    pub binding: Binding,
+    /// Calendar days of messages the stream holds once full (where its curve flattens).
+    pub retained_days: f64,
+    /// Bytes held once full, one replica.
+    pub retained_bytes: u64,
+    pub retained_messages: u64,
+}
+
+/// The storage model's answer for one cluster and forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageSizing {
+    /// The forecast's origin.
+    pub forecast: String,
+    pub horizon_months: u32,
+    pub learners_at_horizon: f64,
+    pub school_days_per_week: u32,
+    pub headroom: f64,
+    pub nodes: usize,
+    pub streams: Vec<StreamSizing>,
+    /// Record bytes one node holds with every file stream full (one replica of each).
+    pub retained_bytes_per_node: u64,
+    /// What JetStream reserves on a node for the file streams it holds: their `max_bytes`.
+    pub reserved_bytes_per_node: u64,
+    /// `max(headroom × retained, reserved)`: the `max_file_store` each node needs.
+    pub node_max_file_store_needed: u64,
+    /// The configured `max_file_store`, when known.
+    pub node_max_file_store: Option<u64>,
+    pub warnings: Vec<String>,
+    /// The arithmetic, in words, for the report.
+    pub formula: String,
+}
+
+/// Sizes every stream of the topology for the forecast.
+pub fn size(input: &SizingInput<'_>) -> StorageSizing {
+    let forecast = input.forecast;
+    let daily = forecast.daily_events();
+    let mut warnings = Vec::new();
+    for (stream, ..) in &daily {
+        if !input.topology.streams.iter().any(|s| &s.name == stream) {
+            warnings.push(format!(
+                "the forecast has events for {stream}, which is not a stream of the topology: left out"
+            ));
+        }
+    }
+    for stream in input.measured.keys() {
+        if !input.topology.streams.iter().any(|s| &s.name == stream) {
+            warnings.push(format!(
+                "measured sizes for {stream}, which is not a stream of the topology: left out"
+            ));
+        }
+    }
+    let streams: Vec<StreamSizing> = input
+        .topology
+        .streams
+        .iter()
+        .map(|decl| {
+            let planned = daily.iter().find(|(s, ..)| *s == decl.name);
+            if planned.is_none() {
+                warnings.push(format!(
+                    "{}: the forecast has no events for it; sized as empty",
+                    decl.name
+                ));
+            }
+            let (events, shape) = planned.map_or((0.0, EMPTY), |(_, e, m)| (*e, *m));
+            let measured = input.measured.get(&decl.name);
+            size_stream(decl, forecast, events, apply(shape, measured), measured)
+        })
+        .collect();
+    for s in &streams {
+        warnings.extend(stream_warnings(s, input.topology, forecast));
+    }
+    let file = || streams.iter().filter(|s| s.storage == Store::File);
+    let retained_bytes_per_node: u64 = file().map(|s| s.retained_bytes).sum();
+    let reserved_bytes_per_node: u64 = file().filter_map(|s| s.max_bytes).sum();
+    let with_headroom = (retained_bytes_per_node as f64 * forecast.headroom).ceil() as u64;
+    let node_max_file_store_needed = with_headroom.max(reserved_bytes_per_node);
+    if let Some(configured) = input.node_max_file_store {
+        if reserved_bytes_per_node > configured {
+            warnings.push(format!(
+                "the file streams' max_bytes reserve {} on each node but its max_file_store is {}: \
+                 JetStream refuses the stream that crosses it (error 10047, insufficient storage \
+                 resources available)",
+                approx_bytes(reserved_bytes_per_node),
+                approx_bytes(configured)
+            ));
+        }
+        if with_headroom > configured {
+            warnings.push(format!(
+                "each node needs {} (retained {} × headroom {}) but its max_file_store is {}: \
+                 JetStream stops taking writes before the streams are full",
+                approx_bytes(with_headroom),
+                approx_bytes(retained_bytes_per_node),
+                forecast.headroom,
+                approx_bytes(configured)
+            ));
+        }
+    }
+    StorageSizing {
+        forecast: forecast.origin.clone(),
+        horizon_months: forecast.horizon_months,
+        learners_at_horizon: forecast.learners_at_horizon(),
+        school_days_per_week: forecast.school_days_per_week,
+        headroom: forecast.headroom,
+        nodes: input.nodes,
+        formula: formula(forecast, input.nodes),
+        streams,
+        retained_bytes_per_node,
+        reserved_bytes_per_node,
+        node_max_file_store_needed,
+        node_max_file_store: input.node_max_file_store,
+        warnings,
+    }
+}
+
+const EMPTY: MessageShape = MessageShape {
+    subject_bytes: 0.0,
+    header_bytes: 0.0,
+    payload_bytes: 0.0,
+};
+
+fn apply(shape: MessageShape, measured: Option<&MeasuredSize>) -> MessageShape {
+    let Some(m) = measured else { return shape };
+    MessageShape {
+        subject_bytes: m.subject_bytes.unwrap_or(shape.subject_bytes),
+        header_bytes: m.header_bytes.unwrap_or(shape.header_bytes),
+        payload_bytes: m.payload_bytes.unwrap_or(shape.payload_bytes),
+    }
+}
+
+/// A limit of the config as an `Option` (JetStream writes "unlimited" as 0 or -1).
+fn limit(value: i64) -> Option<u64> {
+    u64::try_from(value).ok().filter(|v| *v > 0)
+}
+
+fn size_stream(
+    decl: &StreamDecl,
+    forecast: &Forecast,
+    events: f64,
+    message: MessageShape,
+    measured: Option<&MeasuredSize>,
+) -> StreamSizing {
+    let storage = match decl.storage {
+        StorageType::Memory => Store::Memory,
+        StorageType::File => Store::File,
+    };
+    let bytes_per_message = mean_record_bytes(&message, storage);
+    let daily_bytes = events * bytes_per_message;
+    let share = forecast.school_day_share();
+    // Per calendar day in term time.
+    let (bytes_per_day, messages_per_day) = (daily_bytes * share, events * share);
+    let max_age_days = Some(decl.max_age.as_secs_f64() / DAY_SECONDS).filter(|d| *d > 0.0);
+    let max_bytes = limit(decl.max_bytes);
+    let max_msgs = limit(decl.max_msgs);
+    // Days until each limit starts removing messages; the soonest binds.
+    let days_until = |limit: Option<u64>, per_day: f64| {
+        limit.filter(|_| per_day > 0.0).map(|l| l as f64 / per_day)
+    };
+    let candidates = [
+        (Binding::MaxAge, max_age_days),
+        (Binding::MaxBytes, days_until(max_bytes, bytes_per_day)),
+        (Binding::MaxMsgs, days_until(max_msgs, messages_per_day)),
+    ];
+    let (binding, retained_days) = candidates
+        .iter()
+        .filter_map(|(b, d)| d.map(|d| (*b, d)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((
+            Binding::Unbounded,
+            f64::from(forecast.horizon_months.max(1)) * 365.0 / 12.0,
+        ));
+    let retained_bytes = match (binding, max_bytes) {
+        (Binding::MaxBytes, Some(max)) => max,
+        _ => (bytes_per_day * retained_days).round() as u64,
+    };
+    let retained_messages = match (binding, max_msgs) {
+        (Binding::MaxMsgs, Some(max)) => max,
+        _ => (messages_per_day * retained_days).round() as u64,
+    };
+    StreamSizing {
+        stream: decl.name.clone(),
+        replicas: decl.replicas,
+        storage,
+        message,
+        measured: measured.is_some_and(|m| *m != MeasuredSize::default()),
+        bytes_per_message,
+        bytes_per_message_cluster: bytes_per_message * decl.replicas as f64,
+        events_per_school_day: events,
+        daily_bytes: daily_bytes.round() as u64,
+        daily_bytes_cluster: (daily_bytes * decl.replicas as f64).round() as u64,
+        yearly_bytes: (daily_bytes * f64::from(forecast.school_days_per_year)).round() as u64,
+        max_age_days,
+        max_bytes,
+        max_msgs,
+        binding,
+        retained_days,
+        retained_bytes,
+        retained_messages,
+    }
+}
+
+fn stream_warnings(s: &StreamSizing, topology: &Topology, forecast: &Forecast) -> Vec<String> {
+    let mut out = Vec::new();
+    let discard_new = topology
+        .streams
+        .iter()
+        .any(|d| d.name == s.stream && d.discard == DiscardPolicy::New);
+    match (s.binding, s.max_age_days) {
+        (Binding::MaxBytes | Binding::MaxMsgs, Some(age)) => {
+            let per_day = s.daily_bytes as f64 * forecast.school_day_share();
+            out.push(format!(
+                "{}: {} binds before max_age: it keeps {:.1} of its {} days at the horizon's volume; \
+                 {} days need max_bytes of {}",
+                s.stream,
+                s.binding.as_str(),
+                s.retained_days,
+                trim_days(age),
+                trim_days(age),
+                approx_bytes((per_day * age).ceil() as u64)
+            ));
+        }
+        (Binding::MaxBytes | Binding::MaxMsgs, None) => {}
+        (Binding::Unbounded, _) => out.push(format!(
+            "{}: no max_age, max_bytes or max_msgs: it grows without bound (sized for {:.0} days)",
+            s.stream, s.retained_days
+        )),
+        (Binding::MaxAge, _) => {}
+    }
+    if discard_new && matches!(s.binding, Binding::MaxBytes | Binding::MaxMsgs) {
+        out.push(format!(
+            "{}: discard is `new`, so once {} is reached publishes are refused instead of old \
+             messages removed",
+            s.stream,
+            s.binding.as_str()
+        ));
+    }
+    if s.storage == Store::Memory {
+        out.push(format!(
+            "{}: memory storage, left out of max_file_store ({} of max_memory_store per node)",
+            s.stream,
+            approx_bytes(s.retained_bytes)
+        ));
+    }
+    out
+}
+
+fn formula(forecast: &Forecast, nodes: usize) -> String {
+    format!(
+        "record = 22 + subject + payload + 8 bytes per message and replica, plus 4 + the header \
+         block when there are headers (nats-server filestore.go); daily = events per school day at \
+         the horizon's volume ({} learners × {:.4} growth) × record; a window of D calendar days \
+         holds D × {}/7 school days; the first of max_age, max_bytes, max_msgs to be reached binds \
+         and fixes the days retained; per node = Σ retained over the file streams (one replica of \
+         each on every node of {nodes}); max_file_store needed = max(headroom {} × per node, Σ \
+         max_bytes that JetStream reserves). Not included: the Raft WAL of replicated streams, \
+         consumer state, index files.",
+        forecast.learners,
+        forecast.growth_factor(),
+        forecast.school_days_per_week,
+        forecast.headroom,
+    )
+}
+
+fn trim_days(days: f64) -> String {
+    if (days - days.round()).abs() < 1e-9 {
+        format!("{days:.0}")
+    } else {
+        format!("{days:.2}")
+    }
+}
+
+/// A byte count to three significant figures in SI units: `12.1 GB`, `950 MB`, `42 B`.
+pub fn approx_bytes(bytes: u64) -> String {
+    const UNITS: [(f64, &str); 5] = [
+        (1e15, "PB"),
+        (1e12, "TB"),
+        (1e9, "GB"),
+        (1e6, "MB"),
+        (1e3, "kB"),
+    ];
+    let value = bytes as f64;
+    for (size, unit) in UNITS {
+        if value >= size {
+            let scaled = value / size;
+            let decimals = if scaled >= 100.0 {
+                0
+            } else if scaled >= 10.0 {
+                1
+            } else {
+                2
+            };
+            return format!("{scaled:.decimals$} {unit}");
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// The sizing as a Markdown section: a table per stream, the per-node figures, warnings, formula.
+pub fn markdown(sizing: &StorageSizing) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Forecast `{}` at {} months: {:.0} learners; a node holds one replica of every stream.\n",
+        sizing.forecast, sizing.horizon_months, sizing.learners_at_horizon
+    );
+    out.push_str(
+        "| stream | R | bytes/msg | events/school day | per school day (1 replica / cluster) \
+         | max_age | max_bytes | binds first | days retained | retained (1 replica) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in &sizing.streams {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1}{} | {:.0} | {} / {} | {} | {} | {} | {:.1} | {} |",
+            s.stream,
+            s.replicas,
+            s.bytes_per_message,
+            if s.measured { " (measured)" } else { "" },
+            s.events_per_school_day,
+            approx_bytes(s.daily_bytes),
+            approx_bytes(s.daily_bytes_cluster),
+            s.max_age_days
+                .map_or("unlimited".to_string(), |d| format!("{}d", trim_days(d))),
+            s.max_bytes.map_or("unlimited".to_string(), approx_bytes),
+            s.binding.as_str(),
+            s.retained_days,
+            approx_bytes(s.retained_bytes),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nPer node: {} retained, {} reserved (Σ max_bytes); max_file_store needed: **{}** \
+         (headroom {}){}.",
+        approx_bytes(sizing.retained_bytes_per_node),
+        approx_bytes(sizing.reserved_bytes_per_node),
+        approx_bytes(sizing.node_max_file_store_needed),
+        sizing.headroom,
+        sizing
+            .node_max_file_store
+            .map_or(String::new(), |c| format!(
+                "; configured: {}",
+                approx_bytes(c)
+            )),
+    );
+    if !sizing.warnings.is_empty() {
+        out.push_str("\nWarnings:\n\n");
+        for w in &sizing.warnings {
+            let _ = writeln!(out, "- {w}");
+        }
+    }
+    let _ = writeln!(out, "\nHow: {}", sizing.formula);
+    out
+}
+
+const CHART_WIDTH: f64 = 720.0;
+const CHART_HEIGHT: f64 = 360.0;
+const MARGIN_LEFT: f64 = 70.0;
+const MARGIN_RIGHT: f64 = 170.0;
+const MARGIN_TOP: f64 = 20.0;
+const MARGIN_BOTTOM: f64 = 40.0;
+const PALETTE: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+
+/// An inline SVG chart (no script): bytes retained per replica against days, one line per stream
+/// rising until its binding limit flattens it, dashed `max_bytes` lines and dotted `max_age`
+/// markers. Stable classes for tests and styling: `storage-chart` (the `<svg>`), `stream` (a
+/// stream's line), `limit` (every limit mark, with `max-bytes` or `max-age`), `legend`.
+pub fn svg(sizing: &StorageSizing) -> String {
+    let streams: Vec<&StreamSizing> = sizing.streams.iter().collect();
+    let x_max = streams
+        .iter()
+        .map(|s| s.retained_days.max(s.max_age_days.unwrap_or(0.0)))
+        .fold(1.0_f64, f64::max)
+        .min(400.0)
+        * 1.05;
+    let y_max = streams
+        .iter()
+        .map(|s| (s.retained_bytes.max(s.max_bytes.unwrap_or(0))) as f64)
+        .fold(1.0_f64, f64::max)
+        * 1.08;
+    let plot_w = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
+    let plot_h = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+    let x = |days: f64| MARGIN_LEFT + days.min(x_max) / x_max * plot_w;
+    let y = |bytes: f64| MARGIN_TOP + plot_h - bytes.min(y_max) / y_max * plot_h;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg class=\"storage-chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {CHART_WIDTH} {CHART_HEIGHT}\" \
+         width=\"{CHART_WIDTH}\" height=\"{CHART_HEIGHT}\" role=\"img\" font-family=\"sans-serif\" font-size=\"11\">\
+         <title>Storage per stream over the retention window (bytes per replica)</title>"
+    );
+    // Axes with five ticks each.
+    let _ = write!(
+        out,
+        "<g class=\"axes\" stroke=\"#444\"><line x1=\"{l}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
+         <line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{b}\"/></g>",
+        l = MARGIN_LEFT,
+        r = MARGIN_LEFT + plot_w,
+        t = MARGIN_TOP,
+        b = MARGIN_TOP + plot_h
+    );
+    out.push_str("<g class=\"ticks\" fill=\"#444\">");
+    for i in 0..=5 {
+        let days = x_max / 5.0 * f64::from(i);
+        let bytes = y_max / 5.0 * f64::from(i);
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            x(days),
+            MARGIN_TOP + plot_h + 14.0,
+            days,
+            MARGIN_LEFT - 6.0,
+            y(bytes) + 4.0,
+            approx_bytes(bytes as u64)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">days</text></g>",
+        MARGIN_LEFT + plot_w / 2.0,
+        CHART_HEIGHT - 6.0
+    );
+    for (i, s) in streams.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let name = escape(&s.stream);
+        let retained = s.retained_bytes as f64;
+        if let Some(max) = s.max_bytes {
+            let _ = write!(
+                out,
+                "<line class=\"limit max-bytes\" data-stream=\"{name}\" x1=\"{:.1}\" y1=\"{:.1}\" \
+                 x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-dasharray=\"6 4\" stroke-opacity=\"0.7\"/>",
+                x(0.0),
+                y(max as f64),
+                x(x_max),
+                y(max as f64)
+            );
+        }
+        if let Some(age) = s.max_age_days {
+            // Up to the stream's level at max_age: the binding limit is the soonest, so by
+            // max_age the curve is flat at what it retains.
+            let at_age = retained;
+            let _ = write!(
+                out,
+                "<line class=\"limit max-age\" data-stream=\"{name}\" x1=\"{:.1}\" y1=\"{:.1}\" \
+                 x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-dasharray=\"2 3\"/>",
+                x(age),
+                y(0.0),
+                x(age),
+                y(at_age)
+            );
+        }
+        let _ = write!(
+            out,
+            "<polyline class=\"stream\" data-stream=\"{name}\" data-binding=\"{}\" fill=\"none\" \
+             stroke=\"{color}\" stroke-width=\"2\" points=\"{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}\"/>",
+            s.binding.as_str(),
+            x(0.0),
+            y(0.0),
+            x(s.retained_days),
+            y(retained),
+            x(x_max),
+            y(retained)
+        );
+        let (lx, ly) = (
+            CHART_WIDTH - MARGIN_RIGHT + 10.0,
+            MARGIN_TOP + 10.0 + 18.0 * i as f64,
+        );
+        let _ = write!(
+            out,
+            "<g class=\"legend\"><line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" \
+             stroke=\"{color}\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{:.1}\">{name}: {} \
+             ({}, {:.1} d)</text></g>",
+            lx + 16.0,
+            lx + 20.0,
+            ly + 4.0,
+            approx_bytes(s.retained_bytes),
+            s.binding.as_str(),
+            s.retained_days,
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
