@@ -675,3 +675,310 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_size_without_headers() {
+        // 22 (total_len 4 + seq 8 + ts 8 + subj_len 2) + 10 ("focus.ping") + 424 + 8 (checksum).
+        assert_eq!(record_bytes(10, 0, 424), 464);
+        // An empty payload still costs the header, subject and checksum: 22 + 5 + 8.
+        assert_eq!(record_bytes(5, 0, 0), 35);
+        // Memory store: 10 + 0 + 424 + 16.
+        assert_eq!(memory_record_bytes(10, 0, 424), 450);
+    }
+
+    #[test]
+    fn record_size_with_headers() {
+        let uuid = "0190b5c2-7d3e-7a1b-9c4d-5e6f7a8b9c0d";
+        assert_eq!(uuid.len(), 36);
+        // "NATS/1.0\r\n" (10) + "Nats-Msg-Id: " (13) + 36 + "\r\n" (2) + "\r\n" (2) = 63.
+        let headers = header_block_len(&[("Nats-Msg-Id", uuid)]);
+        assert_eq!(headers, 63);
+        // 22 + 10 + 4 (hdr_len) + 63 + 424 + 8 = 531.
+        assert_eq!(record_bytes(10, headers, 424), 531);
+        // A second header line "Aivo-Ledger: r/p/1\r\n" adds 11 + 2 + 5 + 2 = 20 bytes: 83, 551.
+        let two = header_block_len(&[("Nats-Msg-Id", uuid), ("Aivo-Ledger", "r/p/1")]);
+        assert_eq!(two, 83);
+        assert_eq!(record_bytes(10, two, 424), 551);
+        assert_eq!(header_block_len(&[]), 0);
+        // The mean form agrees with the exact one.
+        let shape = MessageShape {
+            subject_bytes: 10.0,
+            header_bytes: 63.0,
+            payload_bytes: 424.0,
+        };
+        assert_eq!(mean_record_bytes(&shape, Store::File), 531.0);
+        let bare = MessageShape {
+            header_bytes: 0.0,
+            ..shape
+        };
+        assert_eq!(mean_record_bytes(&bare, Store::File), 464.0);
+    }
+
+    /// The seed forecast with every domain silent but FOCUS: `learners` learners, no growth, 600
+    /// events per learner per school day of 510-byte records (22 + 10 + 470 + 8, no headers).
+    fn focus_only(learners: u64) -> Forecast {
+        let mut forecast = Forecast::seed();
+        forecast.learners = learners;
+        forecast.growth_per_month = 0.0;
+        forecast.horizon_months = 12;
+        forecast.headroom = 1.5;
+        forecast.school_days_per_week = 5;
+        for d in &mut forecast.domains {
+            d.events_per_learner_per_day = if d.stream == "FOCUS" { 600.0 } else { 0.0 };
+            d.message = MessageShape {
+                subject_bytes: 10.0,
+                header_bytes: 0.0,
+                payload_bytes: 470.0,
+            };
+        }
+        forecast.dlq.fraction = 0.0;
+        forecast
+    }
+
+    fn sized(forecast: &Forecast, max_file_store: Option<u64>) -> StorageSizing {
+        let topology = Topology::seed(3);
+        let measured = BTreeMap::new();
+        size(&SizingInput {
+            topology: &topology,
+            forecast,
+            measured: &measured,
+            nodes: SEED_NODES,
+            node_max_file_store: max_file_store,
+        })
+    }
+
+    fn stream<'a>(sizing: &'a StorageSizing, name: &str) -> &'a StreamSizing {
+        sizing
+            .streams
+            .iter()
+            .find(|s| s.stream == name)
+            .expect("stream")
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn focus_at_high_volume_hits_max_bytes_before_max_age() {
+        // 20,000 learners × 600 = 12,000,000 events per school day × 510 B = 6.12 GB per school
+        // day per replica (18.36 GB for R3). Seven days hold 5 school days = 30.6 GB > 20 GB, so
+        // max_bytes binds: 20 GB / (6.12 GB × 5/7 per calendar day = 4.3714… GB) = 4.5752… days.
+        let sizing = sized(&focus_only(20_000), Some(SEED_MAX_FILE_STORE));
+        let focus = stream(&sizing, "FOCUS");
+        assert_eq!(focus.bytes_per_message, 510.0);
+        assert_eq!(focus.bytes_per_message_cluster, 1530.0);
+        assert_eq!(focus.daily_bytes, 6_120_000_000);
+        assert_eq!(focus.daily_bytes_cluster, 18_360_000_000);
+        assert_eq!(focus.binding, Binding::MaxBytes);
+        assert!(close(focus.retained_days, 20e9 / (6.12e9 * 5.0 / 7.0)));
+        assert!((focus.retained_days - 4.5752).abs() < 1e-4);
+        assert_eq!(focus.retained_bytes, 20_000_000_000);
+        // 12e6 × 5/7 events per calendar day × 4.5752 days = 39,215,686 messages (20e9 / 510).
+        assert_eq!(focus.retained_messages, 39_215_686);
+        // Yearly: 6.12 GB × 180 school days = 1,101.6 GB.
+        assert_eq!(focus.yearly_bytes, 1_101_600_000_000);
+        // 7 days would need 6.12 GB × 5 = 30.6 GB: said in the warning.
+        assert!(
+            sizing
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("FOCUS: max_bytes binds before max_age")
+                    && w.contains("keeps 4.6 of its 7 days")
+                    && w.contains("30.6 GB")),
+            "{:?}",
+            sizing.warnings
+        );
+        // Per node: FOCUS's 20 GB (the others are empty); × 1.5 = 30 GB, below the 42 GB the
+        // streams' max_bytes reserve (10 + 20 + 5 + 5 + 2), so the reservation decides.
+        assert_eq!(sizing.retained_bytes_per_node, 20_000_000_000);
+        assert_eq!(sizing.reserved_bytes_per_node, 42_000_000_000);
+        assert_eq!(sizing.node_max_file_store_needed, 42_000_000_000);
+    }
+
+    #[test]
+    fn focus_at_moderate_volume_keeps_its_whole_max_age() {
+        // 10,000 learners: 6,000,000 events × 510 B = 3.06 GB per school day; 7 days hold 5 school
+        // days = 15.3 GB < 20 GB, so max_age binds and all 7 days are kept.
+        let sizing = sized(&focus_only(10_000), Some(SEED_MAX_FILE_STORE));
+        let focus = stream(&sizing, "FOCUS");
+        assert_eq!(focus.daily_bytes, 3_060_000_000);
+        assert_eq!(focus.binding, Binding::MaxAge);
+        assert!(close(focus.retained_days, 7.0));
+        assert_eq!(focus.retained_bytes, 15_300_000_000);
+        // 6e6 × 5 school days.
+        assert_eq!(focus.retained_messages, 30_000_000);
+        assert!(!sizing.warnings.iter().any(|w| w.starts_with("FOCUS")));
+        // An empty stream is bound by its age limit and holds nothing.
+        let dlq = stream(&sizing, "DLQ");
+        assert_eq!((dlq.binding, dlq.retained_bytes), (Binding::MaxAge, 0));
+        assert_eq!(sizing.retained_bytes_per_node, 15_300_000_000);
+    }
+
+    #[test]
+    fn headroom_decides_when_retention_outgrows_the_reservations() {
+        // 40,000 learners: 24e6 events × 510 B = 12.24 GB per school day. With FOCUS unlimited
+        // in bytes it keeps its 7 days: 12.24 GB × 5 = 61.2 GB; × 1.5 = 91.8 GB, more than the
+        // 22 GB the other streams reserve. A 50 GB max_file_store is then too small (but the
+        // reservations fit it, so no 10047).
+        let forecast = focus_only(40_000);
+        let topology = Topology::seed(3)
+            .with_stream_override(
+                "FOCUS",
+                crate::topology::StreamOverride {
+                    max_bytes: Some(-1),
+                    ..Default::default()
+                },
+            )
+            .expect("override");
+        let measured = BTreeMap::new();
+        let sizing = size(&SizingInput {
+            topology: &topology,
+            forecast: &forecast,
+            measured: &measured,
+            nodes: 3,
+            node_max_file_store: Some(50_000_000_000),
+        });
+        assert_eq!(stream(&sizing, "FOCUS").retained_bytes, 61_200_000_000);
+        assert_eq!(sizing.reserved_bytes_per_node, 22_000_000_000);
+        assert_eq!(sizing.node_max_file_store_needed, 91_800_000_000);
+        assert!(sizing
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("each node needs 91.8 GB")));
+        assert!(!sizing.warnings.iter().any(|w| w.contains("10047")));
+    }
+
+    #[test]
+    fn declared_limits_beyond_max_file_store_warn_of_10047() {
+        // The seed's streams reserve 42 GB per node; a 30 GB max_file_store cannot hold them.
+        let sizing = sized(&focus_only(1), Some(30_000_000_000));
+        assert!(
+            sizing
+                .warnings
+                .iter()
+                .any(|w| w.contains("reserve 42.0 GB") && w.contains("10047")),
+            "{:?}",
+            sizing.warnings
+        );
+        // The seed's own 1 TiB fits them.
+        let seed = sized(&Forecast::seed(), Some(SEED_MAX_FILE_STORE));
+        assert!(!seed.warnings.iter().any(|w| w.contains("10047")));
+    }
+
+    #[test]
+    fn measured_sizes_override_the_forecast() {
+        let forecast = focus_only(10_000);
+        let topology = Topology::seed(3);
+        let measured = BTreeMap::from([(
+            "FOCUS".to_string(),
+            MeasuredSize {
+                payload_bytes: Some(400.0),
+                header_bytes: Some(63.0),
+                ..Default::default()
+            },
+        )]);
+        let sizing = size(&SizingInput {
+            topology: &topology,
+            forecast: &forecast,
+            measured: &measured,
+            nodes: 3,
+            node_max_file_store: None,
+        });
+        let focus = stream(&sizing, "FOCUS");
+        // 22 + 10 + 4 + 63 + 400 + 8 = 507.
+        assert_eq!(focus.bytes_per_message, 507.0);
+        assert!(focus.measured);
+        assert!(!stream(&sizing, "LEARNING").measured);
+    }
+
+    #[test]
+    fn a_stream_without_limits_is_unbounded_and_said_so() {
+        let forecast = focus_only(10_000);
+        let topology = Topology::seed(3)
+            .with_stream_override(
+                "FOCUS",
+                crate::topology::StreamOverride {
+                    max_bytes: Some(-1),
+                    max_age: Some(std::time::Duration::ZERO),
+                    ..Default::default()
+                },
+            )
+            .expect("override");
+        let measured = BTreeMap::new();
+        let sizing = size(&SizingInput {
+            topology: &topology,
+            forecast: &forecast,
+            measured: &measured,
+            nodes: 3,
+            node_max_file_store: None,
+        });
+        let focus = stream(&sizing, "FOCUS");
+        assert_eq!(focus.binding, Binding::Unbounded);
+        // Sized for the 12-month horizon: 365 days × 3.06 GB × 5/7.
+        assert!(close(focus.retained_days, 365.0));
+        assert!(sizing
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("FOCUS: no max_age")));
+    }
+
+    #[test]
+    fn max_msgs_can_bind_too() {
+        let forecast = focus_only(10_000);
+        let topology = Topology::seed(3)
+            .with_stream_override(
+                "FOCUS",
+                crate::topology::StreamOverride {
+                    max_msgs: Some(6_000_000),
+                    ..Default::default()
+                },
+            )
+            .expect("override");
+        let measured = BTreeMap::new();
+        let sizing = size(&SizingInput {
+            topology: &topology,
+            forecast: &forecast,
+            measured: &measured,
+            nodes: 3,
+            node_max_file_store: None,
+        });
+        let focus = stream(&sizing, "FOCUS");
+        // 6e6 messages at 6e6 × 5/7 a calendar day: 1.4 days.
+        assert_eq!(focus.binding, Binding::MaxMsgs);
+        assert!(close(focus.retained_days, 1.4));
+        assert_eq!(focus.retained_messages, 6_000_000);
+        assert_eq!(focus.retained_bytes, 3_060_000_000);
+    }
+
+    #[test]
+    fn the_report_renders_a_table_and_a_chart_with_the_limits() {
+        let sizing = sized(&focus_only(20_000), Some(SEED_MAX_FILE_STORE));
+        let md = markdown(&sizing);
+        assert!(md.contains("| FOCUS | 3 | 510.0 | 12000000 | 6.12 GB / 18.4 GB | 7d | 20.0 GB | max_bytes | 4.6 | 20.0 GB |"), "{md}");
+        assert!(md.contains("max_file_store needed: **42.0 GB**"), "{md}");
+        assert!(md.contains("Raft WAL"));
+        let chart = svg(&sizing);
+        assert!(chart.starts_with("<svg class=\"storage-chart\""));
+        assert!(chart.ends_with("</svg>"));
+        assert_eq!(chart.matches("class=\"stream\"").count(), 5);
+        // Five max_bytes lines and five max_age markers.
+        assert_eq!(chart.matches("class=\"limit max-bytes\"").count(), 5);
+        assert_eq!(chart.matches("class=\"limit max-age\"").count(), 5);
+        assert!(chart.contains("data-stream=\"FOCUS\" data-binding=\"max_bytes\""));
+        assert!(!chart.contains("NaN") && !chart.contains("inf"));
+    }
+
+    #[test]
+    fn approximate_sizes_read_like_people_write_them() {
+        assert_eq!(approx_bytes(42), "42 B");
+        assert_eq!(approx_bytes(1_500), "1.50 kB");
+        assert_eq!(approx_bytes(20_000_000_000), "20.0 GB");
+        assert_eq!(approx_bytes(1 << 40), "1.10 TB");
+        assert_eq!(approx_bytes(950_000_000), "950 MB");
+    }
+}
