@@ -212,3 +212,140 @@ async fn record_sizes_match_stream_bytes_and_jsz_for_r1_and_r3() {
     );
     cluster.shutdown().await;
 }
+
+/// One stored message as `$JS.API.STREAM.MSG.GET` returns it: the raw header block, not a
+/// re-serialised one.
+async fn stored_message(
+    client: &async_nats::Client,
+    stream: &str,
+    seq: u64,
+) -> (usize, usize, usize) {
+    use base64::Engine as _;
+    let request = serde_json::json!({ "seq": seq }).to_string();
+    let reply = client
+        .request(format!("$JS.API.STREAM.MSG.GET.{stream}"), request.into())
+        .await
+        .expect("msg get");
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).expect("json");
+    let message = &body["message"];
+    let decoded = |key: &str| {
+        message[key].as_str().map_or(0, |text| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .expect("base64")
+                .len()
+        })
+    };
+    let subject = message["subject"].as_str().expect("subject").len();
+    (subject, decoded("hdrs"), decoded("data"))
+}
+
+/// The model on what a real `aivo-load run` stored: every message of LEARNING read back raw, and
+/// the mean-size form the capacity verb uses (mean subject and headers of what was stored, mean
+/// payload from the run's report) against `state.bytes` and `/jsz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_matches_what_a_real_run_stored() {
+    use aivo_load::capacity::forecast::MessageShape;
+    use aivo_load::capacity::storage::{mean_record_bytes, Store};
+
+    let cluster = TestCluster::start().await;
+    let servers = cluster.endpoints().server_list();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let output = crate::support::aivo(
+        &[
+            "run",
+            "learning-steady",
+            "--backend",
+            "external",
+            "--server",
+            &servers,
+            "--duration",
+            "4s",
+            "--rate-scale",
+            "0.5",
+            "--reports-dir",
+            reports_dir,
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        output.status.code().is_some(),
+        "{}",
+        crate::support::text(&output)
+    );
+    let report = crate::support::report_json(reports.path());
+    let counts = &report["counts"];
+    let acked = counts["acked"].as_u64().expect("acked");
+    let payload_bytes = counts["payload_bytes"].as_u64().expect("payload_bytes");
+    assert!(acked > 50, "too few events to compare: {counts}");
+
+    let client = async_nats::connect(cluster.endpoints().client_urls())
+        .await
+        .expect("connect");
+    let js = jetstream::new(client.clone());
+    let info = js
+        .get_stream("LEARNING")
+        .await
+        .expect("LEARNING")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    let state = info.state;
+    let mut exact = 0;
+    let (mut subjects, mut headers, mut payloads) = (0, 0, 0);
+    for seq in state.first_sequence..=state.last_sequence {
+        let (s, h, p) = stored_message(&client, "LEARNING", seq).await;
+        exact += record_bytes(s as u64, h as u64, p as u64);
+        (subjects, headers, payloads) = (subjects + s, headers + h, payloads + p);
+    }
+    let n = state.messages as f64;
+    eprintln!(
+        "run: {acked} acked, {payload_bytes} payload bytes in the report; LEARNING holds {} \
+         messages, {} bytes; {payloads} payload bytes read back; exact model {exact}",
+        state.messages, state.bytes
+    );
+    assert!(
+        within_tolerance(state.bytes, exact),
+        "{} vs {exact}",
+        state.bytes
+    );
+    assert!(
+        within_tolerance(payloads as u64, payload_bytes),
+        "stored payloads {payloads} vs the report's {payload_bytes}"
+    );
+    let shape = MessageShape {
+        subject_bytes: subjects as f64 / n,
+        header_bytes: headers as f64 / n,
+        payload_bytes: payload_bytes as f64 / acked as f64,
+    };
+    let mean_model = (mean_record_bytes(&shape, Store::File) * n).round() as u64;
+    eprintln!(
+        "mean shape {shape:?}: {:.1} B per message, model {mean_model} vs state.bytes {} ({:+.3} %)",
+        mean_record_bytes(&shape, Store::File),
+        state.bytes,
+        (state.bytes as f64 / mean_model as f64 - 1.0) * 100.0
+    );
+    assert!(within_tolerance(state.bytes, mean_model));
+
+    // The seed's LEARNING is R3: every node holds one replica.
+    let nodes = &cluster;
+    let replicas = wait_for(
+        "LEARNING's replicas in /jsz",
+        Duration::from_secs(20),
+        || async move {
+            let per_node = jsz_bytes(nodes, "LEARNING").await;
+            let sum: u64 = per_node.iter().map(|(b, _)| b).sum();
+            within_tolerance(sum, mean_model * 3).then_some(sum)
+        },
+    )
+    .await;
+    eprintln!(
+        "/jsz LEARNING bytes over the nodes {replicas}, model × 3 {}",
+        mean_model * 3
+    );
+    cluster.shutdown().await;
+}
