@@ -288,7 +288,7 @@ impl RawForecast {
         // A value above 1 is almost always a percentage written as a number (3 for 3 %).
         let growth_per_month = source.check(
             &self.growth_per_month,
-            |g| g.is_finite() && (-1.0..=1.0).contains(&g) && g > -1.0,
+            |g| g.is_finite() && g > -1.0 && g <= 1.0,
             "`growth_per_month` is a fraction above -1 and at most 1: 0.03 for 3 % a month",
         )?;
         let horizon_months = source.check(

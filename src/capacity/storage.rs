@@ -21,16 +21,20 @@
 //! into the days after which it would start removing messages; the smallest binds. A node is taken
 //! to hold one replica of every stream, which is exact when the replica count equals the node
 //! count (R3 on the seed's 3 nodes) and the worst case of placement otherwise. What renders the
-//! result is here too ([`markdown`], [`svg`]); the `capacity` verb and its report files are not.
+//! result is in `storage/render.rs` ([`markdown`], [`svg`]); the `capacity` verb and its report
+//! files are not here.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
 use serde::{Deserialize, Serialize};
 
 use super::forecast::{Forecast, MessageShape};
 use crate::topology::{StreamDecl, Topology};
+
+mod render;
+
+pub use render::{markdown, svg};
 
 /// `msgHdrSize`: total length (4), sequence (8), timestamp (8), subject length (2).
 pub const RECORD_HEADER_BYTES: u64 = 22;
@@ -446,6 +450,7 @@ fn formula(forecast: &Forecast, nodes: usize) -> String {
     )
 }
 
+/// Days as the config would say them: `7`, or `4.58` when not whole.
 fn trim_days(days: f64) -> String {
     if (days - days.round()).abs() < 1e-9 {
         format!("{days:.0}")
@@ -478,202 +483,6 @@ pub fn approx_bytes(bytes: u64) -> String {
         }
     }
     format!("{bytes} B")
-}
-
-/// The sizing as a Markdown section: a table per stream, the per-node figures, warnings, formula.
-pub fn markdown(sizing: &StorageSizing) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Forecast `{}` at {} months: {:.0} learners; a node holds one replica of every stream.\n",
-        sizing.forecast, sizing.horizon_months, sizing.learners_at_horizon
-    );
-    out.push_str(
-        "| stream | R | bytes/msg | events/school day | per school day (1 replica / cluster) \
-         | max_age | max_bytes | binds first | days retained | retained (1 replica) |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for s in &sizing.streams {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1}{} | {:.0} | {} / {} | {} | {} | {} | {:.1} | {} |",
-            s.stream,
-            s.replicas,
-            s.bytes_per_message,
-            if s.measured { " (measured)" } else { "" },
-            s.events_per_school_day,
-            approx_bytes(s.daily_bytes),
-            approx_bytes(s.daily_bytes_cluster),
-            s.max_age_days
-                .map_or("unlimited".to_string(), |d| format!("{}d", trim_days(d))),
-            s.max_bytes.map_or("unlimited".to_string(), approx_bytes),
-            s.binding.as_str(),
-            s.retained_days,
-            approx_bytes(s.retained_bytes),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nPer node: {} retained, {} reserved (Σ max_bytes); max_file_store needed: **{}** \
-         (headroom {}){}.",
-        approx_bytes(sizing.retained_bytes_per_node),
-        approx_bytes(sizing.reserved_bytes_per_node),
-        approx_bytes(sizing.node_max_file_store_needed),
-        sizing.headroom,
-        sizing
-            .node_max_file_store
-            .map_or(String::new(), |c| format!(
-                "; configured: {}",
-                approx_bytes(c)
-            )),
-    );
-    if !sizing.warnings.is_empty() {
-        out.push_str("\nWarnings:\n\n");
-        for w in &sizing.warnings {
-            let _ = writeln!(out, "- {w}");
-        }
-    }
-    let _ = writeln!(out, "\nHow: {}", sizing.formula);
-    out
-}
-
-const CHART_WIDTH: f64 = 720.0;
-const CHART_HEIGHT: f64 = 360.0;
-const MARGIN_LEFT: f64 = 70.0;
-const MARGIN_RIGHT: f64 = 170.0;
-const MARGIN_TOP: f64 = 20.0;
-const MARGIN_BOTTOM: f64 = 40.0;
-const PALETTE: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-];
-
-/// An inline SVG chart (no script): bytes retained per replica against days, one line per stream
-/// rising until its binding limit flattens it, dashed `max_bytes` lines and dotted `max_age`
-/// markers. Stable classes for tests and styling: `storage-chart` (the `<svg>`), `stream` (a
-/// stream's line), `limit` (every limit mark, with `max-bytes` or `max-age`), `legend`.
-pub fn svg(sizing: &StorageSizing) -> String {
-    let streams: Vec<&StreamSizing> = sizing.streams.iter().collect();
-    let x_max = streams
-        .iter()
-        .map(|s| s.retained_days.max(s.max_age_days.unwrap_or(0.0)))
-        .fold(1.0_f64, f64::max)
-        .min(400.0)
-        * 1.05;
-    let y_max = streams
-        .iter()
-        .map(|s| (s.retained_bytes.max(s.max_bytes.unwrap_or(0))) as f64)
-        .fold(1.0_f64, f64::max)
-        * 1.08;
-    let plot_w = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
-    let plot_h = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-    let x = |days: f64| MARGIN_LEFT + days.min(x_max) / x_max * plot_w;
-    let y = |bytes: f64| MARGIN_TOP + plot_h - bytes.min(y_max) / y_max * plot_h;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg class=\"storage-chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {CHART_WIDTH} {CHART_HEIGHT}\" \
-         width=\"{CHART_WIDTH}\" height=\"{CHART_HEIGHT}\" role=\"img\" font-family=\"sans-serif\" font-size=\"11\">\
-         <title>Storage per stream over the retention window (bytes per replica)</title>"
-    );
-    // Axes with five ticks each.
-    let _ = write!(
-        out,
-        "<g class=\"axes\" stroke=\"#444\"><line x1=\"{l}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
-         <line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{b}\"/></g>",
-        l = MARGIN_LEFT,
-        r = MARGIN_LEFT + plot_w,
-        t = MARGIN_TOP,
-        b = MARGIN_TOP + plot_h
-    );
-    out.push_str("<g class=\"ticks\" fill=\"#444\">");
-    for i in 0..=5 {
-        let days = x_max / 5.0 * f64::from(i);
-        let bytes = y_max / 5.0 * f64::from(i);
-        let _ = write!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            x(days),
-            MARGIN_TOP + plot_h + 14.0,
-            days,
-            MARGIN_LEFT - 6.0,
-            y(bytes) + 4.0,
-            approx_bytes(bytes as u64)
-        );
-    }
-    let _ = write!(
-        out,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">days</text></g>",
-        MARGIN_LEFT + plot_w / 2.0,
-        CHART_HEIGHT - 6.0
-    );
-    for (i, s) in streams.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let name = escape(&s.stream);
-        let retained = s.retained_bytes as f64;
-        if let Some(max) = s.max_bytes {
-            let _ = write!(
-                out,
-                "<line class=\"limit max-bytes\" data-stream=\"{name}\" x1=\"{:.1}\" y1=\"{:.1}\" \
-                 x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-dasharray=\"6 4\" stroke-opacity=\"0.7\"/>",
-                x(0.0),
-                y(max as f64),
-                x(x_max),
-                y(max as f64)
-            );
-        }
-        if let Some(age) = s.max_age_days {
-            // Up to the stream's level at max_age: the binding limit is the soonest, so by
-            // max_age the curve is flat at what it retains.
-            let at_age = retained;
-            let _ = write!(
-                out,
-                "<line class=\"limit max-age\" data-stream=\"{name}\" x1=\"{:.1}\" y1=\"{:.1}\" \
-                 x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-dasharray=\"2 3\"/>",
-                x(age),
-                y(0.0),
-                x(age),
-                y(at_age)
-            );
-        }
-        let _ = write!(
-            out,
-            "<polyline class=\"stream\" data-stream=\"{name}\" data-binding=\"{}\" fill=\"none\" \
-             stroke=\"{color}\" stroke-width=\"2\" points=\"{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}\"/>",
-            s.binding.as_str(),
-            x(0.0),
-            y(0.0),
-            x(s.retained_days),
-            y(retained),
-            x(x_max),
-            y(retained)
-        );
-        let (lx, ly) = (
-            CHART_WIDTH - MARGIN_RIGHT + 10.0,
-            MARGIN_TOP + 10.0 + 18.0 * i as f64,
-        );
-        let _ = write!(
-            out,
-            "<g class=\"legend\"><line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" \
-             stroke=\"{color}\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{:.1}\">{name}: {} \
-             ({}, {:.1} d)</text></g>",
-            lx + 16.0,
-            lx + 20.0,
-            ly + 4.0,
-            approx_bytes(s.retained_bytes),
-            s.binding.as_str(),
-            s.retained_days,
-        );
-    }
-    out.push_str("</svg>");
-    out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -720,7 +529,7 @@ mod tests {
 
     /// The seed forecast with every domain silent but FOCUS: `learners` learners, no growth, 600
     /// events per learner per school day of 510-byte records (22 + 10 + 470 + 8, no headers).
-    fn focus_only(learners: u64) -> Forecast {
+    pub(super) fn focus_only(learners: u64) -> Forecast {
         let mut forecast = Forecast::seed();
         forecast.learners = learners;
         forecast.growth_per_month = 0.0;
@@ -739,7 +548,7 @@ mod tests {
         forecast
     }
 
-    fn sized(forecast: &Forecast, max_file_store: Option<u64>) -> StorageSizing {
+    pub(super) fn sized(forecast: &Forecast, max_file_store: Option<u64>) -> StorageSizing {
         let topology = Topology::seed(3);
         let measured = BTreeMap::new();
         size(&SizingInput {
@@ -953,24 +762,6 @@ mod tests {
         assert!(close(focus.retained_days, 1.4));
         assert_eq!(focus.retained_messages, 6_000_000);
         assert_eq!(focus.retained_bytes, 3_060_000_000);
-    }
-
-    #[test]
-    fn the_report_renders_a_table_and_a_chart_with_the_limits() {
-        let sizing = sized(&focus_only(20_000), Some(SEED_MAX_FILE_STORE));
-        let md = markdown(&sizing);
-        assert!(md.contains("| FOCUS | 3 | 510.0 | 12000000 | 6.12 GB / 18.4 GB | 7d | 20.0 GB | max_bytes | 4.6 | 20.0 GB |"), "{md}");
-        assert!(md.contains("max_file_store needed: **42.0 GB**"), "{md}");
-        assert!(md.contains("Raft WAL"));
-        let chart = svg(&sizing);
-        assert!(chart.starts_with("<svg class=\"storage-chart\""));
-        assert!(chart.ends_with("</svg>"));
-        assert_eq!(chart.matches("class=\"stream\"").count(), 5);
-        // Five max_bytes lines and five max_age markers.
-        assert_eq!(chart.matches("class=\"limit max-bytes\"").count(), 5);
-        assert_eq!(chart.matches("class=\"limit max-age\"").count(), 5);
-        assert!(chart.contains("data-stream=\"FOCUS\" data-binding=\"max_bytes\""));
-        assert!(!chart.contains("NaN") && !chart.contains("inf"));
     }
 
     #[test]
