@@ -13,12 +13,14 @@
 //!    ready-made `sustainable.toml` (the scenario at the sustainable rate with the SLO as a
 //!    threshold, to confirm it with `aivo-load run`), in `reports/<UTC>-capacity/`.
 
+pub mod forecast;
 pub mod html;
 pub mod output;
 pub mod plan;
 pub mod report;
 pub mod search;
 pub mod step;
+pub mod storage;
 pub mod usl;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ mod docker;
 mod nemesis;
 mod run;
 mod scenarios;
+mod storage_model;
 mod support;
 mod teardown;
 mod topology;
