@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use anyhow::anyhow;
 
+use crate::capacity::forecast::{self, Forecast};
 use crate::capacity::step::Slo;
 use crate::capacity::CapacityPlan;
 use crate::chaos::commands::{ChaosRequest, HealRequest};
@@ -116,6 +117,10 @@ pub struct CapacityArgs {
     /// Publisher counts for the scalability curve, comma-separated; "none" skips it.
     #[arg(long)]
     pub concurrency: Option<String>,
+    /// Volumes for the storage model (TOML: learners, events per learner per school day, growth,
+    /// horizon, headroom); default: the seed's forecast (`forecasts/seed.toml`).
+    #[arg(long)]
+    pub forecast: Option<PathBuf>,
     /// Where the cluster comes from.
     #[arg(long, value_parser = backend_parser(), default_value = "local")]
     pub backend: BackendKind,
@@ -463,9 +468,18 @@ fn capacity_plan(args: CapacityArgs) -> Result<CapacityPlan, AppError> {
                 })?
         };
     }
+    let forecast = match &args.forecast {
+        None => Forecast::seed(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("--forecast: cannot read {}: {e}", path.display())))?;
+            forecast::parse(&path.display().to_string(), &text).map_err(|e| usage(e.to_string()))?
+        }
+    };
     let cluster =
         ClusterPlan::new(args.backend, args.server.as_deref(), args.state.into()).map_err(usage)?;
     Ok(CapacityPlan {
+        forecast,
         scenario,
         slo,
         error_budget,

@@ -38,6 +38,9 @@ pub fn render(report: &CapacityReport) -> String {
     out.push_str("<h2>Charts</h2>\n");
     out.push_str(&latency_chart(report));
     out.push_str(&scaling_chart(report));
+    out.push_str("<figure><figcaption>Storage per stream over the retention window (one replica)</figcaption>");
+    out.push_str(&super::storage::svg(&report.storage));
+    out.push_str("</figure>\n");
     out.push_str(&body[split..]);
     out.push_str("<p class=\"note\">Everything: capacity.json.</p>\n</body></html>\n");
     out

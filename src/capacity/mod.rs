@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumers::read_lag;
 use crate::exit::{AppError, ExitStatus};
+use crate::load::metrics::SubjectTable;
 use crate::run::session::{LoadSession, StepOutcome};
 use crate::scenario::Scenario;
 use crate::traffic::arrival::RateProfile;
@@ -62,7 +63,7 @@ pub async fn execute(plan: CapacityPlan) -> Result<ExitStatus, AppError> {
     };
     let measured = measure(&plan, &session, &id, &cancel).await;
     let report = match measured {
-        Ok(m) => Ok(output::build(&plan, &session, &id, started_at, m)),
+        Ok(m) => Ok(output::build(&plan, &session, &id, started_at, m).await),
         Err(e) => Err(e),
     };
     session.close().await;
@@ -97,7 +98,7 @@ async fn measure(
     // The cluster's answer at light load, which tells a harness-side backlog from a cluster-side
     // one: a short step at a quarter of the start rate (at most 200/s).
     let light = (plan.search.start / 4.0).clamp(1.0, 200.0);
-    let baseline = measure_step(
+    let mut baseline = measure_step(
         plan,
         session,
         &format!("{id}-s00"),
@@ -108,10 +109,11 @@ async fn measure(
         cancel,
     )
     .await?;
-    eprintln!("{}", report::step_line(&baseline));
-    criteria.baseline_service_p50_ms =
-        (baseline.service_time.count > 0).then_some(baseline.service_time.p50);
-    let mut steps = vec![baseline];
+    eprintln!("{}", report::step_line(&baseline.report));
+    let light_service = &baseline.report.service_time;
+    criteria.baseline_service_p50_ms = (light_service.count > 0).then_some(light_service.p50);
+    let mut subjects = std::mem::take(&mut baseline.subjects);
+    let mut steps = vec![baseline.report];
     while let Some(rate) = search.next_rate() {
         if cancel.is_cancelled() {
             break;
@@ -120,10 +122,13 @@ async fn measure(
             search::Phase::Bisecting => "bisect",
             _ => "step",
         };
-        let report = measure_step(
+        let Measured {
+            report,
+            subjects: seen,
+        } = measure_step(
             plan,
             session,
-            &format!("{id}-s{:02}", steps.len() + 1),
+            &format!("{id}-s{:02}", steps.len()),
             kind,
             rate,
             plan.scenario.publishers,
@@ -131,6 +136,7 @@ async fn measure(
             cancel,
         )
         .await?;
+        subjects.merge(&seen);
         eprintln!("{}", report::step_line(&report));
         search.record(report.verdict());
         steps.push(report);
@@ -151,7 +157,10 @@ async fn measure(
             if cancel.is_cancelled() {
                 break;
             }
-            let report = measure_step(
+            let Measured {
+                report,
+                subjects: seen,
+            } = measure_step(
                 plan,
                 session,
                 &format!("{id}-c{publishers:02}"),
@@ -162,6 +171,7 @@ async fn measure(
                 cancel,
             )
             .await?;
+            subjects.merge(&seen);
             let point = ScalingPoint::from_step(&report, &plan.scenario, criteria.cores);
             eprintln!("{}", report::scaling_line(&point));
             scaling.push(point);
@@ -171,7 +181,14 @@ async fn measure(
         steps,
         outcome,
         scaling,
+        subjects,
     })
+}
+
+/// A judged step and the sizes of the events it sent.
+struct Measured {
+    report: StepReport,
+    subjects: SubjectTable,
 }
 
 /// Runs one constant-rate step and judges its measured window.
@@ -185,7 +202,7 @@ async fn measure_step(
     publishers: u32,
     criteria: &Criteria,
     cancel: &CancellationToken,
-) -> Result<StepReport, AppError> {
+) -> Result<Measured, AppError> {
     let scenario = Arc::new(
         step_scenario(
             &plan.scenario,
@@ -228,7 +245,7 @@ async fn measure_step(
             * scenario.traffic.len() as u64
             * u64::from(scenario.in_flight),
     };
-    Ok(step::judge(
+    let report = step::judge(
         kind,
         publishers,
         rate,
@@ -236,7 +253,11 @@ async fn measure_step(
         window,
         &side,
         criteria,
-    ))
+    );
+    Ok(Measured {
+        report,
+        subjects: outcome.subjects,
+    })
 }
 
 /// The scenario's mix at `rate` events per second in all, constant, for `duration`, with no chaos

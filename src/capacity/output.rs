@@ -8,13 +8,17 @@ use super::plan::CapacityPlan;
 use super::report::{
     result_of, CapacityIdentity, CapacityReport, Measurements, Scaling, SCHEMA_VERSION,
 };
+use super::storage::{self, MeasuredSize, SizingInput};
 use super::usl;
+use crate::load::metrics::SubjectTable;
 use crate::run::session::LoadSession;
 use crate::scenario::Scenario;
 use crate::traffic::arrival::ArrivalProcess;
+use crate::traffic::Domain;
+use std::collections::BTreeMap;
 
 /// The report of a session's measurements.
-pub fn build(
+pub async fn build(
     plan: &CapacityPlan,
     session: &LoadSession,
     id: &str,
@@ -74,6 +78,15 @@ pub fn build(
             Err(e) => (None, Some(e)),
         }
     };
+    let storage = storage::size(&SizingInput {
+        topology: session.topology(),
+        forecast: &plan.forecast,
+        measured: &measured_sizes(&m.subjects),
+        nodes: session
+            .cluster()
+            .map_or(storage::SEED_NODES, |c| c.endpoints().nodes.len().max(1)),
+        node_max_file_store: node_max_file_store(session).await,
+    });
     CapacityReport {
         schema_version: SCHEMA_VERSION,
         run,
@@ -84,7 +97,58 @@ pub fn build(
             fit,
             fit_error,
         },
+        storage,
     }
+}
+
+/// Mean subject and payload bytes per stream of the events the steps sent. Headers are left to
+/// the forecast: the harness's own (its ledger identity) are not what AIVO's producers send.
+fn measured_sizes(subjects: &SubjectTable) -> BTreeMap<String, MeasuredSize> {
+    let mut sums: BTreeMap<&'static str, (u64, u64, u64)> = BTreeMap::new();
+    for s in &subjects.subjects {
+        let Some(domain) = Domain::ALL
+            .into_iter()
+            .find(|d| d.subjects().contains(&s.subject.as_str()))
+        else {
+            continue;
+        };
+        let entry = sums.entry(domain.stream()).or_default();
+        entry.0 += s.attempted;
+        entry.1 += s.attempted * s.subject.len() as u64;
+        entry.2 += s.payload_bytes;
+    }
+    sums.into_iter()
+        .filter(|(_, (count, ..))| *count > 0)
+        .map(|(stream, (count, subject, payload))| {
+            let count = count as f64;
+            (
+                stream.to_string(),
+                MeasuredSize {
+                    subject_bytes: Some(subject as f64 / count),
+                    header_bytes: None,
+                    payload_bytes: Some(payload as f64 / count),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The `max_file_store` the first node that answers reports (`/jsz` config), if any.
+async fn node_max_file_store(session: &LoadSession) -> Option<u64> {
+    let endpoints = session.cluster()?.endpoints();
+    for node in &endpoints.nodes {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            crate::cluster::monitor::jsz(&node.monitor_url),
+        )
+        .await;
+        if let Ok(Ok(jsz)) = answer {
+            if jsz.config.max_storage > 0 {
+                return Some(jsz.config.max_storage);
+            }
+        }
+    }
+    None
 }
 
 /// Writes `capacity.json`, `capacity.md`, `capacity.html` and (with a figure)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::forecast::Forecast;
 use super::search::SearchSettings;
 use super::step::Slo;
 use crate::cluster::ClusterPlan;
@@ -23,6 +24,8 @@ pub struct CapacityPlan {
     /// Publishers per traffic source at each point of the scalability curve (empty: skipped).
     pub concurrency: Vec<u32>,
     pub quick: bool,
+    /// Volumes for the storage model (`--forecast FILE`, else the seed's).
+    pub forecast: Forecast,
     pub reports_dir: PathBuf,
 }
 

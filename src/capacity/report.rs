@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::search::Outcome;
 use super::step::{Broken, StepReport};
+use super::storage::{self, StorageSizing};
 use super::usl::UslFit;
 use crate::load::metrics::Percentiles;
 use crate::scenario::Scenario;
@@ -16,6 +17,8 @@ pub struct Measurements {
     pub steps: Vec<StepReport>,
     pub outcome: Outcome,
     pub scaling: Vec<ScalingPoint>,
+    /// Per-subject counts and payload sizes over every step.
+    pub subjects: crate::load::metrics::SubjectTable,
 }
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -29,6 +32,8 @@ pub struct CapacityReport {
     /// Every step of the search, in the order measured.
     pub steps: Vec<StepReport>,
     pub scaling: Scaling,
+    /// Disk per stream at the forecast's volume (bytes per message from the measured events).
+    pub storage: StorageSizing,
 }
 
 /// What was measured, how, and against what.
@@ -233,6 +238,8 @@ impl CapacityReport {
             }
             (None, None) => {}
         }
+        let _ = writeln!(md, "## Storage\n");
+        md.push_str(&storage::markdown(&self.storage));
         md
     }
 }

@@ -18,7 +18,7 @@ use super::setup::{self, Declared};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::exit::AppError;
 use crate::load::ledger::PublisherLedger;
-use crate::load::metrics::IntervalStats;
+use crate::load::metrics::{IntervalStats, SubjectTable};
 use crate::report::TimelineRow;
 use crate::scenario::Scenario;
 
@@ -31,6 +31,8 @@ pub struct StepOutcome {
     /// The whole step's figures.
     pub cumulative: IntervalStats,
     pub ledgers: Vec<PublisherLedger>,
+    /// Per-subject counts and payload sizes.
+    pub subjects: SubjectTable,
     pub elapsed: Duration,
 }
 
@@ -106,6 +108,11 @@ impl LoadSession {
         &self.declared.js
     }
 
+    /// The streams and consumers as the session declared them.
+    pub fn topology(&self) -> &crate::topology::Topology {
+        &self.declared.topology
+    }
+
     /// The streams the session's scenario writes.
     pub fn stream_names(&self) -> Vec<&'static str> {
         self.declared.stream_names()
@@ -139,6 +146,7 @@ impl LoadSession {
             measured: load.measured,
             cumulative: load.cumulative,
             ledgers: load.ledgers,
+            subjects: load.subjects,
             elapsed: load.elapsed,
         })
     }

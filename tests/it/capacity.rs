@@ -93,6 +93,11 @@ async fn the_search_finds_a_knee_and_writes_a_runnable_sustainable_scenario() {
     }
     let md = std::fs::read_to_string(dir.join("capacity.md")).expect("md");
     assert!(md.contains("the knee lies between"), "{md}");
+    // The storage model sized every seed stream from the events the steps sent.
+    let streams = report["storage"]["streams"].as_array().expect("storage streams");
+    assert_eq!(streams.len(), 5, "{:#}", report["storage"]);
+    assert!(report["storage"]["node_max_file_store_needed"].as_u64() > Some(0));
+    assert!(md.contains("## Storage"), "{md}");
     // The sustainable scenario is a valid scenario at that rate, with the SLO as a threshold.
     let scenario = dir.join("sustainable.toml");
     let toml = std::fs::read_to_string(&scenario).expect("toml");
@@ -177,6 +182,7 @@ async fn capacity_html_charts_render_in_headless_chromium() {
         "<line class=\"knee\"",
         "<polyline class=\"usl-fit\"",
         "<circle class=\"measured\"",
+        "class=\"storage-chart\"",
     ] {
         assert!(dom.contains(needle), "{needle} not in the DOM:\n{dom}");
     }

@@ -39,7 +39,7 @@ pub fn markdown(sizing: &StorageSizing) -> String {
     }
     let _ = writeln!(
         out,
-        "\nPer node: {} retained, {} reserved (Σ max_bytes); max_file_store needed: **{}** \
+        "\nPer node: {} retained, {} reserved (Σ max_bytes); max_file_store needed: {} \
          (headroom {}){}.",
         approx_bytes(sizing.retained_bytes_per_node),
         approx_bytes(sizing.reserved_bytes_per_node),
@@ -232,7 +232,7 @@ mod tests {
         let sizing = sized(&focus_only(20_000), Some(SEED_MAX_FILE_STORE));
         let md = markdown(&sizing);
         assert!(md.contains("| FOCUS | 3 | 510.0 | 12000000 | 6.12 GB / 18.4 GB | 7d | 20.0 GB | max_bytes | 4.6 | 20.0 GB |"), "{md}");
-        assert!(md.contains("max_file_store needed: **42.0 GB**"), "{md}");
+        assert!(md.contains("max_file_store needed: 42.0 GB"), "{md}");
         assert!(md.contains("Raft WAL"));
         let chart = svg(&sizing);
         assert!(chart.starts_with("<svg class=\"storage-chart\""));
