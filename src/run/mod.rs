@@ -17,6 +17,8 @@
 mod consumers;
 mod load;
 mod metrics;
+mod resources;
+pub mod selfcheck;
 mod setup;
 mod verdict;
 
@@ -127,6 +129,7 @@ impl RunContext {
         let load = drive_load(
             &scenario,
             &declared.clients,
+            &cluster.endpoints().nodes,
             &self.run_id,
             self.cancel.clone(),
         )
