@@ -8,6 +8,7 @@ mod dlq;
 mod docker;
 mod nemesis;
 mod run;
+mod sampling;
 mod scenarios;
 mod support;
 mod teardown;
