@@ -520,6 +520,33 @@ mod tests {
     }
 
     #[test]
+    fn a_cpu_chart_shows_the_harness_and_each_node_when_sampled() {
+        let row = |second: u64, sampled: bool| TimelineRow {
+            second,
+            harness_cpu: sampled.then_some(0.4),
+            nodes: if sampled {
+                vec![crate::report::NodeSample {
+                    name: "nats1".into(),
+                    cpu: Some(0.2),
+                    reachable: true,
+                    ..Default::default()
+                }]
+            } else {
+                Vec::new()
+            },
+            ..TimelineRow::default()
+        };
+        let chart = cpu_chart(&[row(0, true), row(1, true)]).expect("a chart");
+        let svg = chart.svg(2, &[]);
+        assert!(svg.contains("CPU per second"), "{svg}");
+        assert!(
+            svg.contains(">harness</text>") && svg.contains(">nats1</text>"),
+            "{svg}"
+        );
+        assert!(cpu_chart(&[row(0, false)]).is_none());
+    }
+
+    #[test]
     fn axis_ceilings_are_round() {
         assert_eq!(nice_ceiling(0.0), 1.0);
         assert_eq!(nice_ceiling(330.0), 500.0);

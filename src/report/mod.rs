@@ -12,7 +12,7 @@ pub mod terminal;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chaos::engine::FaultEvent;
 use crate::checks::catch_up::CatchUpCheck;
@@ -207,8 +207,9 @@ pub struct SizeSummary {
     pub max: u64,
 }
 
-/// One second of the run.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One second of the run. Deserializable (a capacity search or a comparison may read a timeline
+/// back); fields added after the first schema-1 reports default, so older files still read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TimelineRow {
     /// Seconds since the start of the load.
     pub second: u64,
@@ -256,7 +257,7 @@ pub struct TimelineRow {
 /// One node's resources in one second of the timeline, from its `/varz`. The values are the latest
 /// answer at the sample (polled once a second beside the load); all `None` and `reachable: false`
 /// when the node did not answer its last poll (killed, paused or partitioned by chaos).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NodeSample {
     /// `nats1`, `nats2`, ...
     pub name: String,
@@ -525,6 +526,24 @@ mod tests {
         // The last answer, not the empty sample of the second it was down.
         assert_eq!(nats2.js_storage_last, Some(1 << 20));
         assert!(resource_lines(&[TimelineRow::default()]).is_empty());
+    }
+
+    #[test]
+    fn a_timeline_row_of_an_older_report_still_reads() {
+        let old = r#"{"second":3,"phase":"burst","target":10.0,"attempted":10,"acked":10,"failed":0,
+            "unknown":0,"never_sent":0,"errors":{},"p50_ms":1.0,"p99_ms":2.0,"max_ms":3.0,
+            "send_delay_p99_ms":0.5,"faults":[],"indexer_lag":null,"end_to_end_p50_ms":null,
+            "end_to_end_p99_ms":null}"#;
+        let row: TimelineRow = serde_json::from_str(old).expect("an older row");
+        assert_eq!(row.second, 3);
+        assert_eq!(row.harness_cpu, None);
+        assert!(row.nodes.is_empty());
+        // And a new one round-trips.
+        let new = resource_rows().remove(2);
+        let back: TimelineRow =
+            serde_json::from_str(&serde_json::to_string(&new).expect("json")).expect("new row");
+        assert_eq!(back.nodes, new.nodes);
+        assert_eq!(back.harness_rss_bytes, new.harness_rss_bytes);
     }
 
     #[test]
