@@ -290,6 +290,9 @@ pub struct LoadGeneratorLimit {
     pub send_delay_p99_last_ms: f64,
     /// Median per-second service time p99 of the last third, ms (how fast the cluster answered).
     pub service_time_p99_last_ms: f64,
+    /// Median per-second acked/s × service time p99 of the last third: at most this many publishes
+    /// were outstanding at once (Little's law).
+    pub outstanding_last: f64,
     /// Events never sent in the window.
     pub never_sent: u64,
     /// Median cores the harness used per second, and the cores available to it.

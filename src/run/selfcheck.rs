@@ -23,8 +23,14 @@
 //! saturated cluster also makes the send delay grow (its acks slow down, the window fills), but
 //! then its service time rises with it — to window ÷ cluster capacity, tens of milliseconds or more
 //! at the window sizes capacity searches use. A harness whose window (or CPU) is too small for the
-//! rate falls behind while each ack still comes back in a millisecond or two. A send delay that
-//! grows with a slow cluster is the cluster's finding, and left to the latency figures.
+//! rate falls behind while each ack still comes back in a millisecond or two. So the cluster
+//! answered quickly when the last third's median service-time p99 is at most
+//! [`CLUSTER_FAST_SERVICE_P99_MS`], **or** when it had only a handful of publishes outstanding:
+//! by Little's law it held at most acked/s × service p99 at once, and fewer than
+//! [`FEW_OUTSTANDING`] cannot saturate a JetStream cluster (on a machine so loaded that every ack
+//! is slow, it is still the window that bounded the rate). A send delay that grows with a slow
+//! cluster that had many publishes outstanding is the cluster's finding, left to the latency
+//! figures.
 //!
 //! [`RunReport::load_generator`]: crate::report::RunReport::load_generator
 
@@ -48,6 +54,13 @@ pub const SEND_DELAY_BEHIND_MS: f64 = 1000.0;
 /// most this, ms. An unloaded R3 cluster acks in about 1–3 ms (loopback) or an RTT more (a LAN); a
 /// saturated one behind a window of W in flight acks in W ÷ capacity (1,024 ÷ 30k/s ≈ 34 ms).
 pub const CLUSTER_FAST_SERVICE_P99_MS: f64 = 20.0;
+
+/// Publishes outstanding at once (median over the last third of acked/s × service p99, an upper
+/// bound on the mean) below which the cluster was not what bounded the rate, however slow its acks.
+/// A cluster reaches its capacity C only with about C × its unloaded latency outstanding (16k/s at
+/// 2 ms: 32); fewer leave it idle part of the time. Chosen at 32 so that the seed's windows (4 × 256)
+/// at saturation are always judged by their service time.
+pub const FEW_OUTSTANDING: f64 = 32.0;
 
 /// Fraction of capacity (cores for the CPU, worker time for the runtime) that counts as saturated.
 pub const SATURATION: f64 = 0.9;
@@ -78,12 +91,24 @@ pub fn load_generator_limit(
             .filter(|r| r.acked > 0)
             .map(|r| r.service_time_p99_ms),
     );
+    let outstanding_last = median(
+        last.iter()
+            .filter(|r| r.acked > 0)
+            .map(|r| r.acked as f64 * r.service_time_p99_ms / 1000.0),
+    );
     let never_sent: u64 = rows.iter().map(|r| r.never_sent).sum();
     let harness_cpu = median(rows.iter().filter_map(|r| r.harness_cpu));
     let runtime_busy = median(rows.iter().filter_map(|r| r.runtime_busy));
     let (send_first, send_last) = (send_first.unwrap_or(0.0), send_last.unwrap_or(0.0));
-    let cluster_fast = service_last.is_some_and(|s| s <= CLUSTER_FAST_SERVICE_P99_MS);
+    let cluster_fast = service_last.is_some_and(|s| s <= CLUSTER_FAST_SERVICE_P99_MS)
+        || outstanding_last.is_some_and(|n| n < FEW_OUTSTANDING);
     let service_last = service_last.unwrap_or(f64::NAN);
+    let outstanding_last = outstanding_last.unwrap_or(f64::NAN);
+    let answered = format!(
+        "the cluster answered in {} (service time p99) with at most {outstanding_last:.0} publishes \
+         outstanding",
+        format_millis(service_last)
+    );
     let from_s = rows[0].second;
     let to_s = rows[rows.len() - 1].second + 1;
 
@@ -94,20 +119,16 @@ pub fn load_generator_limit(
         signals.push("send_delay");
         reasons.push(format!(
             "send delay p99 {} from {} (first third) to {} (last third) of seconds {from_s}–{to_s} \
-             while the cluster answered in {} (service time p99): the publishers could not send on \
-             schedule",
+             while {answered}: the publishers could not send on schedule",
             if growing { "grew" } else { "stayed behind" },
             format_millis(send_first),
             format_millis(send_last),
-            format_millis(service_last)
         ));
     }
     if cluster_fast && never_sent > 0 {
         signals.push("never_sent");
         reasons.push(format!(
-            "{never_sent} events were never sent (more than the send grace behind schedule) while \
-             the cluster answered in {}",
-            format_millis(service_last)
+            "{never_sent} events were never sent (more than the send grace behind schedule)"
         ));
     }
     let cpu_capacity = SATURATION * cores.max(1) as f64;
@@ -137,6 +158,7 @@ pub fn load_generator_limit(
         send_delay_p99_first_ms: send_first,
         send_delay_p99_last_ms: send_last,
         service_time_p99_last_ms: service_last,
+        outstanding_last,
         never_sent,
         harness_cpu,
         cores,
@@ -245,9 +267,10 @@ mod tests {
 
     #[test]
     fn a_growing_send_delay_with_a_slow_cluster_is_the_cluster() {
-        // A saturated cluster behind a large window: the acks take 40 ms and the delay grows.
+        // A saturated cluster behind a window of 1,024: 25k acks a second, each taking 40 ms.
         let rows = timeline(12, |mut r| {
             r.send_delay_p99_ms = r.second as f64 * 300.0;
+            r.acked = 25_000;
             r.service_time_p99_ms = 40.0;
             r
         });
@@ -262,6 +285,25 @@ mod tests {
             r
         });
         assert_eq!(load_generator_limit(&rows, 0..12, 2), None);
+    }
+
+    #[test]
+    fn slow_acks_with_few_outstanding_are_still_the_window() {
+        // A loaded machine: 4 in flight, acks take 60 ms, 60 acked a second (≤ 3.6 outstanding).
+        let rows = timeline(12, |mut r| {
+            r.send_delay_p99_ms = r.second as f64 * 900.0;
+            r.acked = 60;
+            r.service_time_p99_ms = 60.0;
+            r
+        });
+        let limit = load_generator_limit(&rows, 0..12, 2).expect("limited");
+        assert_eq!(limit.signals, vec!["send_delay"]);
+        assert!(limit.outstanding_last < 4.0, "{limit:?}");
+        assert!(
+            limit.reason.contains("at most 4 publishes outstanding"),
+            "{}",
+            limit.reason
+        );
     }
 
     #[test]
