@@ -9,9 +9,10 @@
 //! - **indexer** (with `--indexer`): its lag (pending + unacknowledged) not growing over the window.
 //!
 //! Before any of these is blamed on the cluster, the step asks whether the *harness* was the limit:
-//! its own CPU near the cores it has, or a backlog while the cluster answered as fast as it did at
-//! the first (light) step, which means the publishers' in-flight windows, not the cluster, capped
-//! the rate. Then the step is inconclusive and the search gives no cluster figure.
+//! a backlog while the cluster answered as fast as it did at the light baseline step (the
+//! publishers' in-flight windows were full, or with room in them the harness sent late), or the
+//! run's own self-check (`run::selfcheck`) finding the harness's CPU or runtime saturated. Then
+//! the step is inconclusive and the search gives no cluster figure.
 
 use serde::Serialize;
 
@@ -72,8 +73,6 @@ pub struct Criteria {
 
 /// Share of the target the acks must reach.
 const TRACKING: f64 = 0.97;
-/// Harness CPU above this share of its cores means the harness was the bottleneck.
-const HARNESS_CPU_SHARE: f64 = 0.9;
 
 /// One criterion that broke, or the harness limit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -242,11 +241,11 @@ pub fn judge(
     };
     let limited = load_generator_reason(
         criteria,
-        harness_cpu_max,
         &service_time,
         occupancy,
         !backlog.is_empty() || late,
-    );
+    )
+    .or_else(|| harness_busy(window, criteria.cores));
     let load_generator_limited = limited.is_some();
     if let Some(detail) = limited {
         broken.insert(
@@ -282,22 +281,25 @@ pub fn judge(
     }
 }
 
-/// Why the harness, not the cluster, limited a step, if it did.
+/// The run's own self-check on the window, for the signals that mean the harness process itself
+/// was saturated: its CPU (median second ≥ 90 % of its cores) or its runtime's workers.
+fn harness_busy(window: &[TimelineRow], cores: usize) -> Option<String> {
+    let limit = crate::run::selfcheck::load_generator_limit(window, 0..window.len(), cores)?;
+    limit
+        .signals
+        .iter()
+        .any(|s| s == "harness_cpu" || s == "runtime_busy")
+        .then(|| format!("{}; {}", limit.reason, limit.advice))
+}
+
+/// Why the harness, not the cluster, limited a step, if it did: behind schedule while the
+/// cluster answered as fast as at light load.
 fn load_generator_reason(
     criteria: &Criteria,
-    harness_cpu_max: Option<f64>,
     service_time: &Percentiles,
     occupancy: f64,
     behind: bool,
 ) -> Option<String> {
-    let cores = criteria.cores.max(1) as f64;
-    if let Some(cpu) = harness_cpu_max {
-        if cpu >= HARNESS_CPU_SHARE * cores {
-            return Some(format!(
-                "the harness used {cpu:.2} of its {cores:.0} cores: more publishers, fewer faults, or more workers (machines) would be needed to load the cluster further"
-            ));
-        }
-    }
     // Behind schedule while the cluster answers as fast as at light load: the harness, not the
     // cluster, held the events back. Either its in-flight windows were full (Little's law: a
     // publisher sends at most in_flight / service time) or, with room in them, it sent late
@@ -438,7 +440,9 @@ mod tests {
     #[test]
     fn a_busy_harness_is_the_limit_and_errors_count_against_the_budget() {
         let (mut stats, mut rows) = window(9, 1000, 5, 2, &[]);
-        rows[4].harness_cpu = Some(1.9);
+        for row in &mut rows {
+            row.harness_cpu = Some(1.9);
+        }
         let r = judge(
             "step",
             4,
@@ -449,7 +453,9 @@ mod tests {
             &criteria(),
         );
         assert_eq!(r.verdict(), StepVerdict::Inconclusive);
-        rows[4].harness_cpu = Some(0.5);
+        for row in &mut rows {
+            row.harness_cpu = Some(0.5);
+        }
         stats.failed = 100;
         let r = judge(
             "step",

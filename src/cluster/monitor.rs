@@ -169,7 +169,16 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     base: &str,
     path: &str,
 ) -> Result<T, MonitorError> {
-    let response = get(base, path, REQUEST_TIMEOUT).await?;
+    get_json_within(base, path, REQUEST_TIMEOUT).await
+}
+
+/// [`get_json`] with a deadline of its own (a sampler that must not wait [`REQUEST_TIMEOUT`]).
+pub async fn get_json_within<T: serde::de::DeserializeOwned>(
+    base: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<T, MonitorError> {
+    let response = get(base, path, timeout).await?;
     let url = format!("{}{path}", base.trim_end_matches('/'));
     if response.status != 200 {
         return Err(MonitorError::Status {
@@ -274,7 +283,9 @@ pub struct Varz {
     pub connections: u64,
     pub total_connections: u64,
     pub routes: u64,
+    /// Resident memory of the server process, bytes.
     pub mem: u64,
+    /// CPU of the server process, percent of one core (150.0 = one and a half cores).
     pub cpu: f64,
     pub in_msgs: u64,
     pub out_msgs: u64,
@@ -282,11 +293,36 @@ pub struct Varz {
     pub out_bytes: u64,
     pub slow_consumers: u64,
     pub uptime: String,
+    /// JetStream's usage on this node (all zero when JetStream is off).
+    pub jetstream: VarzJetStream,
+}
+
+/// The `jetstream` object of `/varz`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VarzJetStream {
+    pub stats: VarzJetStreamStats,
+}
+
+/// `jetstream.stats` of `/varz`: what this node's JetStream holds.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VarzJetStreamStats {
+    /// Bytes of memory storage in use.
+    pub memory: u64,
+    /// Bytes of file storage in use (every replica this node holds).
+    pub storage: u64,
 }
 
 /// `/varz`: server identity, version and traffic counters.
 pub async fn varz(base: &str) -> Result<Varz, MonitorError> {
     get_json(base, "/varz").await
+}
+
+/// `/varz` with a deadline of its own: the per-second resource sampler asks every second and a node
+/// that does not answer within `timeout` counts as unreachable for that sample.
+pub async fn varz_within(base: &str, timeout: Duration) -> Result<Varz, MonitorError> {
+    get_json_within(base, "/varz", timeout).await
 }
 
 /// `/connz` counts.
@@ -715,6 +751,22 @@ mod tests {
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn varz_reads_cpu_memory_and_jetstream_storage() {
+        let body = r#"{"server_name":"nats1","cpu":37.5,"mem":41943040,"cores":2,
+            "jetstream":{"config":{"max_memory":1,"store_dir":"/x"},
+                         "stats":{"memory":0,"storage":123456,"reserved_storage":0,"accounts":1,
+                                  "api":{"total":3,"errors":0}},
+                         "meta":{"leader":"nats2","cluster_size":3}}}"#;
+        let varz: Varz = serde_json::from_str(body).expect("varz");
+        assert_eq!(varz.cpu, 37.5);
+        assert_eq!(varz.mem, 41_943_040);
+        assert_eq!(varz.jetstream.stats.storage, 123_456);
+        // A server without JetStream has no `jetstream` object.
+        let bare: Varz = serde_json::from_str(r#"{"cpu":1.0,"mem":2}"#).expect("bare varz");
+        assert_eq!(bare.jetstream.stats.storage, 0);
     }
 
     #[tokio::test]

@@ -54,7 +54,8 @@ pub fn render(report: &RunReport) -> String {
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px}\
 td.r,th.r{text-align:right}code{background:#f4f4f4;padding:0 3px}h1.fail{color:#b00}h1.pass{color:#070}\
-svg{display:block;margin:.3em 0 1.2em}.note{color:#666}figcaption{font-weight:600}";
+svg{display:block;margin:.3em 0 1.2em}.note{color:#666}figcaption{font-weight:600}\
+p.warning{background:#fff3cd;border-left:4px solid #e6a700;padding:.4em .8em}";
 
 /// The three charts of the timeline.
 fn charts(report: &RunReport) -> String {
@@ -88,6 +89,9 @@ fn charts(report: &RunReport) -> String {
         ],
     };
     out.push_str(&latency.svg(rows.len(), &faults));
+    if let Some(cpu) = cpu_chart(rows) {
+        out.push_str(&cpu.svg(rows.len(), &faults));
+    }
     if rows.iter().any(|r| r.indexer_lag.is_some()) {
         let lag = Chart {
             title: "Indexer lag (events not yet in Postgres)",
@@ -110,6 +114,34 @@ fn charts(report: &RunReport) -> String {
         out.push_str(&end_to_end.svg(rows.len(), &faults));
     }
     out
+}
+
+/// Cores used per second by the harness and by each node, when any was measured.
+fn cpu_chart(rows: &[TimelineRow]) -> Option<Chart> {
+    const NODE_COLORS: [&str; 5] = ["#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#795548"];
+    if rows.iter().all(|r| r.harness_cpu.is_none()) {
+        return None;
+    }
+    let mut series = vec![Series::of(rows, "harness", "#c62828", |r| r.harness_cpu)];
+    let names: Vec<String> = rows
+        .iter()
+        .find(|r| !r.nodes.is_empty())
+        .map(|r| r.nodes.iter().map(|n| n.name.clone()).collect())
+        .unwrap_or_default();
+    for (i, name) in names.iter().enumerate() {
+        series.push(Series::of(
+            rows,
+            name.as_str(),
+            NODE_COLORS[i % NODE_COLORS.len()],
+            |r| r.nodes.iter().find(|n| n.name == *name).and_then(|n| n.cpu),
+        ));
+    }
+    Some(Chart {
+        title: "CPU per second, cores: the harness process and each node (/varz)",
+        log: false,
+        unit: "",
+        series,
+    })
 }
 
 fn positive(ms: f64) -> Option<f64> {
@@ -144,7 +176,7 @@ fn fault_windows(rows: &[TimelineRow]) -> Vec<Window> {
 }
 
 struct Series {
-    name: &'static str,
+    name: String,
     color: &'static str,
     points: Vec<Option<f64>>,
 }
@@ -152,12 +184,12 @@ struct Series {
 impl Series {
     fn of(
         rows: &[TimelineRow],
-        name: &'static str,
+        name: impl Into<String>,
         color: &'static str,
         value: impl Fn(&TimelineRow) -> Option<f64>,
     ) -> Self {
         Self {
-            name,
+            name: name.into(),
             color,
             points: rows.iter().map(value).collect(),
         }
@@ -252,8 +284,9 @@ impl Plot {
         }
     }
 
-    /// The `i`th series as a line with its name in the legend; a gap (no value) breaks the line.
-    fn series_line(&self, out: &mut String, i: usize, series: &Series) {
+    /// The `i`th of `n` series as a line with its name in the legend; a gap (no value) breaks the
+    /// line.
+    fn series_line(&self, out: &mut String, (i, n): (usize, usize), series: &Series) {
         let mut path = String::new();
         let mut pen_down = false;
         for (second, value) in series.points.iter().enumerate() {
@@ -277,10 +310,10 @@ impl Plot {
              <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{}</text>",
             path.trim_end(),
             series.color,
-            LEFT + self.width - 150.0 + 50.0 * i as f64,
+            LEFT + self.width - 50.0 * n.max(3) as f64 + 50.0 * i as f64,
             TOP + 11.0,
             series.color,
-            series.name
+            escape(&series.name)
         );
     }
 }
@@ -300,7 +333,7 @@ impl Chart {
         plot.grid(&mut out, self.unit);
         plot.time_axis(&mut out);
         for (i, series) in self.series.iter().enumerate() {
-            plot.series_line(&mut out, i, series);
+            plot.series_line(&mut out, (i, self.series.len()), series);
         }
         out.push_str("</svg></figure>\n");
         out
@@ -428,6 +461,8 @@ pub fn markdown_to_html(text: &str) -> String {
             }
             out.push_str("</ul>\n");
             continue;
+        } else if line.starts_with("WARNING:") {
+            let _ = writeln!(out, "<p class=\"warning\">{}</p>", inline(line));
         } else if !line.trim().is_empty() {
             let _ = writeln!(out, "<p>{}</p>", inline(line));
         }
@@ -482,6 +517,33 @@ mod tests {
             windows,
             [(1, 3, "kill nats2".into()), (4, 5, "pause nats1".into())]
         );
+    }
+
+    #[test]
+    fn a_cpu_chart_shows_the_harness_and_each_node_when_sampled() {
+        let row = |second: u64, sampled: bool| TimelineRow {
+            second,
+            harness_cpu: sampled.then_some(0.4),
+            nodes: if sampled {
+                vec![crate::report::NodeSample {
+                    name: "nats1".into(),
+                    cpu: Some(0.2),
+                    reachable: true,
+                    ..Default::default()
+                }]
+            } else {
+                Vec::new()
+            },
+            ..TimelineRow::default()
+        };
+        let chart = cpu_chart(&[row(0, true), row(1, true)]).expect("a chart");
+        let svg = chart.svg(2, &[]);
+        assert!(svg.contains("CPU per second"), "{svg}");
+        assert!(
+            svg.contains(">harness</text>") && svg.contains(">nats1</text>"),
+            "{svg}"
+        );
+        assert!(cpu_chart(&[row(0, false)]).is_none());
     }
 
     #[test]

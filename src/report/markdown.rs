@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{mark, RunReport};
+use super::{cores, mark, mebibytes, resource_lines, RunReport};
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::thresholds::format_millis;
 
@@ -14,6 +14,7 @@ pub fn render(report: &RunReport) -> String {
     latency_section(&mut out, report);
     subjects_section(&mut out, report);
     faults_section(&mut out, report);
+    resources_section(&mut out, report);
     checks_section(&mut out, report);
     retention_table(&mut out, report);
     timeline_section(&mut out, report);
@@ -61,6 +62,44 @@ fn run_section(out: &mut String, report: &RunReport) {
         let _ = writeln!(
             out,
             "| interrupted | yes: the figures cover the run up to the interrupt |"
+        );
+    }
+    if let Some(limit) = &report.load_generator {
+        let _ = writeln!(out, "\n{}", warning_line(limit));
+    }
+}
+
+/// The self-check's warning, one line (report.html shows a line starting `WARNING:` as a banner).
+pub(super) fn warning_line(limit: &super::LoadGeneratorLimit) -> String {
+    format!(
+        "WARNING: limited by the load generator, not the cluster (seconds {}–{}): {}. The figures \
+         say nothing about what the cluster could take at this rate; {}.",
+        limit.from_s, limit.to_s, limit.reason, limit.advice
+    )
+}
+
+/// CPU and memory of the harness and of each node over the run, when they were sampled.
+fn resources_section(out: &mut String, report: &RunReport) {
+    let lines = resource_lines(&report.timeline);
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Resources\n\n| process | CPU median (cores) | CPU max | memory max | JetStream storage at end | unreachable s |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for line in lines {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            line.name,
+            cores(line.cpu_median),
+            cores(line.cpu_max),
+            mebibytes(line.mem_max),
+            line.js_storage_last
+                .map_or("–".to_string(), |b| mebibytes(Some(b))),
+            line.unreachable_s
+                .map_or("–".to_string(), |s| s.to_string())
         );
     }
 }

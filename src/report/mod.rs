@@ -12,7 +12,7 @@ pub mod terminal;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chaos::engine::FaultEvent;
 use crate::checks::catch_up::CatchUpCheck;
@@ -60,6 +60,9 @@ pub struct RunReport {
     /// Every check and threshold above in one list: pass/fail, the figures judged, why.
     pub checks: Vec<CheckLine>,
     pub verdict: Verdict,
+    /// Set when the harness, not the cluster, was the bottleneck of the load (`run::selfcheck`):
+    /// a warning beside the verdict, never a failed check. `None`: not limited.
+    pub load_generator: Option<LoadGeneratorLimit>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
 }
@@ -204,8 +207,9 @@ pub struct SizeSummary {
     pub max: u64,
 }
 
-/// One second of the run.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One second of the run. Deserializable (a capacity search or a comparison may read a timeline
+/// back); fields added after the first schema-1 reports default, so older files still read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TimelineRow {
     /// Seconds since the start of the load.
     pub second: u64,
@@ -224,6 +228,23 @@ pub struct TimelineRow {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub send_delay_p99_ms: f64,
+    /// Actual send → ack of the acks of this second, p99, ms: how fast the cluster answered.
+    #[serde(default)]
+    pub service_time_p99_ms: f64,
+    /// Cores the harness process used during this second (1.0 = one full core); its children (the
+    /// local backend's nodes) are not counted. `None` where it could not be measured.
+    #[serde(default)]
+    pub harness_cpu: Option<f64>,
+    /// Resident memory of the harness process at the end of this second, bytes.
+    #[serde(default)]
+    pub harness_rss_bytes: Option<u64>,
+    /// Fraction of the Tokio runtime's worker time spent running tasks this second (0.0–1.0).
+    #[serde(default)]
+    pub runtime_busy: Option<f64>,
+    /// Each node's resources as its `/varz` last reported them; empty when the cluster's
+    /// monitoring endpoints are not known (an external cluster given by client URLs).
+    #[serde(default)]
+    pub nodes: Vec<NodeSample>,
     /// Faults active during this second ("kill nats2").
     pub faults: Vec<String>,
     /// Events the indexer had not yet written (pending + unacknowledged), when it runs.
@@ -231,20 +252,54 @@ pub struct TimelineRow {
     /// Intended publish time → row in Postgres of the events intended in this second, ms.
     pub end_to_end_p50_ms: Option<f64>,
     pub end_to_end_p99_ms: Option<f64>,
-    /// Cores the harness process used this second (placeholder until the sampler fills it).
-    pub harness_cpu: Option<f64>,
-    pub harness_rss_bytes: Option<u64>,
-    pub nodes: Vec<NodeSample>,
 }
 
-/// One node's resources in one second, from its `/varz`.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One node's resources in one second of the timeline, from its `/varz`. The values are the latest
+/// answer at the sample (polled once a second beside the load); all `None` and `reachable: false`
+/// when the node did not answer its last poll (killed, paused or partitioned by chaos).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NodeSample {
+    /// `nats1`, `nats2`, ...
     pub name: String,
+    /// Cores the server process used (`/varz` `cpu` is percent of one core; this is that / 100).
     pub cpu: Option<f64>,
+    /// Resident memory of the server process, bytes (`/varz` `mem`).
     pub mem_bytes: Option<u64>,
+    /// File storage JetStream uses on the node, bytes (`/varz` `jetstream.stats.storage`).
     pub js_storage_bytes: Option<u64>,
+    /// The node answered its last poll.
     pub reachable: bool,
+}
+
+/// The load generator was the bottleneck: the harness could not offer the load the schedule asked
+/// for, so the run's figures say nothing about what the cluster could take at that rate. A warning
+/// in every summary, never a failed verdict (`run::selfcheck` says when and why).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LoadGeneratorLimit {
+    /// What showed it, with the figures ("send delay p99 grew from 0.4 ms to 4.2 s ...").
+    pub reason: String,
+    /// What to change: more publishers or in flight, fewer faults, more workers or cores.
+    pub advice: String,
+    /// Which signals fired: `send_delay`, `never_sent`, `harness_cpu`, `runtime_busy`.
+    pub signals: Vec<String>,
+    /// The seconds judged, `[from, to)` since the start of the load.
+    pub from_s: u64,
+    pub to_s: u64,
+    /// Median per-second send delay p99 of the window's first and last thirds, ms.
+    pub send_delay_p99_first_ms: f64,
+    pub send_delay_p99_last_ms: f64,
+    /// Median per-second service time p99 of the last third, ms (how fast the cluster answered).
+    pub service_time_p99_last_ms: f64,
+    /// Median per-second acked/s × service time p99 of the last third: at most this many publishes
+    /// were outstanding at once (Little's law).
+    pub outstanding_last: f64,
+    /// Events never sent in the window.
+    pub never_sent: u64,
+    /// Median cores the harness used per second, and the cores available to it.
+    pub harness_cpu: Option<f64>,
+    pub cores: usize,
+    /// Median busy fraction of the runtime's workers.
+    pub runtime_busy: Option<f64>,
 }
 
 /// The run's outcome.
@@ -269,11 +324,29 @@ impl RunReport {
     }
 
     fn timeline_csv(&self) -> String {
-        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,never_sent,p50_ms,p99_ms,max_ms,send_delay_p99_ms,faults,indexer_lag,end_to_end_p50_ms,end_to_end_p99_ms\n");
+        Self::csv_of(&self.timeline)
+    }
+
+    /// `timeline.csv`: a row a second. New columns go at the end, so a script reading the older
+    /// ones by position still works.
+    fn csv_of(timeline: &[TimelineRow]) -> String {
+        let mut out = String::from("second,phase,target,attempted,acked,failed,unknown,never_sent,p50_ms,p99_ms,max_ms,send_delay_p99_ms,faults,indexer_lag,end_to_end_p50_ms,end_to_end_p99_ms,service_time_p99_ms,harness_cpu,harness_rss_mb,runtime_busy");
+        // One column per node and figure; the nodes of the first row that has any (they are the
+        // cluster's nodes in order, the same in every second).
+        let names: Vec<&str> = timeline
+            .iter()
+            .find(|r| !r.nodes.is_empty())
+            .map(|r| r.nodes.iter().map(|n| n.name.as_str()).collect())
+            .unwrap_or_default();
+        for name in &names {
+            out.push_str(&format!(",{name}_cpu,{name}_mem_mb,{name}_js_storage_mb"));
+        }
+        out.push('\n');
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
-        for r in &self.timeline {
+        let mb = |v: Option<u64>| v.map_or(String::new(), |v| format!("{:.1}", v as f64 / MIB));
+        for r in timeline {
             out.push_str(&format!(
-                "{},{},{:.1},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{},{}\n",
+                "{},{},{:.1},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{:.3},{},{},{}",
                 r.second,
                 r.phase,
                 r.target,
@@ -289,11 +362,98 @@ impl RunReport {
                 r.faults.join(";"),
                 r.indexer_lag.map_or(String::new(), |l| l.to_string()),
                 opt(r.end_to_end_p50_ms),
-                opt(r.end_to_end_p99_ms)
+                opt(r.end_to_end_p99_ms),
+                r.service_time_p99_ms,
+                opt(r.harness_cpu),
+                mb(r.harness_rss_bytes),
+                opt(r.runtime_busy),
             ));
+            for name in &names {
+                let node = r.nodes.iter().find(|n| n.name == *name);
+                out.push_str(&format!(
+                    ",{},{},{}",
+                    opt(node.and_then(|n| n.cpu)),
+                    mb(node.and_then(|n| n.mem_bytes)),
+                    mb(node.and_then(|n| n.js_storage_bytes))
+                ));
+            }
+            out.push('\n');
         }
         out
     }
+}
+
+/// Bytes in a mebibyte (the CSV's `_mb` columns).
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// One process's resources over the timeline, for the summaries: the harness, or a node.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ResourceLine {
+    pub(crate) name: String,
+    /// Median and highest cores used per second.
+    pub(crate) cpu_median: Option<f64>,
+    pub(crate) cpu_max: Option<f64>,
+    /// Highest resident memory, bytes.
+    pub(crate) mem_max: Option<u64>,
+    /// JetStream file storage at the last second the node answered (nodes only).
+    pub(crate) js_storage_last: Option<u64>,
+    /// Seconds the node did not answer its poll (nodes only).
+    pub(crate) unreachable_s: Option<u64>,
+}
+
+/// The harness's and each node's resources over the timeline; empty when none was measured.
+pub(crate) fn resource_lines(timeline: &[TimelineRow]) -> Vec<ResourceLine> {
+    fn cpu_of(values: Vec<f64>) -> (Option<f64>, Option<f64>) {
+        let mut values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+        values.sort_by(f64::total_cmp);
+        (
+            values.get(values.len() / 2).copied(),
+            values.last().copied(),
+        )
+    }
+    let mut lines = Vec::new();
+    if timeline.iter().any(|r| r.harness_cpu.is_some()) {
+        let (cpu_median, cpu_max) = cpu_of(timeline.iter().filter_map(|r| r.harness_cpu).collect());
+        lines.push(ResourceLine {
+            name: "harness".into(),
+            cpu_median,
+            cpu_max,
+            mem_max: timeline.iter().filter_map(|r| r.harness_rss_bytes).max(),
+            js_storage_last: None,
+            unreachable_s: None,
+        });
+    }
+    let names: Vec<&str> = timeline
+        .iter()
+        .find(|r| !r.nodes.is_empty())
+        .map(|r| r.nodes.iter().map(|n| n.name.as_str()).collect())
+        .unwrap_or_default();
+    for name in names {
+        let samples: Vec<&NodeSample> = timeline
+            .iter()
+            .filter_map(|r| r.nodes.iter().find(|n| n.name == name))
+            .collect();
+        let (cpu_median, cpu_max) = cpu_of(samples.iter().filter_map(|n| n.cpu).collect());
+        lines.push(ResourceLine {
+            name: name.to_string(),
+            cpu_median,
+            cpu_max,
+            mem_max: samples.iter().filter_map(|n| n.mem_bytes).max(),
+            js_storage_last: samples.iter().rev().find_map(|n| n.js_storage_bytes),
+            unreachable_s: Some(samples.iter().filter(|n| !n.reachable).count() as u64),
+        });
+    }
+    lines
+}
+
+/// `47185920` → `45.0 MiB`; `None` → `–`.
+pub(crate) fn mebibytes(bytes: Option<u64>) -> String {
+    bytes.map_or("–".to_string(), |b| format!("{:.1} MiB", b as f64 / MIB))
+}
+
+/// `0.123` → `0.12`; `None` → `–`.
+pub(crate) fn cores(cores: Option<f64>) -> String {
+    cores.map_or("–".to_string(), |c| format!("{c:.2}"))
 }
 
 /// Escapes text for HTML or XML, in an element or a quoted attribute. Control characters other than
@@ -325,7 +485,93 @@ fn mark(passed: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_markup;
+    use super::*;
+
+    fn node(name: &str, cpu: Option<f64>, mem: Option<u64>, reachable: bool) -> NodeSample {
+        NodeSample {
+            name: name.into(),
+            cpu,
+            mem_bytes: mem,
+            js_storage_bytes: mem.map(|m| m / 2),
+            reachable,
+        }
+    }
+
+    fn resource_rows() -> Vec<TimelineRow> {
+        (0..3u64)
+            .map(|s| TimelineRow {
+                second: s,
+                harness_cpu: Some(0.1 * (s + 1) as f64),
+                harness_rss_bytes: Some((s + 10) << 20),
+                nodes: vec![
+                    node("nats1", Some(0.5), Some(100 << 20), true),
+                    if s == 2 {
+                        node("nats2", None, None, false)
+                    } else {
+                        node("nats2", Some(0.2 * s as f64), Some((s + 1) << 20), true)
+                    },
+                ],
+                ..TimelineRow::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resources_summarise_the_harness_and_each_node() {
+        let lines = resource_lines(&resource_rows());
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].name, "harness");
+        assert_eq!(lines[0].cpu_median, Some(0.2));
+        assert_eq!(lines[0].mem_max, Some(12 << 20));
+        let nats2 = &lines[2];
+        assert_eq!(nats2.cpu_max, Some(0.2));
+        assert_eq!(nats2.unreachable_s, Some(1));
+        // The last answer, not the empty sample of the second it was down.
+        assert_eq!(nats2.js_storage_last, Some(1 << 20));
+        assert!(resource_lines(&[TimelineRow::default()]).is_empty());
+    }
+
+    #[test]
+    fn a_timeline_row_of_an_older_report_still_reads() {
+        let old = r#"{"second":3,"phase":"burst","target":10.0,"attempted":10,"acked":10,"failed":0,
+            "unknown":0,"never_sent":0,"errors":{},"p50_ms":1.0,"p99_ms":2.0,"max_ms":3.0,
+            "send_delay_p99_ms":0.5,"faults":[],"indexer_lag":null,"end_to_end_p50_ms":null,
+            "end_to_end_p99_ms":null}"#;
+        let row: TimelineRow = serde_json::from_str(old).expect("an older row");
+        assert_eq!(row.second, 3);
+        assert_eq!(row.harness_cpu, None);
+        assert!(row.nodes.is_empty());
+        // And a new one round-trips.
+        let new = resource_rows().remove(2);
+        let back: TimelineRow =
+            serde_json::from_str(&serde_json::to_string(&new).expect("json")).expect("new row");
+        assert_eq!(back.nodes, new.nodes);
+        assert_eq!(back.harness_rss_bytes, new.harness_rss_bytes);
+    }
+
+    #[test]
+    fn timeline_csv_has_a_column_per_node_figure() {
+        let csv = RunReport::csv_of(&resource_rows());
+        let mut lines = csv.lines();
+        let header = lines.next().expect("header");
+        assert!(
+            header.ends_with(
+                ",service_time_p99_ms,harness_cpu,harness_rss_mb,runtime_busy,\
+                 nats1_cpu,nats1_mem_mb,nats1_js_storage_mb,nats2_cpu,nats2_mem_mb,nats2_js_storage_mb"
+            ),
+            "{header}"
+        );
+        let columns = header.split(',').count();
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 3);
+        assert!(
+            rows.iter().all(|r| r.split(',').count() == columns),
+            "{csv}"
+        );
+        // nats2 down in second 2: empty cells, not zeros.
+        assert!(rows[2].ends_with(",0.500,100.0,50.0,,,"), "{}", rows[2]);
+        assert!(rows[0].contains(",0.100,10.0,,"), "{}", rows[0]);
+    }
 
     #[test]
     fn escapes_markup_and_control_characters() {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{mark, RunReport};
+use super::{cores, mark, mebibytes, resource_lines, RunReport};
 use crate::checks::thresholds::format_millis;
 use crate::load::metrics::Percentiles;
 
@@ -40,6 +40,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
     let mut out = String::new();
     header(&mut out, report, report_dir);
     publish_lines(&mut out, report);
+    resources_lines(&mut out, report);
     subject_table(&mut out, report);
     fault_lines(&mut out, report);
     check_lines(&mut out, report);
@@ -126,6 +127,24 @@ fn publish_lines(out: &mut String, report: &RunReport) {
         ),
     ] {
         let _ = writeln!(out, "  {} {}  ({span})", dotted(name), percentiles(p));
+    }
+}
+
+/// CPU and memory of the harness and the nodes, one line each, when they were sampled.
+fn resources_lines(out: &mut String, report: &RunReport) {
+    for line in resource_lines(&report.timeline) {
+        let unreachable = match line.unreachable_s {
+            Some(s) if s > 0 => format!(", unreachable {s}s"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} cpu median {} max {} cores, mem max {}{unreachable}",
+            dotted(&format!("resources.{}", line.name)),
+            cores(line.cpu_median),
+            cores(line.cpu_max),
+            mebibytes(line.mem_max)
+        );
     }
 }
 
@@ -263,6 +282,13 @@ fn verdict_lines(out: &mut String, report: &RunReport) {
         }
     }
     let _ = writeln!(out);
+    if let Some(limit) = &report.load_generator {
+        let _ = writeln!(
+            out,
+            "  WARNING: limited by the load generator, not the cluster (seconds {}–{}):\n    {}\n    {}",
+            limit.from_s, limit.to_s, limit.reason, limit.advice
+        );
+    }
     if report.verdict.passed {
         let _ = writeln!(out, "  PASS: every check and threshold held");
     } else {

@@ -1,5 +1,6 @@
-//! The load phase of a run: publisher tasks, the per-second sampler that builds the timeline, and
-//! live progress on the terminal.
+//! The load phase of a run: publisher tasks, the per-second sampler that builds the timeline (the
+//! publishers' figures, and the harness's and nodes' resources from `resources.rs`), and live
+//! progress on the terminal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -10,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::resources::ResourceSampler;
 use crate::checks::thresholds::format_millis;
+use crate::cluster::NodeEndpoints;
 use crate::exit::AppError;
 use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
 use crate::load::ledger::PublisherLedger;
@@ -40,9 +43,12 @@ pub(super) struct LoadOutcome {
     pub(super) start_wall: time::OffsetDateTime,
 }
 
+/// Publishes the scenario's traffic through `clients` and samples it once a second, with the
+/// resources of the harness and of `nodes` (those with a monitoring URL).
 pub(super) async fn drive_load(
     scenario: &Arc<Scenario>,
     clients: &[async_nats::Client],
+    nodes: &[NodeEndpoints],
     run_id: &str,
     measure_from: Duration,
     cancel: CancellationToken,
@@ -66,6 +72,8 @@ pub(super) async fn drive_load(
         })
         .collect();
 
+    // The meters start with the clock, so the first second's CPU is the first second's.
+    let resources = ResourceSampler::start(nodes);
     let clock = RunClock::now();
     let mut tasks = JoinSet::new();
     let mut stats: Vec<SharedStats> = Vec::new();
@@ -85,7 +93,7 @@ pub(super) async fn drive_load(
     // Publishers stop by themselves at the end of their schedules; this bounds them regardless.
     let hard_stop =
         scenario.duration + settings.send_grace + settings.ack_timeout + Duration::from_secs(10);
-    let mut sampler = Sampler::new(scenario.clone(), stats, measure_from);
+    let mut sampler = Sampler::new(scenario.clone(), stats, resources, measure_from);
     let progress = Progress::new(scenario.duration);
     let mut tick =
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
@@ -256,10 +264,11 @@ pub(super) fn replay_events(
     found
 }
 
-/// Collects each publisher's interval figures once a second into the timeline.
+/// Collects each publisher's interval figures and the resources once a second into the timeline.
 struct Sampler {
     scenario: Arc<Scenario>,
     stats: Vec<SharedStats>,
+    resources: ResourceSampler,
     pub(super) cumulative: IntervalStats,
     /// Intervals from `measure_from` on.
     measured: IntervalStats,
@@ -268,10 +277,16 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn new(scenario: Arc<Scenario>, stats: Vec<SharedStats>, measure_from: Duration) -> Self {
+    fn new(
+        scenario: Arc<Scenario>,
+        stats: Vec<SharedStats>,
+        resources: ResourceSampler,
+        measure_from: Duration,
+    ) -> Self {
         Self {
             scenario,
             stats,
+            resources,
             cumulative: IntervalStats::default(),
             measured: IntervalStats::default(),
             measure_from,
@@ -331,6 +346,7 @@ impl Sampler {
             self.measured.merge(&interval);
         }
         let h = &interval.histograms;
+        let resources = self.resources.sample();
         let row = TimelineRow {
             second,
             phase: self.scenario.phase_at(from),
@@ -347,6 +363,11 @@ impl Sampler {
             p99_ms: h.latency.quantile_micros(0.99) as f64 / 1000.0,
             max_ms: h.latency.max_micros() as f64 / 1000.0,
             send_delay_p99_ms: h.send_delay.quantile_micros(0.99) as f64 / 1000.0,
+            service_time_p99_ms: h.service.quantile_micros(0.99) as f64 / 1000.0,
+            harness_cpu: resources.harness_cpu,
+            harness_rss_bytes: resources.harness_rss_bytes,
+            runtime_busy: resources.runtime_busy,
+            nodes: resources.nodes,
             // Faults, indexer lag and end-to-end latency are laid on by the verdict.
             ..TimelineRow::default()
         };

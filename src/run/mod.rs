@@ -17,6 +17,8 @@
 mod consumers;
 mod load;
 mod metrics;
+mod resources;
+pub mod selfcheck;
 pub mod session;
 mod setup;
 mod verdict;
@@ -128,6 +130,7 @@ impl RunContext {
         let load = drive_load(
             &scenario,
             &declared.clients,
+            &cluster.endpoints().nodes,
             &self.run_id,
             std::time::Duration::ZERO,
             self.cancel.clone(),

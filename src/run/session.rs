@@ -133,9 +133,15 @@ impl LoadSession {
         measure_from: Duration,
         cancel: CancellationToken,
     ) -> Result<StepOutcome, AppError> {
+        let nodes = self
+            .cluster
+            .as_ref()
+            .map(|c| c.endpoints().nodes)
+            .unwrap_or_default();
         let load = drive_load(
             scenario,
             &self.declared.clients,
+            &nodes,
             run_id,
             measure_from,
             cancel,

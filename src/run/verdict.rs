@@ -206,6 +206,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         ),
         &input.end_to_end,
     );
+    let load_generator = load_generator_of(input.scenario, &timeline);
     RunReport {
         schema_version: report::SCHEMA_VERSION,
         run,
@@ -226,7 +227,19 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         fault_check,
         checks,
         histograms,
+        load_generator,
     }
+}
+
+/// The self-check over the seconds of the schedule (not the drain after it, where nothing is sent),
+/// on the cores this process may use.
+fn load_generator_of(
+    scenario: &Scenario,
+    timeline: &[TimelineRow],
+) -> Option<super::selfcheck::LoadGeneratorLimit> {
+    let seconds = scenario.duration.as_secs_f64().ceil() as usize;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    super::selfcheck::load_generator_limit(timeline, 0..seconds, cores)
 }
 
 /// The run's counts, summed over every publisher's ledger.

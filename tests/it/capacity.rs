@@ -94,7 +94,9 @@ async fn the_search_finds_a_knee_and_writes_a_runnable_sustainable_scenario() {
     let md = std::fs::read_to_string(dir.join("capacity.md")).expect("md");
     assert!(md.contains("the knee lies between"), "{md}");
     // The storage model sized every seed stream from the events the steps sent.
-    let streams = report["storage"]["streams"].as_array().expect("storage streams");
+    let streams = report["storage"]["streams"]
+        .as_array()
+        .expect("storage streams");
     assert_eq!(streams.len(), 5, "{:#}", report["storage"]);
     assert!(report["storage"]["node_max_file_store_needed"].as_u64() > Some(0));
     assert!(md.contains("## Storage"), "{md}");

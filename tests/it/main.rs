@@ -9,6 +9,7 @@ mod dlq;
 mod docker;
 mod nemesis;
 mod run;
+mod sampling;
 mod scenarios;
 mod storage_model;
 mod support;
