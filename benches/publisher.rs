@@ -180,6 +180,7 @@ async fn harness_publisher(
         in_flight: window,
         ack_timeout: Duration::from_secs(5),
         send_grace: Duration::from_secs(600),
+        message_id: true,
     };
     let stats: SharedStats = Arc::default();
     let started = Instant::now();

@@ -48,6 +48,7 @@ pub(super) async fn drive_load(
         in_flight: scenario.in_flight as usize,
         ack_timeout: scenario.ack_timeout,
         send_grace: Duration::from_secs(5).max(scenario.duration / 10),
+        message_id: scenario.message_id,
     };
     // Build every publisher before the clock starts: a source that cannot be built is a scenario
     // error, found before any event is sent.
