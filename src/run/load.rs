@@ -133,6 +133,31 @@ pub(super) async fn drive_load(
     })
 }
 
+/// What [`bench_load`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchLoad {
+    pub acked: u64,
+    pub never_sent: u64,
+    pub elapsed: Duration,
+}
+
+/// The load phase of a run and nothing around it, for `benches/publisher.rs`: the same publishers,
+/// per-second sampler, abort-on-fail check and progress as `run`, on `clients`, into streams that
+/// must already exist. Not part of the harness's interface.
+#[doc(hidden)]
+pub async fn bench_load(
+    scenario: Arc<Scenario>,
+    clients: &[async_nats::Client],
+    run_id: &str,
+) -> Result<BenchLoad, AppError> {
+    let outcome = drive_load(&scenario, clients, run_id, CancellationToken::new()).await?;
+    Ok(BenchLoad {
+        acked: outcome.ledgers.iter().map(|l| l.acked.len()).sum(),
+        never_sent: outcome.ledgers.iter().map(|l| l.never_sent).sum(),
+        elapsed: outcome.elapsed,
+    })
+}
+
 /// One publisher's schedule and event source, before it is given a connection.
 struct PublisherSource {
     id: u32,
