@@ -14,6 +14,8 @@
 //!    route proxies run in this process; their threads are left out of the figure, which is thus
 //!    the harness's CPU against a cluster without proxies (target: at most 30 µs per event).
 //!
+//! Run it:
+//!
 //!     cargo bench --bench proxy
 //!     BENCH_PROXY_MB=512 BENCH_PROXY_WRITE=512 BENCH_ROUNDS=5 BENCH_EVERYDAY_SECONDS=30 cargo bench --bench proxy
 
@@ -88,14 +90,34 @@ async fn proxy_vs_copy() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A runtime that may be dropped inside another one (in the background), on every path.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for OwnRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Pushes `total` bytes through one forwarder: (forwarder CPU ns per KiB, MiB/s).
 async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Result<(f64, f64)> {
     // The forwarder's own runtime: one worker, named, so its CPU can be told apart.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(FORWARDER_THREAD)
-        .enable_all()
-        .build()?;
+    let runtime = OwnRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(FORWARDER_THREAD)
+            .enable_all()
+            .build()?,
+    ));
     let sink = TcpListener::bind("127.0.0.1:0").await?;
     let sink_addr = sink.local_addr()?;
     let sink_task = tokio::spawn(async move {
@@ -149,7 +171,7 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
     };
     let before = CpuSample::now(FORWARDER_THREAD);
     let started = Instant::now();
-    let mut conn = TcpStream::connect(listen).await?;
+    let conn = TcpStream::connect(listen).await?;
     conn.set_nodelay(true)?;
     let (mut read_half, mut write_half) = conn.into_split();
     let acks = tokio::spawn(async move {
@@ -173,7 +195,7 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
     drop(write_half);
     acks.abort();
     drop(_proxy);
-    runtime.shutdown_background();
+    drop(runtime);
     anyhow::ensure!(received == sent, "sink got {received} of {sent} bytes");
     let cpu = after.excluded_since(&before);
     Ok((
