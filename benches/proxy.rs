@@ -34,7 +34,10 @@ use cpu::{median, CpuSample};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const FORWARDER_THREAD: &str = "bench-forwarder";
+/// Names of the forwarders' threads: `fwd-<n>`, a new name for every round, so a previous round's
+/// thread still exiting in the background is not counted (or subtracted).
+const FORWARDER_THREAD: &str = "fwd-";
+static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 const PROXY_THREAD: &str = "aivo-route-prox";
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +53,8 @@ async fn bench() -> anyhow::Result<()> {
 enum Forwarder {
     RouteProxy,
     CopyBidirectional,
+    /// The route proxy's pump before the direct copy (kept here for the before/after figure).
+    PreviousPump,
 }
 
 async fn proxy_vs_copy() -> anyhow::Result<()> {
@@ -59,13 +64,16 @@ async fn proxy_vs_copy() -> anyhow::Result<()> {
     println!(
         "route proxy bench: {megabytes} MiB in {write} B writes per round, {rounds} rounds, latency injection off"
     );
-    let (mut proxy, mut plain) = (Vec::new(), Vec::new());
+    let (mut proxy, mut plain, mut previous) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [Forwarder::RouteProxy, Forwarder::CopyBidirectional]
-        } else {
-            [Forwarder::CopyBidirectional, Forwarder::RouteProxy]
-        };
+        let mut order = [
+            Forwarder::RouteProxy,
+            Forwarder::CopyBidirectional,
+            Forwarder::PreviousPump,
+        ];
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for kind in order {
             let (ns_per_kib, rate) = forward_once(kind, megabytes << 20, write).await?;
             println!(
@@ -74,18 +82,21 @@ async fn proxy_vs_copy() -> anyhow::Result<()> {
                 match kind {
                     Forwarder::RouteProxy => "route proxy",
                     Forwarder::CopyBidirectional => "copy_bidirectional",
+                    Forwarder::PreviousPump => "previous pump",
                 }
             );
             match kind {
                 Forwarder::RouteProxy => proxy.push(ns_per_kib),
                 Forwarder::CopyBidirectional => plain.push(ns_per_kib),
+                Forwarder::PreviousPump => previous.push(ns_per_kib),
             }
         }
     }
-    let (proxy, plain) = (median(&proxy), median(&plain));
+    let (proxy, plain, previous) = (median(&proxy), median(&plain), median(&previous));
     println!(
-        "median: route proxy {proxy:.0} ns CPU/KiB, copy_bidirectional {plain:.0} ns CPU/KiB, ratio {:.2}x (target <= 2x)",
-        proxy / plain
+        "median: route proxy {proxy:.0} ns CPU/KiB, copy_bidirectional {plain:.0} ns CPU/KiB, ratio {:.2}x (target <= 2x); previous pump {previous:.0} ns CPU/KiB ({:.2}x)",
+        proxy / plain,
+        previous / plain
     );
     Ok(())
 }
@@ -111,10 +122,14 @@ impl Drop for OwnRuntime {
 /// Pushes `total` bytes through one forwarder: (forwarder CPU ns per KiB, MiB/s).
 async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Result<(f64, f64)> {
     // The forwarder's own runtime: one worker, named, so its CPU can be told apart.
+    let thread = format!(
+        "{FORWARDER_THREAD}{}-",
+        ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let runtime = OwnRuntime(Some(
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name(FORWARDER_THREAD)
+            .thread_name(thread.clone())
             .enable_all()
             .build()?,
     ));
@@ -124,10 +139,12 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
         let (mut conn, _) = sink.accept().await?;
         let mut buf = vec![0u8; 64 * 1024];
         let (mut read, mut since_ack) = (0u64, 0u64);
-        loop {
+        // Until everything arrived: the sender never half-closes (a route proxy ends a connection
+        // when either direction ends, as a NATS route does, which would reset the sink's socket).
+        while read < total {
             let n = conn.read(&mut buf).await?;
             if n == 0 {
-                return Ok::<u64, std::io::Error>(read);
+                break;
             }
             read += n as u64;
             since_ack += n as u64;
@@ -136,6 +153,7 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
                 conn.write_all(b"+").await?;
             }
         }
+        Ok::<u64, std::io::Error>(read)
     });
     // Keep the proxy alive until the round ends.
     let mut _proxy = None;
@@ -146,7 +164,8 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
             _proxy = Some(proxy);
             addr
         }
-        Forwarder::CopyBidirectional => {
+        Forwarder::CopyBidirectional | Forwarder::PreviousPump => {
+            let previous = kind == Forwarder::PreviousPump;
             let listener = {
                 let _guard = runtime.enter();
                 let std = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -160,8 +179,12 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
                         if let Ok(mut outbound) = TcpStream::connect(sink_addr).await {
                             let _ = inbound.set_nodelay(true);
                             let _ = outbound.set_nodelay(true);
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            if previous {
+                                previous_forward(inbound, outbound).await;
+                            } else {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
                         }
                     });
                 }
@@ -169,7 +192,7 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
             addr
         }
     };
-    let before = CpuSample::now(FORWARDER_THREAD);
+    let before = CpuSample::now(&thread);
     let started = Instant::now();
     let conn = TcpStream::connect(listen).await?;
     conn.set_nodelay(true)?;
@@ -188,10 +211,9 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
         write_half.write_all(&chunk).await?;
         sent += write as u64;
     }
-    write_half.shutdown().await?;
     let received = sink_task.await??;
     let elapsed = started.elapsed();
-    let after = CpuSample::now(FORWARDER_THREAD);
+    let after = CpuSample::now(&thread);
     drop(write_half);
     acks.abort();
     drop(_proxy);
@@ -202,6 +224,57 @@ async fn forward_once(kind: Forwarder, total: u64, write: usize) -> anyhow::Resu
         cpu.as_nanos() as f64 / (sent as f64 / 1024.0),
         sent as f64 / (1 << 20) as f64 / elapsed.as_secs_f64(),
     ))
+}
+
+/// The route proxy's forwarding as it was before the direct copy: per direction a reader that
+/// allocates a zeroed 64 KiB chunk per read and queues it with its arrival time, and a writer that
+/// checks the link's control (a `watch`) per chunk before writing it.
+async fn previous_forward(inbound: TcpStream, outbound: TcpStream) {
+    let (_keep, control) = tokio::sync::watch::channel(false);
+    let (in_read, in_write) = inbound.into_split();
+    let (out_read, out_write) = outbound.into_split();
+    tokio::select! {
+        _ = previous_pump(in_read, out_write, &control) => {}
+        _ = previous_pump(out_read, in_write, &control) => {}
+    }
+}
+
+async fn previous_pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    control: &tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let (queue, mut chunks) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(256);
+    let (mut reader_control, mut writer_control) = (control.clone(), control.clone());
+    let bytes = std::sync::atomic::AtomicU64::new(0);
+    let reader = async move {
+        loop {
+            if reader_control.wait_for(|blocked| !blocked).await.is_err() {
+                return Ok::<(), std::io::Error>(());
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            if queue.send((Instant::now(), buf)).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let writer = async {
+        while let Some((_read_at, buf)) = chunks.recv().await {
+            if writer_control.wait_for(|blocked| !blocked).await.is_err() {
+                return Ok(());
+            }
+            to.write_all(&buf).await?;
+            bytes.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        to.shutdown().await
+    };
+    let (read, write) = tokio::join!(reader, writer);
+    read.and(write)
 }
 
 /// `run`'s load phase at an everyday rate: CPU per acked event, the route proxies left out.
