@@ -2,8 +2,9 @@
 //!
 //! Publishes `BENCH_EVENTS` (default 2,000,000) focus events from 4 publishers into a real FOCUS
 //! stream on an embedded 3-node cluster (R1 by default, `BENCH_REPLICAS=3` for R3: the checker's
-//! memory does not depend on it, the publishing time does), each with this run's `Aivo-Ledger`
-//! header and a small payload (the check reads headers only), and deletes 3 of them from outside.
+//! memory does not depend on it, the publishing time does), each with this run's ledger identity as
+//! its `Nats-Msg-Id` and a small payload (the check reads headers only), and deletes 3 of them from
+//! outside.
 //! Then it runs the check — headers-only read-back of the whole stream plus the judgement against
 //! the 4 ledgers — in a child process of its own, so the child's peak RSS (`VmHWM`) is the
 //! checker's alone, and prints it with the check's duration and result (which must be 3 lost).
@@ -136,7 +137,7 @@ async fn publish(
         }
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
-            aivo_load::event::ledger::HEADER_LEDGER,
+            async_nats::header::NATS_MESSAGE_ID,
             format!("{RUN_ID}/{publisher}/{seq}").as_str(),
         );
         ledger.attempted = seq;

@@ -81,8 +81,7 @@ async fn bench() -> anyhow::Result<()> {
         rows.push(row);
         bytes += event.payload.len() as u64;
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.event_id.as_str());
-        headers.insert("Aivo-Ledger", ledger.as_str());
+        headers.insert("Nats-Msg-Id", ledger.as_str());
         while acks.len() >= window {
             if let Some(ack) = acks.next().await {
                 ack?;

@@ -2,7 +2,7 @@
 //! once per consumer that reads their stream, each with the right headers; valid events never do.
 //!
 //! After the drain (and the consumers' catch-up) the run reads the DLQ stream from its last sequence
-//! before the load, keeps the dead letters that carry this run's `Aivo-Ledger` header, and compares
+//! before the load, keeps the dead letters that carry this run's ledger identity, and compares
 //! them with the publishers' ledgers, where every injected poison event is recorded with its kind:
 //!
 //! - `missing`: an acknowledged poison event without a dead letter from a consumer that reads its
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::consumers::dlq::{self, DlqEntry, DlqFilter};
-use crate::event::ledger::{parse_ledger_header, HEADER_LEDGER};
+use crate::event::ledger;
 use crate::event::poison::PoisonKind;
 use crate::load::ledger::{PublisherLedger, RangeSet};
 use crate::topology::ConsumerDecl;
@@ -48,7 +48,7 @@ pub struct DeadLetterRecord {
     pub deliveries: Option<i64>,
     pub reason: String,
     pub error: String,
-    /// What the original stream holds at `stream_seq`: `Some(Ok((subject, ledger header)))`, an error
+    /// What the original stream holds at `stream_seq`: `Some(Ok((subject, ledger identity)))`, an error
     /// if the fetch failed other than by the message being gone, `None` if not fetched.
     pub original: Option<Result<(String, String), String>>,
 }
@@ -110,11 +110,9 @@ pub async fn read(
     };
     dlq::scan(js, &filter, |entry: DlqEntry| {
         let ledger = entry
-            .headers
-            .get(HEADER_LEDGER)
-            .and_then(|v| parse_ledger_header(v.as_str()))
-            .filter(|(run, _, _)| *run == run_id)
-            .map(|(_, p, s)| (p, s));
+            .identity()
+            .filter(|i| i.run == run_id)
+            .map(|i| (i.publisher, i.seq));
         match ledger {
             Some((publisher, seq)) => out.records.push(DeadLetterRecord {
                 dlq_seq: entry.dlq_seq,
@@ -156,9 +154,8 @@ pub async fn read(
         record.original = match stream.get_raw_message(stream_seq).await {
             Ok(m) => Some(Ok((
                 m.subject.to_string(),
-                m.headers
-                    .get(HEADER_LEDGER)
-                    .map(|v| v.as_str().to_string())
+                ledger::identity_of(Some(&m.headers), &m.payload)
+                    .map(|i| i.to_string())
                     .unwrap_or_default(),
             ))),
             // Retention may have removed it: nothing to compare with.

@@ -4,15 +4,20 @@
 //! - `lost`: acknowledged, never read back;
 //! - `duplicated`: read more than once (JetStream dedups on `Nats-Msg-Id`, so a stream holds each
 //!   event at most once);
-//! - `unexpected`: read, but carrying this run's ledger header for a sequence its publisher never
+//! - `unexpected`: read, but carrying this run's ledger identity for a sequence its publisher never
 //!   attempted;
 //! - `failed_but_read`: the publisher was told the event was refused, yet it is in the stream;
 //! - `recovered`: unknown outcome (timeout, lost connection), read back.
 //!
-//! Reading uses an ordered consumer with `headers_only` from the stream's sequence before the load to
-//! its last sequence after the drain, so the payloads never cross the wire again. What was read is kept
-//! per publisher as range sets: memory follows the gaps, not the message count. Messages without this
-//! run's header are counted as `foreign` (another writer on a shared cluster), not judged.
+//! Reading uses an ordered consumer from the stream's sequence before the load to its last sequence
+//! after the drain. Each message is known by its ledger identity (`event::ledger::identity`): its
+//! `Nats-Msg-Id` when the run sent one (`[publishers] message_id = true`), else its payload's
+//! `producer`. So the read starts `headers_only` (the payloads never cross the wire again) and, at
+//! the first message whose headers name no identity (a run without message ids, or a copy published
+//! under another id), reopens from that message with payloads and stays so: exact in both modes,
+//! and as cheap as before where the ids suffice. What was read is kept per publisher as range sets:
+//! memory follows the gaps, not the message count. Messages without this run's identity are counted
+//! as `foreign` (another writer on a shared cluster), not judged.
 //!
 //! **Retention.** Missing acked events are split like Jepsen's: a publisher's *prefix* (before the
 //! first of its events read back) and the rest. Retention removes the oldest messages first and a
@@ -39,7 +44,7 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::event::ledger::{parse_ledger_header, HEADER_LEDGER};
+use crate::event::ledger;
 use crate::load::ledger::{PublisherLedger, RangeSet};
 
 /// How long the read-back waits for the next message before it starts again on a new consumer.
@@ -60,7 +65,7 @@ pub struct ReadBack {
     /// (publisher, seq) read a second time.
     pub duplicated: Vec<(u32, u64)>,
     pub duplicated_count: u64,
-    /// Messages without this run's ledger header.
+    /// Messages without this run's ledger identity (`event::ledger::identity`).
     pub foreign: u64,
     /// First and last stream sequence read.
     pub first_seq: Option<u64>,
@@ -137,7 +142,8 @@ pub struct LedgerCheck {
     pub detail: String,
 }
 
-/// Reads stream sequences `from_seq..=to_seq` back (headers only) and sorts them by this run's ledger.
+/// Reads stream sequences `from_seq..=to_seq` back (headers only while the message ids name each
+/// event, with payloads from the first that does not) and sorts them by this run's ledger.
 pub async fn read_back(
     js: &async_nats::jetstream::Context,
     stream: &str,
@@ -163,6 +169,8 @@ pub async fn read_back(
     let mut cursor = Cursor {
         next_seq: from_seq,
         progress: tokio::time::Instant::now(),
+        payloads: false,
+        reopen_now: false,
     };
     let mut why = String::new();
     loop {
@@ -174,13 +182,13 @@ pub async fn read_back(
             ));
             break;
         }
-        if cursor.next_seq > from_seq {
+        if cursor.next_seq > from_seq && !std::mem::take(&mut cursor.reopen_now) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if gone_by_retention(&mut handle, to_seq).await {
                 break;
             }
         }
-        let mut messages = match open_reader(&handle, cursor.next_seq).await {
+        let mut messages = match open_reader(&handle, cursor.next_seq, cursor.payloads).await {
             Ok(messages) => messages,
             Err(e) => {
                 why = e;
@@ -204,10 +212,15 @@ pub async fn read_back(
     Ok(back)
 }
 
-/// Where a read-back stands: the next sequence to read, and when it last read one.
+/// Where a read-back stands: the next sequence to read, when it last read one, and whether it
+/// reads payloads.
 struct Cursor {
     next_seq: u64,
     progress: tokio::time::Instant,
+    /// Set at the first message whose headers name no ledger identity; never cleared.
+    payloads: bool,
+    /// Reopen without the pause a stalled read takes (the reader switched to payloads).
+    reopen_now: bool,
 }
 
 /// How reading on one ordered consumer ended.
@@ -218,15 +231,16 @@ enum ReadEnd {
     Stalled(String),
 }
 
-/// An ordered, headers-only consumer of the stream from `start_sequence` on.
+/// An ordered consumer of the stream from `start_sequence` on, headers only unless `payloads`.
 async fn open_reader(
     handle: &async_nats::jetstream::stream::Stream,
     start_sequence: u64,
+    payloads: bool,
 ) -> Result<Ordered, String> {
     let consumer = handle
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
-            headers_only: true,
+            headers_only: !payloads,
             ..Default::default()
         })
         .await
@@ -259,8 +273,17 @@ async fn read_from(
             return ReadEnd::Complete;
         }
         cursor.progress = tokio::time::Instant::now();
+        let identity = ledger::identity_of(next.headers.as_ref(), &next.payload);
+        if identity.is_none() && !cursor.payloads {
+            // Headers only, and they name no identity: the payload may. Read on from here with
+            // payloads (a reopened consumer, not a stall).
+            cursor.next_seq = stream_seq;
+            cursor.payloads = true;
+            cursor.reopen_now = true;
+            return ReadEnd::Stalled("switching to payloads".into());
+        }
         cursor.next_seq = stream_seq + 1;
-        back.record(stream_seq, &next, run_id);
+        back.record(stream_seq, identity, run_id);
         if stream_seq >= to_seq {
             return ReadEnd::Complete;
         }
@@ -268,17 +291,13 @@ async fn read_from(
 }
 
 impl ReadBack {
-    /// Counts `message`, read at `stream_seq`: under its publisher and sequence if it carries
-    /// `run_id`'s ledger header, as foreign if not.
-    fn record(&mut self, stream_seq: u64, message: &async_nats::Message, run_id: &str) {
+    /// Counts the message read at `stream_seq` with ledger `identity`: under its publisher and
+    /// sequence if that is `run_id`'s, as foreign if not.
+    fn record(&mut self, stream_seq: u64, identity: Option<ledger::Identity<'_>>, run_id: &str) {
         self.read += 1;
         self.first_seq.get_or_insert(stream_seq);
         self.last_seq = Some(stream_seq);
-        let ledger = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(HEADER_LEDGER))
-            .and_then(|v| parse_ledger_header(v.as_str()).map(|(run, p, s)| (run == run_id, p, s)));
+        let ledger = identity.map(|i| (i.run == run_id, i.publisher, i.seq));
         match ledger {
             Some((true, publisher, seq)) => {
                 if !self.seen.entry(publisher).or_default().insert(seq) {

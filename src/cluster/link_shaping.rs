@@ -54,6 +54,11 @@ pub(super) struct PumpControl {
 }
 
 impl PumpControl {
+    /// Nothing to apply to `direction`: no shape, not blocked.
+    fn is_clear(&self, direction: Direction) -> bool {
+        self.shape.is_clear() && !self.blocked(direction)
+    }
+
     fn blocked(&self, direction: Direction) -> bool {
         match direction {
             Direction::Forward => self.forward_blocked,
@@ -69,9 +74,14 @@ pub(super) enum Direction {
     Reverse,
 }
 
-/// Moves one direction of a connection: a reader stamps chunks with their arrival time, a writer
-/// releases them after the link's latency and paces them to its bandwidth; a blocked direction
-/// stalls both (see the module header).
+/// Moves one direction of a connection. While the link is clear (no latency, no bandwidth limit,
+/// not blocked) it copies straight from the socket to the other through one reused buffer: the
+/// proxies carry every replication byte of the local cluster, so the common case must cost no more
+/// than a plain `copy` (no per-read allocation, no hop between tasks, no timestamp). Once the
+/// link is shaped or blocked, a reader stamps chunks with their arrival time and a writer releases
+/// them after the link's latency and paces them to its bandwidth; a blocked direction stalls both
+/// (see the module header). When the link is clear again, the queue drains and the direct copy
+/// resumes.
 pub(super) async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
@@ -79,26 +89,84 @@ pub(super) async fn pump(
     control: &watch::Sender<PumpControl>,
     bytes: &AtomicU64,
 ) -> io::Result<()> {
+    let mut watcher = control.subscribe();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let clear = watcher.borrow_and_update().is_clear(direction);
+        let end = if clear {
+            direct(&mut from, &mut to, &mut watcher, &mut buf, bytes).await?
+        } else {
+            shaped(&mut from, &mut to, direction, control, bytes).await?
+        };
+        if end == PumpEnd::Eof {
+            return to.shutdown().await;
+        }
+    }
+}
+
+/// Why one mode of a pump stopped: the source closed, or the link's control changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PumpEnd {
+    Eof,
+    Changed,
+}
+
+/// Copies `from` to `to` until the source closes or the control changes.
+async fn direct(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+    watcher: &mut watch::Receiver<PumpControl>,
+    buf: &mut [u8],
+    bytes: &AtomicU64,
+) -> io::Result<PumpEnd> {
+    // One registration for the whole phase, not one per read.
+    let mut changed = std::pin::pin!(watcher.changed());
+    loop {
+        tokio::select! {
+            biased;
+            read = from.read(buf) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(PumpEnd::Eof);
+                }
+                to.write_all(&buf[..n]).await?;
+                bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            still_open = &mut changed => {
+                // A closed control means the proxy is going: end as if the source had closed.
+                return Ok(if still_open.is_ok() { PumpEnd::Changed } else { PumpEnd::Eof });
+            }
+        }
+    }
+}
+
+/// The shaped pipeline: reader and writer joined by a queue of timestamped chunks, until the
+/// source closes or the link is clear again (then the queue drains first).
+async fn shaped(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+    direction: Direction,
+    control: &watch::Sender<PumpControl>,
+    bytes: &AtomicU64,
+) -> io::Result<PumpEnd> {
     let (queue, mut chunks) = mpsc::channel::<(Instant, Vec<u8>)>(PIPELINE_CHUNKS);
     let mut reader_control = control.subscribe();
     let mut writer_control = control.subscribe();
     let reader = async move {
         loop {
-            if reader_control
-                .wait_for(|c| !c.blocked(direction))
-                .await
-                .is_err()
-            {
-                return Ok::<(), io::Error>(());
+            match reader_control.wait_for(|c| !c.blocked(direction)).await {
+                Err(_) => return Ok::<PumpEnd, io::Error>(PumpEnd::Eof),
+                Ok(c) if c.is_clear(direction) => return Ok(PumpEnd::Changed),
+                Ok(_) => {}
             }
             let mut buf = vec![0u8; CHUNK];
             let n = from.read(&mut buf).await?;
             if n == 0 {
-                return Ok(());
+                return Ok(PumpEnd::Eof);
             }
             buf.truncate(n);
             if queue.send((Instant::now(), buf)).await.is_err() {
-                return Ok(());
+                return Ok(PumpEnd::Eof);
             }
         }
     };
@@ -119,8 +187,9 @@ pub(super) async fn pump(
                 tokio::time::sleep(pause).await;
             }
         }
-        to.shutdown().await
+        Ok::<(), io::Error>(())
     };
     let (read, write) = tokio::join!(reader, writer);
-    read.and(write)
+    write?;
+    read
 }

@@ -18,7 +18,6 @@ use super::envelope::{self, Poison};
 use super::sink::{Parsed, Sink, WriteError};
 use super::stats::ConsumerStats;
 use super::{analytics, indexer};
-use crate::event::ledger::HEADER_LEDGER;
 use crate::event::poison::PoisonKind;
 
 /// Nak delay for the first delivery; doubled per delivery, capped at [`NAK_DELAY_MAX`].
@@ -163,12 +162,12 @@ fn sort<'a>(batch: &'a [Message], stream: &'a str) -> Sorted<'a> {
     let mut valid: Vec<(usize, Parsed<'_>)> = Vec::with_capacity(batch.len());
     let mut poison: Vec<(usize, Poison)> = Vec::new();
     for (i, message) in batch.iter().enumerate() {
-        let ledger = message
+        let msg_id = message
             .headers
             .as_ref()
-            .and_then(|h| h.get(HEADER_LEDGER))
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
             .map(|v| v.as_str());
-        match envelope::parse(&message.subject, stream, ledger, &message.payload) {
+        match envelope::parse(&message.subject, stream, msg_id, &message.payload) {
             Ok(envelope) => valid.push((
                 i,
                 Parsed {

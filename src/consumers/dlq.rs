@@ -25,6 +25,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::ConsumersError;
+use crate::event::ledger;
 use crate::event::poison::PoisonKind;
 
 /// The stream that holds dead letters.
@@ -400,6 +401,13 @@ impl DlqEntry {
             payload,
             headers,
         }
+    }
+
+    /// The ledger identity of the event this dead letter holds: from the original `Nats-Msg-Id`
+    /// (kept as `Aivo-Dlq-Msg-Id`), else from the original payload (`event::ledger::identity`).
+    pub fn identity(&self) -> Option<ledger::Identity<'_>> {
+        let msg_id = self.headers.get(HEADER_MSG_ID).map(|v| v.as_str());
+        ledger::identity(msg_id, &self.payload)
     }
 }
 

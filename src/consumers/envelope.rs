@@ -7,8 +7,8 @@
 //! refused too: Postgres can store that character neither in `text` nor in `jsonb`, so such an event
 //! would fail its insert on every delivery.
 //!
-//! The contract itself (the envelope as published, the `Aivo-Ledger` header, the poison kinds) is
-//! the leaf module `event/`; this file is the consumer's reading of it.
+//! The contract itself (the envelope as published, the ledger identity, the poison kinds) is the
+//! leaf module `event/`; this file is the consumer's reading of it.
 
 use std::borrow::Cow;
 
@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::event::envelope::is_valid_subject;
-use crate::event::ledger::parse_ledger_header;
+use crate::event::ledger;
 use crate::event::poison::PoisonKind;
 use crate::traffic::Domain;
 
@@ -47,7 +47,8 @@ pub struct Envelope<'a> {
     pub learner_id: Cow<'a, str>,
     pub session_id: Option<Cow<'a, str>>,
     pub occurred_at: OffsetDateTime,
-    /// (run, publisher, seq) from the `Aivo-Ledger` header, else from the payload's `producer`.
+    /// (run, publisher, seq) from the `Nats-Msg-Id`, else from the payload's `producer`
+    /// (`event::ledger::identity`).
     pub ledger: Option<(Cow<'a, str>, u32, u64)>,
     /// The domain fields, still as JSON.
     pub data: &'a serde_json::value::RawValue,
@@ -67,18 +68,8 @@ struct Wire<'a> {
     session_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     occurred_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    producer: Option<WireProducer<'a>>,
     #[serde(borrow)]
     data: Option<&'a serde_json::value::RawValue>,
-}
-
-#[derive(Deserialize)]
-struct WireProducer<'a> {
-    #[serde(borrow)]
-    run: Cow<'a, str>,
-    publisher: u32,
-    seq: u64,
 }
 
 /// The stream a subject's domain belongs to (`focus.ping` → `FOCUS`), if it is one of AIVO's.
@@ -105,11 +96,11 @@ pub fn is_known_subject(subject: &str, stream: &str) -> bool {
         && (listed.is_empty() || listed.contains(&subject))
 }
 
-/// Checks one event read from `stream` on `subject`.
+/// Checks one event read from `stream` on `subject`; `msg_id` is its `Nats-Msg-Id`, if any.
 pub fn parse<'a>(
     subject: &str,
     stream: &str,
-    ledger_header: Option<&'a str>,
+    msg_id: Option<&'a str>,
     payload: &'a [u8],
 ) -> Result<Envelope<'a>, Poison> {
     let wire: Wire<'a> = serde_json::from_slice(payload).map_err(|e| {
@@ -170,10 +161,7 @@ pub fn parse<'a>(
             format!("{subject:?} is not a known event type of stream {stream}"),
         ));
     }
-    let ledger = ledger_header
-        .and_then(parse_ledger_header)
-        .map(|(run, publisher, seq)| (Cow::Borrowed(run), publisher, seq))
-        .or_else(|| wire.producer.map(|p| (p.run, p.publisher, p.seq)));
+    let ledger = ledger::identity(msg_id, payload).map(|i| (i.run, i.publisher, i.seq));
     Ok(Envelope {
         event_id,
         event_type,
@@ -193,7 +181,7 @@ mod tests {
     const GOOD: &str = r#"{"event_id":"01890a5d-ac96-774b-bcce-b302099a8057","type":"focus.ping","tenant_id":"t1","learner_id":"l1","occurred_at":"2027-01-15T08:00:00.000Z","producer":{"run":"r","publisher":1,"seq":7},"data":{"focused":true,"interval_ms":5000}}"#;
 
     #[test]
-    fn valid_event_parses_with_ledger_from_header_first() {
+    fn valid_event_parses_with_ledger_from_msg_id_first() {
         let event =
             parse("focus.ping", "FOCUS", Some("run-x/3/9"), GOOD.as_bytes()).expect("valid");
         assert_eq!(event.tenant_id, "t1");

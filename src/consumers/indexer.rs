@@ -94,10 +94,10 @@ impl EventRow {
         subject: &str,
         stream: &str,
         stream_seq: u64,
-        ledger_header: Option<&str>,
+        msg_id: Option<&str>,
         payload: &[u8],
     ) -> Result<EventRow, Poison> {
-        let e = envelope::parse(subject, stream, ledger_header, payload)?;
+        let e = envelope::parse(subject, stream, msg_id, payload)?;
         Ok(EventRow {
             event_id: e.event_id,
             subject: subject.to_string(),

@@ -1,8 +1,10 @@
 //! The event envelope shared by every domain (DESIGN.md §5), encoded straight into a reused buffer.
 //!
-//! `{"event_id", "type", "tenant_id", "learner_id", "session_id"?, "occurred_at", "producer", "data"}`:
-//! `event_id` is a UUID v7 whose timestamp is the intended time, `type` the subject, `session_id` present
-//! for the learning and focus domains, `producer` the ledger's coordinates. What goes in `data` is each
+//! `{"producer", "event_id", "type", "tenant_id", "learner_id", "session_id"?, "occurred_at", "data"}`:
+//! `producer` the ledger's coordinates (written first, so a reader finds the ledger identity without
+//! decoding the rest, `event/ledger.rs`; JSON readers do not care about the order), `event_id` a
+//! UUID v7 whose timestamp is the intended time, `type` the subject, `session_id` present for the
+//! learning and focus domains. What goes in `data` is each
 //! domain's business (see its file in `traffic/`). Ids are rendered on the stack, never through a
 //! `String`. Subjects have the shape [`is_valid_subject`] checks, for every domain.
 //!
@@ -21,9 +23,11 @@ pub struct Producer<'a> {
     pub seq: u64,
 }
 
-/// One event as it goes on the wire; `data` holds the domain's fields.
+/// One event as it goes on the wire; `data` holds the domain's fields. Fields serialise in this
+/// order: `producer` must stay first (`event::ledger::from_payload` reads it off the leading bytes).
 #[derive(Debug, Serialize)]
 pub struct Envelope<'a, D: Serialize> {
+    pub producer: Producer<'a>,
     pub event_id: &'a str,
     #[serde(rename = "type")]
     pub event_type: &'a str,
@@ -32,7 +36,6 @@ pub struct Envelope<'a, D: Serialize> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<&'a str>,
     pub occurred_at: Rfc3339,
-    pub producer: Producer<'a>,
     pub data: D,
 }
 

@@ -1,8 +1,9 @@
 //! The event wire contract (DESIGN.md §5): what goes on a stream, as every side must read it.
 //!
 //! - [`envelope`]: the JSON envelope every domain's event is published in, and the subject shape;
-//! - [`ledger`]: the `Aivo-Ledger: <run>/<publisher>/<seq>` header that ties an event to the
-//!   publisher's ledger (its name, how it is written, how it is read back);
+//! - [`ledger`]: the identity `<run>/<publisher>/<seq>` that ties an event to the publisher's
+//!   ledger, carried in the `Nats-Msg-Id` and in the payload's `producer` (how it is written, the
+//!   one function that reads it back);
 //! - [`poison`]: the kinds of poison event ([`poison::PoisonKind`], also the dead-letter reason)
 //!   and the `Aivo-Poison` header that marks an injected one.
 //!

@@ -5,9 +5,11 @@
 //! concurrently, at most `in_flight` at a time. Every outcome lands in the publisher's ledger and
 //! histograms; an error is a counted sample, never the end of the run.
 //!
-//! Each event carries `Nats-Msg-Id` (its event id, so JetStream dedups a retry) and headers naming
-//! the run, the publisher and its sequence (`Aivo-Ledger`, see `event/ledger.rs`), so checks can
-//! tie anything read back to the ledger.
+//! Each event names the run, its publisher and its sequence, so checks can tie anything read back
+//! to the ledger (`event/ledger.rs`): in the payload's `producer` always, and, with
+//! `message_id` on, as its `Nats-Msg-Id` too (so JetStream dedups a retry, as AIVO's own
+//! publishers have it do). No header of its own: an event without a message id and without poison
+//! goes out without headers at all, as a plain publish does.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger::PublisherLedger;
 use super::metrics::{IntervalStats, SubjectTable};
-use crate::event::ledger::{LedgerHeader, HEADER_LEDGER};
+use crate::event::ledger::MsgIdText;
 use crate::event::poison::HEADER_POISON;
 use crate::traffic::EventSource;
 
@@ -43,6 +45,8 @@ pub struct EngineSettings {
     /// How late a publisher may still send an event (catching up after a stall); events overdue by
     /// more are skipped and counted as never sent.
     pub send_grace: Duration,
+    /// Send each event's ledger identity as its `Nats-Msg-Id` (JetStream dedup on).
+    pub message_id: bool,
 }
 
 /// One publisher: a connection, a schedule and a source of events.
@@ -103,6 +107,13 @@ pub async fn run_publisher(
     cancel: CancellationToken,
 ) -> PublisherOutcome {
     let mut publisher = Publisher::new(plan, settings, &run_id, clock, stats);
+    // One cancellation wait and one timer for the whole run, re-armed rather than rebuilt on every
+    // wake: at everyday rates a publisher wakes once or twice per event, and a fresh timer entry
+    // and token registration each time were a visible share of its CPU.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let timer = tokio::time::sleep_until(clock.start);
+    tokio::pin!(timer);
     loop {
         publisher.local.flush_if_due(Instant::now());
         // Send whatever is due while the window has room.
@@ -116,13 +127,18 @@ pub async fn run_publisher(
             .next
             .filter(|_| publisher.in_flight.len() < publisher.settings.in_flight)
             .map(|offset| publisher.clock.start + offset);
+        if let Some(wake) = wake {
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
+        }
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             Some(done) = publisher.in_flight.next(), if !publisher.in_flight.is_empty() => {
                 publisher.record_acks(done);
             }
-            _ = sleep_until_opt(wake), if wake.is_some() => {}
+            _ = &mut timer, if wake.is_some() => {}
         }
         publisher.skip_overdue();
     }
@@ -141,8 +157,8 @@ struct Publisher {
     /// Acks awaited concurrently, at most `settings.in_flight`.
     in_flight: FuturesUnordered<AckFuture>,
     ledger: PublisherLedger,
-    /// The `Aivo-Ledger` value, reused: `<run id>/<publisher>/` and the sequence of the last event.
-    ledger_header: LedgerHeader,
+    /// The `Nats-Msg-Id` value, reused: `<run id>/<publisher>/` and the sequence of the last event.
+    msg_id: MsgIdText,
     local: LocalStats,
     subjects: SubjectTable,
 }
@@ -180,7 +196,7 @@ impl Publisher {
                 stream,
                 ..PublisherLedger::default()
             },
-            ledger_header: LedgerHeader::new(run_id, id),
+            msg_id: MsgIdText::new(run_id, id),
             local: LocalStats::new(stats),
             subjects: SubjectTable::default(),
         }
@@ -206,19 +222,22 @@ impl Publisher {
         let seq = self.ledger.attempted;
         let occurred_at = self.clock.start_wall + offset;
         let event = self.source.next_event(seq, occurred_at);
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.as_str());
-        headers.insert(HEADER_LEDGER, self.ledger_header.value(seq));
-        if let Some(kind) = event.poison {
-            self.ledger.poison.insert(kind, seq);
-            headers.insert(HEADER_POISON, kind.as_str());
+        let mut message = PublishMessage::build();
+        if self.settings.message_id || event.poison.is_some() {
+            let mut headers = HeaderMap::new();
+            if self.settings.message_id {
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, self.msg_id.value(seq));
+            }
+            if let Some(kind) = event.poison {
+                self.ledger.poison.insert(kind, seq);
+                headers.insert(HEADER_POISON, kind.as_str());
+            }
+            message = message.headers(headers);
         }
         let payload_len = event.payload.len() as u64;
         let subject = self.subjects.index_of(event.subject.as_str());
         self.subjects.subjects[subject].record_size(event.payload.len());
-        let message = PublishMessage::build()
-            .payload(event.payload)
-            .headers(headers);
+        let message = message.payload(event.payload);
         let sent = Instant::now();
         match self.context.send_publish(event.subject, message).await {
             Ok(ack) => self
@@ -412,12 +431,6 @@ fn kind_name(kind: PublishErrorKind) -> &'static str {
         PublishErrorKind::MaxAckPending => "max_ack_pending",
         PublishErrorKind::MaxPayloadExceeded => "max_payload",
         PublishErrorKind::Other => "other",
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline).await;
     }
 }
 

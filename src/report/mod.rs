@@ -87,6 +87,8 @@ pub struct RunIdentity {
     pub publishers: u32,
     pub in_flight_per_publisher: u32,
     pub ack_timeout_ms: u64,
+    /// Events carried their ledger identity as `Nats-Msg-Id` (the cluster did dedup work).
+    pub message_id: bool,
     /// True when Ctrl-C or SIGTERM ended the run early.
     pub interrupted: bool,
     /// Set when an abort-on-fail threshold stopped the load early: which one, when, measured what.

@@ -58,6 +58,7 @@ pub(super) async fn drive_load(
         in_flight: scenario.in_flight as usize,
         ack_timeout: scenario.ack_timeout,
         send_grace: Duration::from_secs(5).max(scenario.duration / 10),
+        message_id: scenario.message_id,
     };
     // Build every publisher before the clock starts: a source that cannot be built is a scenario
     // error, found before any event is sent.
@@ -142,6 +143,31 @@ pub(super) async fn drive_load(
         elapsed,
         aborted,
         start_wall: clock.start_wall,
+    })
+}
+
+/// What [`bench_load`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchLoad {
+    pub acked: u64,
+    pub never_sent: u64,
+    pub elapsed: Duration,
+}
+
+/// The load phase of a run and nothing around it, for `benches/publisher.rs`: the same publishers,
+/// per-second sampler, abort-on-fail check and progress as `run`, on `clients`, into streams that
+/// must already exist. Not part of the harness's interface.
+#[doc(hidden)]
+pub async fn bench_load(
+    scenario: Arc<Scenario>,
+    clients: &[async_nats::Client],
+    run_id: &str,
+) -> Result<BenchLoad, AppError> {
+    let outcome = drive_load(&scenario, clients, run_id, CancellationToken::new()).await?;
+    Ok(BenchLoad {
+        acked: outcome.ledgers.iter().map(|l| l.acked.len()).sum(),
+        never_sent: outcome.ledgers.iter().map(|l| l.never_sent).sum(),
+        elapsed: outcome.elapsed,
     })
 }
 

@@ -41,6 +41,8 @@ use load::{drive_load, LoadOutcome};
 use setup::Declared;
 use verdict::{build_report, ReportInputs};
 
+#[doc(hidden)]
+pub use load::{bench_load, BenchLoad};
 pub use verdict::ASYNC_NATS_VERSION;
 
 /// A validated run (built from the command line by `cli.rs`).

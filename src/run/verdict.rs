@@ -364,6 +364,7 @@ fn identity_of(input: &ReportInputs<'_>) -> RunIdentity {
         publishers: scenario.publishers * scenario.traffic.len() as u32,
         in_flight_per_publisher: scenario.in_flight,
         ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
+        message_id: scenario.message_id,
         interrupted: input.interrupted,
         aborted: input.outcome.aborted.clone(),
     }

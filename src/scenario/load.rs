@@ -150,6 +150,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         publishers: sizes.publishers,
         in_flight: sizes.in_flight,
         ack_timeout: raw.publishers.ack_timeout.0,
+        message_id: raw.publishers.message_id,
         traffic,
         streams,
         thresholds,
@@ -634,6 +635,26 @@ rate = [ { at = "0s", rate = "100/s" }, { at = "30s", rate = "1000/s", ramp = "5
         let e = error_of(&GOOD.replace("duration = \"1m\"", "duration = \"1m\"\ncolour = \"red\""));
         assert_eq!((e.line, e.column), (4, 1));
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn message_ids_are_on_unless_turned_off() {
+        assert!(parse("t.toml", GOOD).expect("valid").message_id);
+        let with =
+            |line: &str| GOOD.replace("[[traffic]]", &format!("[publishers]\n{line}\n[[traffic]]"));
+        assert!(
+            !parse("t.toml", &with("message_id = false"))
+                .expect("valid")
+                .message_id
+        );
+        assert!(
+            parse("t.toml", &with("message_id = true"))
+                .expect("valid")
+                .message_id
+        );
+        let e = error_of(&with("message_id = \"yes\""));
+        assert_eq!((e.line, e.column), (5, 14), "{e}");
+        assert!(e.message.contains("bool"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Which sequences are poison, and of which kind, depends only on the run's seed, the publisher and
 //! the sequence (a SplitMix64 hash), never on the source's random generator: the valid events of a
 //! run are the same with or without poison, and a source without poison is not wrapped at all, so
-//! synthesis costs nothing extra. Poison events keep their `Aivo-Ledger` header (the engine adds it)
+//! synthesis costs nothing extra. Poison events keep their ledger identity (message id, payload `producer`)
 //! and carry `Aivo-Poison: <kind>` for people reading a stream; the publisher's ledger records the
 //! sequence and kind ([`OutgoingEvent::poison`]), so the ledger check of `events` does not count
 //! them lost and the DLQ check knows exactly which dead letters to expect.

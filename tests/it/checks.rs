@@ -306,16 +306,28 @@ rate = "200/s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stored_twice_in_a_stream_fails_the_ledger_check_as_duplicated() {
-    let burst = FocusBurstUnderWay::start(0).await;
+    an_event_stored_twice_is_duplicated(true).await;
+}
 
-    // From outside the harness: a second copy of stored event 0/1 under another Nats-Msg-Id (a
-    // producer retrying without its id would do this), so dedup does not catch it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_message_ids_an_event_stored_twice_fails_the_ledger_check_as_duplicated() {
+    an_event_stored_twice_is_duplicated(false).await;
+}
+
+/// A second copy of the run's first stored event, published from outside: with message ids on,
+/// under another `Nats-Msg-Id` (a producer retrying without its id would do this, so dedup does not
+/// catch it, and the read-back must find the identity in the payload); off, as it was, without one.
+async fn an_event_stored_twice_is_duplicated(message_id: bool) {
+    let burst = FocusBurstUnderWay::start_with(0, message_id).await;
+    let focus = burst.js.get_stream("FOCUS").await.expect("FOCUS");
+    let first = focus.get_raw_message(1).await.expect("seq 1");
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Aivo-Ledger", format!("{}/0/1", burst.run_id()).as_str());
-    headers.insert("Nats-Msg-Id", "a-retry-with-a-new-id");
+    if message_id {
+        headers.insert("Nats-Msg-Id", "a-retry-with-a-new-id");
+    }
     burst
         .js
-        .publish_with_headers("focus.ping", headers, "{}".into())
+        .publish_with_headers(first.subject.to_string(), headers, first.payload.clone())
         .await
         .expect("publish")
         .await
@@ -327,6 +339,7 @@ async fn an_event_stored_twice_in_a_stream_fails_the_ledger_check_as_duplicated(
     assert_eq!(ledger["duplicated"], 1, "{ledger}");
     assert_eq!(ledger["lost"], 0, "{ledger}");
     assert_eq!(ledger["unexpected"], 0, "{ledger}");
+    assert_eq!(ledger["foreign"], 0, "{ledger}");
     let failures = report["verdict"]["failures"].to_string();
     assert!(failures.contains("read more than once"), "{failures}");
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aivo_load::consumers::dlq::{self, DeadLetter};
+use aivo_load::event::ledger::identity_of;
 use aivo_load::event::poison::PoisonKind;
 use futures::StreamExt;
 
@@ -185,8 +186,11 @@ analytics = true
     // From outside the harness: a buggy consumer dead-letters a valid event of the run.
     let valid = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(message) = focus.next().await {
-            let headers = message.headers.clone().unwrap_or_default();
-            if headers.get("Aivo-Ledger").is_some() && headers.get("Aivo-Poison").is_none() {
+            let poison = message
+                .headers
+                .as_ref()
+                .is_some_and(|h| h.get("Aivo-Poison").is_some());
+            if !poison && identity_of(message.headers.as_ref(), &message.payload).is_some() {
                 return message;
             }
         }
@@ -194,12 +198,9 @@ analytics = true
     })
     .await
     .expect("a valid focus event of the run");
-    let ledger = valid
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Aivo-Ledger"))
-        .map(|v| v.to_string())
-        .expect("ledger header");
+    let ledger = identity_of(valid.headers.as_ref(), &valid.payload)
+        .map(|i| i.to_string())
+        .expect("ledger identity");
     let js = async_nats::jetstream::new(client.clone());
     dlq::route(
         &js,

@@ -306,31 +306,54 @@ async fn keep_cluster_leaves_it_running_until_cluster_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
-    let burst = FocusBurstUnderWay::start(2).await;
+    ledger_check_finds_a_deleted_and_a_foreign_event(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_check_without_message_ids_fails_on_a_deleted_and_a_foreign_event() {
+    ledger_check_finds_a_deleted_and_a_foreign_event(false).await;
+}
+
+/// With `message_id` on, the identity is read from each `Nats-Msg-Id`; off, from each payload's
+/// `producer`: the foreign event carries it only where the mode puts it.
+async fn ledger_check_finds_a_deleted_and_a_foreign_event(message_id: bool) {
+    let burst = FocusBurstUnderWay::start_with(2, message_id).await;
 
     // From outside the harness: delete one stored event and slip in one the run never attempted.
     let js = &burst.js;
     let focus = js.get_stream("FOCUS").await.expect("FOCUS");
     // What the deleted event was, to compare with what the report names.
     let doomed = focus.get_raw_message(5).await.expect("seq 5");
-    let header = |name: &str| {
-        doomed
-            .headers
-            .get(name)
-            .map(|v| v.as_str().to_string())
-            .expect("header")
-    };
-    let (doomed_ledger, doomed_id) = (header("Aivo-Ledger"), header("Nats-Msg-Id"));
+    assert_eq!(
+        doomed.headers.get("Nats-Msg-Id").is_some(),
+        message_id,
+        "a message id only when the scenario asks for one"
+    );
+    assert!(
+        doomed.headers.get("Aivo-Ledger").is_none(),
+        "no ledger header"
+    );
+    let doomed_identity =
+        aivo_load::event::ledger::identity_of(Some(&doomed.headers), &doomed.payload)
+            .expect("ledger identity")
+            .into_owned();
+    let payload: serde_json::Value = serde_json::from_slice(&doomed.payload).expect("json");
+    let doomed_id = payload["event_id"].as_str().expect("event_id").to_string();
     assert!(
         focus.delete_message(5).await.expect("delete seq 5"),
         "seq 5 existed"
     );
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Aivo-Ledger",
-        format!("{}/0/999999999", burst.run_id()).as_str(),
-    );
-    js.publish_with_headers("focus.ping", headers, "{}".into())
+    let run_id = burst.run_id();
+    let (headers, payload) = if message_id {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{run_id}/0/999999999").as_str());
+        (headers, "{}".to_string())
+    } else {
+        let payload =
+            format!(r#"{{"producer":{{"run":"{run_id}","publisher":0,"seq":999999999}}}}"#);
+        (async_nats::HeaderMap::new(), payload)
+    };
+    js.publish_with_headers("focus.ping", headers, payload.into())
         .await
         .expect("publish")
         .await
@@ -338,17 +361,17 @@ async fn ledger_check_fails_on_a_deleted_and_a_foreign_event() {
 
     let (code, report) = burst.finish().await;
     assert_eq!(code, Some(1), "the run must fail");
+    assert_eq!(report["run"]["message_id"], message_id);
     let ledger = &report["ledger"][0];
     assert_eq!(ledger["stream"], "FOCUS");
     assert_eq!(ledger["lost"], 1, "{ledger}");
     assert_eq!(ledger["unexpected"], 1, "{ledger}");
+    assert_eq!(ledger["duplicated"], 0, "{ledger}");
     assert_eq!(ledger["unexpected_events"][0]["seq"], 999999999u64);
     // The lost event is named: publisher, sequence, subject and id (replayed), ack time, no fault.
     let lost = &ledger["lost_events"][0];
-    let (_, publisher, seq) =
-        aivo_load::event::ledger::parse_ledger_header(&doomed_ledger).expect("ledger header");
-    assert_eq!(lost["publisher"], publisher, "{lost}");
-    assert_eq!(lost["seq"], seq, "{lost}");
+    assert_eq!(lost["publisher"], doomed_identity.publisher, "{lost}");
+    assert_eq!(lost["seq"], doomed_identity.seq, "{lost}");
     assert_eq!(lost["subject"], doomed.subject.as_str(), "{lost}");
     assert_eq!(lost["event_id"], doomed_id.as_str(), "{lost}");
     let window = lost["acked_between_s"].as_array().expect("ack window");

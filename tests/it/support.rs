@@ -544,12 +544,24 @@ pub struct FocusBurstUnderWay {
 impl FocusBurstUnderWay {
     /// Starts the cluster and the run; `js` talks to node `node` (0-based) only.
     pub async fn start(node: usize) -> FocusBurstUnderWay {
+        Self::start_with(node, true).await
+    }
+
+    /// [`FocusBurstUnderWay::start`] with `[publishers] message_id` set to `message_id` (the
+    /// built-in focus-burst, written to a file with that line added).
+    pub async fn start_with(node: usize, message_id: bool) -> FocusBurstUnderWay {
         let cluster = TestCluster::start().await;
         let servers = cluster.endpoints().server_list();
         let reports = tempfile::tempdir().expect("tempdir");
+        let scenario = cluster.dir().join("focus-burst.toml");
+        let text = include_str!("../../scenarios/focus-burst.toml").replace(
+            "[publishers]\n",
+            &format!("[publishers]\nmessage_id = {message_id}\n"),
+        );
+        std::fs::write(&scenario, text).expect("scenario file");
         let mut run = BackgroundRun::spawn(&[
             "run",
-            "focus-burst",
+            scenario.to_str().expect("utf-8 path"),
             "--backend",
             "external",
             "--server",
@@ -574,7 +586,7 @@ impl FocusBurstUnderWay {
         }
     }
 
-    /// The run's id, for `Aivo-Ledger` headers of events made up from outside.
+    /// The run's id, for the ledger identity of events made up from outside.
     pub fn run_id(&self) -> String {
         run_id_in(self.reports.path())
     }
