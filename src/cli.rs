@@ -114,6 +114,10 @@ pub struct CapacityArgs {
     /// Unacknowledged publishes per publisher (default: the scenario's).
     #[arg(long)]
     pub in_flight: Option<u32>,
+    /// Publish without a `Nats-Msg-Id` (no JetStream dedup): what producers that never retry cost
+    /// the cluster. Default: the scenario's `[publishers] message_id` (on).
+    #[arg(long)]
+    pub no_message_id: bool,
     /// Publisher counts for the scalability curve, comma-separated; "none" skips it.
     #[arg(long)]
     pub concurrency: Option<String>,
@@ -432,6 +436,9 @@ fn capacity_plan(args: CapacityArgs) -> Result<CapacityPlan, AppError> {
     }
     if let Some(in_flight) = args.in_flight {
         scenario.in_flight = in_flight.max(1);
+    }
+    if args.no_message_id {
+        scenario.message_id = false;
     }
     scenario.consumers.indexer = args.indexer;
     scenario.consumers.analytics = false;

@@ -54,6 +54,7 @@ pub async fn build(
         window_s: plan.window.as_secs_f64(),
         publishers: scenario.publishers,
         in_flight_per_publisher: scenario.in_flight,
+        message_id: scenario.message_id,
         mix: means.into_iter().map(|(s, m)| (s, m / total)).collect(),
         indexer: session.has_indexer(),
         harness_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -56,6 +56,10 @@ pub struct CapacityIdentity {
     /// Publishers per traffic source during the search.
     pub publishers: u32,
     pub in_flight_per_publisher: u32,
+    /// True when each event carried a `Nats-Msg-Id` (JetStream dedup, as idempotent producers
+    /// publish; `[publishers] message_id`). Dedup ids cost the cluster throughput, so a figure
+    /// measured without them overstates what such producers get.
+    pub message_id: bool,
     /// `(stream, share of the events)` of the mix measured.
     pub mix: Vec<(String, f64)>,
     /// True when the indexer ran beside the steps (its lag was a criterion).
@@ -148,7 +152,7 @@ impl CapacityReport {
         }
         let _ = writeln!(
             md,
-            "SLO `{}` on corrected latency, error budget {:.3} %, backlog not growing{}. Backend {} ({}), nats-server {}, aivo-load {}; {} publishers per source × {} in flight; warm-up {:.0} s, measured window {:.0} s per step{}.\n",
+            "SLO `{}` on corrected latency, error budget {:.3} %, backlog not growing{}. Backend {} ({}), nats-server {}, aivo-load {}; {} publishers per source × {} in flight, {}; warm-up {:.0} s, measured window {:.0} s per step{}.\n",
             r.slo,
             r.error_budget * 100.0,
             if r.indexer { ", indexer lag not growing" } else { "" },
@@ -158,6 +162,11 @@ impl CapacityReport {
             r.aivo_load_version,
             r.publishers,
             r.in_flight_per_publisher,
+            if r.message_id {
+                "each event with a Nats-Msg-Id (dedup on, as idempotent producers publish)"
+            } else {
+                "no Nats-Msg-Id (dedup off)"
+            },
             r.warmup_s,
             r.window_s,
             if r.quick { " (--quick)" } else { "" },

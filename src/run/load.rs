@@ -163,7 +163,17 @@ pub async fn bench_load(
     clients: &[async_nats::Client],
     run_id: &str,
 ) -> Result<BenchLoad, AppError> {
-    let outcome = drive_load(&scenario, clients, run_id, CancellationToken::new()).await?;
+    // No node endpoints: the bench measures the harness, so its nodes' `/varz` is not polled
+    // (the harness's own CPU and memory still are, as in every run).
+    let outcome = drive_load(
+        &scenario,
+        clients,
+        &[],
+        run_id,
+        Duration::ZERO,
+        CancellationToken::new(),
+    )
+    .await?;
     Ok(BenchLoad {
         acked: outcome.ledgers.iter().map(|l| l.acked.len()).sum(),
         never_sent: outcome.ledgers.iter().map(|l| l.never_sent).sum(),

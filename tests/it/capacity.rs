@@ -59,7 +59,10 @@ impl CappedCluster {
             let stdout = fault.stdout.take().expect("piped");
             std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
                 .expect("chaos output");
-            assert!(line.contains("confirmed"), "bandwidth cap not confirmed: {line}");
+            assert!(
+                line.contains("confirmed"),
+                "bandwidth cap not confirmed: {line}"
+            );
         }
         CappedCluster {
             faults,
