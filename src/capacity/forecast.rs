@@ -8,7 +8,6 @@
 //! What this module leaves to others: measured message sizes (the caller passes them to the sizing,
 //! where they override the file's) and the streams' limits (the topology).
 
-use std::fmt;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -119,42 +118,9 @@ impl Forecast {
     }
 }
 
-/// A forecast file that cannot be used, located in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForecastError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-    /// The offending line, for context.
-    pub source_line: String,
-}
-
-impl fmt::Display for ForecastError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )?;
-        if !self.source_line.is_empty() {
-            let gutter = self.line.to_string().len();
-            write!(
-                f,
-                "\n{:gutter$} |\n{} | {}\n{:gutter$} | {:>col$}",
-                "",
-                self.line,
-                self.source_line,
-                "",
-                "^",
-                col = self.column
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ForecastError {}
+/// A forecast file that cannot be used, located in its file (the same located error as a
+/// scenario's).
+pub type ForecastError = crate::scenario::ScenarioError;
 
 /// Parses and validates a forecast file. `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Forecast, ForecastError> {
@@ -172,28 +138,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ForecastError {
-        let mut offset = span.map_or(0, |s| s.start).min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let source_line = self.text[line_start..]
-            .split('\n')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches('\r')
-            .to_string();
-        let column = (self.text[line_start..offset].chars().count() + 1)
-            .min(source_line.chars().count() + 1);
-        ForecastError {
-            file: self.file.to_string(),
-            line,
-            column,
-            message: message.into(),
-            source_line,
-        }
+        crate::scenario::load::located_error(self.file, self.text, span, message)
     }
 
     /// `value` if `ok` holds for it, else an error at its span saying what was expected.

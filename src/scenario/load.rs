@@ -31,7 +31,7 @@ pub const DEFAULT_SEED: u64 = 1;
 /// is a typo (a missing "/min", a per-learner rate meant as a total).
 const MAX_RATE: f64 = 1_000_000.0;
 
-/// A scenario that cannot be used, located in its file.
+/// A scenario (or another TOML file: a forecast) that cannot be used, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioError {
     pub file: String,
@@ -72,6 +72,17 @@ impl std::error::Error for ScenarioError {}
 struct Source<'a> {
     file: &'a str,
     text: &'a str,
+}
+
+/// An error at byte `span` of `text` (the file `file`), located by line and column: the one
+/// locator of every TOML file aivo-load reads (scenarios, forecasts).
+pub fn located_error(
+    file: &str,
+    text: &str,
+    span: Option<Range<usize>>,
+    message: impl Into<String>,
+) -> ScenarioError {
+    Source { file, text }.error(span, message)
 }
 
 impl Source<'_> {
