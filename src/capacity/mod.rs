@@ -98,7 +98,8 @@ async fn measure(
     // The cluster's answer at light load, which tells a harness-side backlog from a cluster-side
     // one: a short step at a quarter of the start rate (at most 200/s).
     let light = (plan.search.start / 4.0).clamp(1.0, 200.0);
-    let mut baseline = measure_step(
+    let mut subjects = SubjectTable::default();
+    let baseline = measure_step(
         plan,
         session,
         &format!("{id}-s00"),
@@ -107,13 +108,13 @@ async fn measure(
         plan.scenario.publishers,
         &criteria,
         cancel,
+        &mut subjects,
     )
     .await?;
-    eprintln!("{}", report::step_line(&baseline.report));
-    let light_service = &baseline.report.service_time;
+    eprintln!("{}", report::step_line(&baseline));
+    let light_service = &baseline.service_time;
     criteria.baseline_service_p50_ms = (light_service.count > 0).then_some(light_service.p50);
-    let mut subjects = std::mem::take(&mut baseline.subjects);
-    let mut steps = vec![baseline.report];
+    let mut steps = vec![baseline];
     while let Some(rate) = search.next_rate() {
         if cancel.is_cancelled() {
             break;
@@ -122,10 +123,7 @@ async fn measure(
             search::Phase::Bisecting => "bisect",
             _ => "step",
         };
-        let Measured {
-            report,
-            subjects: seen,
-        } = measure_step(
+        let report = measure_step(
             plan,
             session,
             &format!("{id}-s{:02}", steps.len()),
@@ -134,9 +132,9 @@ async fn measure(
             plan.scenario.publishers,
             &criteria,
             cancel,
+            &mut subjects,
         )
         .await?;
-        subjects.merge(&seen);
         eprintln!("{}", report::step_line(&report));
         search.record(report.verdict());
         steps.push(report);
@@ -157,10 +155,7 @@ async fn measure(
             if cancel.is_cancelled() {
                 break;
             }
-            let Measured {
-                report,
-                subjects: seen,
-            } = measure_step(
+            let report = measure_step(
                 plan,
                 session,
                 &format!("{id}-c{publishers:02}"),
@@ -169,9 +164,9 @@ async fn measure(
                 publishers,
                 &criteria,
                 cancel,
+                &mut subjects,
             )
             .await?;
-            subjects.merge(&seen);
             let point = ScalingPoint::from_step(&report, &plan.scenario, criteria.cores);
             eprintln!("{}", report::scaling_line(&point));
             scaling.push(point);
@@ -185,13 +180,8 @@ async fn measure(
     })
 }
 
-/// A judged step and the sizes of the events it sent.
-struct Measured {
-    report: StepReport,
-    subjects: SubjectTable,
-}
-
-/// Runs one constant-rate step and judges its measured window.
+/// Runs one constant-rate step and judges its measured window; the sizes of the events it sent are
+/// added to `subjects` (for the storage model).
 #[allow(clippy::too_many_arguments)]
 async fn measure_step(
     plan: &CapacityPlan,
@@ -202,7 +192,8 @@ async fn measure_step(
     publishers: u32,
     criteria: &Criteria,
     cancel: &CancellationToken,
-) -> Result<Measured, AppError> {
+    subjects: &mut SubjectTable,
+) -> Result<StepReport, AppError> {
     let scenario = Arc::new(
         step_scenario(
             &plan.scenario,
@@ -245,7 +236,8 @@ async fn measure_step(
             * scenario.traffic.len() as u64
             * u64::from(scenario.in_flight),
     };
-    let report = step::judge(
+    subjects.merge(&outcome.subjects);
+    Ok(step::judge(
         kind,
         publishers,
         rate,
@@ -253,11 +245,7 @@ async fn measure_step(
         window,
         &side,
         criteria,
-    );
-    Ok(Measured {
-        report,
-        subjects: outcome.subjects,
-    })
+    ))
 }
 
 /// The scenario's mix at `rate` events per second in all, constant, for `duration`, with no chaos
@@ -270,13 +258,8 @@ pub fn step_scenario(
     duration: Duration,
     name: &str,
 ) -> Result<Scenario, String> {
-    let means: Vec<f64> = base
-        .traffic
-        .iter()
-        .map(|t| t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9))
-        .collect();
-    let total: f64 = means.iter().sum();
-    if !(total.is_finite() && total > 0.0) {
+    let shares = plan::mix_shares(base);
+    if shares.iter().sum::<f64>() <= 0.0 {
         return Err(format!("the scenario {} sends no traffic", base.name));
     }
     let mut s = base.clone();
@@ -285,9 +268,9 @@ pub fn step_scenario(
     s.publishers = publishers.max(1);
     s.chaos = Default::default();
     s.thresholds.clear();
-    for (source, mean) in s.traffic.iter_mut().zip(&means) {
+    for (source, share) in s.traffic.iter_mut().zip(&shares) {
         let process = source.profile.process();
-        source.profile = RateProfile::constant(rate * mean / total, duration)
+        source.profile = RateProfile::constant(rate * share, duration)
             .map_err(|e| e.to_string())?
             .with_process(process);
     }

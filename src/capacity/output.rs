@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::plan::CapacityPlan;
+use super::plan::{mix_shares, CapacityPlan};
 use super::report::{
     result_of, CapacityIdentity, CapacityReport, Measurements, Scaling, SCHEMA_VERSION,
 };
@@ -26,15 +26,6 @@ pub async fn build(
     m: Measurements,
 ) -> CapacityReport {
     let scenario = &plan.scenario;
-    let means: Vec<(String, f64)> = scenario
-        .traffic
-        .iter()
-        .map(|t| {
-            let mean = t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9);
-            (t.domain.stream().to_string(), mean)
-        })
-        .collect();
-    let total: f64 = means.iter().map(|m| m.1).sum::<f64>().max(1e-9);
     let run = CapacityIdentity {
         id: id.to_string(),
         scenario: scenario.name.clone(),
@@ -55,7 +46,12 @@ pub async fn build(
         publishers: scenario.publishers,
         in_flight_per_publisher: scenario.in_flight,
         message_id: scenario.message_id,
-        mix: means.into_iter().map(|(s, m)| (s, m / total)).collect(),
+        mix: scenario
+            .traffic
+            .iter()
+            .zip(mix_shares(scenario))
+            .map(|(t, share)| (t.domain.stream().to_string(), share))
+            .collect(),
         indexer: session.has_indexer(),
         harness_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
@@ -176,12 +172,6 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 /// The scenario at `rate` as a constant-rate scenario file, with the SLO and the error budget as
 /// thresholds: `aivo-load run sustainable.toml` confirms the figure, `--rate-scale 1.2` probes past it.
 pub fn sustainable_scenario(base: &Scenario, rate: f64, plan: &CapacityPlan) -> String {
-    let means: Vec<f64> = base
-        .traffic
-        .iter()
-        .map(|t| t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9))
-        .collect();
-    let total: f64 = means.iter().sum::<f64>().max(1e-9);
     let duration = (plan.warmup + plan.window * 3).as_secs().max(30);
     let mut toml = String::new();
     let _ = writeln!(
@@ -208,7 +198,7 @@ pub fn sustainable_scenario(base: &Scenario, rate: f64, plan: &CapacityPlan) -> 
         base.in_flight,
         crate::units::format_duration(base.ack_timeout)
     );
-    for (source, mean) in base.traffic.iter().zip(&means) {
+    for (source, share) in base.traffic.iter().zip(mix_shares(base)) {
         let _ = writeln!(
             toml,
             "[[traffic]]\ndomain = \"{}\"",
@@ -220,7 +210,7 @@ pub fn sustainable_scenario(base: &Scenario, rate: f64, plan: &CapacityPlan) -> 
             .map(|(s, w)| format!("\"{s}\" = {w}"))
             .collect();
         let _ = writeln!(toml, "mix = {{ {} }}", mix.join(", "));
-        let _ = writeln!(toml, "rate = \"{:.1}/s\"", rate * mean / total);
+        let _ = writeln!(toml, "rate = \"{:.1}/s\"", rate * share);
         if matches!(source.profile.process(), ArrivalProcess::Poisson { .. }) {
             let _ = writeln!(toml, "arrivals = \"poisson\"");
         }

@@ -63,3 +63,19 @@ impl CapacityPlan {
         }
     }
 }
+
+/// Each traffic source's share of the scenario's mean rate, in source order (summing to 1; empty
+/// sums when the scenario sends nothing). The search, the report's mix and `sustainable.toml` all
+/// split a rate by these.
+pub fn mix_shares(scenario: &Scenario) -> Vec<f64> {
+    let means: Vec<f64> = scenario
+        .traffic
+        .iter()
+        .map(|t| t.profile.expected_total() / t.profile.duration().as_secs_f64().max(1e-9))
+        .collect();
+    let total: f64 = means.iter().sum();
+    if !(total.is_finite() && total > 0.0) {
+        return vec![0.0; means.len()];
+    }
+    means.into_iter().map(|m| m / total).collect()
+}
