@@ -22,14 +22,16 @@
 mod common;
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/focus.rs"]
+mod focus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
 use aivo_load::cluster::proxy::Proxy;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use cpu::{median, CpuSample};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -288,14 +290,7 @@ async fn everyday_run() -> anyhow::Result<()> {
         clients.push(async_nats::connect(node.client_url.as_str()).await?);
     }
     let js = jetstream::new(clients[0].clone());
-    js.create_stream(stream::Config {
-        name: "FOCUS".into(),
-        subjects: vec!["focus.>".into()],
-        num_replicas: 3,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await?;
+    focus::fresh_stream(&js).await?;
     println!("everyday run bench: {rate} events/s for {seconds} s, focus mix, R3, message ids on");
     let toml = format!(
         r#"

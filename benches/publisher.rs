@@ -29,6 +29,8 @@
 mod common;
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/focus.rs"]
+mod focus;
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant};
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
 use aivo_load::traffic::population::Population;
 use aivo_load::traffic::{make_source, Domain, Mix};
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use bytes::Bytes;
 use cpu::{median, CpuSample};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -125,7 +127,7 @@ async fn bench() -> anyhow::Result<()> {
             order.reverse();
         }
         for side in order {
-            fresh_stream(&js).await?;
+            focus::fresh_stream(&js).await?;
             let before = CpuSample::now(PROXY_THREAD);
             let (acked, elapsed) = match side {
                 Side::BarePlain | Side::BareMsgId => {
@@ -197,30 +199,6 @@ fn mean_payload_size() -> anyhow::Result<usize> {
         .map(|s| probe.next_event(s, now).payload.len())
         .sum::<usize>()
         / 1000)
-}
-
-/// Deletes and recreates the R3 FOCUS stream (the seed's 2-minute dedup window) and waits until
-/// its replicas are current.
-async fn fresh_stream(js: &jetstream::Context) -> anyhow::Result<()> {
-    let _ = js.delete_stream("FOCUS").await;
-    js.create_stream(stream::Config {
-        name: "FOCUS".into(),
-        subjects: vec!["focus.>".into()],
-        num_replicas: 3,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await?;
-    for _ in 0..100 {
-        let info = js.get_stream("FOCUS").await?.info().await?.clone();
-        if let Some(cluster) = info.cluster {
-            if cluster.leader.is_some() && cluster.replicas.iter().all(|p| p.current) {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("FOCUS replicas not current after 10 s")
 }
 
 /// `run`'s load phase on a constant-rate focus scenario: (acked, elapsed).
