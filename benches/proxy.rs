@@ -12,7 +12,9 @@
 //!    publishers, schedule, synthesis, ledger, histograms, sampler, progress) on the focus mix at
 //!    `BENCH_EVERYDAY_RATE` events/s for `BENCH_EVERYDAY_SECONDS`, against the embedded cluster. Its
 //!    route proxies run in this process; their threads are left out of the figure, which is thus
-//!    the harness's CPU against a cluster without proxies (target: at most 30 µs per event).
+//!    the harness's CPU against a cluster without proxies (target: at most 30 µs per event). Beside
+//!    it, in alternating rounds, a bare paced loop at the same rate (async-nats only: a fixed payload
+//!    with a message id, acks awaited concurrently): the floor the client and the kernel set here.
 //!
 //! Run it:
 //!
@@ -279,10 +281,12 @@ async fn previous_pump(
     read.and(write)
 }
 
-/// `run`'s load phase at an everyday rate: CPU per acked event, the route proxies left out.
+/// `run`'s load phase at an everyday rate beside a bare paced loop at the same rate: CPU per acked
+/// event, the route proxies left out, alternating rounds, medians.
 async fn everyday_run() -> anyhow::Result<()> {
     let seconds = common::env_or("BENCH_EVERYDAY_SECONDS", 20);
     let rate = common::env_or("BENCH_EVERYDAY_RATE", 1300);
+    let rounds = common::env_or("BENCH_EVERYDAY_ROUNDS", 2);
     let dir = tempfile::tempdir()?;
     let cluster = LocalCluster::start(LocalClusterConfig::new(dir.path().to_path_buf())).await?;
     let mut clients = Vec::new();
@@ -290,8 +294,59 @@ async fn everyday_run() -> anyhow::Result<()> {
         clients.push(async_nats::connect(node.client_url.as_str()).await?);
     }
     let js = jetstream::new(clients[0].clone());
-    focus::fresh_stream(&js).await?;
-    println!("everyday run bench: {rate} events/s for {seconds} s, focus mix, R3, message ids on");
+    println!(
+        "everyday bench: {rate} events/s for {seconds} s per side, {rounds} rounds, focus, R3, message ids on, 4 publishers"
+    );
+    let (mut bare, mut harness) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let sides: [bool; 2] = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for is_run in sides {
+            focus::fresh_stream(&js).await?;
+            let before = CpuSample::now(PROXY_THREAD);
+            let started = Instant::now();
+            let acked = if is_run {
+                everyday_harness(&clients, rate, seconds, round).await?
+            } else {
+                paced_bare_loop(&clients, rate, seconds, round).await
+            };
+            let elapsed = started.elapsed().as_secs_f64();
+            let after = CpuSample::now(PROXY_THREAD);
+            let cpu = after.since(&before).as_secs_f64();
+            let per_event = cpu * 1e6 / acked.max(1) as f64;
+            println!(
+                "  round {}: {:<16} acked {acked} in {elapsed:.1} s; CPU {:.3} cores = {per_event:.1} µs/event; route proxies {:.3} cores (not counted)",
+                round + 1,
+                if is_run { "run" } else { "bare paced loop" },
+                cpu / elapsed,
+                after.excluded_since(&before).as_secs_f64() / elapsed,
+            );
+            if is_run { &mut harness } else { &mut bare }.push(per_event);
+        }
+    }
+    let (bare, harness) = (median(&bare), median(&harness));
+    println!(
+        "  medians: run {harness:.1} µs/event (target <= 30), bare paced loop {bare:.1} µs/event, ratio {:.2}x",
+        harness / bare
+    );
+    drop(js);
+    for client in clients {
+        let _ = client.drain().await;
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// `run`'s load phase on a constant-rate focus scenario; returns the acked count.
+async fn everyday_harness(
+    clients: &[async_nats::Client],
+    rate: u64,
+    seconds: u64,
+    round: u64,
+) -> anyhow::Result<u64> {
     let toml = format!(
         r#"
 name = "everyday-bench"
@@ -306,27 +361,64 @@ rate = [ {{ at = "0s", rate = "{rate}/s" }} ]
 "#
     );
     let scenario = aivo_load::scenario::load::parse("everyday.toml", &toml)?;
-    let before = CpuSample::now(PROXY_THREAD);
-    let outcome =
-        aivo_load::run::bench_load(Arc::new(scenario), &clients, "20261202T061500Z-everyday-b")
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let after = CpuSample::now(PROXY_THREAD);
-    let harness = after.since(&before);
-    let proxies = after.excluded_since(&before);
-    let elapsed = outcome.elapsed.as_secs_f64();
-    println!(
-        "  acked {} in {elapsed:.1} s; harness CPU {:.2} s = {:.3} cores = {:.1} µs/event (target <= 30); route proxies {:.3} cores (not counted)",
-        outcome.acked,
-        harness.as_secs_f64(),
-        harness.as_secs_f64() / elapsed,
-        harness.as_secs_f64() * 1e6 / outcome.acked.max(1) as f64,
-        proxies.as_secs_f64() / elapsed,
-    );
-    drop(js);
-    for client in clients {
-        let _ = client.drain().await;
+    let run_id = format!("20261202T061500Z-everyday-{round}");
+    let outcome = aivo_load::run::bench_load(Arc::new(scenario), clients, &run_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(outcome.acked)
+}
+
+/// The floor: 4 tasks over the same connections (as `run` spreads its publishers), each sending a
+/// fixed 424-byte payload with a unique `Nats-Msg-Id` at its share of `rate`, evenly spaced, acks
+/// awaited concurrently. No synthesis, no ledger, no histograms.
+async fn paced_bare_loop(
+    clients: &[async_nats::Client],
+    rate: u64,
+    seconds: u64,
+    round: u64,
+) -> u64 {
+    const TASKS: u64 = 4;
+    let payload = bytes::Bytes::from(vec![b'x'; 424]);
+    let gap = std::time::Duration::from_secs_f64(TASKS as f64 / rate.max(1) as f64);
+    let count = rate * seconds / TASKS;
+    let mut tasks = Vec::new();
+    for p in 0..TASKS {
+        let js = jetstream::new(clients[p as usize % clients.len()].clone());
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut in_flight = futures::stream::FuturesUnordered::new();
+            let mut acked = 0u64;
+            let mut seq = 0u64;
+            while seq < count {
+                let due = start + gap * seq as u32;
+                tokio::select! {
+                    Some(result) = futures::StreamExt::next(&mut in_flight), if !in_flight.is_empty() => {
+                        acked += u64::from(matches!(result, Ok(Ok(_))));
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+                seq += 1;
+                let message = jetstream::message::PublishMessage::build()
+                    .payload(payload.clone())
+                    .message_id(format!("20261202T061500Z-everyday-{round}/{p}/{seq}"));
+                if let Ok(ack) = js.send_publish("focus.ping", message).await {
+                    in_flight.push(tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        std::future::IntoFuture::into_future(ack),
+                    ));
+                }
+            }
+            while let Some(result) = futures::StreamExt::next(&mut in_flight).await {
+                acked += u64::from(matches!(result, Ok(Ok(_))));
+            }
+            acked
+        }));
     }
-    cluster.shutdown().await;
-    Ok(())
+    let mut acked = 0;
+    for task in tasks {
+        acked += task.await.unwrap_or(0);
+    }
+    acked
 }
