@@ -64,6 +64,11 @@ impl DurationHistogram {
         self.0.len()
     }
 
+    /// The underlying HdrHistogram (µs), for writers of its standard formats (`report::hlog`).
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
     /// The value at quantile `q` (0..=1) in µs; 0 when empty.
     pub fn quantile_micros(&self, q: f64) -> u64 {
         if self.0.is_empty() {

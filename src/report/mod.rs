@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod compare;
+pub mod hlog;
 pub mod html;
 pub mod junit;
 pub mod markdown;

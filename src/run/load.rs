@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::exit::AppError;
 use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::{IntervalStats, SubjectTable};
+use crate::report::hlog::HlogWriter;
 use crate::report::{Counts, LatencyReport, TimelineRow};
 use crate::scenario::Scenario;
 use crate::traffic::arrival::PublisherArrivals;
@@ -52,6 +54,7 @@ pub(super) async fn drive_load(
     run_id: &str,
     measure_from: Duration,
     cancel: CancellationToken,
+    hlog: Option<&Path>,
 ) -> Result<LoadOutcome, AppError> {
     let run_id: Arc<str> = Arc::from(run_id);
     let settings = EngineSettings {
@@ -95,6 +98,7 @@ pub(super) async fn drive_load(
     let hard_stop =
         scenario.duration + settings.send_grace + settings.ack_timeout + Duration::from_secs(10);
     let mut sampler = Sampler::new(scenario.clone(), stats, resources, measure_from);
+    sampler.hlog = hlog.and_then(|path| open_hlog(path, clock.start_wall));
     let progress = Progress::new(scenario.duration);
     let mut tick =
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
@@ -172,6 +176,7 @@ pub async fn bench_load(
         run_id,
         Duration::ZERO,
         CancellationToken::new(),
+        None,
     )
     .await?;
     Ok(BenchLoad {
@@ -310,6 +315,16 @@ struct Sampler {
     measured: IntervalStats,
     measure_from: Duration,
     timeline: Vec<TimelineRow>,
+    /// `latency.hlog`, appended each second (a run's, not a capacity step's).
+    hlog: Option<HlogWriter>,
+}
+
+/// Creates the interval log; a file that cannot be written costs the log, not the run.
+fn open_hlog(path: &Path, start: time::OffsetDateTime) -> Option<HlogWriter> {
+    let start = std::time::SystemTime::from(start);
+    HlogWriter::create(path, start)
+        .map_err(|e| tracing::warn!("cannot write {}: {e}", path.display()))
+        .ok()
 }
 
 impl Sampler {
@@ -327,6 +342,7 @@ impl Sampler {
             measured: IntervalStats::default(),
             measure_from,
             timeline: Vec::new(),
+            hlog: None,
         }
     }
 
@@ -382,6 +398,17 @@ impl Sampler {
             self.measured.merge(&interval);
         }
         let h = &interval.histograms;
+        if let Some(log) = &mut self.hlog {
+            let written = log.append(
+                from,
+                Duration::from_secs(1),
+                [&h.latency, &h.service, &h.send_delay],
+            );
+            if let Err(e) = written {
+                tracing::warn!("latency.hlog: {e}; no more intervals are written");
+                self.hlog = None;
+            }
+        }
         let resources = self.resources.sample();
         let row = TimelineRow {
             second,

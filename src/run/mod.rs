@@ -136,6 +136,7 @@ impl RunContext {
             &self.run_id,
             std::time::Duration::ZERO,
             self.cancel.clone(),
+            Some(&self.run_dir.join(report::hlog::FILE_NAME)),
         )
         .await?;
         let finished = self

@@ -145,6 +145,7 @@ impl LoadSession {
             run_id,
             measure_from,
             cancel,
+            None,
         )
         .await?;
         Ok(StepOutcome {
