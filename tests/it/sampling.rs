@@ -185,4 +185,32 @@ async fn a_comfortable_local_run_samples_the_harness_and_every_node_and_is_not_l
             && header.contains(",nats3_cpu,nats3_mem_mb,"),
         "{header}"
     );
+    // latency.hlog holds the same seconds as the timeline: one corrected interval per row, and
+    // together exactly the events the timeline counts as acked.
+    let hlog = std::fs::read_to_string(run_dir.join("latency.hlog")).expect("latency.hlog");
+    let corrected = hlog_counts(&hlog, "corrected");
+    let acked: u64 = timeline.iter().filter_map(|r| r["acked"].as_u64()).sum();
+    assert_eq!(corrected.len(), timeline.len(), "{hlog}");
+    assert_eq!(corrected.iter().sum::<u64>(), acked, "{hlog}");
+    assert_eq!(hlog_counts(&hlog, "service").iter().sum::<u64>(), acked);
+}
+
+/// The sample count of each interval tagged `tag` in an HdrHistogram interval log.
+fn hlog_counts(log: &str, tag: &str) -> Vec<u64> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Deserializer;
+    let prefix = format!("Tag={tag},");
+    log.lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|rest| {
+            let encoded = rest.rsplit(',').next().expect("histogram field");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .expect("base64");
+            let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
+                .deserialize(&mut bytes.as_slice())
+                .expect("V2 histogram");
+            histogram.len()
+        })
+        .collect()
 }
