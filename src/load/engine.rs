@@ -297,11 +297,11 @@ impl Publisher {
             skipped += 1;
             self.next = self.arrivals.next();
         }
-        self.ledger.never_sent += skipped;
         if skipped > 0 {
+            self.ledger.never_sent += skipped;
             self.ledger.skips.push((self.ledger.attempted, skipped));
+            lock(&self.stats).never_sent += skipped;
         }
-        lock(&self.stats).never_sent += skipped;
     }
 
     /// Settles what the run left open and hands the figures over.
@@ -310,10 +310,7 @@ impl Publisher {
         let pending = self.in_flight.len() as u64;
         drop(self.in_flight);
         let ledger = &mut self.ledger;
-        let mut stats = lock(&self.stats);
         if pending > 0 {
-            stats.unknown += pending;
-            *stats.errors.entry("cancelled".into()).or_default() += pending;
             for seq in 1..=ledger.attempted {
                 if !(ledger.acked.contains(seq)
                     || ledger.failed.contains(seq)
@@ -323,10 +320,16 @@ impl Publisher {
                 }
             }
         }
-        if self.next.is_some() {
-            let rest = 1 + self.arrivals.count() as u64;
-            ledger.never_sent += rest;
-            stats.never_sent += rest;
+        let rest = match self.next {
+            Some(_) => 1 + self.arrivals.count() as u64,
+            None => 0,
+        };
+        ledger.never_sent += rest;
+        let mut stats = lock(&self.stats);
+        stats.never_sent += rest;
+        if pending > 0 {
+            stats.unknown += pending;
+            *stats.errors.entry("cancelled".into()).or_default() += pending;
         }
         drop(stats);
         PublisherOutcome {

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 
-use crate::load::metrics::DurationHistogram;
+use crate::load::metrics::LatencySet;
 
 /// The file name inside a run dir.
 pub const FILE_NAME: &str = "latency.hlog";
@@ -49,12 +49,8 @@ impl HlogWriter {
 
     /// Appends one interval (`from` after the base time, `length` long): one line per metric of
     /// [`TAGS`], in that order, and flushes them.
-    pub fn append(
-        &mut self,
-        from: Duration,
-        length: Duration,
-        histograms: [&DurationHistogram; 3],
-    ) -> io::Result<()> {
+    pub fn append(&mut self, from: Duration, length: Duration, set: &LatencySet) -> io::Result<()> {
+        let histograms = [&set.latency, &set.service, &set.send_delay];
         // No header options: the builder writes nothing before the lines.
         let mut log =
             IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
@@ -69,6 +65,7 @@ impl HlogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::metrics::DurationHistogram;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
     use hdrhistogram::Histogram;
@@ -106,12 +103,13 @@ mod tests {
             DurationHistogram::new(),
         ];
         for (i, [a, b, c]) in seconds.iter().enumerate() {
+            let set = LatencySet {
+                latency: a.clone(),
+                service: b.clone(),
+                send_delay: c.clone(),
+            };
             writer
-                .append(
-                    Duration::from_secs(i as u64),
-                    Duration::from_secs(1),
-                    [a, b, c],
-                )
+                .append(Duration::from_secs(i as u64), Duration::from_secs(1), &set)
                 .expect("append");
             totals[0].merge(a);
             totals[1].merge(b);

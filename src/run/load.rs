@@ -399,11 +399,7 @@ impl Sampler {
         }
         let h = &interval.histograms;
         if let Some(log) = &mut self.hlog {
-            let written = log.append(
-                from,
-                Duration::from_secs(1),
-                [&h.latency, &h.service, &h.send_delay],
-            );
+            let written = log.append(from, Duration::from_secs(1), h);
             if let Err(e) = written {
                 tracing::warn!("latency.hlog: {e}; no more intervals are written");
                 self.hlog = None;
