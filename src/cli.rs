@@ -19,6 +19,7 @@ use crate::cluster::commands::{ClusterRequest, ClusterTarget};
 use crate::cluster::{BackendKind, ClusterPlan, StateDir};
 use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
 use crate::exit::AppError;
+use crate::run::checkpoint::ScenarioSource;
 use crate::run::RunPlan;
 use crate::scenario::catalog::{self, CatalogRequest};
 use crate::topology::TopologyRequest;
@@ -147,6 +148,13 @@ pub enum ReportCommand {
         a: PathBuf,
         /// The run to compare with A.
         b: PathBuf,
+    },
+    /// Turn a dead run's last checkpoint into a full report: revert the faults it left (as `heal`
+    /// does) and, if its cluster is still reachable (a kept, docker or external cluster), run the
+    /// ledger and retention checks on everything acked up to the checkpoint. Exit 0 if they pass.
+    Recover {
+        /// The run directory (holds checkpoint.json).
+        run_dir: PathBuf,
     },
 }
 
@@ -290,8 +298,27 @@ pub struct RunArgs {
     /// Directory that receives `<UTC time>-<scenario>/` report folders.
     #[arg(long, default_value = "reports")]
     pub reports_dir: PathBuf,
+    /// Write what the run has measured so far into its run dir this often (report files with
+    /// state "running", and checkpoint.json for `report recover`); `off` for never.
+    #[arg(long, default_value = "60s", value_parser = parse_checkpoint_arg)]
+    pub checkpoint: Checkpoint,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// `--checkpoint`: an interval, or off.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint(Option<Duration>);
+
+fn parse_checkpoint_arg(text: &str) -> Result<Checkpoint, String> {
+    if matches!(text, "off" | "0" | "none") {
+        return Ok(Checkpoint(None));
+    }
+    let every = crate::units::parse_duration(text)?;
+    if every < Duration::from_secs(1) {
+        return Err("a checkpoint interval is at least 1s (or `off`)".into());
+    }
+    Ok(Checkpoint(Some(every)))
 }
 
 #[derive(Debug, Subcommand)]
@@ -383,6 +410,9 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             state: args.state.into(),
         }),
         CliCommand::Report(ReportCommand::Compare { a, b }) => Command::ReportCompare { a, b },
+        CliCommand::Report(ReportCommand::Recover { run_dir }) => {
+            Command::ReportRecover { run_dir }
+        }
         CliCommand::Capacity(args) => Command::Capacity(Box::new(capacity_plan(args)?)),
     })
 }
@@ -410,6 +440,13 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         rate_scale: args.rate_scale,
         cluster,
         reports_dir: args.reports_dir,
+        source: ScenarioSource {
+            name_or_path: args.scenario,
+            duration_s: args.duration.map(|d| d.as_secs_f64()),
+            rate_scale: args.rate_scale,
+            seed: args.seed,
+        },
+        checkpoint: args.checkpoint.0,
     })
 }
 

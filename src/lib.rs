@@ -43,6 +43,10 @@ pub enum Command {
         a: std::path::PathBuf,
         b: std::path::PathBuf,
     },
+    /// `report recover RUN_DIR`.
+    ReportRecover {
+        run_dir: std::path::PathBuf,
+    },
 }
 
 /// Runs a command to completion.
@@ -66,6 +70,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Heal(args) => chaos::commands::heal(args).await,
             Command::Capacity(plan) => capacity::execute(*plan).await,
             Command::ReportCompare { a, b } => report::compare::compare_command(&a, &b),
+            Command::ReportRecover { run_dir } => run::recover::recover_command(&run_dir).await,
         }
     })
 }

@@ -74,6 +74,19 @@ pub struct ReadBack {
     pub incomplete: Option<String>,
 }
 
+impl ReadBack {
+    /// Forgets the events of each publisher past `last[publisher]` (a dead run's checkpoint: what
+    /// it sent after its last checkpoint is in the stream but in no ledger); returns how many.
+    pub fn only_up_to(&mut self, last: &BTreeMap<u32, u64>) -> u64 {
+        let mut removed = 0;
+        for (publisher, seen) in &mut self.seen {
+            removed += seen.truncate_after(last.get(publisher).copied().unwrap_or(0));
+        }
+        self.read = self.read.saturating_sub(removed);
+        removed
+    }
+}
+
 /// One event named in a report.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct EventRef {

@@ -143,7 +143,8 @@ impl RetentionSampler {
     }
 }
 
-async fn sample(js: &Context, stream: &str, start: Instant) -> Option<RetentionSample> {
+/// One sample of `stream` now (`None`: it did not answer); `start` is the instant seconds count from.
+pub async fn sample(js: &Context, stream: &str, start: Instant) -> Option<RetentionSample> {
     let mut handle = js.get_stream(stream).await.ok()?;
     let info = handle.info().await.ok()?;
     let now = OffsetDateTime::now_utc();

@@ -380,6 +380,17 @@ impl ClusterRef {
         }
     }
 
+    /// A handle to read the cluster through (`report recover`): [`ClusterRef::reattach`], and an
+    /// external cluster by its URLs (nothing to revert there, but its streams can be read).
+    pub async fn reach(&self) -> Result<Cluster, String> {
+        match self {
+            Self::External { servers } => {
+                Ok(Cluster::External(ExternalCluster::by_servers(servers)))
+            }
+            _ => self.reattach().await,
+        }
+    }
+
     /// Whether a run owned the cluster, so that `heal` removes it once its faults are reverted
     /// (as the run would have, had it not been killed). Local nodes died with their run already.
     pub fn owned_by_run(&self) -> bool {

@@ -60,7 +60,40 @@ pub struct PublisherPlan {
 /// second. Each publisher has a cell of its own, so the lock is contended only by that swap; an
 /// uncontended lock per send and per batch of acks costs far less than handing batches over
 /// (which allocated, zeroed and added whole histograms twenty times a second per publisher).
-pub type SharedStats = Arc<Mutex<IntervalStats>>;
+pub type SharedStats = Arc<Mutex<PublisherCell>>;
+
+/// What a publisher shares with the sampler: its figures since the last sample, and, when a
+/// checkpoint asks for it, a copy of its ledger.
+#[derive(Debug, Default)]
+pub struct PublisherCell {
+    /// Swapped out by the sampler each second.
+    pub interval: IntervalStats,
+    /// Set by the sampler: the publisher copies its ledger and subject table into `snapshot` the
+    /// next time it takes the lock (after a send or a batch of acks), so a checkpoint costs the
+    /// publishers one copy each per checkpoint and nothing in between.
+    pub snapshot_wanted: bool,
+    pub snapshot: Option<Box<PublisherSnapshot>>,
+}
+
+/// A publisher's ledger and subjects as they stood at a moment of the run.
+#[derive(Debug, Clone)]
+pub struct PublisherSnapshot {
+    pub ledger: PublisherLedger,
+    pub subjects: SubjectTable,
+}
+
+impl PublisherCell {
+    /// Answers a pending snapshot request from the publisher's current state.
+    fn answer(&mut self, ledger: &PublisherLedger, subjects: &SubjectTable) {
+        if self.snapshot_wanted {
+            self.snapshot_wanted = false;
+            self.snapshot = Some(Box::new(PublisherSnapshot {
+                ledger: ledger.clone(),
+                subjects: subjects.clone(),
+            }));
+        }
+    }
+}
 
 /// The instant a run starts, on the monotonic clock and on the wall clock.
 #[derive(Debug, Clone, Copy)]
@@ -244,19 +277,22 @@ impl Publisher {
             Err(err) => {
                 // Never handed to the server: a definite failure.
                 self.ledger.failed.insert(seq);
-                let mut s = lock(&self.stats);
+                let mut cell = lock(&self.stats);
+                let s = &mut cell.interval;
                 s.attempted += 1;
                 s.failed += 1;
                 *s.errors
                     .entry(format!("send_{}", kind_name(err.kind())))
                     .or_default() += 1;
+                cell.answer(&self.ledger, &self.subjects);
                 // One attempt per intended event: move on (retrying here would spin).
                 return;
             }
         }
-        let mut s = lock(&self.stats);
-        s.attempted += 1;
-        s.payload_bytes += payload_len;
+        let mut cell = lock(&self.stats);
+        cell.interval.attempted += 1;
+        cell.interval.payload_bytes += payload_len;
+        cell.answer(&self.ledger, &self.subjects);
     }
 
     /// Records the ack `done` and every other that is already in.
@@ -267,7 +303,7 @@ impl Publisher {
         while let Some(done) = next {
             record(
                 &mut self.ledger,
-                &mut shared,
+                &mut shared.interval,
                 &mut self.subjects,
                 start,
                 done,
@@ -275,6 +311,7 @@ impl Publisher {
             // Take every other ack that is already in, without waiting.
             next = futures::FutureExt::now_or_never(self.in_flight.next()).flatten();
         }
+        shared.answer(&self.ledger, &self.subjects);
     }
 
     /// Skips the events overdue by more than the send grace, if the publisher is that far behind.
@@ -300,7 +337,7 @@ impl Publisher {
         if skipped > 0 {
             self.ledger.never_sent += skipped;
             self.ledger.skips.push((self.ledger.attempted, skipped));
-            lock(&self.stats).never_sent += skipped;
+            lock(&self.stats).interval.never_sent += skipped;
         }
     }
 
@@ -325,13 +362,14 @@ impl Publisher {
             None => 0,
         };
         ledger.never_sent += rest;
-        let mut stats = lock(&self.stats);
+        let mut cell = lock(&self.stats);
+        let stats = &mut cell.interval;
         stats.never_sent += rest;
         if pending > 0 {
             stats.unknown += pending;
             *stats.errors.entry("cancelled".into()).or_default() += pending;
         }
-        drop(stats);
+        drop(cell);
         PublisherOutcome {
             ledger: self.ledger,
             subjects: self.subjects,
@@ -434,7 +472,7 @@ fn kind_name(kind: PublishErrorKind) -> &'static str {
 }
 
 /// Locks a stats cell; a poisoned lock (a panicked sampler) still holds valid counters.
-pub fn lock(stats: &SharedStats) -> std::sync::MutexGuard<'_, IntervalStats> {
+pub fn lock(stats: &SharedStats) -> std::sync::MutexGuard<'_, PublisherCell> {
     stats
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -115,6 +115,28 @@ impl RangeSet {
         out
     }
 
+    /// Removes every value above `last`; returns how many there were.
+    pub fn truncate_after(&mut self, last: u64) -> u64 {
+        let mut removed = 0;
+        let above: Vec<(u64, u64)> = self
+            .ranges
+            .range(..)
+            .filter(|(_, &end)| end > last)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (start, end) in above {
+            self.ranges.remove(&start);
+            if start <= last {
+                self.ranges.insert(start, last);
+                removed += end - last;
+            } else {
+                removed += end - start + 1;
+            }
+        }
+        self.len -= removed;
+        removed
+    }
+
     /// Appends a range above every value present.
     fn push_range(&mut self, start: u64, end: u64) {
         match self.ranges.iter_mut().next_back() {
@@ -292,6 +314,20 @@ mod tests {
         assert_eq!(set.len(), 8);
         assert_eq!(set.ranges().collect::<Vec<_>>(), vec![(1, 5), (9, 11)]);
         assert!(set.contains(10) && !set.contains(6) && !set.contains(0));
+    }
+
+    #[test]
+    fn truncating_keeps_what_lies_at_or_below_the_bound() {
+        let mut set = RangeSet::new();
+        for v in [1, 2, 3, 7, 8, 9, 12] {
+            set.insert(v);
+        }
+        assert_eq!(set.truncate_after(8), 2);
+        assert_eq!(set.ranges().collect::<Vec<_>>(), vec![(1, 3), (7, 8)]);
+        assert_eq!(set.len(), 5);
+        assert_eq!(set.truncate_after(100), 0);
+        assert_eq!(set.truncate_after(0), 5);
+        assert!(set.is_empty());
     }
 
     #[test]

@@ -117,6 +117,25 @@ impl DurationHistogram {
     }
 }
 
+impl DurationHistogram {
+    /// Reads back what [`DurationHistogram::to_base64`] wrote; the samples are merged into a
+    /// histogram of the usual bounds, so a decoded one adds to live ones exactly.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("not base64: {e}"))?;
+        let decoded: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("not an HdrHistogram V2 histogram: {e:?}"))?;
+        let mut out = Self::new();
+        out.0
+            .add(&decoded)
+            .map_err(|e| format!("histogram out of bounds: {e:?}"))?;
+        Ok(out)
+    }
+}
+
 /// Percentiles of one histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -271,6 +290,18 @@ impl SubjectTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_survives_base64() {
+        let mut h = DurationHistogram::new();
+        for ms in [1u64, 2, 3, 50, 700] {
+            h.record(Duration::from_millis(ms));
+        }
+        let back = DurationHistogram::from_base64(&h.to_base64()).expect("decodes");
+        assert_eq!(back.count(), 5);
+        assert_eq!(back.max_micros(), h.max_micros());
+        assert!(DurationHistogram::from_base64("not base64!").is_err());
+    }
 
     #[test]
     fn merged_histograms_equal_one_histogram() {

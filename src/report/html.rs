@@ -26,11 +26,7 @@ pub fn render(report: &RunReport) -> String {
         None => summary.as_str(),
     };
     let mut out = String::new();
-    let verdict = if report.verdict.passed {
-        "PASS"
-    } else {
-        "FAIL"
-    };
+    let verdict = report.verdict_word();
     let _ = write!(
         out,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -35,7 +35,11 @@ fn testcase(out: &mut String, suite: &str, line: &CheckLine) {
 pub fn render(report: &RunReport) -> String {
     let suite = &report.run.scenario;
     let mut cases = report.checks.clone();
-    let stopped = if report.run.interrupted {
+    let stopped = if report.run.state == super::RunState::Running {
+        Some(
+            "incomplete: the run was still going at this checkpoint (or died after it)".to_string(),
+        )
+    } else if report.run.interrupted {
         Some("the run was interrupted before its end".to_string())
     } else {
         report.run.aborted.as_ref().map(|r| format!("aborted: {r}"))

@@ -24,11 +24,7 @@ pub fn render(report: &RunReport) -> String {
 /// The title with the verdict, the description and the run's identity table.
 fn run_section(out: &mut String, report: &RunReport) {
     let r = &report.run;
-    let verdict = if report.verdict.passed {
-        "PASS"
-    } else {
-        "FAIL"
-    };
+    let verdict = report.verdict_word();
     let _ = writeln!(out, "# {} — {verdict}\n", r.scenario);
     if !r.description.is_empty() {
         let _ = writeln!(out, "{}\n", r.description);
@@ -63,6 +59,25 @@ fn run_section(out: &mut String, report: &RunReport) {
             out,
             "| interrupted | yes: the figures cover the run up to the interrupt |"
         );
+    }
+    match (r.state, r.checkpoint_s) {
+        (super::RunState::Running, at) => {
+            let _ = writeln!(
+                out,
+                "| state | running: a checkpoint at second {} of the load; if the run is gone, \
+                 `aivo-load report recover` this directory |",
+                at.unwrap_or(0)
+            );
+        }
+        (super::RunState::Recovered, at) => {
+            let _ = writeln!(
+                out,
+                "| state | recovered by `report recover` from the checkpoint at second {} of a \
+                 run that died; checks cover what was acked up to it |",
+                at.unwrap_or(0)
+            );
+        }
+        (super::RunState::Finished, _) => {}
     }
     if let Some(limit) = &report.load_generator {
         let _ = writeln!(out, "\n{}", warning_line(limit));

@@ -94,6 +94,53 @@ pub struct RunIdentity {
     pub interrupted: bool,
     /// Set when an abort-on-fail threshold stopped the load early: which one, when, measured what.
     pub aborted: Option<String>,
+    /// `running` in a checkpoint (the run was still going when it was written; if that is the
+    /// report a run dir holds, the run died), `finished` at the end, `recovered` when `report
+    /// recover` rebuilt it from a dead run's last checkpoint.
+    pub state: RunState,
+    /// Seconds of load the report covers when it is a checkpoint or was recovered from one.
+    pub checkpoint_s: Option<u64>,
+}
+
+/// Where a run stood when its report was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    Running,
+    #[default]
+    Finished,
+    Recovered,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Recovered => "recovered",
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file beside it, fsynced, then renamed over
+/// it (and the directory fsynced, so the rename survives a crash too).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// What happened to the events.
@@ -109,6 +156,9 @@ pub struct Counts {
     pub unknown: u64,
     /// Intended but not attempted before the run ended (the harness or cluster fell too far behind).
     pub never_sent: u64,
+    /// In a checkpoint (or a report recovered from one): attempted, still awaiting an ack when
+    /// the checkpoint was taken. Not in `unknown`, not errors.
+    pub in_flight: u64,
     pub payload_bytes: u64,
     /// Failures and unknown outcomes by kind.
     pub errors: BTreeMap<String, u64>,
@@ -315,15 +365,30 @@ pub struct Verdict {
 
 impl RunReport {
     /// Writes `report.json`, `summary.md`, `timeline.csv`, `report.html` and `junit.xml` into `dir`.
+    ///
+    /// Each file is replaced atomically (written beside, fsynced, renamed), so a reader, or a run
+    /// killed while it writes a checkpoint, sees either the old file or the new one, never half.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join("report.json"), json)?;
-        std::fs::write(dir.join("summary.md"), markdown::render(self))?;
-        std::fs::write(dir.join("timeline.csv"), self.timeline_csv())?;
-        std::fs::write(dir.join("report.html"), html::render(self))?;
-        std::fs::write(dir.join("junit.xml"), junit::render(self))?;
+        write_atomically(&dir.join("summary.md"), markdown::render(self).as_bytes())?;
+        write_atomically(&dir.join("timeline.csv"), self.timeline_csv().as_bytes())?;
+        write_atomically(&dir.join("report.html"), html::render(self).as_bytes())?;
+        write_atomically(&dir.join("junit.xml"), junit::render(self).as_bytes())?;
+        // Last: a report.json that is there says the others are of the same moment or newer.
+        write_atomically(&dir.join("report.json"), &json)?;
         Ok(())
+    }
+
+    /// "PASS", "FAIL", or "INCOMPLETE" for a checkpoint of a run still going (or one that died).
+    pub fn verdict_word(&self) -> &'static str {
+        if self.run.state == RunState::Running {
+            "INCOMPLETE"
+        } else if self.verdict.passed {
+            "PASS"
+        } else {
+            "FAIL"
+        }
     }
 
     fn timeline_csv(&self) -> String {

@@ -12,11 +12,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::checkpoint::{Checkpointer, SamplerView};
 use super::resources::ResourceSampler;
 use crate::checks::thresholds::format_millis;
 use crate::cluster::NodeEndpoints;
 use crate::exit::AppError;
-use crate::load::engine::{self, EngineSettings, PublisherPlan, RunClock, SharedStats};
+use crate::load::engine::{
+    self, EngineSettings, PublisherPlan, PublisherSnapshot, RunClock, SharedStats,
+};
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::{IntervalStats, SubjectTable};
 use crate::report::hlog::HlogWriter;
@@ -40,9 +43,20 @@ pub(super) struct LoadOutcome {
     pub(super) elapsed: Duration,
     /// Set when an abort-on-fail threshold stopped the load.
     pub(super) aborted: Option<String>,
+    /// Events attempted with no outcome yet when a checkpoint copied the ledgers (0 at a run's
+    /// end): unknown to the ledger check, not counted as errors.
+    pub(super) in_flight: u64,
     /// The wall-clock moment of second 0 (intended times are offsets from it; events'
     /// `occurred_at` = this + intended offset).
     pub(super) start_wall: time::OffsetDateTime,
+}
+
+/// What a run (not a capacity step or a bench) writes while its load goes.
+#[derive(Default)]
+pub(super) struct RunFiles {
+    /// `latency.hlog`.
+    pub(super) hlog: Option<std::path::PathBuf>,
+    pub(super) checkpoints: Option<Checkpointer>,
 }
 
 /// Publishes the scenario's traffic through `clients` and samples it once a second, with the
@@ -54,7 +68,7 @@ pub(super) async fn drive_load(
     run_id: &str,
     measure_from: Duration,
     cancel: CancellationToken,
-    hlog: Option<&Path>,
+    files: RunFiles,
 ) -> Result<LoadOutcome, AppError> {
     let run_id: Arc<str> = Arc::from(run_id);
     let settings = EngineSettings {
@@ -98,7 +112,11 @@ pub(super) async fn drive_load(
     let hard_stop =
         scenario.duration + settings.send_grace + settings.ack_timeout + Duration::from_secs(10);
     let mut sampler = Sampler::new(scenario.clone(), stats, resources, measure_from);
-    sampler.hlog = hlog.and_then(|path| open_hlog(path, clock.start_wall));
+    sampler.hlog = files
+        .hlog
+        .and_then(|path| open_hlog(&path, clock.start_wall));
+    sampler.start_wall = clock.start_wall;
+    sampler.checkpoints = files.checkpoints;
     let progress = Progress::new(scenario.duration);
     let mut tick =
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
@@ -123,6 +141,15 @@ pub(super) async fn drive_load(
             joined = tasks.join_next() => match joined {
                 Some(Ok(done)) => {
                     subjects.merge(&done.subjects);
+                    if let Some(checkpoints) = sampler.checkpoints.as_mut() {
+                        checkpoints.finished(
+                            done.ledger.publisher as usize,
+                            PublisherSnapshot {
+                                ledger: done.ledger.clone(),
+                                subjects: done.subjects.clone(),
+                            },
+                        );
+                    }
                     ledgers.push(done.ledger);
                 }
                 Some(Err(e)) => tracing::error!("a publisher task failed: {e}"),
@@ -137,6 +164,13 @@ pub(super) async fn drive_load(
     let elapsed = clock.start.elapsed();
     sampler.sample();
     progress.finish();
+    // The last checkpoint holds every publisher's final ledger: a run killed during the drain or
+    // the read-back can still be recovered with all of its load.
+    if let Some(mut checkpoints) = sampler.checkpoints.take() {
+        checkpoints.settle().await;
+        checkpoints.write(sampler.view(), true);
+        checkpoints.settle().await;
+    }
     ledgers.sort_by_key(|l| l.publisher);
     Ok(LoadOutcome {
         ledgers,
@@ -146,6 +180,7 @@ pub(super) async fn drive_load(
         timeline: sampler.timeline,
         elapsed,
         aborted,
+        in_flight: 0,
         start_wall: clock.start_wall,
     })
 }
@@ -176,7 +211,7 @@ pub async fn bench_load(
         run_id,
         Duration::ZERO,
         CancellationToken::new(),
-        None,
+        RunFiles::default(),
     )
     .await?;
     Ok(BenchLoad {
@@ -317,6 +352,9 @@ struct Sampler {
     timeline: Vec<TimelineRow>,
     /// `latency.hlog`, appended each second (a run's, not a capacity step's).
     hlog: Option<HlogWriter>,
+    /// A run's checkpoints (not a capacity step's).
+    checkpoints: Option<Checkpointer>,
+    start_wall: time::OffsetDateTime,
 }
 
 /// Creates the interval log; a file that cannot be written costs the log, not the run.
@@ -343,7 +381,47 @@ impl Sampler {
             measure_from,
             timeline: Vec::new(),
             hlog: None,
+            checkpoints: None,
+            start_wall: time::OffsetDateTime::UNIX_EPOCH,
         }
+    }
+
+    fn view(&self) -> SamplerView<'_> {
+        SamplerView {
+            cumulative: &self.cumulative,
+            timeline: &self.timeline,
+            start_wall: self.start_wall,
+        }
+    }
+
+    /// Asks the publishers for ledger copies a second before a checkpoint is due, and writes it
+    /// when it is.
+    fn checkpoint(&mut self, second: u64) {
+        let Some(mut checkpoints) = self.checkpoints.take() else {
+            return;
+        };
+        if checkpoints.writes_after(second) {
+            for (index, cell) in self.stats.iter().enumerate() {
+                if let Some(snapshot) = engine::lock(cell).snapshot.take() {
+                    checkpoints.offer(index, *snapshot);
+                }
+            }
+            if let Some((cumulative, rows)) = checkpoints.take_asked() {
+                let view = SamplerView {
+                    cumulative: &cumulative,
+                    timeline: &self.timeline[..rows.min(self.timeline.len())],
+                    start_wall: self.start_wall,
+                };
+                checkpoints.write(view, false);
+            }
+        }
+        if checkpoints.asks_after(second) {
+            for cell in &self.stats {
+                engine::lock(cell).snapshot_wanted = true;
+            }
+            checkpoints.asked(&self.cumulative, self.timeline.len());
+        }
+        self.checkpoints = Some(checkpoints);
     }
 
     /// The first abort-on-fail threshold (past its delay) that the figures so far fail.
@@ -388,7 +466,7 @@ impl Sampler {
     fn sample(&mut self) -> TimelineRow {
         let mut interval = IntervalStats::default();
         for cell in &self.stats {
-            let taken = std::mem::take(&mut *engine::lock(cell));
+            let taken = std::mem::take(&mut engine::lock(cell).interval);
             interval.merge(&taken);
         }
         self.cumulative.merge(&interval);
@@ -431,6 +509,7 @@ impl Sampler {
             ..TimelineRow::default()
         };
         self.timeline.push(row.clone());
+        self.checkpoint(second);
         row
     }
 }

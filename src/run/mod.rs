@@ -14,9 +14,11 @@
 //! stores are removed). A cancellation token stops the publishers on Ctrl-C or SIGTERM, after which
 //! the figures so far are still reported and the exit code is 130.
 
+pub mod checkpoint;
 mod consumers;
 mod load;
 mod metrics;
+pub mod recover;
 mod resources;
 pub mod selfcheck;
 pub mod session;
@@ -54,6 +56,10 @@ pub struct RunPlan {
     pub cluster: ClusterPlan,
     /// Receives the `<UTC time>-<scenario>/` run dir.
     pub reports_dir: PathBuf,
+    /// How the scenario was chosen (what `report recover` rebuilds it from).
+    pub source: checkpoint::ScenarioSource,
+    /// How often the run writes a checkpoint; `None`: never.
+    pub checkpoint: Option<std::time::Duration>,
 }
 
 /// Runs a plan to its exit status; see the module header.
@@ -69,6 +75,8 @@ struct RunContext {
     scenario: Arc<Scenario>,
     rate_scale: f64,
     cluster_plan: ClusterPlan,
+    source: checkpoint::ScenarioSource,
+    checkpoint_every: Option<std::time::Duration>,
     run_id: String,
     run_dir: PathBuf,
     started_at: OffsetDateTime,
@@ -110,6 +118,8 @@ impl RunContext {
             scenario: Arc::new(plan.scenario),
             rate_scale: plan.rate_scale,
             cluster_plan: plan.cluster,
+            source: plan.source,
+            checkpoint_every: plan.checkpoint,
             run_id,
             run_dir,
             started_at,
@@ -136,7 +146,10 @@ impl RunContext {
             &self.run_id,
             std::time::Duration::ZERO,
             self.cancel.clone(),
-            Some(&self.run_dir.join(report::hlog::FILE_NAME)),
+            load::RunFiles {
+                hlog: Some(self.run_dir.join(report::hlog::FILE_NAME)),
+                checkpoints: self.checkpointer(&cluster, &declared),
+            },
         )
         .await?;
         let finished = self
@@ -148,6 +161,7 @@ impl RunContext {
             &self.run_id,
             &load.ledgers,
             !finished.fault_events.is_empty(),
+            None,
         )
         .await
         .map_err(AppError::environment)?;
@@ -164,6 +178,28 @@ impl RunContext {
             .await;
         self.write_report(&report)?;
         Ok(self.exit_status(&report))
+    }
+
+    /// The run's checkpoints, from what the declare phase found (`None`: `--checkpoint off`).
+    fn checkpointer(
+        &self,
+        cluster: &Cluster,
+        declared: &Declared,
+    ) -> Option<checkpoint::Checkpointer> {
+        let every = self.checkpoint_every?;
+        let context = checkpoint::CheckpointContext {
+            scenario: self.scenario.clone(),
+            source: self.source.clone(),
+            run_id: self.run_id.clone(),
+            run_dir: self.run_dir.clone(),
+            started_at: self.started_at,
+            backend: cluster.kind(),
+            servers: declared.urls.clone(),
+            nats_server_version: declared.nats_server_version.clone(),
+            windows: checkpoint::windows_of(&declared.windows),
+        };
+        let publishers = self.scenario.traffic.len() * self.scenario.publishers as usize;
+        Some(checkpoint::Checkpointer::new(context, every, publishers))
     }
 
     /// Phase 1; `None` when the run was interrupted while the cluster started.
@@ -297,6 +333,8 @@ impl RunContext {
             indexer_lag: finished.consumed.lag,
             end_to_end: finished.consumed.end_to_end,
             interrupted: self.was_interrupted(),
+            state: report::RunState::Finished,
+            checkpoint_s: None,
         })
     }
 

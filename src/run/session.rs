@@ -145,7 +145,7 @@ impl LoadSession {
             run_id,
             measure_from,
             cancel,
-            None,
+            super::load::RunFiles::default(),
         )
         .await?;
         Ok(StepOutcome {

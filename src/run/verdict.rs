@@ -49,6 +49,10 @@ pub(super) struct ReportInputs<'a> {
     /// End-to-end latency per second of intended time.
     pub(super) end_to_end: Vec<SecondLatency>,
     pub(super) interrupted: bool,
+    /// `Running` for a checkpoint, `Recovered` for `report recover`.
+    pub(super) state: crate::report::RunState,
+    /// The second of load a checkpoint (or the recovered report) covers.
+    pub(super) checkpoint_s: Option<u64>,
 }
 
 /// How fast the indexer recovered, from its lag samples and the intended rate of each second.
@@ -176,9 +180,12 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
     }
     name_lost_events(&mut input);
     let catch_up = catch_up_check(&input);
-    let counts = counts_of(input.scenario, &input.outcome);
+    // A checkpoint, or a report recovered from one, covers the load up to it.
+    let covered = (input.state != report::RunState::Finished)
+        .then(|| Duration::from_secs(input.checkpoint_s.unwrap_or(0)));
+    let counts = counts_of(input.scenario, &input.outcome, covered);
     let latency = latency_of(&input.outcome);
-    let throughput = throughput_of(input.scenario, &input.outcome, &counts);
+    let throughput = throughput_of(input.scenario, &input.outcome, &counts, covered);
     let subjects = subject_reports(
         input.scenario,
         &input.outcome.subjects,
@@ -196,7 +203,17 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         faults: fault_check.as_ref(),
         thresholds: &thresholds,
     });
-    let verdict = verdict_of(&checks, input.interrupted, input.outcome.aborted.as_deref());
+    let mut verdict = verdict_of(&checks, input.interrupted, input.outcome.aborted.as_deref());
+    if input.state == report::RunState::Running {
+        verdict.passed = false;
+        verdict.failures.insert(
+            0,
+            format!(
+                "incomplete: a checkpoint at second {} of the load; the checks run at the end",
+                input.checkpoint_s.unwrap_or(0)
+            ),
+        );
+    }
     let histograms = histograms_of(&input.outcome);
     let run = identity_of(&input);
     let timeline = with_end_to_end(
@@ -243,17 +260,23 @@ fn load_generator_of(
 }
 
 /// The run's counts, summed over every publisher's ledger.
-fn counts_of(scenario: &Scenario, outcome: &LoadOutcome) -> Counts {
+fn counts_of(scenario: &Scenario, outcome: &LoadOutcome, covered: Option<Duration>) -> Counts {
     let c = &outcome.cumulative;
     let ledgers = &outcome.ledgers;
+    let unknown: u64 = ledgers.iter().map(|l| l.unknown.len()).sum();
     Counts {
-        intended: scenario.intended_total(),
+        // A checkpoint judges what the schedule intended up to it.
+        intended: match covered {
+            Some(covered) => scenario.intended_between(Duration::ZERO, covered).round() as u64,
+            None => scenario.intended_total(),
+        },
         attempted: ledgers.iter().map(|l| l.attempted).sum(),
         acked: ledgers.iter().map(|l| l.acked.len()).sum(),
         duplicate_acks: ledgers.iter().map(|l| l.duplicate_acks).sum(),
         failed: ledgers.iter().map(|l| l.failed.len()).sum(),
-        unknown: ledgers.iter().map(|l| l.unknown.len()).sum(),
+        unknown: unknown.saturating_sub(outcome.in_flight),
         never_sent: ledgers.iter().map(|l| l.never_sent).sum(),
+        in_flight: outcome.in_flight,
         payload_bytes: c.payload_bytes,
         errors: c.errors.clone(),
     }
@@ -269,8 +292,13 @@ fn latency_of(outcome: &LoadOutcome) -> LatencyReport {
     }
 }
 
-fn throughput_of(scenario: &Scenario, outcome: &LoadOutcome, counts: &Counts) -> Throughput {
-    let seconds = scenario.duration.as_secs_f64();
+fn throughput_of(
+    scenario: &Scenario,
+    outcome: &LoadOutcome,
+    counts: &Counts,
+    covered: Option<Duration>,
+) -> Throughput {
+    let seconds = covered.unwrap_or(scenario.duration).as_secs_f64().max(1.0);
     let payload_bytes = outcome.cumulative.payload_bytes;
     Throughput {
         target_mean: counts.intended as f64 / seconds,
@@ -367,6 +395,8 @@ fn identity_of(input: &ReportInputs<'_>) -> RunIdentity {
         message_id: scenario.message_id,
         interrupted: input.interrupted,
         aborted: input.outcome.aborted.clone(),
+        state: input.state,
+        checkpoint_s: input.checkpoint_s,
     }
 }
 

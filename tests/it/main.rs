@@ -8,6 +8,7 @@ mod consumers;
 mod dlq;
 mod docker;
 mod nemesis;
+mod recover;
 mod run;
 mod sampling;
 mod scenarios;

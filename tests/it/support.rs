@@ -697,3 +697,23 @@ pub fn nats_servers_under(dir: &Path) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// The DOM headless Chromium builds from an HTML file (`--dump-dom`); panics if it cannot render.
+/// Tests calling it carry `#[cfg_attr(aivo_no_chromium, ignore = ...)]`.
+pub fn dom_of(page: &Path) -> String {
+    let chromium = std::env::var("AIVO_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut command = Command::new(&chromium);
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        &format!("--user-data-dir={}", profile.path().display()),
+        "--dump-dom",
+        &format!("file://{}", page.display()),
+    ]);
+    let dumped = output_within(command, Duration::from_secs(90));
+    assert!(dumped.status.success(), "{}", text(&dumped));
+    String::from_utf8_lossy(&dumped.stdout).into_owned()
+}
