@@ -50,7 +50,7 @@ pub async fn execute(plan: CapacityPlan) -> Result<ExitStatus, AppError> {
         .with_context(|| format!("cannot create the report directory {}", dir.display()))
         .map_err(AppError::environment)?;
     let cancel = CancellationToken::new();
-    let interrupted = crate::run::watch_signals(cancel.clone());
+    let signals = crate::run::watch_signals(cancel.clone());
     eprintln!(
         "aivo-load capacity: {} — SLO {}, error budget {:.3} %",
         plan.scenario.name,
@@ -72,7 +72,7 @@ pub async fn execute(plan: CapacityPlan) -> Result<ExitStatus, AppError> {
         .with_context(|| format!("cannot write the capacity report into {}", dir.display()))
         .map_err(AppError::environment)?;
     print!("{}", report.terminal(&dir.display().to_string()));
-    if interrupted.lock().map(|f| *f).unwrap_or(true) {
+    if signals.interrupted() {
         return Ok(ExitStatus::Interrupted);
     }
     Ok(if report.result.sustainable_rate.is_some() {

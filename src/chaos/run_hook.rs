@@ -76,12 +76,17 @@ pub fn start(
 
 impl RunChaos {
     /// Ends the schedule, reverts what is active, writes `chaos.json` and returns every event.
-    pub async fn finish(mut self) -> Vec<FaultEvent> {
+    ///
+    /// Dropped before it completes (a second Ctrl-C), it leaves the schedule's task in place,
+    /// still reverting: calling it again waits for the same reverts.
+    pub async fn finish(&mut self) -> Vec<FaultEvent> {
         self.cancel.cancel();
-        let Some(task) = self.task.take() else {
+        let Some(task) = self.task.as_mut() else {
             return Vec::new();
         };
-        let events = match tokio::time::timeout(FINISH_TIMEOUT, task).await {
+        let joined = tokio::time::timeout(FINISH_TIMEOUT, task).await;
+        self.task = None;
+        let events = match joined {
             Ok(Ok(events)) => events,
             Ok(Err(err)) => {
                 eprintln!("aivo-load: the chaos schedule failed: {err}; run `aivo-load heal`");

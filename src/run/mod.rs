@@ -65,9 +65,26 @@ pub struct RunPlan {
 /// Runs a plan to its exit status; see the module header.
 pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
     let mut run = RunContext::create(plan)?;
-    let outcome = run.phases().await;
+    let stop_now = run.signals.stop_now.clone();
+    let outcome = tokio::select! {
+        outcome = run.phases() => Some(outcome),
+        _ = stop_now.cancelled() => None,
+    };
+    // A second interrupt dropped the phases wherever they were; teardown still reverts the
+    // faults (the chaos handle stays in the context until its reverts are done) and stops the
+    // run's cluster.
     run.teardown().await;
-    outcome
+    match outcome {
+        Some(outcome) => outcome,
+        None => {
+            eprintln!(
+                "aivo-load: stopped; what the run measured up to its last checkpoint is in {} \
+                 (`aivo-load report recover` it, if its cluster is kept)",
+                run.run_dir.display()
+            );
+            Ok(ExitStatus::Interrupted)
+        }
+    }
 }
 
 /// What every phase of one run shares.
@@ -81,7 +98,7 @@ struct RunContext {
     run_dir: PathBuf,
     started_at: OffsetDateTime,
     cancel: CancellationToken,
-    interrupted: Arc<Mutex<bool>>,
+    signals: Signals,
     /// From the start phase until teardown.
     cluster: Option<Cluster>,
     /// From phase 3 until phase 5 ends it, or teardown on an error path: its reverts must be done
@@ -113,7 +130,7 @@ impl RunContext {
             .with_context(|| format!("cannot create the report directory {}", run_dir.display()))
             .map_err(AppError::environment)?;
         let cancel = CancellationToken::new();
-        let interrupted = watch_signals(cancel.clone());
+        let signals = watch_signals(cancel.clone());
         Ok(Self {
             scenario: Arc::new(plan.scenario),
             rate_scale: plan.rate_scale,
@@ -124,7 +141,7 @@ impl RunContext {
             run_dir,
             started_at,
             cancel,
-            interrupted,
+            signals,
             cluster: None,
             chaos: None,
         })
@@ -260,10 +277,13 @@ impl RunContext {
         consumers: Option<RunConsumers>,
         load: &LoadOutcome,
     ) -> Finished {
-        let fault_events = match self.chaos.take() {
+        // The handle is dropped only once its reverts are done: a second Ctrl-C that ends the
+        // phases here leaves it for teardown to finish.
+        let fault_events = match self.chaos.as_mut() {
             Some(chaos) => chaos.finish().await,
             None => Vec::new(),
         };
+        self.chaos = None;
         let consumed = match consumers {
             Some(consumers) => {
                 eprintln!("aivo-load: waiting for the indexer to catch up");
@@ -362,16 +382,17 @@ impl RunContext {
     }
 
     fn was_interrupted(&self) -> bool {
-        self.interrupted.lock().map(|flag| *flag).unwrap_or(true)
+        self.signals.interrupted()
     }
 
     /// After the phases, on every path: faults still active are reverted (an error path that
     /// skipped phase 5), then the run's own cluster stops (logs saved, stores removed); a kept one
     /// is left running.
     async fn teardown(&mut self) {
-        if let Some(chaos) = self.chaos.take() {
+        if let Some(chaos) = self.chaos.as_mut() {
             chaos.finish().await;
         }
+        self.chaos = None;
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown(&cluster_dir(&self.run_dir)).await;
         }
@@ -391,33 +412,68 @@ fn cluster_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("cluster")
 }
 
-/// Cancels `cancel` on Ctrl-C or SIGTERM and remembers that it did.
-pub fn watch_signals(cancel: CancellationToken) -> Arc<Mutex<bool>> {
-    let flag = Arc::new(Mutex::new(false));
-    let seen = flag.clone();
+/// What the signal watcher saw.
+#[derive(Clone)]
+pub struct Signals {
+    interrupted: Arc<Mutex<bool>>,
+    /// Cancelled by a second Ctrl-C / SIGTERM: stop at once, once faults are reverted.
+    pub stop_now: CancellationToken,
+}
+
+impl Signals {
+    /// Whether a first Ctrl-C or SIGTERM came.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.lock().map(|flag| *flag).unwrap_or(true)
+    }
+}
+
+/// Cancels `cancel` on the first Ctrl-C or SIGTERM and remembers that it did (a graceful stop:
+/// faults reverted, figures so far reported); a second one cancels [`Signals::stop_now`].
+pub fn watch_signals(cancel: CancellationToken) -> Signals {
+    let signals = Signals {
+        interrupted: Arc::new(Mutex::new(false)),
+        stop_now: CancellationToken::new(),
+    };
+    let seen = signals.clone();
     tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
+        let mut interrupts = 0;
+        loop {
+            let terminated = async {
+                match term.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-                None => std::future::pending::<()>().await,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
+                _ = cancel.cancelled(), if interrupts == 0 => return,
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminated => {}
-            _ = cancel.cancelled() => return,
+            interrupts += 1;
+            if interrupts == 1 {
+                eprintln!(
+                    "\naivo-load: interrupted; stopping publishers, reverting faults and reporting \
+                     (Ctrl-C again to stop at once, still reverting faults)"
+                );
+                if let Ok(mut flag) = seen.interrupted.lock() {
+                    *flag = true;
+                }
+                cancel.cancel();
+            } else {
+                eprintln!(
+                    "\naivo-load: interrupted again; stopping now: faults are reverted, no checks, \
+                     no report beyond the last checkpoint"
+                );
+                seen.stop_now.cancel();
+                return;
+            }
         }
-        eprintln!("\naivo-load: interrupted; stopping publishers and tearing down");
-        if let Ok(mut flag) = seen.lock() {
-            *flag = true;
-        }
-        cancel.cancel();
     });
-    flag
+    signals
 }
 
 /// "20261127T110444Z".

@@ -604,6 +604,56 @@ async fn ctrl_c_mid_partition_reverts_it_and_a_sigkilled_run_is_healed() {
     assert_eq!(down.status.code(), Some(0), "{}", text(&down));
 }
 
+/// A second Ctrl-C stops at once: the killed node is still brought back (its revert is awaited),
+/// but there is no read-back and no final report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_stops_at_once_but_still_reverts_the_fault() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let _kept = ClusterUp::local(state.path());
+    let state_dir = state.path().to_str().expect("utf-8 path");
+    let reports = tempfile::tempdir().expect("tempdir");
+    // 90 s fitted into 30 s: nats2 is killed at 10 s for about 7 s.
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "node-kill",
+        "--duration",
+        "30s",
+        "--keep-cluster",
+        "--state-dir",
+        state_dir,
+        "--reports-dir",
+        reports.path().to_str().expect("utf-8 path"),
+    ]);
+    run.wait_for_line("chaos applied kill on nats2").await;
+    wait_for_status(state_dir, 1, Duration::from_secs(10)).await;
+    let pid = run.child.id().expect("pid") as i32;
+    // SAFETY: kill(2) on our own child's pid with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    run.wait_for_line("Ctrl-C again to stop at once").await;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    run.wait_for_line("interrupted again; stopping now").await;
+    let started = std::time::Instant::now();
+    assert_eq!(run.finish().await, Some(130), "a second Ctrl-C exits 130");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+    // The killed node was started again before the run let go.
+    wait_for_status(state_dir, 0, Duration::from_secs(20)).await;
+    let run_dir = std::fs::read_dir(reports.path())
+        .expect("dir")
+        .flatten()
+        .next()
+        .expect("run dir")
+        .path();
+    // No final report: the run stopped before it (30 s, so no checkpoint was due either).
+    assert!(!run_dir.join("report.json").exists(), "no report.json");
+    let journal = std::fs::read_to_string(run_dir.join("faults.jsonl")).expect("journal");
+    assert!(journal.contains("\"reverted\""), "{journal}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexer_catchup_writes_every_acked_event_to_postgres_once() {
     let reports = tempfile::tempdir().expect("tempdir");
