@@ -1,7 +1,7 @@
 //! Probes, once per build, what some integration tests need from the machine, and tells rustc:
 //! `aivo_no_docker` where no Docker engine answers, `aivo_not_root` where the build does not run as
 //! root, `aivo_no_chromium` where no headless Chromium is found (`AIVO_CHROMIUM`, else `chromium`
-//! on PATH). Those tests carry `#[cfg_attr(aivo_no_docker, ignore = "...")]` (resp. `aivo_not_root`),
+//! on PATH), `aivo_no_promtool` where Prometheus's `promtool` is not on PATH. Those tests carry `#[cfg_attr(aivo_no_docker, ignore = "...")]` (resp. `aivo_not_root`),
 //! so the test runner reports them as skipped instead of passing them unrun: nextest has no way to
 //! skip a test once it runs. The library and the binary do not look at either cfg.
 //!
@@ -31,6 +31,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(aivo_no_docker)");
     println!("cargo::rustc-check-cfg=cfg(aivo_not_root)");
     println!("cargo::rustc-check-cfg=cfg(aivo_no_chromium)");
+    println!("cargo::rustc-check-cfg=cfg(aivo_no_promtool)");
     println!("cargo::rerun-if-changed=build.rs");
     for var in [
         "DOCKER_HOST",
@@ -79,6 +80,17 @@ fn main() {
         }
     }
 
+    match on_path("promtool") {
+        Some(path) => println!("cargo::rerun-if-changed={path}"),
+        None => {
+            println!("cargo::rustc-cfg=aivo_no_promtool");
+            println!(
+                "cargo::warning=no promtool on PATH: the live metrics validation test is skipped \
+                 (scripts/setup --test installs Debian's prometheus as root)"
+            );
+        }
+    }
+
     let assume_not_root = std::env::var("AIVO_ASSUME_NOT_ROOT").as_deref() == Ok("1");
     if assume_not_root || !effective_uid_is_root() {
         println!("cargo::rustc-cfg=aivo_not_root");
@@ -92,9 +104,14 @@ fn chromium() -> Option<String> {
             .is_file()
             .then(|| path.to_string_lossy().into_owned());
     }
+    on_path("chromium")
+}
+
+/// The first file called `name` in a directory of PATH.
+fn on_path(name: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|dir| dir.join("chromium"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
         .map(|p| p.to_string_lossy().into_owned())
 }

@@ -302,6 +302,10 @@ pub struct RunArgs {
     /// state "running", and checkpoint.json for `report recover`); `off` for never.
     #[arg(long, default_value = "60s", value_parser = parse_checkpoint_arg)]
     pub checkpoint: Checkpoint,
+    /// Serve live metrics (Prometheus text format) at http://ADDR/metrics while the run goes,
+    /// e.g. 127.0.0.1:9464 (port 0: any free port, printed at the start).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -447,6 +451,7 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
             seed: args.seed,
         },
         checkpoint: args.checkpoint.0,
+        metrics_addr: args.metrics_addr,
     })
 }
 

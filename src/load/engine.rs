@@ -73,6 +73,18 @@ pub struct PublisherCell {
     /// publishers one copy each per checkpoint and nothing in between.
     pub snapshot_wanted: bool,
     pub snapshot: Option<Box<PublisherSnapshot>>,
+    /// Set by the sampler each second while live metrics are served: the publisher copies its
+    /// per-subject counters into `subject_counts` (a handful of subjects) at its next lock.
+    pub subjects_wanted: bool,
+    pub subject_counts: Vec<SubjectCount>,
+}
+
+/// A subject's counters of one publisher, cumulative.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectCount {
+    pub subject: String,
+    pub attempted: u64,
+    pub acked: u64,
 }
 
 /// A publisher's ledger and subjects as they stood at a moment of the run.
@@ -85,6 +97,16 @@ pub struct PublisherSnapshot {
 impl PublisherCell {
     /// Answers a pending snapshot request from the publisher's current state.
     fn answer(&mut self, ledger: &PublisherLedger, subjects: &SubjectTable) {
+        if self.subjects_wanted {
+            self.subjects_wanted = false;
+            self.subject_counts.clear();
+            self.subject_counts
+                .extend(subjects.subjects.iter().map(|s| SubjectCount {
+                    subject: s.subject.clone(),
+                    attempted: s.attempted,
+                    acked: s.acked,
+                }));
+        }
         if self.snapshot_wanted {
             self.snapshot_wanted = false;
             self.snapshot = Some(Box::new(PublisherSnapshot {

@@ -54,6 +54,11 @@ impl DurationHistogram {
         let _ = self.0.record_n(micros.clamp(1, MAX_MICROS), count);
     }
 
+    /// Samples at or below `micros` (at the histogram's precision).
+    pub fn count_at_or_below_micros(&self, micros: u64) -> u64 {
+        self.0.count_between(0, micros)
+    }
+
     /// Adds every sample of `other` (exact: same bounds and precision).
     pub fn merge(&mut self, other: &DurationHistogram) {
         // Same bounds on both sides, so adding cannot fail.

@@ -8,6 +8,7 @@ pub mod hlog;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod prometheus;
 pub mod terminal;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,7 @@
 //! sampled every second, then the catch-up wait and the read-back of `events` for the ledger check.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub(super) struct RunConsumers {
     lag_task: Option<JoinHandle<Vec<(u64, u64)>>>,
     stop: CancellationToken,
     streams: Vec<&'static str>,
+    /// The indexer's latest lag sample (`u64::MAX` until the first), for the live metrics.
+    latest_lag: Arc<AtomicU64>,
 }
 
 impl RunConsumers {
@@ -92,9 +95,10 @@ impl RunConsumers {
         let indexer_task = indexer
             .clone()
             .map(|slot| start_indexer_later(slot, settings.indexer_start, stop.clone()));
+        let latest_lag = Arc::new(AtomicU64::new(u64::MAX));
         let lag_task = settings
             .indexer
-            .then(|| sample_lag(js, streams.clone(), start, stop.clone()));
+            .then(|| sample_lag(js, streams.clone(), start, stop.clone(), latest_lag.clone()));
         Ok(Some(RunConsumers {
             settings: settings.clone(),
             postgres,
@@ -105,7 +109,13 @@ impl RunConsumers {
             lag_task,
             stop,
             streams,
+            latest_lag,
         }))
+    }
+
+    /// The indexer's latest lag (pending + unacknowledged), once sampled.
+    pub(super) fn indexer_lag(&self) -> Option<Arc<AtomicU64>> {
+        self.settings.indexer.then(|| self.latest_lag.clone())
     }
 
     /// The indexer child, for the chaos engine's `kill-indexer`.
@@ -343,6 +353,7 @@ fn sample_lag(
     streams: Vec<&'static str>,
     start: Instant,
     stop: CancellationToken,
+    latest: Arc<AtomicU64>,
 ) -> JoinHandle<Vec<(u64, u64)>> {
     tokio::spawn(async move {
         let mut samples = Vec::new();
@@ -357,10 +368,9 @@ fn sample_lag(
                 tokio::time::timeout(Duration::from_secs(1), read_lag(&js, "indexer", &streams))
                     .await
             {
-                samples.push((
-                    start.elapsed().as_secs().saturating_sub(1),
-                    lag.pending() + lag.ack_pending(),
-                ));
+                let lag = lag.pending() + lag.ack_pending();
+                latest.store(lag, Ordering::Relaxed);
+                samples.push((start.elapsed().as_secs().saturating_sub(1), lag));
             }
         }
     })

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpointer, SamplerView};
+use super::live::LiveHandle;
 use super::resources::ResourceSampler;
 use crate::checks::thresholds::format_millis;
 use crate::cluster::NodeEndpoints;
@@ -23,6 +24,7 @@ use crate::load::engine::{
 use crate::load::ledger::PublisherLedger;
 use crate::load::metrics::{IntervalStats, SubjectTable};
 use crate::report::hlog::HlogWriter;
+use crate::report::prometheus::{self, LiveFigures, SubjectCounts};
 use crate::report::{Counts, LatencyReport, TimelineRow};
 use crate::scenario::Scenario;
 use crate::traffic::arrival::PublisherArrivals;
@@ -57,6 +59,8 @@ pub(super) struct RunFiles {
     /// `latency.hlog`.
     pub(super) hlog: Option<std::path::PathBuf>,
     pub(super) checkpoints: Option<Checkpointer>,
+    /// `--metrics-addr`: the text each scrape gets, rendered each second.
+    pub(super) live: Option<LiveHandle>,
 }
 
 /// Publishes the scenario's traffic through `clients` and samples it once a second, with the
@@ -95,6 +99,7 @@ pub(super) async fn drive_load(
     let clock = RunClock::now();
     let mut tasks = JoinSet::new();
     let mut stats: Vec<SharedStats> = Vec::new();
+    let streams: Vec<String> = plans.iter().map(|p| p.stream.clone()).collect();
     for plan in plans {
         let cell: SharedStats = Arc::default();
         stats.push(cell.clone());
@@ -117,6 +122,7 @@ pub(super) async fn drive_load(
         .and_then(|path| open_hlog(&path, clock.start_wall));
     sampler.start_wall = clock.start_wall;
     sampler.checkpoints = files.checkpoints;
+    sampler.live = files.live.map(|handle| (handle, streams));
     let progress = Progress::new(scenario.duration);
     let mut tick =
         tokio::time::interval_at(clock.start + Duration::from_secs(1), Duration::from_secs(1));
@@ -141,6 +147,7 @@ pub(super) async fn drive_load(
             joined = tasks.join_next() => match joined {
                 Some(Ok(done)) => {
                     subjects.merge(&done.subjects);
+                    sampler.final_subjects(done.ledger.publisher as usize, &done.subjects);
                     if let Some(checkpoints) = sampler.checkpoints.as_mut() {
                         checkpoints.finished(
                             done.ledger.publisher as usize,
@@ -354,6 +361,8 @@ struct Sampler {
     hlog: Option<HlogWriter>,
     /// A run's checkpoints (not a capacity step's).
     checkpoints: Option<Checkpointer>,
+    /// The live metrics, and the stream of each publisher (by position).
+    live: Option<(LiveHandle, Vec<String>)>,
     start_wall: time::OffsetDateTime,
 }
 
@@ -382,8 +391,64 @@ impl Sampler {
             timeline: Vec::new(),
             hlog: None,
             checkpoints: None,
+            live: None,
             start_wall: time::OffsetDateTime::UNIX_EPOCH,
         }
+    }
+
+    /// A finished publisher's last per-subject counters, for the live metrics.
+    fn final_subjects(&self, index: usize, table: &SubjectTable) {
+        if self.live.is_none() {
+            return;
+        }
+        if let Some(cell) = self.stats.get(index) {
+            let mut cell = engine::lock(cell);
+            cell.subjects_wanted = false;
+            cell.subject_counts = table
+                .subjects
+                .iter()
+                .map(|s| engine::SubjectCount {
+                    subject: s.subject.clone(),
+                    attempted: s.attempted,
+                    acked: s.acked,
+                })
+                .collect();
+        }
+    }
+
+    /// Renders the live metrics text for the seconds sampled so far, with `row` the latest.
+    fn publish_live(&self, row: &TimelineRow) {
+        let Some((live, streams)) = &self.live else {
+            return;
+        };
+        let mut subjects: BTreeMap<(String, String), SubjectCounts> = BTreeMap::new();
+        for (cell, stream) in self.stats.iter().zip(streams) {
+            let mut cell = engine::lock(cell);
+            cell.subjects_wanted = true;
+            for count in &cell.subject_counts {
+                let entry = subjects
+                    .entry((stream.clone(), count.subject.clone()))
+                    .or_default();
+                entry.attempted += count.attempted;
+                entry.acked += count.acked;
+            }
+        }
+        let elapsed = Duration::from_secs(row.second + 1);
+        let text = prometheus::render(&LiveFigures {
+            run_id: &live.run_id,
+            scenario: &self.scenario.name,
+            elapsed_s: elapsed.as_secs(),
+            intended: self
+                .scenario
+                .intended_between(Duration::ZERO, elapsed)
+                .round() as u64,
+            cumulative: &self.cumulative,
+            subjects: &subjects,
+            last: Some(row),
+            faults_active: Some(live.faults_active()),
+            indexer_lag: live.indexer_lag(),
+        });
+        live.publish(text);
     }
 
     fn view(&self) -> SamplerView<'_> {
@@ -510,6 +575,7 @@ impl Sampler {
         };
         self.timeline.push(row.clone());
         self.checkpoint(second);
+        self.publish_live(&row);
         row
     }
 }

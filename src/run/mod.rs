@@ -16,6 +16,7 @@
 
 pub mod checkpoint;
 mod consumers;
+mod live;
 mod load;
 mod metrics;
 pub mod recover;
@@ -60,6 +61,8 @@ pub struct RunPlan {
     pub source: checkpoint::ScenarioSource,
     /// How often the run writes a checkpoint; `None`: never.
     pub checkpoint: Option<std::time::Duration>,
+    /// `--metrics-addr`: serve live metrics there while the run goes.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs a plan to its exit status; see the module header.
@@ -94,6 +97,9 @@ struct RunContext {
     cluster_plan: ClusterPlan,
     source: checkpoint::ScenarioSource,
     checkpoint_every: Option<std::time::Duration>,
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// From the start of the phases until teardown, with `--metrics-addr`.
+    live: Option<live::LiveMetrics>,
     run_id: String,
     run_dir: PathBuf,
     started_at: OffsetDateTime,
@@ -137,6 +143,8 @@ impl RunContext {
             cluster_plan: plan.cluster,
             source: plan.source,
             checkpoint_every: plan.checkpoint,
+            metrics_addr: plan.metrics_addr,
+            live: None,
             run_id,
             run_dir,
             started_at,
@@ -151,6 +159,9 @@ impl RunContext {
     async fn phases(&mut self) -> Result<ExitStatus, AppError> {
         let scenario = self.scenario.clone();
         eprintln!("aivo-load: {} — {}", scenario.name, scenario.description);
+        if let Some(addr) = self.metrics_addr {
+            self.live = Some(live::LiveMetrics::serve(addr).await?);
+        }
         let Some(cluster) = self.start_cluster().await? else {
             return Ok(ExitStatus::Interrupted);
         };
@@ -166,6 +177,13 @@ impl RunContext {
             load::RunFiles {
                 hlog: Some(self.run_dir.join(report::hlog::FILE_NAME)),
                 checkpoints: self.checkpointer(&cluster, &declared),
+                live: self.live.as_ref().map(|live| {
+                    live.handle(
+                        &self.run_id,
+                        self.run_dir.join("faults.jsonl"),
+                        side.consumers.as_ref().and_then(|c| c.indexer_lag()),
+                    )
+                }),
             },
         )
         .await?;
@@ -396,6 +414,7 @@ impl RunContext {
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown(&cluster_dir(&self.run_dir)).await;
         }
+        self.live = None;
     }
 }
 

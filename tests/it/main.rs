@@ -7,6 +7,7 @@ mod cluster;
 mod consumers;
 mod dlq;
 mod docker;
+mod metrics;
 mod nemesis;
 mod recover;
 mod run;
