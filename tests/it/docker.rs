@@ -461,10 +461,7 @@ async fn run_node_kill_on_docker_passes_its_checks() {
         .next()
         .expect("a report dir")
         .path();
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("json");
+    let report = crate::support::read_report(&run_dir.join("report.json"));
     // Compressed to a third, the kill's election costs the same seconds in a shorter run: the
     // scenario's error and latency budgets may not hold, its checks must.
     assert_passed_but_for(&output, &report, &["publish."]);

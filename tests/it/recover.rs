@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{aivo, dom_of, text, wait_for, BackgroundRun, ClusterUp};
+use crate::support::{aivo, dom_of, read_report, text, wait_for, BackgroundRun, ClusterUp};
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
@@ -56,7 +56,7 @@ async fn a_sigkilled_run_is_recovered_from_its_last_checkpoint() {
     let run_dir = checkpointed(reports.path(), 6).await;
 
     // While the run goes, its dir reads as a report of the run so far.
-    let running = json(&run_dir.join("report.json"));
+    let running = read_report(&run_dir.join("report.json"));
     assert_eq!(running["run"]["state"], "running", "{running}");
     assert!(running["counts"]["acked"].as_u64().expect("acked") > 0);
     let summary = std::fs::read_to_string(run_dir.join("summary.md")).expect("summary.md");
@@ -80,7 +80,7 @@ async fn a_sigkilled_run_is_recovered_from_its_last_checkpoint() {
 
     let recovered = recover(&run_dir).await;
     assert_eq!(recovered.status.code(), Some(0), "{}", text(&recovered));
-    let report = json(&run_dir.join("report.json"));
+    let report = read_report(&run_dir.join("report.json"));
     assert_eq!(report["run"]["state"], "recovered");
     assert_eq!(report["run"]["checkpoint_s"].as_u64(), Some(load_s));
     assert_eq!(
@@ -113,7 +113,7 @@ async fn a_sigkilled_run_is_recovered_from_its_last_checkpoint() {
     );
     let again = recover(&run_dir).await;
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
-    let report = json(&run_dir.join("report.json"));
+    let report = read_report(&run_dir.join("report.json"));
     assert_eq!(report["ledger"][0]["lost"], 1, "{}", report["ledger"][0]);
 }
 
@@ -148,7 +148,7 @@ async fn a_checkpoint_report_renders_in_headless_chromium() {
     // A run's own local nodes died with it: recover says the checks could not run, and fails.
     let recovered = recover(&run_dir).await;
     assert_eq!(recovered.status.code(), Some(1), "{}", text(&recovered));
-    let report = json(&run_dir.join("report.json"));
+    let report = read_report(&run_dir.join("report.json"));
     assert_eq!(report["run"]["state"], "recovered");
     let failures = report["verdict"]["failures"].to_string();
     assert!(failures.contains("cannot be reached"), "{failures}");

@@ -214,3 +214,43 @@ fn hlog_counts(log: &str, tag: &str) -> Vec<u64> {
         })
         .collect()
 }
+
+/// The schema can fail: a report missing its verdict, or with a state it does not know, breaks it.
+#[test]
+fn the_report_schema_rejects_a_report_that_breaks_it() {
+    let reports = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("report.schema.json")).expect("schema"))
+            .expect("JSON");
+    assert_eq!(
+        schema["properties"]["schema_version"]["const"], 1,
+        "the schema is versioned with report.json's schema_version"
+    );
+    let good = serde_json::json!({
+        "schema_version": 1,
+        "run": {"id": "x", "scenario": "s", "seed": 1, "started_at": "t", "finished_at": "t",
+                "duration_s": 1.0, "backend": "local", "aivo_load_version": "0", "nats_server_version": "2",
+                "interrupted": false, "state": "finished"},
+        "counts": {"intended": 1, "attempted": 1, "acked": 1, "failed": 0, "unknown": 0, "never_sent": 0, "errors": {}},
+        "latency": {}, "throughput": {}, "timeline": [], "subjects": [], "streams": [], "ledger": [],
+        "retention": [], "faults": [], "thresholds": [], "checks": [],
+        "verdict": {"passed": true, "failures": []}, "histograms": {}
+    });
+    // The minimal report lacks required latency fields: exactly those are named.
+    let errors = crate::support::schema_errors(&good);
+    assert!(
+        errors.iter().all(|e| e.contains("/latency")
+            || e.contains("/throughput")
+            || e.contains("/histograms")),
+        "{errors:?}"
+    );
+    let mut bad = good.clone();
+    bad.as_object_mut().expect("object").remove("verdict");
+    bad["run"]["state"] = "paused".into();
+    let errors = crate::support::schema_errors(&bad);
+    assert!(errors.iter().any(|e| e.contains("verdict")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("/run/state")),
+        "{errors:?}"
+    );
+}

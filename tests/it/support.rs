@@ -253,8 +253,41 @@ pub fn report_json(reports: &Path) -> serde_json::Value {
     assert_eq!(dirs.len(), 1, "one report directory expected");
     let dir = dirs[0].path();
     assert!(dir.join("summary.md").is_file() && dir.join("timeline.csv").is_file());
-    let bytes = std::fs::read(dir.join("report.json")).expect("report.json");
-    serde_json::from_slice(&bytes).expect("report.json is JSON")
+    read_report(&dir.join("report.json"))
+}
+
+/// `schemas/report.schema.json`, compiled once.
+fn report_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/report.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("the schema")).expect("JSON");
+        jsonschema::validator_for(&schema).expect("a valid JSON Schema")
+    })
+}
+
+/// Where `report` breaks `schemas/report.schema.json`, one line per error (empty: it conforms).
+pub fn schema_errors(report: &serde_json::Value) -> Vec<String> {
+    report_schema()
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// A report.json read back and checked against the schema: every test that reads a run's report
+/// through here also tests that aivo-load writes what the schema promises.
+pub fn read_report(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).expect("report.json");
+    let report: serde_json::Value = serde_json::from_slice(&bytes).expect("report.json is JSON");
+    let errors = schema_errors(&report);
+    assert!(
+        errors.is_empty(),
+        "{} breaks schemas/report.schema.json:\n{}",
+        path.display(),
+        errors.join("\n")
+    );
+    report
 }
 
 /// `aivo-load` with `AIVO_STATE_DIR` set, for the `cluster`, `chaos` and `heal` commands.
