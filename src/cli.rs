@@ -19,6 +19,7 @@ use crate::cluster::commands::{ClusterRequest, ClusterTarget};
 use crate::cluster::{BackendKind, ClusterPlan, StateDir};
 use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
 use crate::exit::AppError;
+use crate::report::trend::TrendPlan;
 use crate::run::RunPlan;
 use crate::scenario::catalog::{self, CatalogRequest};
 use crate::topology::TopologyRequest;
@@ -148,6 +149,27 @@ pub enum ReportCommand {
         /// The run to compare with A.
         b: PathBuf,
     },
+    /// Runs over time (nightly soaks): one row per run, oldest first, each headline figure flagged
+    /// where it is worse than the median of the earlier runs by more than --tolerance; exit 1 if any
+    /// is.
+    Trend(TrendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrendArgs {
+    /// Run directories (or their report.json), a directory of run directories such as reports/,
+    /// or a quoted pattern such as 'reports/*-chaos-soak'.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// How far a figure may move in the worse direction from the median of the earlier runs.
+    #[arg(long, default_value = "20%")]
+    pub tolerance: String,
+    /// Earlier runs (with the figure) a baseline needs; the runs before are shown, not judged.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_history: u64,
+    /// Also write an offline HTML page with a chart per figure (inline SVG).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -383,6 +405,13 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             state: args.state.into(),
         }),
         CliCommand::Report(ReportCommand::Compare { a, b }) => Command::ReportCompare { a, b },
+        CliCommand::Report(ReportCommand::Trend(args)) => Command::ReportTrend(TrendPlan {
+            inputs: args.runs,
+            tolerance: parse_ratio(&args.tolerance)
+                .map_err(|e| AppError::usage(anyhow!("--tolerance: {e}")))?,
+            min_history: usize::try_from(args.min_history).unwrap_or(usize::MAX),
+            html: args.html,
+        }),
         CliCommand::Capacity(args) => Command::Capacity(Box::new(capacity_plan(args)?)),
     })
 }

@@ -36,13 +36,15 @@ pub enum Command {
     Dlq(consumers::DlqPlan),
     Chaos(chaos::commands::ChaosRequest),
     Heal(chaos::commands::HealRequest),
-    /// `report compare A B`.
     /// `capacity`: the saturation search and the capacity report.
     Capacity(Box<capacity::CapacityPlan>),
+    /// `report compare A B`.
     ReportCompare {
         a: std::path::PathBuf,
         b: std::path::PathBuf,
     },
+    /// `report trend DIR...`.
+    ReportTrend(report::trend::TrendPlan),
 }
 
 /// Runs a command to completion.
@@ -66,6 +68,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Heal(args) => chaos::commands::heal(args).await,
             Command::Capacity(plan) => capacity::execute(*plan).await,
             Command::ReportCompare { a, b } => report::compare::compare_command(&a, &b),
+            Command::ReportTrend(plan) => report::trend::trend_command(&plan),
         }
     })
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::support::{aivo, output_within, status_text, text, ClusterUp};
+use crate::support::{aivo, chromium_dom, status_text, text, ClusterUp};
 
 /// A `cluster up` cluster whose route links are capped, for as long as it lives.
 struct CappedCluster {
@@ -258,22 +258,7 @@ async fn capacity_html_charts_render_in_headless_chromium() {
     let (output, dir) = search_capped(reports.path()).await;
     let report = capacity_json(&dir);
     assert_eq!(report["result"]["verdict"], "knee", "{}", text(&output));
-    let chromium = std::env::var("AIVO_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let profile = tempfile::tempdir().expect("profile dir");
-    let page = format!("file://{}", dir.join("capacity.html").display());
-    let mut command = std::process::Command::new(&chromium);
-    command.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        &format!("--user-data-dir={}", profile.path().display()),
-        "--dump-dom",
-        &page,
-    ]);
-    let dumped = output_within(command, Duration::from_secs(90));
-    let dom = String::from_utf8_lossy(&dumped.stdout);
-    assert!(dumped.status.success(), "{}", text(&dumped));
+    let dom = chromium_dom(&dir.join("capacity.html"));
     // The browser parsed the inline SVG into elements: the charts, their measured points, the SLO
     // line, the knee marker and the USL curve are in the DOM it built.
     for needle in [

@@ -15,3 +15,4 @@ mod storage_model;
 mod support;
 mod teardown;
 mod topology;
+mod trend;

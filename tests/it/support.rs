@@ -257,6 +257,27 @@ pub fn report_json(reports: &Path) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("report.json is JSON")
 }
 
+/// The DOM headless Chromium builds from a local page (`--dump-dom`): what a browser parsed,
+/// inline SVG included. Only for tests marked `#[cfg_attr(aivo_no_chromium, ignore = ...)]`.
+pub fn chromium_dom(page: &Path) -> String {
+    let chromium = std::env::var("AIVO_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = tempfile::tempdir().expect("profile dir");
+    let url = format!("file://{}", page.display());
+    let mut command = Command::new(&chromium);
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        &format!("--user-data-dir={}", profile.path().display()),
+        "--dump-dom",
+        &url,
+    ]);
+    let dumped = output_within(command, Duration::from_secs(90));
+    assert!(dumped.status.success(), "{}", text(&dumped));
+    String::from_utf8_lossy(&dumped.stdout).into_owned()
+}
+
 /// `aivo-load` with `AIVO_STATE_DIR` set, for the `cluster`, `chaos` and `heal` commands.
 pub fn aivo_in(state_dir: &Path, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(BIN);
