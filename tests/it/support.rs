@@ -244,6 +244,25 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// A short real run on the local backend (its own cluster): the default scenario (focus-burst) for
+/// 6 s at a tenth of its rates, the report under `reports`.
+pub async fn short_local_run(reports: &Path) -> Output {
+    aivo(
+        &[
+            "run",
+            "--duration",
+            "6s",
+            "--rate-scale",
+            "0.1",
+            "--reports-dir",
+            reports.to_str().expect("utf-8 path"),
+        ],
+        &[],
+        Duration::from_secs(90),
+    )
+    .await
+}
+
 /// The single report directory written under `reports`.
 pub fn report_json(reports: &Path) -> serde_json::Value {
     let dirs: Vec<_> = std::fs::read_dir(reports)

@@ -6,31 +6,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{aivo, chromium_dom, report_json, text};
+use crate::support::{aivo, chromium_dom, report_json, short_local_run, text};
 
 /// Directory names out of time order: the reports' start times must decide the order.
 const NIGHTS: [&str; 5] = ["soak-e", "soak-b", "soak-d", "soak-a", "soak-c"];
 /// Each night's figures against the real run's: within a few percent, as nights of one build are.
 const JITTER: [f64; 5] = [1.00, 0.97, 1.03, 0.99, 1.02];
 
-/// One short real run (local backend, its own cluster), its report.json.
+/// One short real run (focus-burst, local backend, its own cluster), its report.json.
 async fn real_report() -> Value {
     let reports = tempfile::tempdir().expect("tempdir");
-    let output = aivo(
-        &[
-            "run",
-            "focus-burst",
-            "--duration",
-            "6s",
-            "--rate-scale",
-            "0.1",
-            "--reports-dir",
-            reports.path().to_str().expect("utf-8 path"),
-        ],
-        &[],
-        Duration::from_secs(90),
-    )
-    .await;
+    let output = short_local_run(reports.path()).await;
     // A loaded machine may miss the latency threshold; the report is what matters here.
     assert!(
         matches!(output.status.code(), Some(0 | 1)),

@@ -25,7 +25,7 @@ pub(super) fn render(trend: &Trend) -> String {
     let _ = write!(
         out,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>{}</title>\n<style>{STYLE}</style></head><body>\n",
+         <title>{}</title>\n<style>{STYLE}{WIDER}</style></head><body>\n",
         escape(title)
     );
     out.push_str(&markdown_to_html(&markdown));
@@ -40,6 +40,9 @@ pub(super) fn render(trend: &Trend) -> String {
     out.push_str("</body></html>\n");
     out
 }
+
+/// The run report's style, but for a table a column per figure: wider, cells on one line.
+const WIDER: &str = "body{max-width:1280px}figure{margin:.5em 0}td{white-space:nowrap}";
 
 /// How a figure's values are drawn: scaled (fractions as percentages) and with which unit.
 fn unit(kind: Kind) -> (f64, &'static str) {
@@ -192,9 +195,15 @@ fn run_axis(trend: &Trend, plot: &Plot, out: &mut String) {
             || format!("#{}", i + 1),
             |t| format!("{:02}-{:02}", u8::from(t.month()), t.day()),
         );
+        // The last label ends at the plot's right edge rather than running past the chart.
+        let anchor = if i + 1 == trend.runs.len() && i > 0 {
+            "end"
+        } else {
+            "middle"
+        };
         let _ = writeln!(
             out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{text}<title>{}</title></text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{text}<title>{}</title></text>",
             plot.x(i as f64),
             HEIGHT - 6.0,
             escape(&run.name)

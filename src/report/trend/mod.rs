@@ -200,7 +200,7 @@ impl Trend {
             _ => String::new(),
         };
         format!(
-            "{}: {} {} against a median of {} over {previous} previous runs{by}",
+            "{}: {} {} against a median of {} over {previous} earlier runs{by}",
             self.run_label(i),
             column.figure.label,
             column.figure.show(&cell.value),
@@ -325,7 +325,7 @@ impl Trend {
             row.push(text);
         }
         row.push(match (judged, regressed) {
-            (false, _) => format!("no (fewer than {} earlier runs)", self.min_history),
+            (false, _) => format!("no (< {} earlier)", self.min_history),
             (true, 0) => "ok".into(),
             (true, n) => format!("{n} regressed"),
         });
@@ -518,7 +518,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no row {name}\n{text}"))
                 .to_string()
         };
-        assert!(row("n2").contains("no (fewer than 2"), "{text}");
+        assert!(row("n2").contains("no (< 2 earlier)"), "{text}");
         assert_eq!(row("n3").matches('✗').count(), 0, "{text}");
         assert!(row("n4").contains("30.00ms ✗"), "{text}");
         assert!(row("n4").contains("1 regressed"), "{text}");
