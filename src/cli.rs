@@ -19,6 +19,7 @@ use crate::cluster::commands::{ClusterRequest, ClusterTarget};
 use crate::cluster::{BackendKind, ClusterPlan, StateDir};
 use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
 use crate::exit::AppError;
+use crate::report::trend::TrendPlan;
 use crate::run::checkpoint::ScenarioSource;
 use crate::run::RunPlan;
 use crate::scenario::catalog::{self, CatalogRequest};
@@ -156,6 +157,27 @@ pub enum ReportCommand {
         /// The run directory (holds checkpoint.json).
         run_dir: PathBuf,
     },
+    /// Runs over time (nightly soaks): one row per run, oldest first, each headline figure flagged
+    /// where it is worse than the median of the earlier runs by more than --tolerance; exit 1 if any
+    /// is.
+    Trend(TrendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrendArgs {
+    /// Run directories (or their report.json), a directory of run directories such as reports/,
+    /// or a quoted pattern such as 'reports/*-chaos-soak'.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// How far a figure may move in the worse direction from the median of the earlier runs.
+    #[arg(long, default_value = "20%")]
+    pub tolerance: String,
+    /// Earlier runs (with the figure) a baseline needs; the runs before are shown, not judged.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_history: u64,
+    /// Also write an offline HTML page with a chart per figure (inline SVG).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -417,6 +439,13 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
         CliCommand::Report(ReportCommand::Recover { run_dir }) => {
             Command::ReportRecover { run_dir }
         }
+        CliCommand::Report(ReportCommand::Trend(args)) => Command::ReportTrend(TrendPlan {
+            inputs: args.runs,
+            tolerance: parse_ratio(&args.tolerance)
+                .map_err(|e| AppError::usage(anyhow!("--tolerance: {e}")))?,
+            min_history: usize::try_from(args.min_history).unwrap_or(usize::MAX),
+            html: args.html,
+        }),
         CliCommand::Capacity(args) => Command::Capacity(Box::new(capacity_plan(args)?)),
     })
 }

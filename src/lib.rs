@@ -36,9 +36,9 @@ pub enum Command {
     Dlq(consumers::DlqPlan),
     Chaos(chaos::commands::ChaosRequest),
     Heal(chaos::commands::HealRequest),
-    /// `report compare A B`.
     /// `capacity`: the saturation search and the capacity report.
     Capacity(Box<capacity::CapacityPlan>),
+    /// `report compare A B`.
     ReportCompare {
         a: std::path::PathBuf,
         b: std::path::PathBuf,
@@ -47,6 +47,8 @@ pub enum Command {
     ReportRecover {
         run_dir: std::path::PathBuf,
     },
+    /// `report trend DIR...`.
+    ReportTrend(report::trend::TrendPlan),
 }
 
 /// Runs a command to completion.
@@ -71,6 +73,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Capacity(plan) => capacity::execute(*plan).await,
             Command::ReportCompare { a, b } => report::compare::compare_command(&a, &b),
             Command::ReportRecover { run_dir } => run::recover::recover_command(&run_dir).await,
+            Command::ReportTrend(plan) => report::trend::trend_command(&plan),
         }
     })
 }

@@ -10,12 +10,13 @@ use std::fmt::Write as _;
 
 use super::{escape_markup as escape, markdown, RunReport, TimelineRow};
 
-const WIDTH: f64 = 900.0;
-const HEIGHT: f64 = 220.0;
+// The chart geometry and helpers below are shared with `report trend`'s page (`trend/html.rs`).
+pub(super) const WIDTH: f64 = 900.0;
+pub(super) const HEIGHT: f64 = 220.0;
 /// Room for the axis labels.
-const LEFT: f64 = 64.0;
-const BOTTOM: f64 = 24.0;
-const TOP: f64 = 10.0;
+pub(super) const LEFT: f64 = 64.0;
+pub(super) const BOTTOM: f64 = 24.0;
+pub(super) const TOP: f64 = 10.0;
 
 /// Renders the page.
 pub fn render(report: &RunReport) -> String {
@@ -47,7 +48,7 @@ pub fn render(report: &RunReport) -> String {
     out
 }
 
-const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222}\
+pub(super) const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px}\
 td.r,th.r{text-align:right}code{background:#f4f4f4;padding:0 3px}h1.fail{color:#b00}h1.pass{color:#070}\
 svg{display:block;margin:.3em 0 1.2em}.note{color:#666}figcaption{font-weight:600}\
@@ -171,10 +172,10 @@ fn fault_windows(rows: &[TimelineRow]) -> Vec<Window> {
     out
 }
 
-struct Series {
-    name: String,
-    color: &'static str,
-    points: Vec<Option<f64>>,
+pub(super) struct Series {
+    pub(super) name: String,
+    pub(super) color: &'static str,
+    pub(super) points: Vec<Option<f64>>,
 }
 
 impl Series {
@@ -200,22 +201,23 @@ struct Chart {
 }
 
 /// Where a chart's values and seconds land on the page: the plot area and the value range.
-struct Plot {
-    seconds: usize,
-    log: bool,
+pub(super) struct Plot {
+    /// Points along x (seconds of a timeline, runs of a trend).
+    pub(super) seconds: usize,
+    pub(super) log: bool,
     /// The value range shown (decades on a log scale).
-    lo: f64,
-    hi: f64,
-    width: f64,
-    height: f64,
+    pub(super) lo: f64,
+    pub(super) hi: f64,
+    pub(super) width: f64,
+    pub(super) height: f64,
 }
 
 impl Plot {
-    fn x(&self, second: f64) -> f64 {
+    pub(super) fn x(&self, second: f64) -> f64 {
         LEFT + self.width * second / (self.seconds.max(2) - 1) as f64
     }
 
-    fn y(&self, value: f64) -> f64 {
+    pub(super) fn y(&self, value: f64) -> f64 {
         let v = if self.log { value.log10() } else { value };
         TOP + self.height * (1.0 - ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0))
     }
@@ -244,7 +246,7 @@ impl Plot {
     }
 
     /// Horizontal grid lines with their values: every decade on a log scale, else quarters.
-    fn grid(&self, out: &mut String, unit: &str) {
+    pub(super) fn grid(&self, out: &mut String, unit: &str) {
         let grid: Vec<f64> = if self.log {
             (self.lo as i32..=self.hi as i32)
                 .map(|e| 10f64.powi(e))
@@ -282,7 +284,7 @@ impl Plot {
 
     /// The `i`th of `n` series as a line with its name in the legend; a gap (no value) breaks the
     /// line.
-    fn series_line(&self, out: &mut String, (i, n): (usize, usize), series: &Series) {
+    pub(super) fn series_line(&self, out: &mut String, (i, n): (usize, usize), series: &Series) {
         let mut path = String::new();
         let mut pen_down = false;
         for (second, value) in series.points.iter().enumerate() {
@@ -366,6 +368,11 @@ fn nice_ceiling(max: f64) -> f64 {
     if max <= 1.0 {
         return 1.0;
     }
+    round_ceiling(max)
+}
+
+/// 1, 2 or 5 times a power of ten, at least `max` (> 0, finite): small values too (an error rate).
+pub(super) fn round_ceiling(max: f64) -> f64 {
     let magnitude = 10f64.powf(max.log10().floor());
     [1.0, 2.0, 5.0, 10.0]
         .iter()

@@ -1,15 +1,18 @@
 //! Run reports (DESIGN.md §6): one versioned [`RunReport`], written as `report.json`, `summary.md`,
 //! `timeline.csv`, `report.html` (charts) and `junit.xml` (checks as test cases), and printed as a
-//! compact end summary.
+//! compact end summary. `report compare` and `report trend` read finished runs' report.json back
+//! (`figures.rs`).
 
 pub mod checks;
 pub mod compare;
+mod figures;
 pub mod hlog;
 pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod prometheus;
 pub mod terminal;
+pub mod trend;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::support::{aivo, dom_of, status_text, text, ClusterUp};
+use crate::support::{aivo, chromium_dom, status_text, text, ClusterUp};
 
 /// A `cluster up` cluster whose route links are capped, for as long as it lives.
 struct CappedCluster {
@@ -258,7 +258,7 @@ async fn capacity_html_charts_render_in_headless_chromium() {
     let (output, dir) = search_capped(reports.path()).await;
     let report = capacity_json(&dir);
     assert_eq!(report["result"]["verdict"], "knee", "{}", text(&output));
-    let dom = dom_of(&dir.join("capacity.html"));
+    let dom = chromium_dom(&dir.join("capacity.html"));
     // The browser parsed the inline SVG into elements: the charts, their measured points, the SLO
     // line, the knee marker and the USL curve are in the DOM it built.
     for needle in [

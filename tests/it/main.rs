@@ -17,3 +17,4 @@ mod storage_model;
 mod support;
 mod teardown;
 mod topology;
+mod trend;

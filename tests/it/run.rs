@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::support::short_local_run;
 use crate::support::{
     aivo, assert_passed_but_for, nats_servers_under, report_json, text, BackgroundRun, ClusterUp,
     FocusBurstUnderWay, RunIntoPostgres, TestCluster,
@@ -92,20 +93,7 @@ async fn short_focus_burst_acked_count_equals_the_stream_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_run_brings_its_own_cluster_and_takes_it_down() {
     let reports = tempfile::tempdir().expect("tempdir");
-    let output = aivo(
-        &[
-            "run",
-            "--duration",
-            "6s",
-            "--rate-scale",
-            "0.1",
-            "--reports-dir",
-            reports.path().to_str().expect("utf-8 path"),
-        ],
-        &[],
-        Duration::from_secs(90),
-    )
-    .await;
+    let output = short_local_run(reports.path()).await;
     // A structural test: on a loaded box focus-burst's latency threshold may fail, no check may.
     let report = report_json(reports.path());
     assert_passed_but_for(&output, &report, &["publish.latency"]);

@@ -244,6 +244,25 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// A short real run on the local backend (its own cluster): the default scenario (focus-burst) for
+/// 6 s at a tenth of its rates, the report under `reports`.
+pub async fn short_local_run(reports: &Path) -> Output {
+    aivo(
+        &[
+            "run",
+            "--duration",
+            "6s",
+            "--rate-scale",
+            "0.1",
+            "--reports-dir",
+            reports.to_str().expect("utf-8 path"),
+        ],
+        &[],
+        Duration::from_secs(90),
+    )
+    .await
+}
+
 /// The single report directory written under `reports`.
 pub fn report_json(reports: &Path) -> serde_json::Value {
     let dirs: Vec<_> = std::fs::read_dir(reports)
@@ -288,6 +307,27 @@ pub fn read_report(path: &Path) -> serde_json::Value {
         errors.join("\n")
     );
     report
+}
+
+/// The DOM headless Chromium builds from a local page (`--dump-dom`): what a browser parsed,
+/// inline SVG included. Only for tests marked `#[cfg_attr(aivo_no_chromium, ignore = ...)]`.
+pub fn chromium_dom(page: &Path) -> String {
+    let chromium = std::env::var("AIVO_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = tempfile::tempdir().expect("profile dir");
+    let url = format!("file://{}", page.display());
+    let mut command = Command::new(&chromium);
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        &format!("--user-data-dir={}", profile.path().display()),
+        "--dump-dom",
+        &url,
+    ]);
+    let dumped = output_within(command, Duration::from_secs(90));
+    assert!(dumped.status.success(), "{}", text(&dumped));
+    String::from_utf8_lossy(&dumped.stdout).into_owned()
 }
 
 /// `aivo-load` with `AIVO_STATE_DIR` set, for the `cluster`, `chaos` and `heal` commands.
@@ -729,24 +769,4 @@ pub fn nats_servers_under(dir: &Path) -> Vec<String> {
         .split_whitespace()
         .map(String::from)
         .collect()
-}
-
-/// The DOM headless Chromium builds from an HTML file (`--dump-dom`); panics if it cannot render.
-/// Tests calling it carry `#[cfg_attr(aivo_no_chromium, ignore = ...)]`.
-pub fn dom_of(page: &Path) -> String {
-    let chromium = std::env::var("AIVO_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut command = Command::new(&chromium);
-    command.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        &format!("--user-data-dir={}", profile.path().display()),
-        "--dump-dom",
-        &format!("file://{}", page.display()),
-    ]);
-    let dumped = output_within(command, Duration::from_secs(90));
-    assert!(dumped.status.success(), "{}", text(&dumped));
-    String::from_utf8_lossy(&dumped.stdout).into_owned()
 }
