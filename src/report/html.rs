@@ -86,6 +86,9 @@ fn charts(report: &RunReport) -> String {
         ],
     };
     out.push_str(&latency.svg(rows.len(), &faults));
+    if let Some(percentiles) = super::percentiles::chart(report) {
+        out.push_str(&percentiles);
+    }
     if let Some(cpu) = cpu_chart(rows) {
         out.push_str(&cpu.svg(rows.len(), &faults));
     }

@@ -10,6 +10,7 @@ pub mod hlog;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod percentiles;
 pub mod prometheus;
 pub mod terminal;
 pub mod trend;

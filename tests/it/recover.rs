@@ -169,6 +169,11 @@ async fn a_checkpoint_report_renders_in_headless_chromium() {
     let _ = run.finish().await;
     assert!(dom.contains("INCOMPLETE"), "{dom}");
     assert!(dom.contains("<svg"), "the timeline chart: {dom}");
+    // The latency-by-percentile chart, with its log-scaled percentile axis, is in the DOM.
+    assert!(dom.contains("<svg class=\"percentile-chart\""), "{dom}");
+    for label in [">90%<", ">99%<", ">99.9%<"] {
+        assert!(dom.contains(label), "{label}: {dom}");
+    }
     // A run's own local nodes died with it: recover says the checks could not run, and fails.
     let recovered = recover(&run_dir).await;
     assert_eq!(recovered.status.code(), Some(1), "{}", text(&recovered));
