@@ -61,10 +61,16 @@ pub async fn execute(plan: CapacityPlan) -> Result<ExitStatus, AppError> {
     else {
         return Ok(ExitStatus::Interrupted);
     };
-    let measured = measure(&plan, &session, &id, &cancel).await;
-    let report = match measured {
-        Ok(m) => Ok(output::build(&plan, &session, &id, started_at, m).await),
-        Err(e) => Err(e),
+    // A second Ctrl-C stops at once: no report (capacity has no faults to revert).
+    let report = tokio::select! {
+        measured = measure(&plan, &session, &id, &cancel) => match measured {
+            Ok(m) => Ok(output::build(&plan, &session, &id, started_at, m).await),
+            Err(e) => Err(e),
+        },
+        _ = signals.stop_now.cancelled() => {
+            session.close().await;
+            return Ok(ExitStatus::Interrupted);
+        }
     };
     session.close().await;
     let report = report?;

@@ -40,10 +40,17 @@ pub(super) fn find(inputs: &[PathBuf]) -> Result<Vec<Run>, AppError> {
     let mut runs = Vec::with_capacity(files.len());
     for file in files {
         let report = load(&file)?;
-        let name = file.parent().and_then(Path::file_name).map_or_else(
+        let mut name = file.parent().and_then(Path::file_name).map_or_else(
             || file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+        // A checkpoint of a run that died (or still goes) covers only part of its load; a
+        // recovered one was finished by `report recover`. The name says so wherever it shows.
+        match report.pointer("/run/state").and_then(Value::as_str) {
+            Some("running") => name.push_str(" (incomplete)"),
+            Some("recovered") => name.push_str(" (recovered)"),
+            _ => {}
+        }
         let started = report
             .pointer("/run/started_at")
             .and_then(Value::as_str)
@@ -196,6 +203,19 @@ mod tests {
 
     fn names(runs: &[Run]) -> Vec<&str> {
         runs.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_checkpoint_or_recovered_run_says_so_in_its_name() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for (name, state) in [("a", "running"), ("b", "recovered"), ("c", "finished")] {
+            let run = tmp.path().join(name);
+            std::fs::create_dir_all(&run).expect("run dir");
+            let report = serde_json::json!({"run": {"started_at": format!("2026-01-0{}T00:00:00Z", name.len() + (name.as_bytes()[0] - b'a') as usize), "state": state}});
+            std::fs::write(run.join("report.json"), report.to_string()).expect("report.json");
+        }
+        let runs = find(&[tmp.path().to_path_buf()]).expect("runs");
+        assert_eq!(names(&runs), ["a (incomplete)", "b (recovered)", "c"]);
     }
 
     #[test]
