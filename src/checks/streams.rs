@@ -17,8 +17,10 @@ use crate::topology::{stream_position, wait_until_replicated, StreamPosition};
 pub struct StreamWindow {
     pub stream: &'static str,
     pub before: StreamPosition,
-    /// The scenario overrode its limits, so messages keep expiring during the read itself.
-    pub limited: bool,
+    /// The scenario set a `max_age`, so messages keep expiring during the read itself. A
+    /// `max_bytes` or `max_msgs` limit discards only as a message is stored, and nothing is stored
+    /// after the drain: the first sequence after the drain is where retention stopped.
+    pub expiring: bool,
 }
 
 /// Both checks of every stream.
@@ -86,15 +88,15 @@ pub async fn check_streams(
 }
 
 /// How many of the run's messages retention removed before the read: everything below the first
-/// sequence kept. Where the scenario set limits, messages keep expiring during the read itself, so
-/// the first sequence the read found counts too.
+/// sequence kept. Where the scenario set a `max_age`, messages keep expiring during the read itself,
+/// so the first sequence the read found counts too.
 fn removed_by_retention(
     window: &StreamWindow,
     after: StreamPosition,
     first_read: Option<u64>,
 ) -> u64 {
     let mut first_kept = after.first_seq;
-    if window.limited {
+    if window.expiring {
         first_kept = first_kept.max(first_read.unwrap_or(after.last_seq + 1));
     }
     let before = window.before.last_seq;
@@ -107,14 +109,14 @@ fn removed_by_retention(
 mod tests {
     use super::*;
 
-    fn window(last_seq: u64, limited: bool) -> StreamWindow {
+    fn window(last_seq: u64, expiring: bool) -> StreamWindow {
         StreamWindow {
             stream: "FOCUS",
             before: StreamPosition {
                 last_seq,
                 ..StreamPosition::default()
             },
-            limited,
+            expiring,
         }
     }
 
@@ -130,12 +132,13 @@ mod tests {
             removed_by_retention(&window(100, false), after, Some(151)),
             50
         );
-        // With limits, what expired during the read counts too.
+        // With max_age, what expired during the read counts too.
         assert_eq!(
             removed_by_retention(&window(100, true), after, Some(161)),
             60
         );
-        // Without limits the first sequence read does not count (a gap after it is a loss).
+        // Without max_age (no limit, or only max_bytes / max_msgs, which discard only when a
+        // message is stored) the first sequence read does not count (a gap after it is a loss).
         assert_eq!(
             removed_by_retention(&window(100, false), after, Some(161)),
             50

@@ -114,8 +114,8 @@ fn retention_line(c: &RetentionCheck) -> CheckLine {
         format!("retention {}", c.stream),
         c.passed,
         format!(
-            "oldest message at most {age}, peak {} bytes, first sequence advanced {}",
-            c.peak_bytes, c.first_seq_advance
+            "oldest message at most {age}, peak {} bytes, peak {} messages, first sequence advanced {}",
+            c.peak_bytes, c.peak_messages, c.first_seq_advance
         ),
         &c.detail,
     )

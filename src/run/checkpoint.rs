@@ -73,7 +73,8 @@ pub struct WindowState {
     pub before_last_seq: u64,
     pub before_first_seq: u64,
     pub before_messages: u64,
-    pub limited: bool,
+    /// The stream had a `max_age` (see `StreamWindow::expiring`).
+    pub expiring: bool,
 }
 
 impl WindowState {
@@ -83,7 +84,7 @@ impl WindowState {
             before_last_seq: window.before.last_seq,
             before_first_seq: window.before.first_seq,
             before_messages: window.before.messages,
-            limited: window.limited,
+            expiring: window.expiring,
         }
     }
 
@@ -102,7 +103,7 @@ impl WindowState {
                 messages: self.before_messages,
                 first_seq: self.before_first_seq,
             },
-            limited: self.limited,
+            expiring: self.expiring,
         })
     }
 }

@@ -68,7 +68,10 @@ pub(super) async fn declare(scenario: &Scenario, cluster: &Cluster) -> Result<De
             before: topology::stream_position(&js, stream)
                 .await
                 .map_err(AppError::environment)?,
-            limited: scenario.streams.contains_key(stream),
+            expiring: scenario
+                .streams
+                .get(stream)
+                .is_some_and(|s| s.max_age.is_some()),
         });
     }
     Ok(Declared {
@@ -155,8 +158,8 @@ async fn apply_topology(
     }
 }
 
-/// The retention limits the scenario declared for the streams the run writes (max_age and/or
-/// max_bytes overrides); only these are sampled and checked.
+/// The retention limits the scenario declared for the streams the run writes (max_age, max_bytes
+/// and/or max_msgs overrides; a `max_msgs` of -1 is no limit); only these are sampled and checked.
 pub(super) fn declared_retention(
     scenario: &Scenario,
     streams: &[&'static str],
@@ -164,13 +167,15 @@ pub(super) fn declared_retention(
     scenario
         .streams
         .iter()
-        .filter(|(name, s)| {
-            streams.contains(&name.as_str()) && (s.max_age.is_some() || s.max_bytes.is_some())
-        })
         .map(|(name, s)| retention::DeclaredRetention {
             stream: name.clone(),
             max_age: s.max_age,
             max_bytes: s.max_bytes,
+            max_msgs: s.max_msgs.and_then(|m| u64::try_from(m).ok()),
+        })
+        .filter(|d| {
+            streams.contains(&d.stream.as_str())
+                && (d.max_age.is_some() || d.max_bytes.is_some() || d.max_msgs.is_some())
         })
         .collect()
 }

@@ -107,6 +107,143 @@ async fn a_retention_override_the_server_ignores_fails_the_run_and_names_the_str
     assert!(failures.contains("retention FOCUS"), "{failures}");
 }
 
+/// Focus pings at 200/s for `duration` into a FOCUS that keeps 500 messages (discard old, the
+/// seed's policy).
+fn max_msgs_scenario(dir: &std::path::Path, duration: &str) -> String {
+    let path = dir.join("max-msgs.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "max-msgs"
+description = "Focus pings into a FOCUS that keeps 500 messages."
+duration = "{duration}"
+seed = 11
+
+[publishers]
+count = 2
+in_flight = 64
+
+[[traffic]]
+domain = "focus"
+rate = "200/s"
+
+[streams.FOCUS]
+max_msgs = 500
+"#
+        ),
+    )
+    .expect("write scenario");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_msgs_keeps_the_newest_messages_and_retention_removes_exactly_the_excess() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let scenario = max_msgs_scenario(scenario_dir.path(), "15s");
+    let output = aivo(
+        &[
+            "run",
+            &scenario,
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8 path"),
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report = report_json(reports.path());
+    let retention = report["retention"].as_array().expect("retention checks");
+    assert_eq!(retention.len(), 1, "{retention:?}");
+    let focus = &retention[0];
+    assert_eq!(focus["stream"], "FOCUS");
+    assert_eq!(focus["max_msgs"], 500);
+    assert_eq!(focus["passed"], true, "{}", focus["detail"]);
+    assert_eq!(focus["peak_messages"], 500, "{focus}");
+    // As the run left it: the newest 500 of everything acked, the excess discarded oldest first.
+    let acked = report["counts"]["acked"].as_u64().expect("acked");
+    assert!(acked > 2000, "acked {acked}");
+    let samples = focus["samples"].as_array().expect("samples");
+    assert!(samples.len() >= 12, "{} samples", samples.len());
+    let last = samples.last().expect("a sample");
+    assert_eq!(last["last_seq"], acked, "{last}");
+    assert_eq!(last["messages"], 500, "{last}");
+    assert_eq!(last["first_seq"], acked - 499, "{last}");
+    assert_eq!(last["server_max_msgs"], 500);
+    assert_eq!(last["server_discard"], "old");
+    let detail = focus["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("at most 500 messages of max_msgs 500"),
+        "{detail}"
+    );
+    // The ledger check counts exactly the discarded as removed, none as lost.
+    let ledger = &report["ledger"][0];
+    assert_eq!(ledger["passed"], true, "{ledger}");
+    assert_eq!(ledger["lost"], 0, "{ledger}");
+    assert_eq!(ledger["removed_by_retention"], acked - 500, "{ledger}");
+    assert!(log.contains("retention FOCUS"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_msgs_the_stream_does_not_hold_fails_the_run_with_the_count() {
+    let cluster = TestCluster::start().await;
+    let servers = cluster.endpoints().server_list();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8 path");
+    let scenario_dir = tempfile::tempdir().expect("tempdir");
+    let scenario = max_msgs_scenario(scenario_dir.path(), "20s");
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        &scenario,
+        "--backend",
+        "external",
+        "--server",
+        &servers,
+        "--reports-dir",
+        reports_dir,
+    ]);
+    run.wait_for_line("cluster ready").await;
+
+    // From outside the harness: FOCUS loses its count limit, as a stream declared without it (or
+    // a server ignoring it) would be.
+    let client = async_nats::connect(cluster.endpoints().nodes[1].client_url.as_str())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut focus = js.get_stream("FOCUS").await.expect("FOCUS");
+    let mut config = focus.info().await.expect("info").config.clone();
+    assert_eq!(config.max_messages, 500, "the run applied the override");
+    config.max_messages = -1;
+    js.update_stream(config).await.expect("update FOCUS");
+
+    assert_eq!(run.finish().await, Some(1), "the run must fail");
+    let report = report_json(reports.path());
+    let focus = &report["retention"][0];
+    assert_eq!(focus["stream"], "FOCUS");
+    assert_eq!(focus["passed"], false, "{focus}");
+    let detail = focus["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("the server holds max_msgs -1, the scenario declared 500"),
+        "{detail}"
+    );
+    assert!(detail.contains("messages at"), "{detail}");
+    assert!(detail.contains("(max_msgs 500)"), "{detail}");
+    assert!(
+        focus["peak_messages"].as_u64().expect("peak") > 500,
+        "{focus}"
+    );
+    // Nothing was lost: only the retention check fails.
+    assert_eq!(
+        report["ledger"][0]["passed"], true,
+        "{}",
+        report["ledger"][0]
+    );
+    let failures = report["verdict"]["failures"].to_string();
+    assert!(failures.contains("retention FOCUS"), "{failures}");
+}
+
 /// A focus-only scenario with the indexer starting `start` into a 15 s run, allowed `timeout` to
 /// catch up.
 fn indexer_scenario(dir: &std::path::Path, rate: &str, start: &str, timeout: &str) -> String {

@@ -3,6 +3,7 @@
 mod capacity;
 mod chaos;
 mod checks;
+mod ci_workflows;
 mod cluster;
 mod consumers;
 mod dlq;
