@@ -43,6 +43,8 @@ pub struct EngineSettings {
     pub send_grace: Duration,
     /// Send each event's ledger identity as its `Nats-Msg-Id` (JetStream dedup on).
     pub message_id: bool,
+    /// How long the schedule runs (the ledger's per-second marks are reserved for it).
+    pub run_length: Duration,
 }
 
 /// One publisher: a connection, a schedule and a source of events.
@@ -236,6 +238,7 @@ impl Publisher {
             // Our own window bounds what is in flight; keep the client's limit out of the way.
             .max_ack_inflight(settings.in_flight.saturating_mul(2).max(16))
             .build(client);
+        let clock_seconds = (settings.run_length + settings.send_grace).as_secs() + 60;
         Publisher {
             settings,
             clock,
@@ -244,10 +247,14 @@ impl Publisher {
             arrivals,
             source,
             in_flight: FuturesUnordered::new(),
-            ledger: PublisherLedger {
-                publisher: id,
-                stream,
-                ..PublisherLedger::default()
+            ledger: {
+                let mut ledger = PublisherLedger {
+                    publisher: id,
+                    stream,
+                    ..PublisherLedger::default()
+                };
+                ledger.ack_clock.reserve(clock_seconds);
+                ledger
             },
             msg_id: MsgIdText::new(run_id, id),
             stats,

@@ -266,6 +266,14 @@ pub struct AckClock {
 
 impl AckClock {
     /// Notes that `seq` was acked during `second`.
+    /// Reserves room for `seconds` seconds (a run's length), so the clock grows without
+    /// reallocating as the run goes.
+    pub fn reserve(&mut self, seconds: u64) {
+        let seconds = usize::try_from(seconds.min(2 * 24 * 3_600)).unwrap_or(0);
+        self.seconds
+            .reserve(seconds.saturating_sub(self.seconds.len()));
+    }
+
     pub fn record(&mut self, second: u64, seq: u64) {
         let index = usize::try_from(second).unwrap_or(usize::MAX);
         // A clock that jumps absurdly far (a suspended machine) must not allocate without bound.

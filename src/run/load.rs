@@ -80,6 +80,7 @@ pub(super) async fn drive_load(
         ack_timeout: scenario.ack_timeout,
         send_grace: Duration::from_secs(5).max(scenario.duration / 10),
         message_id: scenario.message_id,
+        run_length: scenario.duration,
     };
     // Build every publisher before the clock starts: a source that cannot be built is a scenario
     // error, found before any event is sent.
@@ -381,6 +382,8 @@ impl Sampler {
         resources: ResourceSampler,
         measure_from: Duration,
     ) -> Self {
+        let rows =
+            usize::try_from(scenario.duration.as_secs().min(2 * 24 * 3_600)).unwrap_or(0) + 120;
         Self {
             scenario,
             stats,
@@ -388,7 +391,10 @@ impl Sampler {
             cumulative: IntervalStats::default(),
             measured: IntervalStats::default(),
             measure_from,
-            timeline: Vec::new(),
+            // One row a second, reserved up front: a soak's timeline then grows page by page as
+            // it is written, without the doubling reallocations (and their freed copies) of a
+            // growing Vec.
+            timeline: Vec::with_capacity(rows),
             hlog: None,
             checkpoints: None,
             live: None,
