@@ -630,12 +630,9 @@ async fn a_second_ctrl_c_stops_at_once_but_still_reverts_the_fault() {
     );
     // The killed node was started again before the run let go.
     wait_for_status(state_dir, 0, Duration::from_secs(20)).await;
-    let run_dir = std::fs::read_dir(reports.path())
-        .expect("dir")
-        .flatten()
-        .next()
-        .expect("run dir")
-        .path();
+    let run_dir = reports
+        .path()
+        .join(crate::support::run_id_in(reports.path()));
     // No final report: the run stopped before it (30 s, so no checkpoint was due either).
     assert!(!run_dir.join("report.json").exists(), "no report.json");
     let journal = std::fs::read_to_string(run_dir.join("faults.jsonl")).expect("journal");
