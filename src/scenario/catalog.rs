@@ -257,16 +257,24 @@ fn chaos_lines(out: &mut String, scenario: &Scenario) {
 }
 
 /// Runs `aivo-load scenarios list|show|validate`.
+/// Writes `text` to stdout; a reader that went away (`scenarios list | head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 pub fn execute(cmd: CatalogRequest) -> Result<ExitStatus, AppError> {
     match cmd {
         CatalogRequest::List => {
+            let mut list = String::new();
             for (name, text) in BUILT_IN {
                 let description = match scenario::parse(name, text) {
                     Ok(s) => s.description,
                     Err(e) => format!("(cannot run yet: {})", e.message),
                 };
-                println!("{name:<16} {description}");
+                list.push_str(&format!("{name:<16} {description}\n"));
             }
+            print_out(&list);
         }
         CatalogRequest::Show { name } => {
             let local = Path::new("scenarios").join(format!("{name}.toml"));
@@ -281,7 +289,7 @@ pub fn execute(cmd: CatalogRequest) -> Result<ExitStatus, AppError> {
                     .map(|(_, t)| t.to_string())
             };
             match text {
-                Some(text) => print!("{text}"),
+                Some(text) => print_out(&text),
                 None => {
                     return Err(AppError::usage(anyhow::anyhow!(
                         "unknown scenario \"{name}\"; known scenarios: {}",
