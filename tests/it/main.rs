@@ -14,6 +14,7 @@ mod run;
 mod sampling;
 mod scenarios;
 mod storage_model;
+mod stuck;
 mod support;
 mod teardown;
 mod topology;
