@@ -19,8 +19,9 @@
 //! A live cluster that is not whole afterwards is looked at for stuck replicas
 //! ([`crate::cluster::stuck`]): a stream replica still behind its leader. With `--restart-stuck`
 //! (`restart_stuck: Some(bound)`) a node whose replica is still behind `bound` after the reverts
-//! is restarted (a [`ControlOp::Restart`], whatever the backend), and the cluster is confirmed
-//! whole, with every replica caught up, again.
+//! is restarted (a [`ControlOp::Restart`], whatever the backend); if its replica is still behind
+//! `bound` later, the stream's leader is restarted; then the cluster is confirmed whole, with
+//! every replica caught up, again.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -116,23 +117,53 @@ pub async fn heal(
             report.stuck = stuck::watch(live, reverted_at, bound).await;
         }
         report.whole = Some(whole);
-        if restart_stuck.is_some() && !report.stuck.is_empty() {
-            restart_nodes_of(live, &mut report).await;
+        if let Some(bound) = restart_stuck.filter(|_| !report.stuck.is_empty()) {
+            restart_nodes_of(live, bound, &mut report).await;
         }
     }
     Ok(report)
 }
 
-/// `--restart-stuck`: restarts each node with a stuck replica, then waits for a whole cluster
-/// and every replica caught up.
-async fn restart_nodes_of(live: &Cluster, report: &mut HealReport) {
-    let mut nodes: Vec<String> = report.stuck.iter().map(|s| s.node.clone()).collect();
+/// `--restart-stuck`: restarts each node with a stuck replica and gives it the bound to catch up;
+/// a replica still behind then has its stream's leader restarted (measured: the follower's restart
+/// alone left it stuck, the leader keeps sending a catch-up without the snapshot the follower
+/// expects, docs/stuck-replica.md). Then waits for a whole cluster with every replica caught up.
+async fn restart_nodes_of(live: &Cluster, bound: Duration, report: &mut HealReport) {
+    let followers: Vec<String> = report.stuck.iter().map(|s| s.node.clone()).collect();
+    restart_each(live, followers, "a stuck replica", report).await;
+    let mut still = settle(live, bound, report).await;
+    if !still.is_empty() {
+        let leaders: Vec<String> = still
+            .iter()
+            .map(|s| s.leader.clone())
+            .filter(|l| !l.is_empty())
+            .collect();
+        restart_each(live, leaders, "the leader of a stuck replica", report).await;
+        still = settle(live, RECOVERY_TIMEOUT, report).await;
+    }
+    if let Some(whole) = report
+        .whole
+        .as_mut()
+        .filter(|w| w.confirmed && !still.is_empty())
+    {
+        whole.confirmed = false;
+        whole.detail = still
+            .iter()
+            .map(StuckReplica::describe)
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+}
+
+/// Restarts each named node once (in order, duplicates skipped) through the cluster's backend.
+async fn restart_each(live: &Cluster, mut nodes: Vec<String>, why: &str, report: &mut HealReport) {
+    nodes.sort();
     nodes.dedup();
     for node in nodes {
         match live.apply(&ControlOp::Restart { node: node.clone() }).await {
             Ok(()) => {
                 report.lines.push(format!(
-                    "restarted {node} (a stuck replica, --restart-stuck) {}",
+                    "restarted {node} ({why}, --restart-stuck) {}",
                     live.channel()
                 ));
                 report.restarted.push(node);
@@ -142,18 +173,14 @@ async fn restart_nodes_of(live: &Cluster, report: &mut HealReport) {
                 .push(format!("cannot restart {node}: {err}")),
         }
     }
+}
+
+/// After restarts: waits up to `within` for a whole cluster, then up to `within` from the restart
+/// for every replica to catch up; returns the replicas still behind.
+async fn settle(live: &Cluster, within: Duration, report: &mut HealReport) -> Vec<StuckReplica> {
     let restarted_at = Instant::now();
-    let mut whole = make_whole(live, RECOVERY_TIMEOUT, &mut report.failures).await;
-    let still = stuck::watch(live, restarted_at, stuck::DEFAULT_BOUND).await;
-    if whole.confirmed && !still.is_empty() {
-        whole.confirmed = false;
-        whole.detail = still
-            .iter()
-            .map(StuckReplica::describe)
-            .collect::<Vec<_>>()
-            .join("; ");
-    }
-    report.whole = Some(whole);
+    report.whole = Some(make_whole(live, within, &mut report.failures).await);
+    stuck::watch(live, restarted_at, within).await
 }
 
 /// Replays one fault's reverts on its cluster, if it still runs (a run's own docker project is

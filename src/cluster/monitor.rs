@@ -377,6 +377,8 @@ pub struct StreamState {
 #[serde(default)]
 pub struct StreamDetail {
     pub name: String,
+    /// The stream's RAFT group (`S-R3F-…`), which the server's RAFT log lines name.
+    pub stream_raft_group: String,
     pub cluster: Option<RaftGroup>,
     pub state: StreamState,
 }

@@ -133,7 +133,7 @@ pub fn lagging_in_leader_view(leader_node: &str, jsz: &Jsz) -> Vec<Lagging> {
                 .map(|r| Lagging {
                     node: r.name.clone(),
                     stream: stream.name.clone(),
-                    group: group.name.clone(),
+                    group: stream.stream_raft_group.clone(),
                     leader: group.leader.clone(),
                     lag: r.lag,
                 })
@@ -204,9 +204,14 @@ async fn leader_of(
             .iter()
             .flat_map(|a| &a.stream_detail)
             .filter(|s| s.name == stream)
-            .find_map(|s| s.cluster.as_ref().filter(|c| !c.leader.is_empty()));
-        if let Some(group) = group {
-            return (group.name.clone(), group.leader.clone());
+            .find_map(|s| {
+                s.cluster
+                    .as_ref()
+                    .filter(|c| !c.leader.is_empty())
+                    .map(|c| (s.stream_raft_group.clone(), c.leader.clone()))
+            });
+        if let Some(found) = group {
+            return found;
         }
     }
     (String::new(), String::new())

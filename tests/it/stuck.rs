@@ -21,7 +21,10 @@ async fn a_follower_kept_behind_is_named_and_a_restart_makes_it_current() {
 
     // Healthy and idle: nothing behind (an idle follower "not current" with lag 0 is no finding).
     let none = stuck::watch(&cluster, Instant::now(), Duration::from_secs(3)).await;
-    assert!(none.is_empty(), "a healthy cluster has no stuck replica: {none:?}");
+    assert!(
+        none.is_empty(),
+        "a healthy cluster has no stuck replica: {none:?}"
+    );
 
     let leader = monitor::stream_leader(&endpoints, "STUCK")
         .await
@@ -63,9 +66,14 @@ async fn a_follower_kept_behind_is_named_and_a_restart_makes_it_current() {
         .unwrap_or_else(|| panic!("{follower}'s STUCK replica is named behind: {found:?}"));
     assert_eq!(replica.leader, leader, "{replica:?}");
     assert!(replica.lag > 0, "a lag is given: {replica:?}");
-    assert!(replica.behind_s >= 2.5, "behind for the whole bound: {replica:?}");
     assert!(
-        replica.describe().contains(&format!("{follower} replica of stream STUCK")),
+        replica.behind_s >= 2.5,
+        "behind for the whole bound: {replica:?}"
+    );
+    assert!(
+        replica
+            .describe()
+            .contains(&format!("{follower} replica of stream STUCK")),
         "{}",
         replica.describe()
     );
