@@ -547,6 +547,22 @@ fn write_owner(owner: &ClusterRef, cluster_dir: &Path) {
     }
 }
 
+/// The last `bytes` of a file as text (lossy; a cut first line is dropped).
+fn tail_of(path: &Path, bytes: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(bytes);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    Some(match (start, text.find('\n')) {
+        (0, _) | (_, None) => text,
+        (_, Some(newline)) => text[newline + 1..].to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,20 +630,4 @@ mod tests {
         assert!(owner.owned_by_run());
         assert_eq!(owner.backend(), BackendKind::Docker);
     }
-}
-
-/// The last `bytes` of a file as text (lossy; a cut first line is dropped).
-fn tail_of(path: &Path, bytes: u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let start = len.saturating_sub(bytes);
-    file.seek(SeekFrom::Start(start)).ok()?;
-    let mut raw = Vec::new();
-    file.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    Some(match (start, text.find('\n')) {
-        (0, _) | (_, None) => text,
-        (_, Some(newline)) => text[newline + 1..].to_string(),
-    })
 }
