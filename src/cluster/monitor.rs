@@ -355,6 +355,9 @@ pub struct PeerInfo {
 #[serde(default)]
 pub struct RaftGroup {
     pub name: String,
+    /// The RAFT group (`S-R3F-…`, which the server's RAFT log lines name) of a stream's group;
+    /// empty for the meta group.
+    pub raft_group: String,
     /// server_name of the leader; empty while there is none.
     pub leader: String,
     pub replicas: Vec<PeerInfo>,
@@ -377,8 +380,6 @@ pub struct StreamState {
 #[serde(default)]
 pub struct StreamDetail {
     pub name: String,
-    /// The stream's RAFT group (`S-R3F-…`), which the server's RAFT log lines name.
-    pub stream_raft_group: String,
     pub cluster: Option<RaftGroup>,
     pub state: StreamState,
 }

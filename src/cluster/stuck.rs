@@ -133,7 +133,7 @@ pub fn lagging_in_leader_view(leader_node: &str, jsz: &Jsz) -> Vec<Lagging> {
                 .map(|r| Lagging {
                     node: r.name.clone(),
                     stream: stream.name.clone(),
-                    group: stream.stream_raft_group.clone(),
+                    group: group.raft_group.clone(),
                     leader: group.leader.clone(),
                     lag: r.lag,
                 })
@@ -208,7 +208,7 @@ async fn leader_of(
                 s.cluster
                     .as_ref()
                     .filter(|c| !c.leader.is_empty())
-                    .map(|c| (s.stream_raft_group.clone(), c.leader.clone()))
+                    .map(|c| (c.raft_group.clone(), c.leader.clone()))
             });
         if let Some(found) = group {
             return found;
