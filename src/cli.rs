@@ -283,6 +283,13 @@ pub struct HealArgs {
     /// Which `cluster up` cluster to make whole afterwards (and whose journal is the default).
     #[arg(long, value_parser = backend_parser(), default_value = "local")]
     pub backend: BackendKind,
+    /// Restart a node whose stream replica is still behind its leader --stuck-after the reverts
+    /// (a stuck replica), then confirm the cluster whole again.
+    #[arg(long)]
+    pub restart_stuck: bool,
+    /// How long a replica may stay behind before --restart-stuck restarts its node.
+    #[arg(long, value_parser = parse_duration_arg, default_value = "30s", requires = "restart_stuck")]
+    pub stuck_after: Duration,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -434,6 +441,7 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             run_dir: args.run_dir,
             backend: args.backend,
             state: args.state.into(),
+            restart_stuck: args.restart_stuck.then_some(args.stuck_after),
         }),
         CliCommand::Report(ReportCommand::Compare { a, b }) => Command::ReportCompare { a, b },
         CliCommand::Report(ReportCommand::Recover { run_dir }) => {

@@ -45,6 +45,8 @@ pub struct HealRequest {
     /// Which `cluster up` cluster to make whole afterwards.
     pub backend: BackendKind,
     pub state: StateDir,
+    /// `--restart-stuck --stuck-after D`: restart a node whose replica is still behind after D.
+    pub restart_stuck: Option<std::time::Duration>,
 }
 
 fn print_event(event: &FaultEvent) {
@@ -139,7 +141,7 @@ pub async fn heal(args: HealRequest) -> Result<ExitStatus, AppError> {
         None => Cluster::kept_journal(args.backend, &args.state)?,
     };
     let live = Cluster::kept(args.backend, &args.state).await.ok();
-    let mut report = heal::heal(&journal, live.as_ref()).await?;
+    let mut report = heal::heal(&journal, live.as_ref(), args.restart_stuck).await?;
     // A run killed with SIGKILL may leave its own cluster behind (containers do not get the death
     // signal local nodes get): remove it, as the run would have. Its `cluster/owner.json` says
     // which backend owns it.
@@ -160,6 +162,15 @@ pub async fn heal(args: HealRequest) -> Result<ExitStatus, AppError> {
     }
     for failure in &report.failures {
         println!("  FAILED: {failure}");
+    }
+    for stuck in &report.stuck {
+        println!("  {}", stuck.describe());
+    }
+    if !report.stuck.is_empty() && report.restarted.is_empty() && args.restart_stuck.is_none() {
+        println!(
+            "  (`aivo-load heal --restart-stuck` restarts a node whose replica stays behind; \
+             docs/stuck-replica.md)"
+        );
     }
     match &report.whole {
         Some(whole) if whole.confirmed => println!(

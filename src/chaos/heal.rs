@@ -15,13 +15,22 @@
 //! live handle or says why there is none, so nothing here depends on the backend.
 //!
 //! Every fault handled gets a `reverted` entry (by `heal`), so a second `heal` finds nothing to do.
+//!
+//! A live cluster that is not whole afterwards is looked at for stuck replicas
+//! ([`crate::cluster::stuck`]): a stream replica still behind its leader. With `--restart-stuck`
+//! (`restart_stuck: Some(bound)`) a node whose replica is still behind `bound` after the reverts
+//! is restarted (a [`ControlOp::Restart`], whatever the backend); if its replica is still behind
+//! `bound` later, the stream's leader is restarted; then the cluster is confirmed whole, with
+//! every replica caught up, again.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::effect::{Confirmation, Effect};
 use super::journal::{self, Cleanup, FaultJournal, JournalEntry};
 use super::{ChaosError, RECOVERY_TIMEOUT};
 use crate::cluster::storage;
+use crate::cluster::stuck::{self, StuckReplica};
 use crate::cluster::{Cluster, ClusterRef, ControlOp};
 
 /// What `heal` did.
@@ -35,11 +44,20 @@ pub struct HealReport {
     pub whole: Option<Confirmation>,
     /// Reverts that failed.
     pub failures: Vec<String>,
+    /// Replicas found behind their leader after the reverts (the `stuck-replica` finding).
+    pub stuck: Vec<StuckReplica>,
+    /// Nodes restarted because of them (`--restart-stuck`).
+    pub restarted: Vec<String>,
 }
 
 /// Replays the reverts of every active fault in `journal_path` (newest first), cleans what they left
-/// on disk, then makes `live` (the `cluster up` cluster, if one runs) whole.
-pub async fn heal(journal_path: &Path, live: Option<&Cluster>) -> Result<HealReport, ChaosError> {
+/// on disk, then makes `live` (the `cluster up` cluster, if one runs) whole; with `restart_stuck`,
+/// restarts the nodes whose replicas are still behind that long after the reverts.
+pub async fn heal(
+    journal_path: &Path,
+    live: Option<&Cluster>,
+    restart_stuck: Option<Duration>,
+) -> Result<HealReport, ChaosError> {
     let entries = journal::read(journal_path)?;
     let mut active = journal::active(&entries);
     active.reverse();
@@ -90,9 +108,79 @@ pub async fn heal(journal_path: &Path, live: Option<&Cluster>) -> Result<HealRep
         report.failures.extend(problems);
     }
     if let Some(live) = live {
-        report.whole = Some(make_whole(live, &mut report.failures).await);
+        let reverted_at = Instant::now();
+        let timeout = restart_stuck.map_or(RECOVERY_TIMEOUT, |bound| bound.min(RECOVERY_TIMEOUT));
+        let whole = make_whole(live, timeout, &mut report.failures).await;
+        if !whole.confirmed || restart_stuck.is_some() {
+            // Without the remedy one look names them; with it, they get the whole bound.
+            let bound = restart_stuck.unwrap_or(Duration::ZERO);
+            report.stuck = stuck::watch(live, reverted_at, bound).await;
+        }
+        report.whole = Some(whole);
+        if let Some(bound) = restart_stuck.filter(|_| !report.stuck.is_empty()) {
+            restart_nodes_of(live, bound, &mut report).await;
+        }
     }
     Ok(report)
+}
+
+/// `--restart-stuck`: restarts each node with a stuck replica and gives it the bound to catch up;
+/// a replica still behind then has its stream's leader restarted (measured: the follower's restart
+/// alone left it stuck, the leader keeps sending a catch-up without the snapshot the follower
+/// expects, docs/stuck-replica.md). Then waits for a whole cluster with every replica caught up.
+async fn restart_nodes_of(live: &Cluster, bound: Duration, report: &mut HealReport) {
+    let followers: Vec<String> = report.stuck.iter().map(|s| s.node.clone()).collect();
+    restart_each(live, followers, "a stuck replica", report).await;
+    let mut still = settle(live, bound, report).await;
+    if !still.is_empty() {
+        let leaders: Vec<String> = still
+            .iter()
+            .map(|s| s.leader.clone())
+            .filter(|l| !l.is_empty())
+            .collect();
+        restart_each(live, leaders, "the leader of a stuck replica", report).await;
+        still = settle(live, RECOVERY_TIMEOUT, report).await;
+    }
+    if let Some(whole) = report
+        .whole
+        .as_mut()
+        .filter(|w| w.confirmed && !still.is_empty())
+    {
+        whole.confirmed = false;
+        whole.detail = still
+            .iter()
+            .map(StuckReplica::describe)
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+}
+
+/// Restarts each named node once (in order, duplicates skipped) through the cluster's backend.
+async fn restart_each(live: &Cluster, mut nodes: Vec<String>, why: &str, report: &mut HealReport) {
+    nodes.sort();
+    nodes.dedup();
+    for node in nodes {
+        match live.apply(&ControlOp::Restart { node: node.clone() }).await {
+            Ok(()) => {
+                report.lines.push(format!(
+                    "restarted {node} ({why}, --restart-stuck) {}",
+                    live.channel()
+                ));
+                report.restarted.push(node);
+            }
+            Err(err) => report
+                .failures
+                .push(format!("cannot restart {node}: {err}")),
+        }
+    }
+}
+
+/// After restarts: waits up to `within` for a whole cluster, then up to `within` from the restart
+/// for every replica to catch up; returns the replicas still behind.
+async fn settle(live: &Cluster, within: Duration, report: &mut HealReport) -> Vec<StuckReplica> {
+    let restarted_at = Instant::now();
+    report.whole = Some(make_whole(live, within, &mut report.failures).await);
+    stuck::watch(live, restarted_at, within).await
 }
 
 /// Replays one fault's reverts on its cluster, if it still runs (a run's own docker project is
@@ -137,13 +225,15 @@ fn clean(cleanup: &[Cleanup], lines: &mut Vec<String>, problems: &mut Vec<String
 }
 
 /// Asks a live cluster to make itself whole (what a torn journal missed) and waits for it.
-async fn make_whole(cluster: &Cluster, failures: &mut Vec<String>) -> Confirmation {
+async fn make_whole(
+    cluster: &Cluster,
+    timeout: Duration,
+    failures: &mut Vec<String>,
+) -> Confirmation {
     if let Err(err) = cluster.apply(&ControlOp::MakeWhole).await {
         failures.push(err.to_string());
     }
-    Effect::Whole
-        .wait(&cluster.endpoints(), RECOVERY_TIMEOUT)
-        .await
+    Effect::Whole.wait(&cluster.endpoints(), timeout).await
 }
 
 fn describe_ops(ops: &[ControlOp]) -> String {

@@ -2,7 +2,8 @@
 //! thresholds on the run's figures, the stream-count check
 //! that ties the ledger to what JetStream holds, the ledger check (no_loss), the retention check on
 //! streams with overridden limits, the indexer's catch-up check, and the DLQ check of injected
-//! poison.
+//! poison; and one finding that is no check: a stream replica stuck behind its leader after the
+//! faults were reverted (`stuck.rs`).
 
 pub mod catch_up;
 pub mod dlq;
@@ -11,4 +12,5 @@ pub mod no_loss;
 pub mod retention;
 pub mod stream_count;
 pub mod streams;
+pub mod stuck;
 pub mod thresholds;

@@ -192,6 +192,9 @@ async fn status(args: &ClusterTarget) -> Result<ExitStatus, AppError> {
     let status = cluster.status().await;
     println!("{title}");
     print!("{}", status.render_table());
+    for line in super::stuck::status_lines(&cluster).await {
+        println!("{line}");
+    }
     if status.all_unreachable() {
         return Err(AppError::environment(anyhow::anyhow!(
             "no node answered on its monitoring port"

@@ -197,6 +197,19 @@ impl Cluster {
         }
     }
 
+    /// The recent part of what `node` logged (its last 256 KiB), where this machine can read it: a
+    /// local node's `nats.log`, a container's Docker log. `None` for an external cluster, or when
+    /// the log cannot be read.
+    pub async fn node_log(&self, node: &str) -> Option<String> {
+        let file = match self {
+            Self::Local(cluster) => cluster.dir().join(node).join("nats.log"),
+            Self::Supervised(kept) => kept.state_dir.join("cluster").join(node).join("nats.log"),
+            Self::Docker(cluster) => return cluster.node_log(node).await.ok(),
+            Self::External(_) => return None,
+        };
+        tail_of(&file, 256 * 1024)
+    }
+
     /// Saves what the nodes logged into `cluster_dir` where it is not there already: a local node
     /// logs into its own dir, containers log to Docker (`containers.log`); an external cluster's
     /// logs are its owner's.
@@ -532,6 +545,22 @@ fn write_owner(owner: &ClusterRef, cluster_dir: &Path) {
             cluster_dir.join(OWNER_FILE).display()
         );
     }
+}
+
+/// The last `bytes` of a file as text (lossy; a cut first line is dropped).
+fn tail_of(path: &Path, bytes: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(bytes);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    Some(match (start, text.find('\n')) {
+        (0, _) | (_, None) => text,
+        (_, Some(newline)) => text[newline + 1..].to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //! - `external`: any cluster given by URL; load and checks only;
 //! - `commands`: the `cluster` verbs.
 //!
-//! Health and status come from the monitoring endpoints (`monitor.rs`). Nothing outside this folder
+//! Health and status come from the monitoring endpoints (`monitor.rs`); `stuck.rs` finds a stream
+//! replica that stays behind its leader after the faults were reverted (the `stuck-replica` finding). Nothing outside this folder
 //! branches on the backend: it asks [`Cluster`] or [`BackendKind`].
 
 mod backend;
@@ -32,6 +33,7 @@ pub mod op;
 pub mod proxy;
 pub mod state;
 pub mod storage;
+pub mod stuck;
 
 pub use backend::BackendKind;
 pub use endpoints::{ClusterEndpoints, NodeEndpoints};

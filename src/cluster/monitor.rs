@@ -355,6 +355,9 @@ pub struct PeerInfo {
 #[serde(default)]
 pub struct RaftGroup {
     pub name: String,
+    /// The RAFT group (`S-R3F-…`, which the server's RAFT log lines name) of a stream's group;
+    /// empty for the meta group.
+    pub raft_group: String,
     /// server_name of the leader; empty while there is none.
     pub leader: String,
     pub replicas: Vec<PeerInfo>,

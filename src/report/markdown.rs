@@ -82,6 +82,14 @@ fn run_section(out: &mut String, report: &RunReport) {
     if let Some(limit) = &report.load_generator {
         let _ = writeln!(out, "\n{}", warning_line(limit));
     }
+    for stuck in &report.stuck_replicas {
+        let _ = writeln!(
+            out,
+            "\nWARNING: {} (`aivo-load heal --restart-stuck` restarts the node; \
+             docs/stuck-replica.md).",
+            stuck.describe()
+        );
+    }
 }
 
 /// The self-check's warning, one line (report.html shows a line starting `WARNING:` as a banner).

@@ -27,6 +27,7 @@ use crate::checks::faults::FaultsCheck;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
+pub use crate::checks::stuck::StuckReplica;
 use crate::checks::thresholds::ThresholdResult;
 use crate::load::metrics::Percentiles;
 use checks::CheckLine;
@@ -69,6 +70,10 @@ pub struct RunReport {
     /// Set when the harness, not the cluster, was the bottleneck of the load (`run::selfcheck`):
     /// a warning beside the verdict, never a failed check. `None`: not limited.
     pub load_generator: Option<LoadGeneratorLimit>,
+    /// Stream replicas still behind their leader a bound after the faults were reverted (the
+    /// `stuck-replica` finding, `cluster::stuck`): a warning beside the verdict, never a failed
+    /// check. Empty: none, or the run had no faults.
+    pub stuck_replicas: Vec<StuckReplica>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
 }

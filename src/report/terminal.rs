@@ -289,6 +289,9 @@ fn verdict_lines(out: &mut String, report: &RunReport) {
             limit.from_s, limit.to_s, limit.reason, limit.advice
         );
     }
+    for stuck in &report.stuck_replicas {
+        let _ = writeln!(out, "  WARNING: {}", stuck.describe());
+    }
     if report.verdict.passed {
         let _ = writeln!(out, "  PASS: every check and threshold held");
     } else {

@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::chaos::run_hook::{self, RunChaos};
-use crate::checks::{dlq, retention, streams};
+use crate::checks::{dlq, retention, streams, stuck};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::exit::{AppError, ExitStatus};
 use crate::report::{self, RunReport};
@@ -43,6 +43,10 @@ use consumers::{ConsumersOutcome, RunConsumers};
 use load::{drive_load, LoadOutcome};
 use setup::Declared;
 use verdict::{build_report, ReportInputs};
+
+/// How long after the reverts a replica may stay behind its leader before the report names it a
+/// stuck replica (`cluster::stuck`).
+const STUCK_BOUND: std::time::Duration = crate::cluster::stuck::DEFAULT_BOUND;
 
 #[doc(hidden)]
 pub use load::{bench_load, BenchLoad};
@@ -124,6 +128,8 @@ struct Finished {
     fault_events: Vec<crate::chaos::FaultEvent>,
     consumed: ConsumersOutcome,
     dlq: Option<dlq::DlqCheck>,
+    /// When the last fault was reverted (the stuck-replica bound counts from here).
+    reverted_at: std::time::Instant,
 }
 
 impl RunContext {
@@ -201,7 +207,13 @@ impl RunContext {
         .await
         .map_err(AppError::environment)?;
         let retention_checks = side.retention.finish().await;
-        let report = self
+        // A replica still behind its leader a bound after the reverts: a warning in the report.
+        let stuck_replicas = if finished.fault_events.is_empty() || self.cancel.is_cancelled() {
+            Vec::new()
+        } else {
+            stuck::after_faults(&cluster, finished.reverted_at, STUCK_BOUND).await
+        };
+        let mut report = self
             .build_report(
                 &cluster,
                 declared,
@@ -211,6 +223,7 @@ impl RunContext {
                 retention_checks,
             )
             .await;
+        report.stuck_replicas = stuck_replicas;
         self.write_report(&report)?;
         Ok(self.exit_status(&report))
     }
@@ -302,6 +315,7 @@ impl RunContext {
             None => Vec::new(),
         };
         self.chaos = None;
+        let reverted_at = std::time::Instant::now();
         let consumed = match consumers {
             Some(consumers) => {
                 eprintln!("aivo-load: waiting for the indexer to catch up");
@@ -329,6 +343,7 @@ impl RunContext {
             fault_events,
             consumed,
             dlq,
+            reverted_at,
         }
     }
 

@@ -162,7 +162,7 @@ fn state_of_report(run_dir: &Path) -> Option<RunState> {
 
 /// What `heal` does for a killed run, with its lines on stderr.
 async fn revert_faults(journal_path: &Path, live: Option<&Cluster>) {
-    match heal::heal(journal_path, live).await {
+    match heal::heal(journal_path, live, None).await {
         Ok(healed) => {
             if healed.active > 0 {
                 eprintln!(

@@ -245,6 +245,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         checks,
         histograms,
         load_generator,
+        stuck_replicas: Vec::new(),
     }
 }
 

@@ -15,6 +15,7 @@ mod run;
 mod sampling;
 mod scenarios;
 mod storage_model;
+mod stuck;
 mod support;
 mod teardown;
 mod topology;

@@ -82,6 +82,10 @@ pub async fn status(args: &StateDir) -> Result<ExitStatus, AppError> {
     }
     let status = ClusterStatus::gather(cluster.endpoints()).await;
     print!("{}", status.render_table());
+    let cluster = crate::cluster::Cluster::Docker(std::sync::Arc::new(cluster));
+    for line in crate::cluster::stuck::status_lines(&cluster).await {
+        println!("{line}");
+    }
     if status.all_unreachable() {
         return Err(AppError::environment(anyhow::anyhow!(
             "no node answered on its monitoring port"

@@ -491,6 +491,11 @@ impl DockerCluster {
         }
     }
 
+    /// The last lines `node`'s container logged (`docker-compose logs --tail 2000 SERVICE`).
+    pub async fn node_log(&self, node: &str) -> Result<String, DockerError> {
+        compose::run(&self.spec, &["logs", "--no-color", "--tail", "2000", node]).await
+    }
+
     /// Writes the containers' logs (`docker-compose logs`) to `path`.
     pub async fn save_logs(&self, path: &Path) -> Result<(), DockerError> {
         let logs = compose::run(&self.spec, &["logs", "--no-color", "--timestamps"]).await?;
