@@ -283,6 +283,41 @@ pub fn last_matching_line(log: &str, group: &str, stream: &str) -> Option<String
 mod tests {
     use super::*;
 
+    /// `/jsz?accounts=true&streams=true` of the three nodes and nats3's `/healthz`, captured 10 s
+    /// into a real stuck FOCUS replica (trial 12 of `scripts/trial-heal`, local backend): nats1
+    /// leads FOCUS and counts nats3 46 behind (50 by the next look; nats3 at seq 4502 of 4782,
+    /// no client writing); the other streams are current everywhere.
+    fn captured(node: u8) -> Jsz {
+        let raw = match node {
+            1 => include_str!("testdata/stuck-jsz-nats1.json"),
+            2 => include_str!("testdata/stuck-jsz-nats2.json"),
+            _ => include_str!("testdata/stuck-jsz-nats3.json"),
+        };
+        serde_json::from_str(raw).expect("captured /jsz parses")
+    }
+
+    #[test]
+    fn a_real_stuck_replica_is_named_by_its_leader_only() {
+        let found = lagging_in_leader_view("nats1", &captured(1));
+        assert_eq!(
+            found,
+            vec![Lagging {
+                node: "nats3".into(),
+                stream: "FOCUS".into(),
+                group: "S-R3F-0EmBo92K".into(),
+                leader: "nats1".into(),
+                lag: 46,
+            }]
+        );
+        // Followers do not track their peers; nothing they lead is behind.
+        assert!(lagging_in_leader_view("nats2", &captured(2)).is_empty());
+        assert!(lagging_in_leader_view("nats3", &captured(3)).is_empty());
+        let health: serde_json::Value =
+            serde_json::from_str(include_str!("testdata/stuck-healthz-nats3.json")).expect("json");
+        let reason = health["error"].as_str().expect("an error");
+        assert_eq!(stream_not_current(reason).as_deref(), Some("FOCUS"));
+    }
+
     #[test]
     fn healthz_reason_names_the_stream() {
         assert_eq!(
