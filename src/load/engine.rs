@@ -377,14 +377,7 @@ impl Publisher {
         drop(self.in_flight);
         let ledger = &mut self.ledger;
         if pending > 0 {
-            for seq in 1..=ledger.attempted {
-                if !(ledger.acked.contains(seq)
-                    || ledger.failed.contains(seq)
-                    || ledger.unknown.contains(seq))
-                {
-                    ledger.unknown.insert(seq);
-                }
-            }
+            ledger.settle_in_flight();
         }
         let rest = match self.next {
             Some(_) => 1 + self.arrivals.count() as u64,

@@ -237,6 +237,26 @@ pub struct PublisherLedger {
 }
 
 impl PublisherLedger {
+    /// Marks every attempted sequence without an outcome yet (still in flight) as unknown;
+    /// returns how many there were. What a cancelled publisher and a checkpoint's copy both do.
+    pub fn settle_in_flight(&mut self) -> u64 {
+        let decided = self.acked.len() + self.failed.len() + self.unknown.len();
+        if decided >= self.attempted {
+            return 0;
+        }
+        let mut settled = 0;
+        for seq in 1..=self.attempted {
+            if !(self.acked.contains(seq)
+                || self.failed.contains(seq)
+                || self.unknown.contains(seq))
+            {
+                self.unknown.insert(seq);
+                settled += 1;
+            }
+        }
+        settled
+    }
+
     /// This ledger as the `events` table should reflect it: poison events are not written there
     /// (they go to the DLQ), so they are neither acked nor unknown for that check.
     pub fn without_poison(&self) -> PublisherLedger {

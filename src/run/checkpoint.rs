@@ -216,18 +216,7 @@ fn settled(ledgers: &[PublisherLedger]) -> (Vec<PublisherLedger>, u64) {
         .iter()
         .map(|ledger| {
             let mut ledger = ledger.clone();
-            let decided = ledger.acked.len() + ledger.failed.len() + ledger.unknown.len();
-            if decided < ledger.attempted {
-                for seq in 1..=ledger.attempted {
-                    if !(ledger.acked.contains(seq)
-                        || ledger.failed.contains(seq)
-                        || ledger.unknown.contains(seq))
-                    {
-                        ledger.unknown.insert(seq);
-                        in_flight += 1;
-                    }
-                }
-            }
+            in_flight += ledger.settle_in_flight();
             ledger
         })
         .collect();
