@@ -493,6 +493,7 @@ async fn heal_reverts_and_removes_the_project_of_a_killed_docker_run() {
         .tempdir()
         .expect("tempdir");
     let reports = dir.path().join("reports");
+    let stderr_path = dir.path().join("run.stderr");
     let mut child = tokio::process::Command::new(BIN)
         .args([
             "run",
@@ -507,21 +508,41 @@ async fn heal_reverts_and_removes_the_project_of_a_killed_docker_run() {
         .env("AIVO_DOCKER_STORE_SIZE", "128MiB")
         .env_remove("NATS_URL")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .kill_on_drop(true)
         .spawn()
         .expect("spawn run");
     // Wait until the kill fault is applied, then SIGKILL the harness: nats2 stays down and the run's
-    // containers stay up, with nothing left to revert them but the journal.
-    let run_dir = wait_for("the kill fault applied", Duration::from_secs(90), || {
-        let reports = reports.clone();
-        async move {
-            let run_dir = std::fs::read_dir(&reports).ok()?.flatten().next()?.path();
-            let journal = std::fs::read_to_string(run_dir.join("faults.jsonl")).ok()?;
-            journal.contains("\"event\":\"applied\"").then_some(run_dir)
+    // containers stay up, with nothing left to revert them but the journal. A run that ends or
+    // stalls first fails the test with what it printed.
+    let printed = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    let run_dir = loop {
+        let applied = std::fs::read_dir(&reports)
+            .ok()
+            .and_then(|mut dir| dir.next())
+            .and_then(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|run_dir| {
+                std::fs::read_to_string(run_dir.join("faults.jsonl"))
+                    .is_ok_and(|journal| journal.contains("\"event\":\"applied\""))
+            });
+        if let Some(run_dir) = applied {
+            break run_dir;
         }
-    })
-    .await;
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the run ended ({status}) before its kill fault:\n{}",
+                printed()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no kill fault applied within 150 s; the run printed:\n{}",
+            printed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     child.start_kill().expect("SIGKILL the run");
     let _ = child.wait().await;
     let cluster = DockerCluster::attach(&run_dir.join("cluster"))
