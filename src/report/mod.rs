@@ -135,6 +135,15 @@ impl RunState {
 /// Replaces `path` with `bytes` atomically: a temporary file beside it, fsynced, then renamed over
 /// it (and the directory fsynced, so the rename survives a crash too).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write_atomically`] for a writer that streams its bytes (through a buffer) instead of
+/// holding them all: a long run's report is written without a copy of it in memory.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::io::Write as _;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -142,8 +151,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
+    write(&mut out)?;
+    out.flush()?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, path)?;
@@ -380,13 +391,14 @@ impl RunReport {
     /// killed while it writes a checkpoint, sees either the old file or the new one, never half.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         write_atomically(&dir.join("summary.md"), markdown::render(self).as_bytes())?;
         write_atomically(&dir.join("timeline.csv"), self.timeline_csv().as_bytes())?;
         write_atomically(&dir.join("report.html"), html::render(self).as_bytes())?;
         write_atomically(&dir.join("junit.xml"), junit::render(self).as_bytes())?;
         // Last: a report.json that is there says the others are of the same moment or newer.
-        write_atomically(&dir.join("report.json"), &json)?;
+        write_atomically_with(&dir.join("report.json"), |out| {
+            serde_json::to_writer_pretty(out, self).map_err(std::io::Error::other)
+        })?;
         Ok(())
     }
 
