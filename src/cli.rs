@@ -14,6 +14,7 @@ use crate::capacity::forecast::{self, Forecast};
 use crate::capacity::step::Slo;
 use crate::capacity::CapacityPlan;
 use crate::chaos::commands::{ChaosRequest, HealRequest};
+use crate::chaos::schedule::FaultParams;
 use crate::checks::thresholds::parse_ratio;
 use crate::cluster::commands::{ClusterRequest, ClusterTarget};
 use crate::cluster::{BackendKind, ClusterPlan, StateDir};
@@ -228,8 +229,9 @@ pub struct DlqSelection {
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
     /// kill | stop | restart | pause | partition | latency | bandwidth | fill-storage | rolling-restart
+    /// | corrupt-store
     pub fault: String,
-    /// nats1..nats3 | random | leader:STREAM | meta-leader
+    /// nats1..nats3 | random | minority | leader:STREAM | meta-leader
     #[arg(long, default_value = "random")]
     pub target: String,
     /// Revert after this long (e.g. 30s); without it the fault stays until `aivo-load heal`.
@@ -241,10 +243,26 @@ pub struct ChaosArgs {
     /// Rate for `bandwidth`, e.g. 256KiB/s.
     #[arg(long)]
     pub bandwidth: Option<String>,
-    /// partition: isolate | one-way | bridge; fill-storage: tmpfs | max-file-store.
+    /// partition: isolate | one-way | bridge; fill-storage: tmpfs | max-file-store;
+    /// corrupt-store: bitflip (default) | truncate | zero.
     #[arg(long)]
     pub mode: Option<String>,
-    /// Seed for `random` targets.
+    /// corrupt-store: the stream whose store files are damaged, e.g. FOCUS.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// corrupt-store: blocks (default) | index | meta | raft | snapshots.
+    #[arg(long)]
+    pub files: Option<String>,
+    /// corrupt-store: truncate keeps this part of each file, zero starts there (0..1, default 0.5).
+    #[arg(long)]
+    pub fraction: Option<f64>,
+    /// corrupt-store bitflip: bits flipped in each file (default 1).
+    #[arg(long)]
+    pub bits: Option<u32>,
+    /// corrupt-store zero: bytes zeroed in each file (default 4KiB).
+    #[arg(long)]
+    pub len: Option<String>,
+    /// Seed for `random` targets and corrupt-store's bit positions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Faults run only on clusters aivo-load manages (`local`, or `docker` for the
@@ -612,9 +630,16 @@ fn topology_request(args: TopologyArgs) -> TopologyRequest {
 fn chaos_request(args: ChaosArgs) -> ChaosRequest {
     ChaosRequest {
         fault: args.fault,
-        latency: args.latency,
-        bandwidth: args.bandwidth,
-        mode: args.mode,
+        params: FaultParams {
+            latency: args.latency,
+            bandwidth: args.bandwidth,
+            mode: args.mode,
+            stream: args.stream,
+            files: args.files,
+            fraction: args.fraction,
+            bits: args.bits,
+            len: args.len,
+        },
         target: args.target,
         hold: args.hold,
         seed: args.seed,

@@ -15,7 +15,7 @@ use anyhow::anyhow;
 use super::engine::{ChaosEngine, FaultEvent};
 use super::guard::{self, RevertGuard};
 use super::heal;
-use super::schedule::fault_from;
+use super::schedule::{fault_from, FaultParams};
 use super::Target;
 use crate::cluster::{BackendKind, Cluster, ClusterRef, StateDir};
 use crate::exit::{AppError, ExitStatus};
@@ -25,9 +25,7 @@ use crate::exit::{AppError, ExitStatus};
 pub struct ChaosRequest {
     /// The fault's name and parameters, checked by [`fault_from`].
     pub fault: String,
-    pub latency: Option<String>,
-    pub bandwidth: Option<String>,
-    pub mode: Option<String>,
+    pub params: FaultParams,
     pub target: String,
     /// Revert after this long; `None` leaves the fault to `heal`.
     pub hold: Option<Duration>,
@@ -70,13 +68,7 @@ fn print_event(event: &FaultEvent) {
 
 /// `aivo-load chaos`.
 pub async fn chaos(args: ChaosRequest) -> Result<ExitStatus, AppError> {
-    let fault = fault_from(
-        &args.fault,
-        args.latency.as_deref(),
-        args.bandwidth.as_deref(),
-        args.mode.as_deref(),
-    )
-    .map_err(|e| AppError::usage(anyhow!(e)))?;
+    let fault = fault_from(&args.fault, &args.params).map_err(|e| AppError::usage(anyhow!(e)))?;
     let target: Target = args
         .target
         .parse()

@@ -5,15 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use super::corrupt_store::{self, CorruptSpec};
 use super::effect::Effect;
 use super::journal::{self, Cleanup, FaultJournal, JournalEntry};
 use super::{kill_indexer, ChaosError, Fault, Step, Target, EFFECT_TIMEOUT, RECOVERY_TIMEOUT};
-use crate::cluster::{Cluster, ControlOp};
+use crate::cluster::{monitor, Cluster, ControlOp};
 use crate::consumers::ConsumerSlot;
 
 /// Whether a timeline event applies or reverts a fault.
@@ -191,6 +192,11 @@ impl ChaosEngine {
                     effect.wait(&endpoints, EFFECT_TIMEOUT).await;
                     Ok(())
                 }
+                Step::CorruptStore(spec) => {
+                    let seed = state.rng.random::<u64>();
+                    self.corrupt_store(&mut state, &active.id, &node, spec, seed)
+                        .await
+                }
             };
             if let Err(err) = outcome {
                 error = Some(err.to_string());
@@ -207,6 +213,46 @@ impl ChaosEngine {
             }
         };
         self.outcome(&mut state, active, None, requested, seen, error, plan.note)
+    }
+
+    /// The `corrupt-store` step: the down node's store files of the spec's class damaged on this
+    /// machine, every change journaled (before the node starts again) and said on the terminal.
+    async fn corrupt_store(
+        &self,
+        state: &mut EngineState,
+        id: &str,
+        node: &str,
+        spec: &CorruptSpec,
+        seed: u64,
+    ) -> Result<(), ChaosError> {
+        let store = self.cluster.store_on_host(node).ok_or_else(|| {
+            ChaosError::Usage(format!(
+                "corrupt-store needs {node}'s store on this machine (the local and docker \
+                 backends have it); {} has none",
+                self.cluster.name()
+            ))
+        })?;
+        let group = if spec.files.in_raft_group() {
+            monitor::stream_raft_group(&self.cluster.endpoints(), &spec.stream).await
+        } else {
+            None
+        };
+        let files = corrupt_store::files_of(&store, &spec.stream, spec.files, group.as_deref())
+            .map_err(|e| ChaosError::Usage(format!("corrupt-store on {node}: {e}")))?;
+        let changes = corrupt_store::corrupt(&store, &files, spec.mode, seed)
+            .map_err(|e| ChaosError::Usage(format!("corrupt-store on {node}: {e}")))?;
+        let summary = corrupt_store::summary(&changes);
+        tracing::info!(id, %node, %spec, seed, "{summary}");
+        eprintln!("aivo-load: corrupt-store on {node}: {spec}: {summary} (seed {seed})");
+        state.journal.append(&JournalEntry::Changed {
+            id: id.to_string(),
+            at: journal::now(),
+            node: node.to_string(),
+            store: store.clone(),
+            seed,
+            changes,
+            note: "cannot be reverted: heal only starts the node".into(),
+        })
     }
 
     /// Reverts one active fault and waits (up to [`RECOVERY_TIMEOUT`]) for a whole cluster.

@@ -48,6 +48,18 @@ pub enum JournalEntry {
         confirmed: bool,
         detail: String,
     },
+    /// A fault changed a node's store files (`corrupt-store`): exactly what it changed, written
+    /// before the node is started again. Nothing reverts it.
+    Changed {
+        id: String,
+        at: String,
+        node: String,
+        /// The node's store directory on this machine; each change's file is relative to it.
+        store: PathBuf,
+        seed: u64,
+        changes: Vec<super::corrupt_store::StoreChange>,
+        note: String,
+    },
     /// The fault was reverted (by the run, the guard or `heal`).
     Reverted {
         id: String,
@@ -131,7 +143,7 @@ pub fn active(entries: &[JournalEntry]) -> Vec<JournalEntry> {
             JournalEntry::Reverted { id, .. } => {
                 open.remove(id.as_str());
             }
-            JournalEntry::Applied { .. } => {}
+            JournalEntry::Applied { .. } | JournalEntry::Changed { .. } => {}
         }
     }
     let mut indices: Vec<usize> = open.into_values().collect();

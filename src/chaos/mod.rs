@@ -2,8 +2,9 @@
 //!
 //! - [`Fault`] is the enum; each variant's plan (what to apply, how to revert, which effect proves it
 //!   happened) lives in its own file: `kill.rs`, `stop.rs`, `restart.rs`, `pause.rs`,
-//!   `partition.rs`, `latency.rs`, `bandwidth.rs`, `fill_storage.rs`, `rolling_restart.rs`, and
-//!   `kill_indexer.rs` (the run's indexer process rather than a node);
+//!   `partition.rs`, `latency.rs`, `bandwidth.rs`, `fill_storage.rs`, `rolling_restart.rs`,
+//!   `corrupt_store.rs` (the one fault that changes a store's bytes, journaled, never reverted),
+//!   and `kill_indexer.rs` (the run's indexer process rather than a node);
 //! - `target.rs` turns `nats2`, `random`, `leader:STREAM`, `meta-leader` into a node;
 //! - `effect.rs` confirms a fault's effect, and the cluster's recovery, from the monitoring endpoints
 //!   and real client traffic, with the moment it was seen;
@@ -19,6 +20,7 @@
 
 pub mod bandwidth;
 pub mod commands;
+pub mod corrupt_store;
 pub mod effect;
 pub mod engine;
 pub mod fill_storage;
@@ -74,6 +76,8 @@ pub enum Fault {
     RollingRestart,
     /// SIGKILL the run's indexer process (target `indexer`); revert: start a new one.
     KillIndexer,
+    /// Kill the node, damage one class of a stream's store files, start it; cannot be reverted.
+    CorruptStore(corrupt_store::CorruptSpec),
 }
 
 impl Fault {
@@ -90,6 +94,7 @@ impl Fault {
             Self::FillStorage { .. } => "fill-storage",
             Self::RollingRestart => "rolling-restart",
             Self::KillIndexer => kill_indexer::NAME,
+            Self::CorruptStore(_) => "corrupt-store",
         }
     }
 
@@ -113,6 +118,7 @@ impl Fault {
             Self::FillStorage { mode } => fill_storage::plan(node, *mode),
             Self::RollingRestart => rolling_restart::plan(node, nodes),
             Self::KillIndexer => kill_indexer::plan(),
+            Self::CorruptStore(spec) => corrupt_store::plan(node, spec),
         }
     }
 }
@@ -138,6 +144,8 @@ pub enum Step {
     AwaitWhole,
     /// Wait until an effect shows, then go on.
     Await(Effect),
+    /// Damage the (down) node's store files on this machine, journaling every changed byte.
+    CorruptStore(corrupt_store::CorruptSpec),
 }
 
 /// How one fault is applied, proven and reverted.

@@ -31,6 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::corrupt_store::{CorruptMode, CorruptSpec};
 use super::engine::{ChaosEngine, FaultEvent};
 use super::guard::RevertGuard;
 use super::nemesis::Nemesis;
@@ -55,6 +56,17 @@ pub struct ChaosEntry {
     pub bandwidth: Option<String>,
     #[serde(default)]
     pub mode: Option<String>,
+    /// corrupt-store: the stream, the file class, and the mode's parameters.
+    #[serde(default)]
+    pub stream: Option<String>,
+    #[serde(default)]
+    pub files: Option<String>,
+    #[serde(default)]
+    pub fraction: Option<f64>,
+    #[serde(default)]
+    pub bits: Option<u32>,
+    #[serde(default)]
+    pub len: Option<String>,
     /// Nemesis: quiet time between faults.
     #[serde(default)]
     pub every: Option<String>,
@@ -98,12 +110,29 @@ fn duration(field: &str, text: &Option<String>) -> Result<Option<Duration>, Stri
 }
 
 /// Builds a fault from its name and the entry's parameters.
-pub fn fault_from(
-    name: &str,
-    latency: Option<&str>,
-    bandwidth: Option<&str>,
-    mode: Option<&str>,
-) -> Result<Fault, String> {
+/// A fault's parameters as a scenario entry or the command line gives them; each fault reads its
+/// own and ignores the rest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultParams {
+    pub latency: Option<String>,
+    pub bandwidth: Option<String>,
+    pub mode: Option<String>,
+    /// corrupt-store: the stream whose files are damaged.
+    pub stream: Option<String>,
+    /// corrupt-store: which files (blocks, index, meta, raft, snapshots).
+    pub files: Option<String>,
+    /// corrupt-store: truncate's kept part, zero's start, 0..=1.
+    pub fraction: Option<f64>,
+    /// corrupt-store: bits flipped per file.
+    pub bits: Option<u32>,
+    /// corrupt-store: bytes zeroed per file (a size, e.g. 4KiB).
+    pub len: Option<String>,
+}
+
+pub fn fault_from(name: &str, params: &FaultParams) -> Result<Fault, String> {
+    let latency = params.latency.as_deref();
+    let bandwidth = params.bandwidth.as_deref();
+    let mode = params.mode.as_deref();
     Ok(match name {
         "kill" => Fault::Kill,
         "stop" => Fault::Stop,
@@ -144,10 +173,34 @@ pub fn fault_from(
                 }
             },
         },
+        "corrupt-store" => {
+            let len = params
+                .len
+                .as_deref()
+                .map(|t| units::parse_size(t).map_err(|e| format!("len: {e}")))
+                .transpose()?;
+            Fault::CorruptStore(CorruptSpec {
+                stream: params.stream.clone().ok_or(
+                    "corrupt-store needs the stream whose files to damage (`stream = \"FOCUS\"`)",
+                )?,
+                files: params
+                    .files
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()?
+                    .unwrap_or_default(),
+                mode: CorruptMode::parse(
+                    mode.unwrap_or("bitflip"),
+                    params.fraction,
+                    params.bits,
+                    len,
+                )?,
+            })
+        }
         other => {
             return Err(format!(
                 "unknown fault {other:?}: expected kill, stop, restart, pause, partition, latency, \
-                 bandwidth, fill-storage, rolling-restart, kill-indexer or nemesis"
+                 bandwidth, fill-storage, rolling-restart, kill-indexer, corrupt-store or nemesis"
             ))
         }
     })
@@ -176,9 +229,16 @@ impl ChaosEntry {
     fn fault(&self, name: &str) -> Result<Fault, String> {
         fault_from(
             name,
-            self.latency.as_deref(),
-            self.bandwidth.as_deref(),
-            self.mode.as_deref(),
+            &FaultParams {
+                latency: self.latency.clone(),
+                bandwidth: self.bandwidth.clone(),
+                mode: self.mode.clone(),
+                stream: self.stream.clone(),
+                files: self.files.clone(),
+                fraction: self.fraction,
+                bits: self.bits,
+                len: self.len.clone(),
+            },
         )
     }
 }

@@ -17,7 +17,12 @@ use crate::cluster::ClusterEndpoints;
 pub enum Target {
     Node(String),
     Random,
+    /// A minority of the nodes, chosen at random: one node of a 3- or 4-node cluster (faults act
+    /// on one node, so a larger cluster's minority is refused).
+    Minority,
     StreamLeader(String),
+    /// A replica of the stream that is not its leader, chosen at random.
+    StreamFollower(String),
     MetaLeader,
     /// The run's indexer process (for `kill-indexer` only).
     Indexer,
@@ -29,6 +34,8 @@ impl FromStr for Target {
         let text = text.trim();
         if text == "random" {
             Ok(Self::Random)
+        } else if text == "minority" {
+            Ok(Self::Minority)
         } else if text == "meta-leader" {
             Ok(Self::MetaLeader)
         } else if text == "indexer" {
@@ -39,6 +46,12 @@ impl FromStr for Target {
             } else {
                 Ok(Self::StreamLeader(stream.to_string()))
             }
+        } else if let Some(stream) = text.strip_prefix("follower:") {
+            if stream.is_empty() {
+                Err("follower: needs a stream name, e.g. follower:FOCUS".into())
+            } else {
+                Ok(Self::StreamFollower(stream.to_string()))
+            }
         } else if text.starts_with("nats")
             && text.len() > 4
             && text[4..].chars().all(|c| c.is_ascii_digit())
@@ -46,7 +59,7 @@ impl FromStr for Target {
             Ok(Self::Node(text.to_string()))
         } else {
             Err(format!(
-                "unknown target {text:?}: expected nats1..nats3, random, leader:STREAM, meta-leader or indexer"
+                "unknown target {text:?}: expected nats1..nats3, random, minority, leader:STREAM, follower:STREAM, meta-leader or indexer"
             ))
         }
     }
@@ -57,7 +70,9 @@ impl fmt::Display for Target {
         match self {
             Self::Node(node) => f.write_str(node),
             Self::Random => f.write_str("random"),
+            Self::Minority => f.write_str("minority"),
             Self::StreamLeader(stream) => write!(f, "leader:{stream}"),
+            Self::StreamFollower(stream) => write!(f, "follower:{stream}"),
             Self::MetaLeader => f.write_str("meta-leader"),
             Self::Indexer => f.write_str("indexer"),
         }
@@ -96,7 +111,12 @@ impl Target {
                 .find(|n| &n.name == node)
                 .map(|n| n.name.clone())
                 .ok_or_else(|| failed("no such node in this cluster")),
-            Self::Random => {
+            Self::Minority if endpoints.nodes.len() > 4 => Err(failed(&format!(
+                "a minority of {} nodes is more than one node, and a fault acts on one: name \
+                 the nodes one by one",
+                endpoints.nodes.len()
+            ))),
+            Self::Random | Self::Minority => {
                 if endpoints.nodes.is_empty() {
                     return Err(failed("the cluster has no nodes"));
                 }
@@ -109,6 +129,15 @@ impl Target {
             Self::StreamLeader(stream) => monitor::stream_leader(endpoints, stream)
                 .await
                 .ok_or_else(|| failed("no node reports a leader for this stream")),
+            Self::StreamFollower(stream) => {
+                let followers = monitor::stream_followers(endpoints, stream).await;
+                if followers.is_empty() {
+                    return Err(failed(
+                        "no node reports a leader and followers for this stream",
+                    ));
+                }
+                Ok(followers[rng.random_range(0..followers.len())].clone())
+            }
             Self::Indexer => Err(failed("the indexer is a target of kill-indexer only")),
         }
     }
@@ -131,5 +160,12 @@ mod tests {
         assert_eq!("indexer".parse(), Ok(Target::Indexer));
         assert!("indexer2".parse::<Target>().is_err());
         assert_eq!(Target::StreamLeader("X".into()).to_string(), "leader:X");
+        assert_eq!("minority".parse(), Ok(Target::Minority));
+        assert_eq!(
+            "follower:FOCUS".parse(),
+            Ok(Target::StreamFollower("FOCUS".into()))
+        );
+        assert!("follower:".parse::<Target>().is_err());
+        assert_eq!(Target::StreamFollower("X".into()).to_string(), "follower:X");
     }
 }

@@ -187,6 +187,21 @@ impl Cluster {
         }
     }
 
+    /// Where a node's JetStream store files can be read and changed on this machine: the local
+    /// store, or the host directory bind-mounted as a container's `/data`. `None` for an external
+    /// cluster (or a docker node not in the spec).
+    pub fn store_on_host(&self, node: &str) -> Option<PathBuf> {
+        match self {
+            Self::Docker(cluster) => cluster
+                .spec()
+                .nodes
+                .iter()
+                .find(|n| n.name == node)
+                .map(|n| n.store.clone()),
+            _ => self.store_dir(node),
+        }
+    }
+
     /// A node's JetStream store on this machine, where a fault may mount over it (a container's
     /// store is its own tmpfs, an external node's is elsewhere).
     pub fn store_dir(&self, node: &str) -> Option<PathBuf> {

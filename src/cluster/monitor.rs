@@ -452,6 +452,52 @@ pub async fn jsz_streams(base: &str) -> Result<Jsz, MonitorError> {
     get_json(base, "/jsz?accounts=true&streams=true").await
 }
 
+/// The name of `stream`'s Raft group (its directory under `$SYS/_js_/`), asking each node in
+/// turn (only replicas report it).
+pub async fn stream_raft_group(endpoints: &ClusterEndpoints, stream: &str) -> Option<String> {
+    for node in &endpoints.nodes {
+        if let Ok(jsz) = jsz_streams(&node.monitor_url).await {
+            let group = jsz
+                .account_details
+                .iter()
+                .flat_map(|a| &a.stream_detail)
+                .filter(|s| s.name == stream)
+                .filter_map(|s| s.cluster.as_ref())
+                .map(|c| c.raft_group.clone())
+                .find(|g| !g.is_empty());
+            if group.is_some() {
+                return group;
+            }
+        }
+    }
+    None
+}
+
+/// The replicas of `stream` that follow its leader (server names), from the first node that
+/// hosts the stream and knows its leader.
+pub async fn stream_followers(endpoints: &ClusterEndpoints, stream: &str) -> Vec<String> {
+    for node in &endpoints.nodes {
+        let Ok(jsz) = jsz_streams(&node.monitor_url).await else {
+            continue;
+        };
+        let group = jsz
+            .account_details
+            .iter()
+            .flat_map(|a| &a.stream_detail)
+            .filter(|s| s.name == stream)
+            .filter_map(|s| s.cluster.as_ref())
+            .find(|c| !c.leader.is_empty());
+        if let Some(group) = group {
+            // A node lists its peers, not itself.
+            return std::iter::once(node.name.clone())
+                .chain(group.replicas.iter().map(|r| r.name.clone()))
+                .filter(|n| *n != group.leader)
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
 /// The JetStream meta leader's server_name, asking each node in turn until one knows.
 pub async fn meta_leader(endpoints: &ClusterEndpoints) -> Option<String> {
     for node in &endpoints.nodes {

@@ -275,6 +275,14 @@ fn fault_events(journal_path: &Path, start_wall: OffsetDateTime) -> Vec<FaultEve
                     ..applied
                 });
             }
+            journal::JournalEntry::Changed { id, changes, .. } => {
+                if let Some(applied) = events
+                    .iter_mut()
+                    .find(|e| e.id == id && e.phase == Phase::Apply)
+                {
+                    applied.note = Some(crate::chaos::corrupt_store::summary(&changes));
+                }
+            }
         }
     }
     events

@@ -78,6 +78,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("retention", include_str!("../../scenarios/retention.toml")),
     (
+        "minority-corruption",
+        include_str!("../../scenarios/minority-corruption.toml"),
+    ),
+    (
         "dlq-poison",
         include_str!("../../scenarios/dlq-poison.toml"),
     ),
@@ -267,12 +271,17 @@ pub fn execute(cmd: CatalogRequest) -> Result<ExitStatus, AppError> {
     match cmd {
         CatalogRequest::List => {
             let mut list = String::new();
+            let width = BUILT_IN
+                .iter()
+                .map(|(name, _)| name.len())
+                .max()
+                .unwrap_or(0);
             for (name, text) in BUILT_IN {
                 let description = match scenario::parse(name, text) {
                     Ok(s) => s.description,
                     Err(e) => format!("(cannot run yet: {})", e.message),
                 };
-                list.push_str(&format!("{name:<16} {description}\n"));
+                list.push_str(&format!("{name:<width$} {description}\n"));
             }
             print_out(&list);
         }

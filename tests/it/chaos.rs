@@ -555,3 +555,177 @@ fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
     let down = output(aivo_in(dir, &["cluster", "down"]));
     assert_eq!(down.status.code(), Some(0), "{}", status_text(&down));
 }
+
+/// Publishes `n` acknowledged messages (each its own id) to `subject`.
+async fn publish_many(js: &async_nats::jetstream::Context, subject: &str, n: usize) {
+    for i in 0..n {
+        let payload = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(200));
+        let ack = js
+            .publish(subject.to_string(), payload.into())
+            .await
+            .expect("publish");
+        ack.await.expect("ack");
+    }
+}
+
+/// Every file under `dir`, by path relative to it.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    ) {
+        for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).expect("under root").to_path_buf();
+                out.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// On a real node's store (killed, so nothing else writes it), the corruption changes exactly the
+/// bytes it records and nothing else, in every mode and in the Raft group's files too; then the
+/// whole fault (kill, corrupt, start) journals its changes and the node comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_store_changes_exactly_the_bytes_it_journals() {
+    use aivo_load::chaos::corrupt_store::{self, CorruptMode, CorruptSpec, FileClass};
+    let chaos = Chaos::start().await;
+    publish_many(&chaos.js, "chaos.data", 400).await;
+    chaos.inject(Fault::Kill, "nats2").await;
+    let store = chaos
+        .cluster
+        .dir()
+        .join("cluster")
+        .join("nats2")
+        .join("store");
+    let group = monitor::stream_raft_group(chaos.cluster.endpoints(), "CHAOS").await;
+    assert!(group.is_some(), "/jsz names CHAOS's Raft group");
+    for (class, mode) in [
+        (FileClass::Blocks, CorruptMode::Bitflip { bits: 8 }),
+        (
+            FileClass::Meta,
+            CorruptMode::Zero {
+                at_per_mille: 100,
+                len: 16,
+            },
+        ),
+        (FileClass::Raft, CorruptMode::Bitflip { bits: 2 }),
+        (
+            FileClass::Blocks,
+            CorruptMode::Truncate {
+                keep_per_mille: 500,
+            },
+        ),
+    ] {
+        let before = tree(&store);
+        let files = corrupt_store::files_of(&store, "CHAOS", class, group.as_deref())
+            .unwrap_or_else(|e| panic!("{class:?}: {e}"));
+        let changes = corrupt_store::corrupt(&store, &files, mode, 11).expect("corrupt");
+        assert!(!changes.is_empty(), "{class:?} {mode}");
+        let after = tree(&store);
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>(),
+            "no file appears or goes"
+        );
+        // Undo each recorded change on what is there now: the store as it was comes back, so
+        // nothing else changed.
+        let mut undone = after.clone();
+        for change in &changes {
+            let old = unhex(&change.old);
+            let bytes = undone
+                .get_mut(&change.file)
+                .expect("a recorded file exists");
+            let at = change.offset as usize;
+            match change.truncated {
+                Some((was, now)) => {
+                    assert_eq!(bytes.len() as u64, now, "{}", change.file.display());
+                    let original = &before[&change.file];
+                    assert_eq!(original.len() as u64, was);
+                    assert_eq!(&original[at..at + old.len()], old.as_slice());
+                    bytes.extend_from_slice(&original[at..]);
+                }
+                None => {
+                    assert_eq!(&bytes[at..at + old.len()], unhex(&change.new).as_slice());
+                    bytes[at..at + old.len()].copy_from_slice(&old);
+                }
+            }
+        }
+        assert_eq!(
+            undone, before,
+            "{class:?} {mode}: only the recorded bytes changed"
+        );
+        assert_ne!(after, before, "{class:?} {mode} changed something");
+    }
+    let events = chaos.engine.revert_all("test").await;
+    assert!(events.iter().all(|e| e.error.is_none()), "{events:?}");
+
+    // The fault itself, on another node: kill, corrupt, start, every change journaled.
+    let spec = CorruptSpec {
+        stream: "CHAOS".into(),
+        files: FileClass::Blocks,
+        mode: CorruptMode::Bitflip { bits: 4 },
+    };
+    let event = chaos.inject(Fault::CorruptStore(spec), "nats3").await;
+    assert!(
+        event
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("cannot be reverted")),
+        "{event:?}"
+    );
+    let changed: Vec<_> = chaos
+        .journal()
+        .into_iter()
+        .filter_map(|entry| match entry {
+            journal::JournalEntry::Changed { node, changes, .. } => Some((node, changes)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].0, "nats3");
+    assert!(!changed[0].1.is_empty());
+    assert!(
+        changed[0]
+            .1
+            .iter()
+            .all(|c| c.file.to_string_lossy().ends_with(".blk")),
+        "{changed:?}"
+    );
+    chaos.revert_and_check_whole().await;
+}
+
+/// corrupt-store refuses a stream that has no store on the node, before touching anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_store_of_an_unknown_stream_is_refused_and_the_node_is_started_again() {
+    use aivo_load::chaos::corrupt_store::{CorruptMode, CorruptSpec, FileClass};
+    let chaos = Chaos::start().await;
+    let spec = CorruptSpec {
+        stream: "NOPE".into(),
+        files: FileClass::Blocks,
+        mode: CorruptMode::Bitflip { bits: 1 },
+    };
+    let target: aivo_load::chaos::Target = "nats2".parse().expect("target");
+    let event = chaos
+        .engine
+        .inject(&Fault::CorruptStore(spec), &target)
+        .await
+        .expect("inject");
+    let error = event.error.clone().unwrap_or_default();
+    assert!(error.contains("NOPE"), "{event:?}");
+    chaos.revert_and_check_whole().await;
+}
