@@ -2,13 +2,15 @@
 //! thresholds on the run's figures, the stream-count check
 //! that ties the ledger to what JetStream holds, the ledger check (no_loss), the retention check on
 //! streams with overridden limits, the indexer's catch-up check, and the DLQ check of injected
-//! poison; and one finding that is no check: a stream replica stuck behind its leader after the
+//! poison, the replicas check (each node's copy of a stream against the others, after faults);
+//! and one finding that is no check: a stream replica stuck behind its leader after the
 //! faults were reverted (`stuck.rs`).
 
 pub mod catch_up;
 pub mod dlq;
 pub mod faults;
 pub mod no_loss;
+pub mod replicas;
 pub mod retention;
 pub mod stream_count;
 pub mod streams;

@@ -372,6 +372,8 @@ pub struct StreamState {
     pub bytes: u64,
     pub first_seq: u64,
     pub last_seq: u64,
+    /// Sequences missing between `first_seq` and `last_seq` on this node's copy.
+    pub num_deleted: u64,
     pub consumer_count: u64,
 }
 

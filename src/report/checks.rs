@@ -8,6 +8,7 @@ use crate::checks::catch_up::CatchUpCheck;
 use crate::checks::dlq::DlqCheck;
 use crate::checks::faults::FaultsCheck;
 use crate::checks::no_loss::LedgerCheck;
+use crate::checks::replicas::ReplicaCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
@@ -50,6 +51,7 @@ pub struct CheckSources<'a> {
     /// The ledger check of the `events` table, when the run had an indexer.
     pub events: Option<&'a LedgerCheck>,
     pub retention: &'a [RetentionCheck],
+    pub replicas: &'a [ReplicaCheck],
     pub dlq: Option<&'a DlqCheck>,
     pub catch_up: Option<&'a CatchUpCheck>,
     pub faults: Option<&'a FaultsCheck>,
@@ -83,6 +85,7 @@ pub fn check_lines(s: &CheckSources<'_>) -> Vec<CheckLine> {
         lines.push(ledger_line("ledger events (Postgres)".into(), c));
     }
     lines.extend(s.retention.iter().map(retention_line));
+    lines.extend(s.replicas.iter().map(replicas_line));
     lines.extend(s.dlq.map(dlq_line));
     lines.extend(s.catch_up.map(catch_up_line));
     lines.extend(s.faults.map(faults_line));
@@ -117,6 +120,30 @@ fn retention_line(c: &RetentionCheck) -> CheckLine {
             "oldest message at most {age}, peak {} bytes, peak {} messages, first sequence advanced {}",
             c.peak_bytes, c.peak_messages, c.first_seq_advance
         ),
+        &c.detail,
+    )
+}
+
+fn replicas_line(c: &ReplicaCheck) -> CheckLine {
+    let copies: Vec<String> = c
+        .replicas
+        .iter()
+        .map(|r| {
+            format!(
+                "{}{} {} msgs (seq {}..{}, {} gaps)",
+                r.node,
+                if r.leader { "*" } else { "" },
+                r.messages,
+                r.first_seq,
+                r.last_seq,
+                r.num_deleted
+            )
+        })
+        .collect();
+    check(
+        format!("replicas {}", c.stream),
+        c.passed,
+        copies.join(", "),
         &c.detail,
     )
 }

@@ -425,6 +425,7 @@ fn write_checkpoint(
         stream_checks: Vec::new(),
         ledger_checks: Vec::new(),
         retention_checks: Vec::new(),
+        replica_checks: Vec::new(),
         fault_events: Vec::new(),
         indexer: None,
         dlq: None,

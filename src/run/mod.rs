@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::chaos::run_hook::{self, RunChaos};
-use crate::checks::{dlq, retention, streams, stuck};
+use crate::checks::{dlq, replicas, retention, streams, stuck};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::exit::{AppError, ExitStatus};
 use crate::report::{self, RunReport};
@@ -47,6 +47,15 @@ use verdict::{build_report, ReportInputs};
 /// How long after the reverts a replica may stay behind its leader before the report names it a
 /// stuck replica (`cluster::stuck`).
 const STUCK_BOUND: std::time::Duration = crate::cluster::stuck::DEFAULT_BOUND;
+/// What the cluster-side checks found after the drain.
+struct ClusterChecks {
+    streams: streams::StreamChecks,
+    retention: Vec<retention::RetentionCheck>,
+    replicas: Vec<replicas::ReplicaCheck>,
+}
+
+/// How long the replicas check waits for every replica to reach its stream's last sequence.
+const REPLICAS_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[doc(hidden)]
 pub use load::{bench_load, BenchLoad};
@@ -207,6 +216,14 @@ impl RunContext {
         .await
         .map_err(AppError::environment)?;
         let retention_checks = side.retention.finish().await;
+        // Every node's copy of each stream against the others, after faults (a follower can say
+        // it is current and still hold fewer messages than its leader).
+        let replica_checks = if finished.fault_events.is_empty() || self.cancel.is_cancelled() {
+            Vec::new()
+        } else {
+            let streams: Vec<&str> = declared.windows.iter().map(|w| w.stream).collect();
+            replicas::check(&cluster.endpoints(), &streams, REPLICAS_WITHIN).await
+        };
         // A replica still behind its leader a bound after the reverts: a warning in the report.
         let stuck_replicas = if finished.fault_events.is_empty() || self.cancel.is_cancelled() {
             Vec::new()
@@ -219,8 +236,11 @@ impl RunContext {
                 declared,
                 load,
                 finished,
-                checked,
-                retention_checks,
+                ClusterChecks {
+                    streams: checked,
+                    retention: retention_checks,
+                    replicas: replica_checks,
+                },
             )
             .await;
         report.stuck_replicas = stuck_replicas;
@@ -354,8 +374,7 @@ impl RunContext {
         declared: Declared,
         load: LoadOutcome,
         finished: Finished,
-        checked: streams::StreamChecks,
-        retention_checks: Vec<retention::RetentionCheck>,
+        checks: ClusterChecks,
     ) -> RunReport {
         let Declared {
             js,
@@ -377,9 +396,10 @@ impl RunContext {
             servers: urls,
             nats_server_version,
             outcome: load,
-            stream_checks: checked.counts,
-            ledger_checks: checked.ledgers,
-            retention_checks,
+            stream_checks: checks.streams.counts,
+            ledger_checks: checks.streams.ledgers,
+            retention_checks: checks.retention,
+            replica_checks: checks.replicas,
             fault_events: finished.fault_events,
             indexer: finished.consumed.indexer,
             dlq: finished.dlq,

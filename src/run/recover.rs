@@ -113,6 +113,7 @@ pub async fn recover_command(run_dir: &Path) -> Result<ExitStatus, AppError> {
         stream_checks: Vec::new(),
         ledger_checks,
         retention_checks,
+        replica_checks: Vec::new(),
         fault_events: fault_events(&journal_path, start_wall),
         indexer: None,
         dlq: None,

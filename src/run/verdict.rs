@@ -41,6 +41,7 @@ pub(super) struct ReportInputs<'a> {
     pub(super) stream_checks: Vec<StreamCount>,
     pub(super) ledger_checks: Vec<LedgerCheck>,
     pub(super) retention_checks: Vec<RetentionCheck>,
+    pub(super) replica_checks: Vec<crate::checks::replicas::ReplicaCheck>,
     pub(super) fault_events: Vec<FaultEvent>,
     pub(super) indexer: Option<IndexerReport>,
     pub(super) dlq: Option<DlqCheck>,
@@ -198,6 +199,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         ledgers: &input.ledger_checks,
         events: input.indexer.as_ref().map(|i| &i.ledger),
         retention: &input.retention_checks,
+        replicas: &input.replica_checks,
         dlq: input.dlq.as_ref(),
         catch_up: catch_up.as_ref(),
         faults: fault_check.as_ref(),
@@ -246,6 +248,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         histograms,
         load_generator,
         stuck_replicas: Vec::new(),
+        replicas: input.replica_checks,
     }
 }
 

@@ -556,10 +556,10 @@ fn heal_restores_a_cluster_after_the_harness_is_sigkilled_mid_fault() {
     assert_eq!(down.status.code(), Some(0), "{}", status_text(&down));
 }
 
-/// Publishes `n` acknowledged messages (each its own id) to `subject`.
-async fn publish_many(js: &async_nats::jetstream::Context, subject: &str, n: usize) {
+/// Publishes `n` acknowledged messages of about `size` bytes (each its own id) to `subject`.
+async fn publish_many(js: &async_nats::jetstream::Context, subject: &str, n: usize, size: usize) {
     for i in 0..n {
-        let payload = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(200));
+        let payload = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(size));
         let ack = js
             .publish(subject.to_string(), payload.into())
             .await
@@ -604,7 +604,7 @@ fn unhex(text: &str) -> Vec<u8> {
 async fn corrupt_store_changes_exactly_the_bytes_it_journals() {
     use aivo_load::chaos::corrupt_store::{self, CorruptMode, CorruptSpec, FileClass};
     let chaos = Chaos::start().await;
-    publish_many(&chaos.js, "chaos.data", 400).await;
+    publish_many(&chaos.js, "chaos.data", 400, 200).await;
     chaos.inject(Fault::Kill, "nats2").await;
     let store = chaos
         .cluster
@@ -727,5 +727,42 @@ async fn corrupt_store_of_an_unknown_stream_is_refused_and_the_node_is_started_a
         .expect("inject");
     let error = event.error.clone().unwrap_or_default();
     assert!(error.contains("NOPE"), "{event:?}");
+    chaos.revert_and_check_whole().await;
+}
+
+/// The replicas check names the node whose copy lost messages: a follower's message blocks cut to
+/// half while it was down (it comes back saying it is current), against two whole copies. Before
+/// the fault the same check passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicas_check_names_a_follower_whose_blocks_were_truncated() {
+    use aivo_load::chaos::corrupt_store::{CorruptMode, CorruptSpec, FileClass};
+    use aivo_load::checks::replicas;
+    let chaos = Chaos::start().await;
+    // 12 MB: more than one 8 MiB message block, so cutting each to half leaves a hole inside the
+    // stream (a cut last block is caught up from the leader; a hole before it stays).
+    publish_many(&chaos.js, "chaos.data", 3000, 4000).await;
+    let endpoints = chaos.cluster.endpoints().clone();
+    let before = replicas::check(&endpoints, &["CHAOS"], Duration::from_secs(30)).await;
+    assert!(before[0].passed, "{:?}", before[0]);
+    assert_eq!(before[0].replicas.len(), 3, "{:?}", before[0]);
+
+    let spec = CorruptSpec {
+        stream: "CHAOS".into(),
+        files: FileClass::Blocks,
+        mode: CorruptMode::Truncate {
+            keep_per_mille: 500,
+        },
+    };
+    let event = chaos
+        .inject(Fault::CorruptStore(spec), "follower:CHAOS")
+        .await;
+    let damaged = event.node.clone();
+    let after = replicas::check(&endpoints, &["CHAOS"], Duration::from_secs(30)).await;
+    let check = &after[0];
+    assert!(!check.passed, "{check:?}");
+    assert_eq!(check.differences.len(), 1, "{check:?}");
+    assert_eq!(check.differences[0].node, damaged, "{check:?}");
+    assert!(check.differences[0].missing > 0, "{check:?}");
+    assert!(check.detail.contains(&damaged), "{}", check.detail);
     chaos.revert_and_check_whole().await;
 }
