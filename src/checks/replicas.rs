@@ -13,7 +13,8 @@
 //! purged or trimmed by hand, so once every replica has reached the same last sequence they must
 //! have the same interior gaps. A replica with more than the fewest any replica has is missing
 //! that many messages the others hold: the check fails and names it. It runs after the drain of
-//! every run with faults, waiting (bounded) for the replicas to reach the leader's last sequence.
+//! every run whose nodes' monitoring this machine reaches (faults or none: a damaged store may be
+//! someone else's doing), waiting (bounded) for the replicas to reach the highest last sequence.
 
 use std::time::{Duration, Instant};
 
@@ -127,7 +128,8 @@ pub fn judge(stream: &str, replicas: Vec<ReplicaState>) -> ReplicaCheck {
 }
 
 /// Each node's copy of each of `streams`, waiting up to `within` for every replica to reach the
-/// highest last sequence, then judged.
+/// highest last sequence, then judged. A stream fewer than two nodes report (an R1 stream, a
+/// cluster whose monitoring this machine cannot reach) is left out: there is nothing to compare.
 pub async fn check(
     endpoints: &ClusterEndpoints,
     streams: &[&str],
@@ -143,6 +145,7 @@ pub async fn check(
         if caught_up || Instant::now() >= deadline {
             return states
                 .into_iter()
+                .filter(|(_, replicas)| replicas.len() >= 2)
                 .map(|(stream, replicas)| judge(&stream, replicas))
                 .collect();
         }

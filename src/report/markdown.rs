@@ -266,6 +266,15 @@ fn checks_section(out: &mut String, report: &RunReport) {
             c.detail
         );
     }
+    for c in &report.replicas {
+        let _ = writeln!(
+            out,
+            "- {} replicas {}: {}",
+            mark(c.passed),
+            c.stream,
+            c.detail
+        );
+    }
     indexer_line(out, report);
     if let Some(c) = &report.catch_up {
         let _ = writeln!(out, "- {} indexer catch-up: {}", mark(c.passed), c.detail);

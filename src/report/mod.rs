@@ -74,8 +74,9 @@ pub struct RunReport {
     /// `stuck-replica` finding, `cluster::stuck`): a warning beside the verdict, never a failed
     /// check. Empty: none, or the run had no faults.
     pub stuck_replicas: Vec<StuckReplica>,
-    /// The replicas check of each stream the run wrote (every node's copy against the others),
-    /// after a run with faults. Empty: the run had no faults.
+    /// The replicas check of each stream the run wrote (every node's copy against the others).
+    /// Empty: fewer than two nodes' monitoring answered (e.g. an external cluster without
+    /// `--monitor`), or the run was interrupted.
     pub replicas: Vec<crate::checks::replicas::ReplicaCheck>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,

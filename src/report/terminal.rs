@@ -197,7 +197,7 @@ fn fault_lines(out: &mut String, report: &RunReport) {
     let _ = writeln!(out);
 }
 
-/// The stream, ledger and retention checks, one a line.
+/// The stream, ledger, retention and replicas checks, one a line.
 fn check_lines(out: &mut String, report: &RunReport) {
     for s in &report.streams {
         let name = format!("stream {}", s.stream);
@@ -210,6 +210,10 @@ fn check_lines(out: &mut String, report: &RunReport) {
     }
     for c in &report.retention {
         let name = format!("retention {}", c.stream);
+        let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(c.passed), c.detail);
+    }
+    for c in &report.replicas {
+        let name = format!("replicas {}", c.stream);
         let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(c.passed), c.detail);
     }
 }
