@@ -432,13 +432,24 @@ impl Jsz {
             .filter(|l| !l.is_empty())
     }
 
-    /// The leader of a stream hosted on this node.
-    pub fn stream_leader(&self, stream: &str) -> Option<&str> {
+    /// The Raft groups this node reports for `stream` (one per account that has it).
+    pub fn stream_groups<'a, 'b>(
+        &'a self,
+        stream: &'b str,
+    ) -> impl Iterator<Item = &'a RaftGroup> + 'b
+    where
+        'a: 'b,
+    {
         self.account_details
             .iter()
             .flat_map(|a| &a.stream_detail)
-            .filter(|s| s.name == stream)
+            .filter(move |s| s.name == stream)
             .filter_map(|s| s.cluster.as_ref())
+    }
+
+    /// The leader of a stream hosted on this node.
+    pub fn stream_leader(&self, stream: &str) -> Option<&str> {
+        self.stream_groups(stream)
             .map(|c| c.leader.as_str())
             .find(|l| !l.is_empty())
     }
@@ -460,11 +471,7 @@ pub async fn stream_raft_group(endpoints: &ClusterEndpoints, stream: &str) -> Op
     for node in &endpoints.nodes {
         if let Ok(jsz) = jsz_streams(&node.monitor_url).await {
             let group = jsz
-                .account_details
-                .iter()
-                .flat_map(|a| &a.stream_detail)
-                .filter(|s| s.name == stream)
-                .filter_map(|s| s.cluster.as_ref())
+                .stream_groups(stream)
                 .map(|c| c.raft_group.clone())
                 .find(|g| !g.is_empty());
             if group.is_some() {
@@ -482,13 +489,7 @@ pub async fn stream_followers(endpoints: &ClusterEndpoints, stream: &str) -> Vec
         let Ok(jsz) = jsz_streams(&node.monitor_url).await else {
             continue;
         };
-        let group = jsz
-            .account_details
-            .iter()
-            .flat_map(|a| &a.stream_detail)
-            .filter(|s| s.name == stream)
-            .filter_map(|s| s.cluster.as_ref())
-            .find(|c| !c.leader.is_empty());
+        let group = jsz.stream_groups(stream).find(|c| !c.leader.is_empty());
         if let Some(group) = group {
             // A node lists its peers, not itself.
             return std::iter::once(node.name.clone())

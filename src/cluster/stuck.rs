@@ -200,16 +200,9 @@ async fn leader_of(
             continue;
         };
         let group = jsz
-            .account_details
-            .iter()
-            .flat_map(|a| &a.stream_detail)
-            .filter(|s| s.name == stream)
-            .find_map(|s| {
-                s.cluster
-                    .as_ref()
-                    .filter(|c| !c.leader.is_empty())
-                    .map(|c| (c.raft_group.clone(), c.leader.clone()))
-            });
+            .stream_groups(stream)
+            .find(|c| !c.leader.is_empty())
+            .map(|c| (c.raft_group.clone(), c.leader.clone()));
         if let Some(found) = group {
             return found;
         }
