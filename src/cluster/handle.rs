@@ -187,8 +187,9 @@ impl Cluster {
         }
     }
 
-    /// Where a node's JetStream store files can be read and changed on this machine: the local
-    /// store, or the host directory bind-mounted as a container's `/data`. `None` for an external
+    /// A node's JetStream `store_dir` where this machine can read and change its files: the
+    /// local store, or, for a container, `jetstream/` in the host directory bind-mounted as its
+    /// `/data` (the compose configs say `store_dir: "/data/jetstream"`). `None` for an external
     /// cluster (or a docker node not in the spec).
     pub fn store_on_host(&self, node: &str) -> Option<PathBuf> {
         match self {
@@ -197,7 +198,7 @@ impl Cluster {
                 .nodes
                 .iter()
                 .find(|n| n.name == node)
-                .map(|n| n.store.clone()),
+                .map(|n| n.store.join("jetstream")),
             _ => self.store_dir(node),
         }
     }

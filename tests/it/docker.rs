@@ -578,3 +578,48 @@ async fn heal_reverts_and_removes_the_project_of_a_killed_docker_run() {
     let entries = journal::read(&run_dir.join("faults.jsonl")).expect("journal");
     assert!(journal::active(&entries).is_empty(), "{entries:?}");
 }
+
+/// corrupt-store on the docker backend: the container is killed, its store's message blocks are
+/// changed in the host directory bind-mounted at `/data`, every change journaled, and it starts
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
+async fn docker_corrupt_store_changes_the_bind_mounted_store_and_journals_it() {
+    use aivo_load::chaos::corrupt_store::{CorruptMode, CorruptSpec, FileClass};
+    let chaos = DockerChaos::start("corrupt").await;
+    for i in 0..50 {
+        publish_acked(
+            &chaos.js,
+            &format!("docker.data.{i}"),
+            "payload",
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("publish");
+    }
+    let spec = CorruptSpec {
+        stream: "DOCKER".into(),
+        files: FileClass::Blocks,
+        mode: CorruptMode::Bitflip { bits: 3 },
+    };
+    let event = chaos.inject(Fault::CorruptStore(spec), "nats2").await;
+    assert_eq!(event.node, "nats2");
+    let entries = journal::read(&chaos.dir.path().join("faults.jsonl")).expect("journal");
+    let (store, changes) = entries
+        .iter()
+        .find_map(|e| match e {
+            journal::JournalEntry::Changed { store, changes, .. } => Some((store, changes)),
+            _ => None,
+        })
+        .expect("a changed entry");
+    assert_eq!(store, &chaos.cluster.spec().nodes[1].store.join("jetstream"));
+    assert!(!changes.is_empty());
+    for change in changes {
+        assert!(
+            store.join(&change.file).exists() && change.file.to_string_lossy().ends_with(".blk"),
+            "{change:?}"
+        );
+    }
+    chaos.revert_whole("corrupt-store").await;
+    chaos.finish_whole().await;
+}
