@@ -17,13 +17,15 @@ use crate::chaos::commands::{ChaosRequest, HealRequest};
 use crate::chaos::schedule::FaultParams;
 use crate::checks::thresholds::parse_ratio;
 use crate::cluster::commands::{ClusterRequest, ClusterTarget};
-use crate::cluster::{BackendKind, ClusterPlan, StateDir};
+use crate::cluster::{BackendKind, ClusterPlan, ClusterProfile, StateDir};
 use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
 use crate::exit::AppError;
 use crate::report::trend::TrendPlan;
 use crate::run::checkpoint::ScenarioSource;
 use crate::run::RunPlan;
 use crate::scenario::catalog::{self, CatalogRequest};
+use crate::security::context::NatsContext;
+use crate::security::{ClientAuth, Role};
 use crate::topology::TopologyRequest;
 use crate::traffic::Domain;
 use crate::Command;
@@ -138,6 +140,8 @@ pub struct CapacityArgs {
     #[arg(long, default_value = "reports")]
     pub reports_dir: PathBuf,
     #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
     pub state: StateArgs,
 }
 
@@ -202,6 +206,8 @@ pub struct ConsumerArgs {
     #[arg(long)]
     pub consumer: Option<String>,
     #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
     pub state: StateArgs,
 }
 
@@ -222,6 +228,8 @@ pub struct DlqSelection {
     /// wildcards, seq as N or N-M of the DLQ stream); repeat or comma-separate.
     #[arg(long)]
     pub filter: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -312,6 +320,62 @@ pub struct HealArgs {
     pub state: StateArgs,
 }
 
+/// How a connection identifies itself and does TLS, as the nats CLI's flags say it. Without any of
+/// them, a verb aimed at a `cluster up --profile production` cluster (its state dir) takes that
+/// cluster's CA and the credentials of the role it needs (admin for `init`, `verify`, `dlq`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClientArgs {
+    /// User credentials file (JWT and nkey seed, as nsc writes them).
+    #[arg(long, env = "NATS_CREDS", value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+    /// File holding a user's nkey seed (SU...).
+    #[arg(long, value_name = "FILE")]
+    pub nkey: Option<PathBuf>,
+    /// User name (with --password).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Password of --user.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// CA certificate(s) to verify the servers with (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that verify clients; with --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS handshake before the server's INFO (servers with `handshake_first`).
+    #[arg(long)]
+    pub tls_first: bool,
+    /// A nats CLI context (~/.config/nats/context/NAME.json): its url, creds, nkey, user,
+    /// password, ca, cert, key and tls_first; flags given beside it win.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl ClientArgs {
+    fn flags(&self) -> ClientAuth {
+        ClientAuth {
+            creds: self.creds.clone(),
+            nkey: self.nkey.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_first: self.tls_first,
+        }
+    }
+}
+
+/// `--profile`: the values and their help come from [`ClusterProfile`].
+fn profile_parser() -> impl TypedValueParser<Value = ClusterProfile> {
+    let values = ClusterProfile::ALL.map(|p| PossibleValue::new(p.name()).help(p.help()));
+    PossibleValuesParser::new(values).try_map(|name| name.parse::<ClusterProfile>())
+}
+
 /// `--backend`: the values and their help come from [`BackendKind`], which says what each allows.
 fn backend_parser() -> impl TypedValueParser<Value = BackendKind> {
     let values = BackendKind::ALL.map(|kind| PossibleValue::new(kind.name()).help(kind.help()));
@@ -342,6 +406,10 @@ pub struct RunArgs {
     /// backend only).
     #[arg(long)]
     pub keep_cluster: bool,
+    /// How the run's local cluster is secured; with `production` the publishers and consumers
+    /// connect as their role's user.
+    #[arg(long, value_parser = profile_parser(), default_value = "open")]
+    pub profile: ClusterProfile,
     /// Directory that receives `<UTC time>-<scenario>/` report folders.
     #[arg(long, default_value = "reports")]
     pub reports_dir: PathBuf,
@@ -353,6 +421,8 @@ pub struct RunArgs {
     /// e.g. 127.0.0.1:9464 (port 0: any free port, printed at the start).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -406,6 +476,10 @@ pub struct ClusterArgs {
     /// Monitoring URL(s) of an external cluster, comma-separated (for `status --backend external`).
     #[arg(long)]
     pub monitor: Option<String>,
+    /// How `up` secures the local cluster; `production` prints a nats context and the
+    /// environment to reach it.
+    #[arg(long, value_parser = profile_parser(), default_value = "open")]
+    pub profile: ClusterProfile,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -426,6 +500,8 @@ pub struct TopologyArgs {
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
     #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
     pub state: StateArgs,
 }
 
@@ -445,8 +521,8 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
         CliCommand::Run(args) => Command::Run(Box::new(run_plan(args)?)),
         CliCommand::Scenarios(cmd) => Command::Scenarios(catalog_request(cmd)),
         CliCommand::Cluster(cmd) => Command::Cluster(cluster_request(cmd)),
-        CliCommand::Init(args) => Command::Init(topology_request(args)),
-        CliCommand::Verify(args) => Command::Verify(topology_request(args)),
+        CliCommand::Init(args) => Command::Init(topology_request(args)?),
+        CliCommand::Verify(args) => Command::Verify(topology_request(args)?),
         CliCommand::Indexer(args) => {
             Command::Consumer(consumer_config(ServiceKind::Indexer, args)?)
         }
@@ -490,8 +566,12 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         .adjusted(args.duration, args.rate_scale, args.seed)
         .map_err(|e| AppError::usage(anyhow!(e)))?;
     let usage = |e: String| AppError::usage(anyhow!(e));
-    let cluster =
-        ClusterPlan::new(args.backend, args.server.as_deref(), args.state.into()).map_err(usage)?;
+    let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
+    let cluster = ClusterPlan::new(args.backend, server.as_deref(), args.state.into())
+        .map_err(usage)?
+        .with_profile(args.profile)
+        .map_err(usage)?
+        .with_auth(auth);
     crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
     let cluster = cluster.keeping(args.keep_cluster).map_err(usage)?;
     Ok(RunPlan {
@@ -580,8 +660,10 @@ fn capacity_plan(args: CapacityArgs) -> Result<CapacityPlan, AppError> {
             forecast::parse(&path.display().to_string(), &text).map_err(|e| usage(e.to_string()))?
         }
     };
-    let cluster =
-        ClusterPlan::new(args.backend, args.server.as_deref(), args.state.into()).map_err(usage)?;
+    let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
+    let cluster = ClusterPlan::new(args.backend, server.as_deref(), args.state.into())
+        .map_err(usage)?
+        .with_auth(auth);
     Ok(CapacityPlan {
         forecast,
         scenario,
@@ -610,6 +692,7 @@ fn cluster_request(cmd: ClusterCommand) -> ClusterRequest {
         backend: args.backend,
         monitor: args.monitor,
         state: args.state.into(),
+        profile: args.profile,
     };
     match cmd {
         ClusterCommand::Up(args) => ClusterRequest::Up(target(args)),
@@ -620,11 +703,13 @@ fn cluster_request(cmd: ClusterCommand) -> ClusterRequest {
     }
 }
 
-fn topology_request(args: TopologyArgs) -> TopologyRequest {
-    TopologyRequest {
-        server: server_or_default(args.server, args.state),
+fn topology_request(args: TopologyArgs) -> Result<TopologyRequest, AppError> {
+    let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
+    Ok(TopologyRequest {
+        server: server_or_default(server, args.state),
         replicas: args.replicas,
-    }
+        auth,
+    })
 }
 
 fn chaos_request(args: ChaosArgs) -> ChaosRequest {
@@ -656,6 +741,45 @@ fn server_or_default(server: Option<String>, state: StateArgs) -> String {
         .unwrap_or_else(|| crate::cluster::state::default_server(&state.into()))
 }
 
+/// The server list and client options of a verb that connects, from (first wins) its flags and
+/// environment (`--server`/`NATS_URL`, `--creds`/`NATS_CREDS`, ...), its `--context`, and the
+/// `cluster up` cluster of its state dir: when neither flags nor context give an identity or TLS
+/// and that cluster has the production profile, `role`'s credentials and its CA. The server is
+/// `None` when nothing names one (the caller's default applies).
+fn client_target(
+    server: Option<String>,
+    client: &ClientArgs,
+    state: &StateArgs,
+    role: Role,
+) -> Result<(Option<String>, ClientAuth), AppError> {
+    let usage = |e: crate::security::SecurityError| AppError::usage(anyhow!(e));
+    let context = client
+        .context
+        .as_deref()
+        .map(NatsContext::load)
+        .transpose()
+        .map_err(usage)?;
+    let server = server
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| context.as_ref().and_then(NatsContext::server));
+    let mut auth = client.flags();
+    if let Some(context) = &context {
+        auth = auth.or(&context.auth());
+    }
+    if auth.is_anonymous() {
+        if let Some(kept) = crate::cluster::state::load(&state.clone().into()) {
+            let ours = server
+                .as_deref()
+                .is_none_or(|s| s == kept.endpoints.server_list());
+            if ours {
+                auth = kept.endpoints.client_auth(&role).map_err(usage)?;
+            }
+        }
+    }
+    auth.validate().map_err(usage)?;
+    Ok((server, auth))
+}
+
 fn consumer_config(kind: ServiceKind, args: ConsumerArgs) -> Result<ServiceConfig, AppError> {
     let postgres_url = args
         .postgres_url
@@ -670,8 +794,14 @@ fn consumer_config(kind: ServiceKind, args: ConsumerArgs) -> Result<ServiceConfi
     if args.batch == 0 {
         return Err(AppError::usage(anyhow!("--batch must be at least 1")));
     }
-    let server = server_or_default(args.server, args.state);
+    let role = match kind {
+        ServiceKind::Indexer => Role::Indexer,
+        ServiceKind::Analytics => Role::Analytics,
+    };
+    let (server, auth) = client_target(args.server, &args.client, &args.state, role)?;
+    let server = server_or_default(server, args.state);
     let mut config = ServiceConfig::new(kind, &server, &postgres_url);
+    config.auth = auth;
     config.batch = args.batch;
     config.status_every = (!args.status_every.is_zero()).then_some(args.status_every);
     if !args.streams.is_empty() {
@@ -685,18 +815,28 @@ fn consumer_config(kind: ServiceKind, args: ConsumerArgs) -> Result<ServiceConfi
 
 fn dlq_plan(cmd: DlqCommand) -> Result<DlqPlan, AppError> {
     use crate::consumers::dlq::DlqFilter;
-    let filter = |s: &DlqSelection| DlqFilter::parse(&s.filter).map_err(AppError::usage);
+    let filter_of = |terms: &[String]| DlqFilter::parse(terms).map_err(AppError::usage);
     Ok(match cmd {
-        DlqCommand::List(args) => DlqPlan::List {
-            filter: filter(&args.selection)?,
-            server: server_or_default(args.selection.server, args.selection.state),
-            samples: args.samples,
-        },
-        DlqCommand::Replay(args) => DlqPlan::Replay {
-            filter: filter(&args.selection)?,
-            server: server_or_default(args.selection.server, args.selection.state),
-            remove: args.remove,
-            dry_run: args.dry_run,
-        },
+        DlqCommand::List(args) => {
+            let s = args.selection;
+            let (server, auth) = client_target(s.server, &s.client, &s.state, Role::Admin)?;
+            DlqPlan::List {
+                filter: filter_of(&s.filter)?,
+                server: server_or_default(server, s.state),
+                auth,
+                samples: args.samples,
+            }
+        }
+        DlqCommand::Replay(args) => {
+            let s = args.selection;
+            let (server, auth) = client_target(s.server, &s.client, &s.state, Role::Admin)?;
+            DlqPlan::Replay {
+                filter: filter_of(&s.filter)?,
+                server: server_or_default(server, s.state),
+                auth,
+                remove: args.remove,
+                dry_run: args.dry_run,
+            }
+        }
     })
 }

@@ -16,6 +16,7 @@ pub mod load;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod security;
 pub mod topology;
 pub mod traffic;
 pub mod units;

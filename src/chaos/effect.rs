@@ -354,13 +354,22 @@ async fn probe_round_trip(
             .map(|n| n.client_url.clone())
             .ok_or_else(|| format!("no node {node}"))
     };
-    let connect = |url: String| async move {
-        async_nats::ConnectOptions::new()
-            .name("aivo-load chaos probe")
-            .connection_timeout(Duration::from_secs(3))
-            .connect(url.as_str())
-            .await
-            .map_err(|e| format!("probe connect {url}: {e}"))
+    let auth = endpoints
+        .client_auth(&crate::security::Role::Admin)
+        .map_err(|e| e.to_string())?;
+    let connect = |url: String| {
+        let auth = auth.clone();
+        async move {
+            let options = async_nats::ConnectOptions::new()
+                .name("aivo-load chaos probe")
+                .connection_timeout(Duration::from_secs(3));
+            auth.apply(options)
+                .await
+                .map_err(|e| e.to_string())?
+                .connect(url.as_str())
+                .await
+                .map_err(|e| format!("probe connect {url}: {e}"))
+        }
     };
     let responder = connect(client_url(to)?).await?;
     let requester = connect(client_url(from)?).await?;

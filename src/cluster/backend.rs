@@ -104,3 +104,51 @@ mod tests {
         assert!(BackendKind::Docker.manages_faults());
     }
 }
+
+/// How a cluster is secured (`--profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterProfile {
+    /// The seed's cluster as it ships: no TLS, no accounts, anyone may do anything (the default).
+    #[default]
+    Open,
+    /// The seed's "Production Considerations": TLS on every client connection, mutual TLS on
+    /// routes, an `AIVO` account with a least-privilege user per role, a system account, no
+    /// `no_auth_user` (`security::profile`).
+    Production,
+}
+
+impl ClusterProfile {
+    /// Both, in the order `--help` lists them.
+    pub const ALL: [ClusterProfile; 2] = [Self::Open, Self::Production];
+
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Production => "production",
+        }
+    }
+
+    /// One line of `--help` for this value.
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Open => "No TLS, no accounts: the seed's cluster as it ships (the default)",
+            Self::Production => {
+                "TLS on clients, mutual TLS on routes, an AIVO account with a least-privilege \
+                 nkey user per role, a system account, no no_auth_user (local backend)"
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ClusterProfile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == text)
+            .ok_or_else(|| format!("unknown profile \"{text}\" (open, production)"))
+    }
+}

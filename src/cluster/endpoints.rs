@@ -20,6 +20,11 @@ pub struct NodeEndpoints {
 pub struct ClusterEndpoints {
     /// In node order (`nats1` first).
     pub nodes: Vec<NodeEndpoints>,
+    /// A production-profile cluster's profile dir (`security::Profile::open` reads its users'
+    /// credentials and CA from it); `None` for an open cluster, or one whose credentials are
+    /// not aivo-load's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<std::path::PathBuf>,
 }
 
 impl ClusterEndpoints {
@@ -32,5 +37,27 @@ impl ClusterEndpoints {
     /// does not split this form; give it [`ClusterEndpoints::client_urls`].)
     pub fn server_list(&self) -> String {
         self.client_urls().join(",")
+    }
+
+    /// The production profile whose users this cluster knows, if it has one.
+    pub fn profile(
+        &self,
+    ) -> Result<Option<crate::security::Profile>, crate::security::SecurityError> {
+        self.security
+            .as_deref()
+            .map(crate::security::Profile::open)
+            .transpose()
+    }
+
+    /// How a client of `role` connects: that role's credentials on a production-profile cluster,
+    /// none on an open one.
+    pub fn client_auth(
+        &self,
+        role: &crate::security::Role,
+    ) -> Result<crate::security::ClientAuth, crate::security::SecurityError> {
+        match self.profile()? {
+            Some(profile) => profile.client_auth(role),
+            None => Ok(crate::security::ClientAuth::default()),
+        }
     }
 }

@@ -9,6 +9,8 @@ use super::monitor;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalCluster {
     endpoints: ClusterEndpoints,
+    /// How every connection identifies itself and does TLS (`--creds`, `--tls-ca`, ...).
+    auth: crate::security::ClientAuth,
 }
 
 impl ExternalCluster {
@@ -25,8 +27,23 @@ impl ExternalCluster {
             })
             .collect();
         Self {
-            endpoints: ClusterEndpoints { nodes },
+            endpoints: ClusterEndpoints {
+                nodes,
+                security: None,
+            },
+            auth: crate::security::ClientAuth::default(),
         }
+    }
+
+    /// The same cluster reached with `auth`.
+    pub fn with_auth(mut self, auth: crate::security::ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The client options its connections use.
+    pub fn auth(&self) -> &crate::security::ClientAuth {
+        &self.auth
     }
 
     /// The cluster behind these monitoring URLs: each node's name and client URL are read from its
@@ -34,6 +51,7 @@ impl ExternalCluster {
     pub async fn by_monitors(monitor_urls: &[String]) -> Self {
         Self {
             endpoints: monitor::discover_endpoints(monitor_urls).await,
+            auth: crate::security::ClientAuth::default(),
         }
     }
 

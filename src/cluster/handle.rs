@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::BackendKind;
+use super::backend::{BackendKind, ClusterProfile};
 use super::control::{self, ControlError};
 use super::docker::{DockerCluster, DockerClusterConfig, DockerError, DockerSpec};
 use super::endpoints::ClusterEndpoints;
@@ -116,6 +116,18 @@ impl Cluster {
     /// Every node's client URL, for clients that fail over between them.
     pub fn client_urls(&self) -> Vec<String> {
         self.endpoints().client_urls()
+    }
+
+    /// How a client of `role` connects: on a production-profile cluster its role's user and the
+    /// CA, on an external one the options it was given (whatever the role), else none.
+    pub fn client_auth(
+        &self,
+        role: &crate::security::Role,
+    ) -> Result<crate::security::ClientAuth, crate::security::SecurityError> {
+        match self {
+            Self::External(cluster) => Ok(cluster.auth().clone()),
+            _ => self.endpoints().client_auth(role),
+        }
     }
 
     /// Health, routes, JetStream usage and the meta leader of every node.
@@ -457,6 +469,10 @@ pub struct ClusterPlan {
     pub keep: bool,
     /// The `cluster up` state dir (for `keep`).
     pub state: StateDir,
+    /// Open, or the production profile (local backend; an external cluster is what it is).
+    pub profile: ClusterProfile,
+    /// Identity and TLS of every connection to an external cluster (its flags or context).
+    pub auth: crate::security::ClientAuth,
 }
 
 impl ClusterPlan {
@@ -487,7 +503,30 @@ impl ClusterPlan {
             servers,
             keep: false,
             state,
+            profile: ClusterProfile::Open,
+            auth: crate::security::ClientAuth::default(),
         })
+    }
+
+    /// The client options an external cluster is reached with (the other backends know theirs).
+    pub fn with_auth(mut self, auth: crate::security::ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// `--profile`: the production profile is made by the local backend (the docker backend's
+    /// compose variant is not built yet; an external cluster brings its own security, reached
+    /// with the client options).
+    pub fn with_profile(mut self, profile: ClusterProfile) -> Result<Self, String> {
+        if profile == ClusterProfile::Production && self.backend != BackendKind::Local {
+            return Err(format!(
+                "--profile production makes a local cluster; with --backend {} give the \
+                 cluster's credentials instead (--creds, --nkey, --user, --tls-ca, --context)",
+                self.backend.name()
+            ));
+        }
+        self.profile = profile;
+        Ok(self)
     }
 
     /// `--keep-cluster`: only a local cluster can be kept.
@@ -509,9 +548,11 @@ impl ClusterPlan {
     pub async fn start(&self, run_dir: &Path) -> Result<Cluster, ClusterError> {
         let cluster_dir = run_dir.join("cluster");
         let cluster = match self.backend {
-            BackendKind::External => Cluster::External(ExternalCluster::by_servers(&self.servers)),
+            BackendKind::External => Cluster::External(
+                ExternalCluster::by_servers(&self.servers).with_auth(self.auth.clone()),
+            ),
             BackendKind::Local if self.keep => {
-                let kept = state::spawn_background(&self.state).await?;
+                let kept = state::spawn_background(&self.state, self.profile).await?;
                 let paths = state::paths(&self.state)?;
                 Cluster::Supervised(Supervised::from_state(&paths, kept))
             }
@@ -520,8 +561,9 @@ impl ClusterPlan {
                     "aivo-load: starting a local 3-node cluster in {}",
                     cluster_dir.display()
                 );
-                let cluster =
-                    LocalCluster::start(LocalClusterConfig::new(cluster_dir.clone())).await?;
+                let config =
+                    LocalClusterConfig::new(cluster_dir.clone()).with_profile(self.profile);
+                let cluster = LocalCluster::start(config).await?;
                 Cluster::Local(Arc::new(cluster))
             }
             BackendKind::Docker => {

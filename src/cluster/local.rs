@@ -13,9 +13,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::backend::ClusterProfile;
 use super::binary::{self, BinaryError, NatsServerBinary};
 use super::endpoints::{ClusterEndpoints, NodeEndpoints};
 use super::monitor::{self, Health};
@@ -23,6 +24,7 @@ use super::node::{DeadAddress, Node, NodePorts, PortReservation};
 use super::op::{ControlOp, NodeState};
 use super::proxy::{LinkShape, MeshError, ProxyStats, RouteMesh};
 use super::storage::{self, FillMode};
+use crate::security::Profile;
 
 /// The cluster name, as in the seed's docker-compose.
 pub const CLUSTER_NAME: &str = "aivo";
@@ -47,6 +49,8 @@ pub struct LocalClusterConfig {
     pub nodes: usize,
     /// How long `start` waits for health, full routes and a meta leader.
     pub startup_timeout: Duration,
+    /// Open, or the production profile (certificates and users made under `<dir>/security/`).
+    pub profile: ClusterProfile,
 }
 
 impl LocalClusterConfig {
@@ -57,7 +61,14 @@ impl LocalClusterConfig {
             nats_server: None,
             nodes: 3,
             startup_timeout: Duration::from_secs(20),
+            profile: ClusterProfile::Open,
         }
+    }
+
+    /// The same with `profile`.
+    pub fn with_profile(mut self, profile: ClusterProfile) -> Self {
+        self.profile = profile;
+        self
     }
 }
 
@@ -80,6 +91,8 @@ pub enum LocalError {
     UnknownNode(String),
     #[error("{node}: {reason}")]
     Storage { node: String, reason: String },
+    #[error("the production profile: {0}")]
+    Security(#[from] crate::security::SecurityError),
     #[error(
         "{node} exited during startup ({status}); last lines of {}:\n{log_tail}",
         log.display()
@@ -180,17 +193,28 @@ impl LocalCluster {
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p.cluster)))
             .collect();
         let mesh = RouteMesh::start(&names, &targets)?;
+        let security = match config.profile {
+            ClusterProfile::Open => None,
+            ClusterProfile::Production => Some(Arc::new(Profile::create(
+                &config.dir.join("security"),
+                &names,
+            )?)),
+        };
         let nodes: Vec<Node> = names
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                Node::new(
+                let node = Node::new(
                     name.clone(),
                     config.dir.join(name),
                     ports[i],
                     dead_addresses[i].addr,
                     mesh.routes_of(i),
-                )
+                );
+                match &security {
+                    Some(profile) => node.secured(profile.clone()),
+                    None => node,
+                }
             })
             .collect();
         for node in &nodes {
@@ -203,6 +227,7 @@ impl LocalCluster {
         let mut cluster = Self {
             endpoints: ClusterEndpoints {
                 nodes: nodes.iter().map(endpoints_of).collect(),
+                security: security.as_ref().map(|p| p.dir().to_path_buf()),
             },
             config,
             binary,

@@ -35,7 +35,7 @@ pub mod state;
 pub mod storage;
 pub mod stuck;
 
-pub use backend::BackendKind;
+pub use backend::{BackendKind, ClusterProfile};
 pub use endpoints::{ClusterEndpoints, NodeEndpoints};
 pub use handle::{Cluster, ClusterError, ClusterPlan, ClusterRef, Supervised, OWNER_FILE};
 pub use op::{ControlOp, NodeState};

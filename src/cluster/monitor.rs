@@ -769,7 +769,10 @@ pub async fn discover_endpoints(monitor_urls: &[String]) -> ClusterEndpoints {
             }
         })
         .collect();
-    ClusterEndpoints { nodes }
+    ClusterEndpoints {
+        nodes,
+        security: None,
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::security::Profile;
 
 /// JetStream file storage each node may reserve. The seed's streams declare about 42 GB of limits and
 /// JetStream refuses a stream whose limits exceed what is left of `max_file_store` (by default 75 % of
@@ -118,6 +120,8 @@ pub struct Node {
     paused: AtomicBool,
     /// JetStream `max_file_store` written into the config (the fill-storage fault lowers it).
     max_file_store: AtomicU64,
+    /// The production profile's TLS and accounts, if the cluster has one.
+    security: Option<Arc<Profile>>,
 }
 
 impl Node {
@@ -139,7 +143,14 @@ impl Node {
             log_offset: Mutex::new(0),
             paused: AtomicBool::new(false),
             max_file_store: AtomicU64::new(MAX_FILE_STORE),
+            security: None,
         }
+    }
+
+    /// The node with the production profile's TLS (clients and routes) and accounts.
+    pub fn secured(mut self, profile: Arc<Profile>) -> Self {
+        self.security = Some(profile);
+        self
     }
 
     /// `<dir>/nats.conf`.
@@ -176,21 +187,38 @@ impl Node {
     ///
     /// `no_advertise` keeps the node from telling clients and peers about other nodes' addresses, and
     /// `advertise` points at a dead address, so implicit (gossiped) routes cannot bypass the proxies.
-    pub fn render_config(&self, cluster_name: &str) -> String {
+    pub fn render_config(&self, cluster_name: &str) -> io::Result<String> {
         let quote = |text: &str| serde_json::Value::String(text.to_string()).to_string();
         let routes: Vec<String> = self
             .routes
             .iter()
             .map(|addr| format!("    {}", quote(&format!("nats-route://{addr}"))))
             .collect();
-        format!(
+        // With the production profile: TLS (client certificates verified) on the client port,
+        // mutual TLS on routes, and the accounts. The route proxies forward TCP, so TLS passes
+        // through them untouched; the route URLs keep naming 127.0.0.1, which every node
+        // certificate carries as a SAN.
+        let (client_tls, route_tls, accounts) = match &self.security {
+            None => (String::new(), String::new(), String::new()),
+            Some(profile) => {
+                let tls = |indent| {
+                    profile
+                        .tls_block(&self.name, indent)
+                        .map_err(|e| io::Error::other(e.to_string()))
+                };
+                (tls(0)?, tls(2)?, profile.accounts_block())
+            }
+        };
+        Ok(format!(
             "# Written by aivo-load for the local backend; regenerated on every start.\n\
              server_name: {name}\n\
              listen: \"127.0.0.1:{client}\"\n\
              http: \"127.0.0.1:{monitor}\"\n\
+             {client_tls}\
              jetstream {{\n  store_dir: {store}\n  max_file_store: {max_file_store}\n}}\n\
              cluster {{\n  name: {cluster}\n  listen: \"127.0.0.1:{cport}\"\n  \
-             no_advertise: true\n  advertise: \"{advertise}\"\n  routes: [\n{routes}\n  ]\n}}\n",
+             no_advertise: true\n  advertise: \"{advertise}\"\n{route_tls}  routes: [\n{routes}\n  ]\n}}\n\
+             {accounts}",
             name = quote(&self.name),
             client = self.ports.client,
             monitor = self.ports.monitor,
@@ -200,13 +228,13 @@ impl Node {
             cport = self.ports.cluster,
             advertise = self.advertise,
             routes = routes.join("\n"),
-        )
+        ))
     }
 
     /// Creates the node's directories and writes its config file.
     pub fn write_config(&self, cluster_name: &str) -> io::Result<()> {
         fs::create_dir_all(self.store_dir())?;
-        fs::write(self.config_path(), self.render_config(cluster_name))
+        fs::write(self.config_path(), self.render_config(cluster_name)?)
     }
 
     /// Starts the process (stdout and stderr appended to the log).
@@ -355,7 +383,7 @@ mod tests {
                 SocketAddr::from(([127, 0, 0, 1], 2002)),
             ],
         );
-        let config = node.render_config("aivo");
+        let config = node.render_config("aivo").expect("config");
         assert!(config.contains("server_name: \"nats1\""), "{config}");
         assert!(config.contains("no_advertise: true"), "{config}");
         assert!(config.contains("advertise: \"127.0.0.1:9\""), "{config}");

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::ClusterProfile;
 use super::binary::{self, BinaryError, NATS_SERVER_ENV};
 use super::endpoints::ClusterEndpoints;
 use super::local::{LocalCluster, LocalClusterConfig, LocalError};
@@ -105,6 +106,14 @@ pub enum StateError {
         timeout: Duration,
         log: PathBuf,
         tail: String,
+    },
+    #[error(
+        "a local cluster with the {running} profile already runs; `aivo-load cluster down` it \
+         first to start one with the {wanted} profile"
+    )]
+    ProfileMismatch {
+        running: &'static str,
+        wanted: &'static str,
     },
     #[error("another cluster supervisor already owns {}", dir.display())]
     AlreadyServing { dir: PathBuf },
@@ -212,14 +221,28 @@ pub struct UpOutcome {
 
 /// Starts a background cluster (as `cluster up` does) and returns its state once it is healthy; if
 /// one already runs for this state dir, returns that one.
-pub async fn spawn_background(state: &StateDir) -> Result<ClusterState, StateError> {
-    up(state).await.map(|outcome| outcome.state)
+pub async fn spawn_background(
+    state: &StateDir,
+    profile: ClusterProfile,
+) -> Result<ClusterState, StateError> {
+    up(state, profile).await.map(|outcome| outcome.state)
 }
 
 /// `cluster up`: see [`spawn_background`].
-pub async fn up(state: &StateDir) -> Result<UpOutcome, StateError> {
+pub async fn up(state: &StateDir, profile: ClusterProfile) -> Result<UpOutcome, StateError> {
     let paths = paths(state)?;
     if let Some(state) = read_state(&paths).filter(|s| supervisor_alive(s.supervisor_pid)) {
+        let running = if state.endpoints.security.is_some() {
+            ClusterProfile::Production
+        } else {
+            ClusterProfile::Open
+        };
+        if running != profile {
+            return Err(StateError::ProfileMismatch {
+                running: running.name(),
+                wanted: profile.name(),
+            });
+        }
         return Ok(UpOutcome {
             state,
             already_running: true,
@@ -248,7 +271,14 @@ pub async fn up(state: &StateDir) -> Result<UpOutcome, StateError> {
     };
     let mut command = Command::new(&exe);
     command
-        .args(["-v", "cluster", "serve", "--state-dir"])
+        .args([
+            "-v",
+            "cluster",
+            "serve",
+            "--profile",
+            profile.name(),
+            "--state-dir",
+        ])
         .arg(&paths.dir)
         .env(NATS_SERVER_ENV, &binary.path)
         // The log is a file: no terminal colour codes in it.
@@ -304,7 +334,7 @@ pub async fn up(state: &StateDir) -> Result<UpOutcome, StateError> {
 
 /// The hidden `cluster serve`: owns a local cluster until SIGTERM/SIGINT, publishing its state file
 /// meanwhile.
-pub async fn serve(state: &StateDir) -> Result<(), StateError> {
+pub async fn serve(state: &StateDir, profile: ClusterProfile) -> Result<(), StateError> {
     use tokio::signal::unix::{signal, SignalKind};
     let paths = paths(state)?;
     fs::create_dir_all(&paths.dir).map_err(StateError::io(format!(
@@ -327,7 +357,7 @@ pub async fn serve(state: &StateDir) -> Result<(), StateError> {
         signal(SignalKind::terminate()).map_err(StateError::io("cannot watch SIGTERM"))?;
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(StateError::io("cannot watch SIGINT"))?;
-    let config = LocalClusterConfig::new(paths.cluster_dir());
+    let config = LocalClusterConfig::new(paths.cluster_dir()).with_profile(profile);
     let cluster = tokio::select! {
         started = LocalCluster::start(config) => started?,
         _ = terminate.recv() => return Ok(()),

@@ -25,6 +25,8 @@ const DISCOVER_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Nodes {
     /// The whole list, as given.
     server: String,
+    /// How every connection to it identifies itself.
+    auth: crate::security::ClientAuth,
     /// Server name → the URL it answers on.
     url_by_name: HashMap<String, String>,
 }
@@ -32,7 +34,7 @@ pub(crate) struct Nodes {
 impl Nodes {
     /// Asks every URL of `server` which server answers there. A URL that does not answer within
     /// [`DISCOVER_TIMEOUT`] is left out; a list of one URL has nothing to choose from.
-    pub(crate) async fn discover(server: &str) -> Nodes {
+    pub(crate) async fn discover(server: &str, auth: &crate::security::ClientAuth) -> Nodes {
         let urls: Vec<&str> = server
             .split(',')
             .map(str::trim)
@@ -45,6 +47,10 @@ impl Nodes {
                     .name("aivo-load discovery")
                     .connection_timeout(DISCOVER_TIMEOUT)
                     .ignore_discovered_servers();
+                // Options that do not apply were refused by the service's first connect.
+                let Ok(options) = auth.apply(options).await else {
+                    continue;
+                };
                 let connected =
                     tokio::time::timeout(DISCOVER_TIMEOUT * 2, options.connect(url)).await;
                 if let Ok(Ok(client)) = connected {
@@ -57,6 +63,7 @@ impl Nodes {
         }
         Nodes {
             server: server.to_string(),
+            auth: auth.clone(),
             url_by_name,
         }
     }
@@ -88,7 +95,7 @@ impl Near {
         let leader = info.cluster.as_ref()?.leader.as_deref()?;
         let url = nodes.url_of(leader)?;
         if self.connection.as_ref().map(|(u, _)| u.as_str()) != Some(url) {
-            let js = crate::topology::connect_preferring(&nodes.server, Some(url))
+            let js = crate::topology::connect_preferring(&nodes.server, Some(url), &nodes.auth)
                 .await
                 .map_err(|e| tracing::debug!("{stream}: no connection to {leader} ({e})"))
                 .ok()?;

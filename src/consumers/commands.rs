@@ -19,11 +19,13 @@ use crate::exit::{AppError, ExitStatus};
 pub enum DlqPlan {
     List {
         server: String,
+        auth: crate::security::ClientAuth,
         filter: DlqFilter,
         samples: usize,
     },
     Replay {
         server: String,
+        auth: crate::security::ClientAuth,
         filter: DlqFilter,
         remove: bool,
         dry_run: bool,
@@ -79,10 +81,11 @@ pub async fn dlq_command(plan: DlqPlan) -> Result<ExitStatus, AppError> {
     match plan {
         DlqPlan::List {
             server,
+            auth,
             filter,
             samples,
         } => {
-            let js = crate::topology::connect(&server)
+            let js = crate::topology::connect_as(&server, &auth)
                 .await
                 .map_err(|e| app_error(e.into()))?;
             let groups = dlq::list(&js, &filter, samples).await.map_err(app_error)?;
@@ -119,11 +122,12 @@ pub async fn dlq_command(plan: DlqPlan) -> Result<ExitStatus, AppError> {
         }
         DlqPlan::Replay {
             server,
+            auth,
             filter,
             remove,
             dry_run,
         } => {
-            let js = crate::topology::connect(&server)
+            let js = crate::topology::connect_as(&server, &auth)
                 .await
                 .map_err(|e| app_error(e.into()))?;
             if dry_run {

@@ -26,6 +26,9 @@ pub struct ConsumerProcessSpec {
     pub log: PathBuf,
     /// More flags, e.g. `["--batch", "500", "--status-every", "1s"]`.
     pub extra_args: Vec<String>,
+    /// Identity and TLS of the child's connections (passed as flags; a password in its
+    /// environment, not on its command line).
+    pub auth: crate::security::ClientAuth,
 }
 
 /// A running consumer child; dropping it kills the child.
@@ -59,11 +62,17 @@ impl ConsumerProcess {
             .arg("--postgres-url")
             .arg(&spec.postgres_url)
             .args(&spec.extra_args)
+            .args(spec.auth.to_args())
             .env_remove("NATS_URL")
+            .env_remove("NATS_CREDS")
+            .env_remove("NATS_PASSWORD")
             .env_remove("DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        if let Some(password) = &spec.auth.password {
+            command.env("NATS_PASSWORD", password);
+        }
         let child = spawn_tied(command, libc::SIGTERM)
             .await
             .map_err(io(format!(

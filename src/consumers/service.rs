@@ -66,6 +66,8 @@ pub struct ServiceConfig {
     pub kind: ServiceKind,
     /// NATS URL(s), comma-separated.
     pub server: String,
+    /// Identity and TLS (the production profile's `indexer` or `analytics` user in a run).
+    pub auth: crate::security::ClientAuth,
     pub postgres_url: String,
     /// Durable consumer name (default: the kind's).
     pub consumer: String,
@@ -89,6 +91,7 @@ impl ServiceConfig {
         Self {
             kind,
             server: server.to_string(),
+            auth: crate::security::ClientAuth::default(),
             postgres_url: postgres_url.to_string(),
             consumer: kind.consumer().to_string(),
             streams: kind.streams(),
@@ -109,7 +112,7 @@ pub async fn run_service(
     stats: Arc<ConsumerStats>,
     cancel: CancellationToken,
 ) -> Result<(), ConsumersError> {
-    let js = crate::topology::connect(&config.server).await?;
+    let js = crate::topology::connect_as(&config.server, &config.auth).await?;
     let mut pg = tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
         pg = connect_at_startup(&config.postgres_url) => pg?,
@@ -132,7 +135,7 @@ pub async fn run_service(
         batch: config.batch.max(1),
         stats: stats.clone(),
         nodes: if config.follow_leader {
-            Nodes::discover(&config.server).await
+            Nodes::discover(&config.server, &config.auth).await
         } else {
             Nodes::default()
         },

@@ -51,6 +51,30 @@ pub(super) struct RunConsumers {
     latest_lag: Arc<AtomicU64>,
 }
 
+/// How the consumer children connect: on a production-profile cluster as the `indexer` and
+/// `analytics` users.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConsumerAuth {
+    pub(crate) indexer: crate::security::ClientAuth,
+    pub(crate) analytics: crate::security::ClientAuth,
+}
+
+impl ConsumerAuth {
+    /// The consumers' options on `cluster`.
+    pub(crate) fn of(cluster: &crate::cluster::Cluster) -> Result<Self, AppError> {
+        use crate::security::Role;
+        let auth = |role: Role| {
+            cluster
+                .client_auth(&role)
+                .map_err(|e| AppError::environment(anyhow!(e)))
+        };
+        Ok(Self {
+            indexer: auth(Role::Indexer)?,
+            analytics: auth(Role::Analytics)?,
+        })
+    }
+}
+
 impl RunConsumers {
     /// Starts Postgres (embedded in `run_dir/postgres` unless `DATABASE_URL` is set), migrates it,
     /// and starts the consumers; the indexer after `indexer_start`.
@@ -58,6 +82,7 @@ impl RunConsumers {
         settings: &ConsumerSettings,
         run_dir: &Path,
         servers: &str,
+        auth: &ConsumerAuth,
         js: async_nats::jetstream::Context,
         streams: Vec<&'static str>,
     ) -> Result<Option<RunConsumers>, AppError> {
@@ -74,6 +99,10 @@ impl RunConsumers {
             postgres_url: url.clone(),
             log: run_dir.join(format!("{name}.log")),
             extra_args: vec!["--status-every".into(), "5s".into()],
+            auth: match kind {
+                ServiceKind::Indexer => auth.indexer.clone(),
+                ServiceKind::Analytics => auth.analytics.clone(),
+            },
         };
         let children = Arc::new(Mutex::new(Vec::new()));
         if settings.analytics {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{Checkpointer, SamplerView};
 use super::live::LiveHandle;
 use super::resources::ResourceSampler;
+use super::setup::PublisherClients;
 use crate::checks::thresholds::format_millis;
 use crate::cluster::NodeEndpoints;
 use crate::exit::AppError;
@@ -67,7 +68,7 @@ pub(super) struct RunFiles {
 /// resources of the harness and of `nodes` (those with a monitoring URL).
 pub(super) async fn drive_load(
     scenario: &Arc<Scenario>,
-    clients: &[async_nats::Client],
+    clients: &PublisherClients,
     nodes: &[NodeEndpoints],
     run_id: &str,
     measure_from: Duration,
@@ -88,8 +89,8 @@ pub(super) async fn drive_load(
         .into_iter()
         .map(|p| PublisherPlan {
             id: p.id,
+            client: clients.for_publisher(&p.stream, p.id),
             stream: p.stream,
-            client: clients[p.id as usize % clients.len()].clone(),
             arrivals: Box::new(p.arrivals),
             source: p.source,
         })
@@ -212,9 +213,10 @@ pub async fn bench_load(
 ) -> Result<BenchLoad, AppError> {
     // No node endpoints: the bench measures the harness, so its nodes' `/varz` is not polled
     // (the harness's own CPU and memory still are, as in every run).
+    let clients = PublisherClients::shared(clients.to_vec());
     let outcome = drive_load(
         &scenario,
-        clients,
+        &clients,
         &[],
         run_id,
         Duration::ZERO,

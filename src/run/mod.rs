@@ -297,6 +297,7 @@ impl RunContext {
             &scenario.consumers,
             &self.run_dir,
             &declared.urls.join(","),
+            &consumers::ConsumerAuth::of(cluster)?,
             declared.js.clone(),
             declared.stream_names(),
         )
@@ -384,8 +385,8 @@ impl RunContext {
             ..
         } = declared;
         drop(js);
-        for client in clients {
-            let _ = client.drain().await;
+        for client in clients.all() {
+            let _ = client.clone().drain().await;
         }
         build_report(ReportInputs {
             scenario: &self.scenario,

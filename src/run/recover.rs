@@ -190,7 +190,10 @@ async fn check_on(
     windows: &[StreamWindow],
     ledgers: &[PublisherLedger],
 ) -> Result<(Vec<LedgerCheck>, Vec<RetentionCheck>), String> {
-    let js = crate::topology::connect(&cluster.client_urls().join(","))
+    let auth = cluster
+        .client_auth(&crate::security::Role::Admin)
+        .map_err(|e| e.to_string())?;
+    let js = crate::topology::connect_as(&cluster.client_urls().join(","), &auth)
         .await
         .map_err(|e| e.to_string())?;
     let attempted: BTreeMap<u32, u64> =

@@ -69,14 +69,20 @@ impl LoadSession {
             consumers: None,
             dir: dir.to_path_buf(),
         };
-        let consumers = RunConsumers::start(
-            &scenario.consumers,
-            dir,
-            &session.declared.urls.join(","),
-            session.declared.js.clone(),
-            session.declared.stream_names(),
-        )
-        .await;
+        let consumers = match super::consumers::ConsumerAuth::of(&cluster) {
+            Ok(auth) => {
+                RunConsumers::start(
+                    &scenario.consumers,
+                    dir,
+                    &session.declared.urls.join(","),
+                    &auth,
+                    session.declared.js.clone(),
+                    session.declared.stream_names(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         match consumers {
             Ok(consumers) => session.consumers = consumers,
             Err(e) => {
@@ -171,7 +177,7 @@ impl LoadSession {
                 )
                 .await;
         }
-        for client in &self.declared.clients {
+        for client in self.declared.clients.all() {
             let _ = client.clone().drain().await;
         }
         if let Some(cluster) = self.cluster.take() {

@@ -3,6 +3,7 @@
 //! stands before the load. Also what the later phases derive from the declaration: the retention
 //! limits to sample and the DLQ check's consumers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -13,14 +14,16 @@ use crate::cluster::Cluster;
 use crate::exit::AppError;
 use crate::load::ledger::PublisherLedger;
 use crate::scenario::Scenario;
+use crate::security::{ClientAuth, Role};
 use crate::topology::{self, StreamOverride, Topology};
+use crate::traffic::Domain;
 
 /// How long a client may take to connect to one node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The cluster as the run declared it.
 pub(super) struct Declared {
-    pub(super) clients: Vec<async_nats::Client>,
+    pub(super) clients: PublisherClients,
     pub(super) js: async_nats::jetstream::Context,
     pub(super) urls: Vec<String>,
     pub(super) nats_server_version: String,
@@ -38,13 +41,67 @@ impl Declared {
     }
 }
 
+/// The publishers' connections: one per node for everyone on an open cluster; on a
+/// production-profile cluster one per node for each domain's publisher user, so that each
+/// publisher connects as its domain's role and may publish only that domain's subjects.
+pub(crate) struct PublisherClients {
+    /// The admin's (open cluster: everyone's) connections.
+    shared: Vec<async_nats::Client>,
+    /// A stream's own publisher connections, where its domain has a user.
+    by_stream: BTreeMap<&'static str, Vec<async_nats::Client>>,
+}
+
+impl PublisherClients {
+    /// The same connections for every publisher.
+    pub(crate) fn shared(clients: Vec<async_nats::Client>) -> Self {
+        Self {
+            shared: clients,
+            by_stream: BTreeMap::new(),
+        }
+    }
+
+    /// The connection publisher `id` of `stream` uses (spread over the nodes by id).
+    pub(crate) fn for_publisher(&self, stream: &str, id: u32) -> async_nats::Client {
+        let list = self
+            .by_stream
+            .get(stream)
+            .filter(|l| !l.is_empty())
+            .unwrap_or(&self.shared);
+        list[id as usize % list.len()].clone()
+    }
+
+    /// Every connection, to drain at the end.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &async_nats::Client> {
+        self.shared.iter().chain(self.by_stream.values().flatten())
+    }
+}
+
 /// Connects, applies the scenario's topology and waits until every stream it writes is replicated.
 pub(super) async fn declare(scenario: &Scenario, cluster: &Cluster) -> Result<Declared, AppError> {
     let urls = cluster.client_urls();
-    let clients = connect_all(&urls).await?;
-    let nats_server_version = clients[0].server_info().version;
+    let auth_of = |role: Role| {
+        cluster
+            .client_auth(&role)
+            .map_err(|e| AppError::environment(anyhow!(e)))
+    };
+    let admin = connect_all(&urls, &auth_of(Role::Admin)?).await?;
+    let mut by_stream = BTreeMap::new();
+    if cluster.endpoints().security.is_some() {
+        let mut domains: Vec<Domain> = scenario.traffic.iter().map(|t| t.domain).collect();
+        domains.sort_unstable();
+        domains.dedup();
+        for domain in domains {
+            let auth = auth_of(Role::Publisher(domain.name().to_string()))?;
+            by_stream.insert(domain.stream(), connect_all(&urls, &auth).await?);
+        }
+    }
+    let nats_server_version = admin[0].server_info().version;
     let topology = scenario_topology(scenario)?;
-    let js = async_nats::jetstream::new(clients[0].clone());
+    let js = async_nats::jetstream::new(admin[0].clone());
+    let clients = PublisherClients {
+        shared: admin,
+        by_stream,
+    };
     apply_topology(&js, &topology).await?;
     let mut streams: Vec<&'static str> =
         scenario.traffic.iter().map(|t| t.domain.stream()).collect();
@@ -88,7 +145,10 @@ pub(super) async fn declare(scenario: &Scenario, cluster: &Cluster) -> Result<De
 /// One client per node, each with every node's URL, its own node first: publishers spread over the
 /// nodes, and when a node dies its clients fail over to the others (as AIVO's services, given the
 /// whole server list, would) instead of waiting for it to come back.
-async fn connect_all(urls: &[String]) -> Result<Vec<async_nats::Client>, AppError> {
+async fn connect_all(
+    urls: &[String],
+    auth: &ClientAuth,
+) -> Result<Vec<async_nats::Client>, AppError> {
     let mut clients = Vec::new();
     for first in 0..urls.len() {
         let url = &urls[first];
@@ -97,11 +157,15 @@ async fn connect_all(urls: &[String]) -> Result<Vec<async_nats::Client>, AppErro
             .chain(&urls[..first])
             .map(String::as_str)
             .collect();
-        let connect = async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .name("aivo-load")
             .connection_timeout(CONNECT_TIMEOUT)
-            .retain_servers_order()
-            .connect(rotated);
+            .retain_servers_order();
+        let options = auth
+            .apply(options)
+            .await
+            .map_err(|e| AppError::usage(anyhow!(e)))?;
+        let connect = options.connect(rotated);
         let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, connect)
             .await
             .map_err(|_| anyhow!("no answer from {url} within {:?}", CONNECT_TIMEOUT * 2))

@@ -8,7 +8,9 @@
 
 use std::fmt::Write as _;
 
+#[cfg(test)]
 use super::connect::connect;
+use super::connect::connect_as;
 use super::{apply, validate_replicas, verify, ChangeKind, FieldCheck, Topology, TopologyError};
 use crate::exit::{AppError, ExitStatus};
 
@@ -20,13 +22,15 @@ pub struct TopologyRequest {
     pub server: String,
     /// Stream replicas.
     pub replicas: usize,
+    /// Identity and TLS (`--creds`, `--nkey`, `--tls-ca`, ...; a production cluster's admin).
+    pub auth: crate::security::ClientAuth,
 }
 
 /// `aivo-load init`: create or update the declared streams and consumers, one line per object.
 pub async fn init_command(args: TopologyRequest) -> Result<ExitStatus, AppError> {
     let topology = Topology::seed(validate_replicas(args.replicas).map_err(app_error)?);
     let server = args.server.clone();
-    let js = connect(&server).await.map_err(app_error)?;
+    let js = connect_as(&server, &args.auth).await.map_err(app_error)?;
     let changes = apply(&js, &topology).await.map_err(app_error)?;
     let mut out = String::new();
     for change in &changes {
@@ -51,7 +55,7 @@ pub async fn init_command(args: TopologyRequest) -> Result<ExitStatus, AppError>
 pub async fn verify_command(args: TopologyRequest) -> Result<ExitStatus, AppError> {
     let topology = Topology::seed(validate_replicas(args.replicas).map_err(app_error)?);
     let server = args.server.clone();
-    let js = connect(&server).await.map_err(app_error)?;
+    let js = connect_as(&server, &args.auth).await.map_err(app_error)?;
     let checks = verify(&js, &topology).await.map_err(app_error)?;
     print!("{}", render_checks(&checks));
     if checks.iter().all(|c| c.matches) {

@@ -8,6 +8,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::AccountErrorKind;
 
 use super::TopologyError;
+use crate::security::ClientAuth;
 
 /// How long one connection attempt to one server may take. A laptop cluster answers in
 /// milliseconds; a few seconds also covers a remote cluster over a VPN.
@@ -27,7 +28,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connects to the first reachable server of a comma-separated list and waits until JetStream
 /// answers. Every step is bounded; failures name `server`.
 pub async fn connect(server: &str) -> Result<jetstream::Context, TopologyError> {
-    connect_preferring(server, None).await
+    connect_as(server, &ClientAuth::default()).await
+}
+
+/// [`connect`] with an identity and TLS settings (`--creds`, `--nkey`, `--tls-ca` ..., or a
+/// production-profile role's).
+pub async fn connect_as(
+    server: &str,
+    auth: &ClientAuth,
+) -> Result<jetstream::Context, TopologyError> {
+    connect_preferring(server, None, auth).await
 }
 
 /// [`connect`], but to `preferred` (one of the list's URLs) first and, after a disconnect, back to
@@ -36,6 +46,7 @@ pub async fn connect(server: &str) -> Result<jetstream::Context, TopologyError> 
 pub async fn connect_preferring(
     server: &str,
     preferred: Option<&str>,
+    auth: &ClientAuth,
 ) -> Result<jetstream::Context, TopologyError> {
     let mut urls: Vec<&str> = server
         .split(',')
@@ -53,9 +64,13 @@ pub async fn connect_preferring(
     if urls.is_empty() {
         return Err(connect_error("no server URL given".into()));
     }
-    let mut options = async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name("aivo-load")
         .connection_timeout(CONNECT_TIMEOUT);
+    let mut options = auth
+        .apply(options)
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
     if preferred.is_some() {
         options = options.retain_servers_order();
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_nats::jetstream::{consumer, stream};
 
 pub use commands::{init_command, render_checks, verify_command, TopologyRequest};
-pub use connect::{connect, connect_preferring};
+pub use connect::{connect, connect_as, connect_preferring};
 pub use fields::{Change, ChangeKind, FieldChange, FieldCheck, FieldValue};
 pub use format::format_bytes;
 pub use stream_state::{stream_position, wait_until_replicated, StreamPosition};

@@ -88,6 +88,16 @@ impl Domain {
         Domain::Recommendation,
     ];
 
+    /// `learning`, `focus`, ... (as scenario files and subjects spell it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Learning => "learning",
+            Domain::Focus => "focus",
+            Domain::Homework => "homework",
+            Domain::Recommendation => "recommendation",
+        }
+    }
+
     /// The stream that holds this domain's subjects.
     pub fn stream(self) -> &'static str {
         match self {

@@ -193,6 +193,7 @@ async fn indexer_writes_every_event_exactly_once_across_a_kill_and_redeliveries(
             "--batch".into(),
             "200".into(),
         ],
+        auth: Default::default(),
     };
     let mut indexer = ConsumerProcess::spawn(&spec).await.expect("spawn indexer");
     wait_for("the indexer to write some rows", STEP, || async {

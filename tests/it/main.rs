@@ -10,6 +10,7 @@ mod dlq;
 mod docker;
 mod metrics;
 mod nemesis;
+mod production;
 mod recover;
 mod run;
 mod sampling;

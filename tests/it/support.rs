@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aivo_load::cluster::local::{LocalCluster, LocalClusterConfig};
-use aivo_load::cluster::ClusterEndpoints;
+use aivo_load::cluster::{ClusterEndpoints, ClusterProfile};
 
 /// How long a test waits for a cluster to form (the cluster's own limit is 20 s).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,11 +36,16 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts a cluster, panicking with the harness's message (node name, log tail) if it fails.
     pub async fn start() -> TestCluster {
+        Self::start_with(ClusterProfile::Open).await
+    }
+
+    /// [`TestCluster::start`] with `profile` (the production profile: TLS and accounts).
+    pub async fn start_with(profile: ClusterProfile) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("aivo-it-")
             .tempdir()
             .expect("create tempdir");
-        let config = LocalClusterConfig::new(dir.path().join("cluster"));
+        let config = LocalClusterConfig::new(dir.path().join("cluster")).with_profile(profile);
         let cluster = tokio::time::timeout(START_TIMEOUT, LocalCluster::start(config))
             .await
             .expect("cluster start timed out")

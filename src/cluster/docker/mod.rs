@@ -173,6 +173,7 @@ impl DockerSpec {
                     monitor_url: format!("http://127.0.0.1:{}", n.monitor_port),
                 })
                 .collect(),
+            security: None,
         }
     }
 

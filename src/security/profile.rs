@@ -1,0 +1,399 @@
+//! The production profile (the seed's "Production Considerations"): TLS on every client connection
+//! and mutual TLS on routes, one account `AIVO` with JetStream beside the system account `SYS`,
+//! no `no_auth_user`, and one user per role with least-privilege permissions.
+//!
+//! **Users are nkeys, not user/password.** A node's config then holds only public keys (configs sit
+//! in run dirs that CI uploads as artifacts), each role's seed is a 0600 file beside its client
+//! certificate, and the server authenticates by a signed challenge, so no secret crosses even a
+//! TLS connection. The nats CLI takes the same seed file (`nats --nkey`, a context's `nkey`).
+//!
+//! [`Profile::create`] makes everything under one dir (`<cluster dir>/security/`); [`Profile::open`]
+//! reads it back from any process (a `cluster up` supervisor's clients, `heal`, a test).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::pki::{self, CertFiles, CertificateAuthority, Usage};
+use super::{ClientAuth, SecurityError};
+
+/// The file that lists the profile's users and certificates.
+const PROFILE_FILE: &str = "profile.json";
+
+/// The account the streams live in.
+pub const ACCOUNT: &str = "AIVO";
+/// The system account.
+pub const SYSTEM_ACCOUNT: &str = "SYS";
+
+/// The event domains a publisher role exists for (`traffic::Domain`'s names; a unit test keeps
+/// them equal).
+pub const PUBLISHER_DOMAINS: [&str; 4] = ["learning", "focus", "homework", "recommendation"];
+
+/// The streams the indexer reads (the seed's five) and the two analytics reads.
+const INDEXER_STREAMS: [&str; 5] = ["LEARNING", "FOCUS", "HOMEWORK", "RECOMMENDATION", "DLQ"];
+const ANALYTICS_STREAMS: [&str; 2] = ["LEARNING", "FOCUS"];
+
+/// Who connects, and so what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// AIVO's producer of one domain (`focus`, ...): publishes its domain's events.
+    Publisher(String),
+    /// The reference indexer: its durable on every stream, dead letters to `dlq.>`.
+    Indexer,
+    /// The reference analytics consumer: its durable on LEARNING and FOCUS.
+    Analytics,
+    /// Stream and consumer management (`init`, `verify`) and the run's read-back and checks.
+    Admin,
+    /// The system account's user (server events, `$SYS` requests).
+    System,
+}
+
+/// What a role may publish and subscribe to (allow lists: everything else is denied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+impl Role {
+    /// Every role of the profile, publishers first.
+    pub fn all() -> Vec<Role> {
+        let mut roles: Vec<Role> = PUBLISHER_DOMAINS
+            .iter()
+            .map(|d| Role::Publisher(d.to_string()))
+            .collect();
+        roles.extend([Role::Indexer, Role::Analytics, Role::Admin, Role::System]);
+        roles
+    }
+
+    /// The role of a name as [`Role::name`] writes it.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::all().into_iter().find(|r| r.name() == name)
+    }
+
+    /// `publisher-focus`, `indexer`, ... (file names and certificate CNs).
+    pub fn name(&self) -> String {
+        match self {
+            Role::Publisher(domain) => format!("publisher-{domain}"),
+            Role::Indexer => "indexer".into(),
+            Role::Analytics => "analytics".into(),
+            Role::Admin => "admin".into(),
+            Role::System => "system".into(),
+        }
+    }
+
+    /// The account the role's user belongs to.
+    pub fn account(&self) -> &'static str {
+        match self {
+            Role::System => SYSTEM_ACCOUNT,
+            _ => ACCOUNT,
+        }
+    }
+
+    /// Least privilege for the role. `None`: unrestricted within its account (the system user).
+    ///
+    /// Every role may subscribe to `_INBOX.>`, where replies come (a JetStream publish's ack, an
+    /// API answer, a pull consumer's messages). A publisher needs nothing else: a plain JetStream
+    /// publish goes to the subject itself and its ack comes back on the inbox; `$JS.API` is not
+    /// needed. A consumer's rights name its own durable only.
+    pub fn permissions(&self) -> Option<Permissions> {
+        let inbox = vec!["_INBOX.>".to_string()];
+        let consumer = |name: &str, streams: &[&str]| {
+            let mut publish = vec![
+                // `connect` waits until JetStream answers for the account.
+                "$JS.API.INFO".to_string(),
+                "dlq.>".to_string(),
+            ];
+            for stream in streams {
+                publish.extend([
+                    format!("$JS.API.STREAM.INFO.{stream}"),
+                    format!("$JS.API.CONSUMER.INFO.{stream}.{name}"),
+                    format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"),
+                    // The original of a dead letter, fetched by sequence.
+                    format!("$JS.API.STREAM.MSG.GET.{stream}"),
+                    format!("$JS.API.DIRECT.GET.{stream}"),
+                    format!("$JS.ACK.{stream}.{name}.>"),
+                ]);
+            }
+            let mut subscribe = inbox.clone();
+            subscribe.push(format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.{name}"
+            ));
+            Permissions { publish, subscribe }
+        };
+        match self {
+            Role::Publisher(domain) => Some(Permissions {
+                publish: vec![format!("{domain}.>")],
+                subscribe: inbox,
+            }),
+            Role::Indexer => Some(consumer("indexer", &INDEXER_STREAMS)),
+            Role::Analytics => Some(consumer("analytics", &ANALYTICS_STREAMS)),
+            Role::Admin => Some(Permissions {
+                publish: vec![
+                    "$JS.API.>".into(),
+                    // Acks and flow control of the read-back's and the DLQ check's consumers.
+                    "$JS.ACK.>".into(),
+                    "$JS.FC.>".into(),
+                    // The latency fault's round-trip probe.
+                    "_AIVO.>".into(),
+                ],
+                subscribe: vec!["_INBOX.>".into(), "$JS.EVENT.>".into(), "_AIVO.>".into()],
+            }),
+            Role::System => None,
+        }
+    }
+}
+
+/// One role's user: its nkey and client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct UserFiles {
+    /// The user's public nkey (`U...`), what the server config names.
+    public_key: String,
+    /// The seed, 0600.
+    seed: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The production profile's files, as [`Profile::create`] wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    dir: PathBuf,
+    ca: PathBuf,
+    /// Node name → its certificate (server and client auth).
+    nodes: BTreeMap<String, (PathBuf, PathBuf)>,
+    /// Role name → its user.
+    users: BTreeMap<String, UserFiles>,
+}
+
+impl Profile {
+    /// A new CA, a certificate per node (SANs `127.0.0.1`, `localhost` and the node's name, as the
+    /// compose network calls it), and per role an nkey and a client certificate, under `dir`
+    /// (replacing what was there); `profile.json` lists them.
+    pub fn create(dir: &Path, nodes: &[String]) -> Result<Profile, SecurityError> {
+        std::fs::create_dir_all(dir).map_err(SecurityError::io(dir))?;
+        let dir = dir.canonicalize().map_err(SecurityError::io(dir))?;
+        let ca = CertificateAuthority::create(&dir, "cluster")?;
+        let mut node_certs = BTreeMap::new();
+        for node in nodes {
+            let files = ca.issue(
+                &dir.join("nodes"),
+                node,
+                &["127.0.0.1", "localhost", node],
+                Usage::Node,
+            )?;
+            node_certs.insert(node.clone(), (files.cert, files.key));
+        }
+        let users_dir = dir.join("users");
+        let mut users = BTreeMap::new();
+        for role in Role::all() {
+            let name = role.name();
+            let CertFiles { cert, key } = ca.issue(&users_dir, &name, &[&name], Usage::Client)?;
+            let pair = nkeys::KeyPair::new_user();
+            let seed_text = pair.seed().map_err(|e| SecurityError::Certificate {
+                what: format!("nkey of {name}"),
+                reason: e.to_string(),
+            })?;
+            let seed = users_dir.join(format!("{name}.nk"));
+            pki::write_private(&seed, &format!("{seed_text}\n"))?;
+            users.insert(
+                name,
+                UserFiles {
+                    public_key: pair.public_key(),
+                    seed,
+                    cert,
+                    key,
+                },
+            );
+        }
+        let profile = Profile {
+            ca: ca.cert.clone(),
+            dir: dir.clone(),
+            nodes: node_certs,
+            users,
+        };
+        let json = serde_json::to_string_pretty(&profile)
+            .map_err(|e| SecurityError::Invalid(format!("cannot write {PROFILE_FILE}: {e}")))?;
+        let path = dir.join(PROFILE_FILE);
+        std::fs::write(&path, json).map_err(SecurityError::io(&path))?;
+        Ok(profile)
+    }
+
+    /// The profile [`Profile::create`] wrote under `dir`.
+    pub fn open(dir: &Path) -> Result<Profile, SecurityError> {
+        let path = dir.join(PROFILE_FILE);
+        let text = std::fs::read_to_string(&path).map_err(SecurityError::io(&path))?;
+        serde_json::from_str(&text).map_err(|e| {
+            SecurityError::Invalid(format!("{}: not a production profile: {e}", path.display()))
+        })
+    }
+
+    /// Where the profile lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The CA certificate every node and user certificate is signed by.
+    pub fn ca(&self) -> &Path {
+        &self.ca
+    }
+
+    /// The options a client of `role` connects with: its nkey, its client certificate, the CA.
+    pub fn client_auth(&self, role: &Role) -> Result<ClientAuth, SecurityError> {
+        let user = self.users.get(&role.name()).ok_or_else(|| {
+            SecurityError::Invalid(format!(
+                "the production profile in {} has no user {}",
+                self.dir.display(),
+                role.name()
+            ))
+        })?;
+        Ok(ClientAuth {
+            nkey: Some(user.seed.clone()),
+            tls_ca: Some(self.ca.clone()),
+            tls_cert: Some(user.cert.clone()),
+            tls_key: Some(user.key.clone()),
+            ..ClientAuth::default()
+        })
+    }
+
+    /// The `tls` block for node `node` (client TLS or, inside `cluster`, route TLS), indented by
+    /// `indent` spaces. `verify: true`: the other end must present a certificate of our CA (on
+    /// routes nats-server verifies the peer anyway; said explicitly so the config reads so).
+    pub fn tls_block(&self, node: &str, indent: usize) -> Result<String, SecurityError> {
+        let (cert, key) = self.nodes.get(node).ok_or_else(|| {
+            SecurityError::Invalid(format!(
+                "the production profile has no certificate for {node}"
+            ))
+        })?;
+        Ok(tls_block(cert, key, &self.ca, true, indent))
+    }
+
+    /// The `system_account` line and the `accounts` block: `AIVO` with JetStream and a user per
+    /// role with its permissions, `SYS` with the system user. There is no `no_auth_user`, so a
+    /// connection without an identity is refused.
+    pub fn accounts_block(&self) -> String {
+        let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for role in Role::all() {
+            let Some(user) = self.users.get(&role.name()) else {
+                continue;
+            };
+            let mut entry = format!(
+                "      {{ # {}\n        nkey: {}\n",
+                role.name(),
+                quote(&user.public_key)
+            );
+            if let Some(permissions) = role.permissions() {
+                let list = |subjects: &[String]| {
+                    subjects
+                        .iter()
+                        .map(|s| quote(s))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let _ = write!(
+                    entry,
+                    "        permissions: {{\n          publish: {{ allow: [{}] }}\n          \
+                     subscribe: {{ allow: [{}] }}\n        }}\n",
+                    list(&permissions.publish),
+                    list(&permissions.subscribe)
+                );
+            }
+            entry.push_str("      }");
+            by_account.entry(role.account()).or_default().push(entry);
+        }
+        let users = |account: &str| {
+            by_account
+                .get(account)
+                .cloned()
+                .unwrap_or_default()
+                .join("\n")
+        };
+        format!(
+            "system_account: {SYSTEM_ACCOUNT}\n\
+             accounts {{\n  {ACCOUNT} {{\n    jetstream: enabled\n    users: [\n{}\n    ]\n  }}\n  \
+             {SYSTEM_ACCOUNT} {{\n    users: [\n{}\n    ]\n  }}\n}}\n",
+            users(ACCOUNT),
+            users(SYSTEM_ACCOUNT)
+        )
+    }
+}
+
+/// A nats-server `tls { }` block.
+pub fn tls_block(cert: &Path, key: &Path, ca: &Path, verify: bool, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    format!(
+        "{pad}tls {{\n{pad}  cert_file: {}\n{pad}  key_file: {}\n{pad}  ca_file: {}\n{pad}  \
+         verify: {verify}\n{pad}  timeout: 5\n{pad}}}\n",
+        quote(&cert.to_string_lossy()),
+        quote(&key.to_string_lossy()),
+        quote(&ca.to_string_lossy()),
+    )
+}
+
+/// A string as nats-server's config parser reads it literally (JSON quoting: `$` inside quotes is
+/// not a variable).
+fn quote(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publisher_domains_are_the_traffic_domains() {
+        let names: Vec<String> = crate::traffic::Domain::ALL
+            .iter()
+            .map(|d| {
+                serde_json::to_value(d)
+                    .expect("domain")
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, PUBLISHER_DOMAINS);
+    }
+
+    #[test]
+    fn a_publisher_may_publish_only_its_domain_and_read_only_its_inbox() {
+        let focus = Role::Publisher("focus".into())
+            .permissions()
+            .expect("restricted");
+        assert_eq!(focus.publish, ["focus.>"]);
+        assert_eq!(focus.subscribe, ["_INBOX.>"]);
+        let indexer = Role::Indexer.permissions().expect("restricted");
+        assert!(indexer.publish.contains(&"dlq.>".to_string()));
+        assert!(indexer
+            .publish
+            .iter()
+            .all(|s| !s.starts_with("focus.") && s != "$JS.API.>"));
+        let analytics = Role::Analytics.permissions().expect("restricted");
+        assert!(analytics.publish.iter().all(|s| !s.contains("HOMEWORK")));
+    }
+
+    #[test]
+    fn the_profile_writes_users_with_permissions_and_reads_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nodes = vec!["nats1".to_string(), "nats2".to_string()];
+        let profile = Profile::create(dir.path(), &nodes).expect("profile");
+        let reopened = Profile::open(dir.path()).expect("open");
+        assert_eq!(reopened, profile);
+        let accounts = profile.accounts_block();
+        assert!(accounts.contains("system_account: SYS"), "{accounts}");
+        assert!(accounts.contains("jetstream: enabled"), "{accounts}");
+        assert!(!accounts.contains("no_auth_user"), "{accounts}");
+        assert!(
+            accounts.contains("publish: { allow: [\"focus.>\"] }"),
+            "{accounts}"
+        );
+        assert_eq!(accounts.matches("nkey: \"U").count(), Role::all().len());
+        let admin = profile.client_auth(&Role::Admin).expect("admin");
+        admin.validate().expect("every file exists");
+        let tls = profile.tls_block("nats1", 2).expect("tls");
+        assert!(tls.contains("verify: true"), "{tls}");
+        assert!(profile.tls_block("nats9", 2).is_err());
+    }
+}
