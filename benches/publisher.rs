@@ -25,6 +25,10 @@
 //!
 //!     cargo bench --bench publisher
 //!     BENCH_ROUNDS=5 BENCH_SECONDS=6 BENCH_RATE=90000 BENCH_PUBLISHERS=4 BENCH_WINDOW=256 cargo bench --bench publisher
+//!
+//! `BENCH_SIDES` picks sides by number (1 bare plain, 2 run without ids, 3 bare with ids, 4 run
+//! with ids), e.g. `BENCH_SIDES=2` to profile the run path alone under `perf record`; the ratios
+//! are then printed only for pairs that ran.
 
 mod common;
 #[path = "common/cpu.rs"]
@@ -121,8 +125,9 @@ async fn bench() -> anyhow::Result<()> {
     );
 
     let mut results: Vec<Vec<Round>> = vec![Vec::new(); Side::ALL.len()];
+    let sides = chosen_sides()?;
     for round in 0..knobs.rounds {
-        let mut order = Side::ALL.to_vec();
+        let mut order = sides.clone();
         if round % 2 == 1 {
             order.reverse();
         }
@@ -167,6 +172,9 @@ async fn bench() -> anyhow::Result<()> {
     };
     println!("medians:");
     for (i, side) in Side::ALL.iter().enumerate() {
+        if results[i].is_empty() {
+            continue;
+        }
         let (rate, cpu) = med(i);
         println!(
             "  {:<22} {rate:>8.0} acked/s  {cpu:>6.2} µs CPU/event",
@@ -174,6 +182,9 @@ async fn bench() -> anyhow::Result<()> {
         );
     }
     for (run, bare, what) in [(1, 0, "without dedup ids"), (3, 2, "with dedup ids")] {
+        if results[run].is_empty() || results[bare].is_empty() {
+            continue;
+        }
         let ((run_rate, run_cpu), (bare_rate, bare_cpu)) = (med(run), med(bare));
         println!(
             "  {what:<18} run/bare rate {:.3} (target >= 0.95), CPU/event {:.2}x (target <= 1.2x)",
@@ -187,6 +198,26 @@ async fn bench() -> anyhow::Result<()> {
     }
     cluster.shutdown().await;
     Ok(())
+}
+
+/// The sides `BENCH_SIDES` names (`1,2,3,4`, the default: all), in the order of [`Side::ALL`].
+fn chosen_sides() -> anyhow::Result<Vec<Side>> {
+    let Ok(text) = std::env::var("BENCH_SIDES") else {
+        return Ok(Side::ALL.to_vec());
+    };
+    let mut sides = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let n: usize = part
+            .parse()
+            .ok()
+            .filter(|n| (1..=Side::ALL.len()).contains(n))
+            .ok_or_else(|| anyhow::anyhow!("BENCH_SIDES: {part:?} is not a side (1 to 4)"))?;
+        sides.push(Side::ALL[n - 1]);
+    }
+    sides.sort_by_key(|s| Side::ALL.iter().position(|a| a == s));
+    sides.dedup();
+    anyhow::ensure!(!sides.is_empty(), "BENCH_SIDES names no side");
+    Ok(sides)
 }
 
 /// The mean payload size of the focus mix, for the bare loop's fixed payload.

@@ -14,6 +14,7 @@
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
@@ -135,7 +136,34 @@ impl RunClock {
     }
 }
 
-type AckFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
+/// An ack on its way: the client's ack future and what the publisher needs when it lands. A plain
+/// future rather than an `async` block boxed again: the client's future is boxed already, and a
+/// second box per event was one more allocation and free on the hot path.
+struct AckInFlight {
+    ack: <PublishAckFuture as IntoFuture>::IntoFuture,
+    seq: u64,
+    subject: usize,
+    intended: Instant,
+    sent: Instant,
+}
+
+impl Future for AckInFlight {
+    type Output = Completion;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
+        // Every field is `Unpin` (the client's future is a `Pin<Box<..>>`).
+        let this = self.get_mut();
+        let result = ready!(this.ack.as_mut().poll(cx));
+        Poll::Ready(Completion {
+            seq: this.seq,
+            subject: this.subject,
+            intended: this.intended,
+            sent: this.sent,
+            acked_at: Instant::now(),
+            result,
+        })
+    }
+}
 
 struct Completion {
     seq: u64,
@@ -165,7 +193,10 @@ pub async fn run_publisher(
     let mut publisher = Publisher::new(plan, settings, &run_id, clock, stats);
     // One cancellation wait and one timer for the whole run, re-armed rather than rebuilt on every
     // wake: at everyday rates a publisher wakes once or twice per event, and a fresh timer entry
-    // and token registration each time were a visible share of its CPU.
+    // and token registration each time were a visible share of its CPU. The wait is on a child
+    // token of the publisher's own: polling a token locks its node (and its `Notify`'s waiters), and
+    // on the run's token that was one mutex shared by every publisher, taken on every wake.
+    let cancel = cancel.child_token();
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     let timer = tokio::time::sleep_until(clock.start);
@@ -210,12 +241,21 @@ struct Publisher {
     /// The next intended send time, `None` when the schedule is done.
     next: Option<Duration>,
     /// Acks awaited concurrently, at most `settings.in_flight`.
-    in_flight: FuturesUnordered<AckFuture>,
+    in_flight: FuturesUnordered<AckInFlight>,
     ledger: PublisherLedger,
     /// The `Nats-Msg-Id` value, reused: `<run id>/<publisher>/` and the sequence of the last event.
     msg_id: MsgIdText,
     stats: SharedStats,
+    /// Sends of the current batch, added to `stats` at its end (one lock per batch, not per event).
+    unshared: UnsharedSends,
     subjects: SubjectTable,
+}
+
+/// What a batch of sends adds to the shared interval figures.
+#[derive(Debug, Default)]
+struct UnsharedSends {
+    attempted: u64,
+    payload_bytes: u64,
 }
 
 impl Publisher {
@@ -258,26 +298,49 @@ impl Publisher {
             },
             msg_id: MsgIdText::new(run_id, id),
             stats,
+            unshared: UnsharedSends::default(),
             subjects: SubjectTable::default(),
         }
     }
 
-    /// Sends every event that is due, as long as the window has room.
+    /// Sends every event that is due, as long as the window has room, then hands the batch's
+    /// counts to the sampler under one lock.
     async fn send_due(&mut self) {
+        // The clock is read again only when the last reading says the next event is not due yet:
+        // a publisher that is behind (every event due) reads it once per event, at the send.
+        let mut now = Instant::now();
         while let Some(offset) = self.next {
-            let intended = self.clock.start + offset;
-            let now = Instant::now();
-            if self.in_flight.len() >= self.settings.in_flight || intended > now {
+            if self.in_flight.len() >= self.settings.in_flight {
                 break;
             }
-            self.send(offset, intended).await;
+            let intended = self.clock.start + offset;
+            if intended > now {
+                now = Instant::now();
+                if intended > now {
+                    break;
+                }
+            }
+            now = self.send(offset, intended).await;
             self.next = self.arrivals.next();
         }
+        self.share_sends();
+    }
+
+    /// Adds the sends not yet counted in the shared cell, and answers a pending snapshot request.
+    fn share_sends(&mut self) {
+        if self.unshared.attempted == 0 {
+            return;
+        }
+        let mut cell = lock(&self.stats);
+        cell.interval.attempted += self.unshared.attempted;
+        cell.interval.payload_bytes += self.unshared.payload_bytes;
+        self.unshared = UnsharedSends::default();
+        cell.answer(&self.ledger, &self.subjects);
     }
 
     /// Sends the next event of the source, intended at `offset` (`intended` on the clock), and puts
-    /// its ack in the window.
-    async fn send(&mut self, offset: Duration, intended: Instant) {
+    /// its ack in the window; returns the moment it was handed to the client.
+    async fn send(&mut self, offset: Duration, intended: Instant) -> Instant {
         self.ledger.attempted += 1;
         let seq = self.ledger.attempted;
         let occurred_at = self.clock.start_wall + offset;
@@ -300,9 +363,13 @@ impl Publisher {
         let message = message.payload(event.payload);
         let sent = Instant::now();
         match self.context.send_publish(event.subject, message).await {
-            Ok(ack) => self
-                .in_flight
-                .push(await_ack(seq, subject, intended, sent, ack)),
+            Ok(ack) => self.in_flight.push(AckInFlight {
+                ack: ack.into_future(),
+                seq,
+                subject,
+                intended,
+                sent,
+            }),
             Err(err) => {
                 // Never handed to the server: a definite failure.
                 self.ledger.failed.insert(seq);
@@ -315,13 +382,12 @@ impl Publisher {
                     .or_default() += 1;
                 cell.answer(&self.ledger, &self.subjects);
                 // One attempt per intended event: move on (retrying here would spin).
-                return;
+                return sent;
             }
         }
-        let mut cell = lock(&self.stats);
-        cell.interval.attempted += 1;
-        cell.interval.payload_bytes += payload_len;
-        cell.answer(&self.ledger, &self.subjects);
+        self.unshared.attempted += 1;
+        self.unshared.payload_bytes += payload_len;
+        sent
     }
 
     /// Records the ack `done` and every other that is already in.
@@ -372,6 +438,7 @@ impl Publisher {
 
     /// Settles what the run left open and hands the figures over.
     fn finish(mut self) -> PublisherOutcome {
+        self.share_sends();
         // Cancelled: whatever is still in flight has an unknown outcome, the rest was never sent.
         let pending = self.in_flight.len() as u64;
         drop(self.in_flight);
@@ -397,27 +464,6 @@ impl Publisher {
             subjects: self.subjects,
         }
     }
-}
-
-fn await_ack(
-    seq: u64,
-    subject: usize,
-    intended: Instant,
-    sent: Instant,
-    ack: PublishAckFuture,
-) -> AckFuture {
-    let ack = ack.into_future();
-    Box::pin(async move {
-        let result = ack.await;
-        Completion {
-            seq,
-            subject,
-            intended,
-            sent,
-            acked_at: Instant::now(),
-            result,
-        }
-    })
 }
 
 fn record(

@@ -336,7 +336,13 @@ pub(super) fn replay_events(
             seq += 1;
             let event = p.source.next_event(seq, outcome.start_wall + offset);
             if wanted.contains(&(p.id, seq)) {
-                found.insert((p.id, seq), (event.subject.to_string(), event.event_id));
+                found.insert(
+                    (p.id, seq),
+                    (
+                        event.subject.to_string(),
+                        event.event_id.as_str().to_owned(),
+                    ),
+                );
             }
             if seq.is_multiple_of(4096) && started.elapsed() > REPLAY_BUDGET {
                 tracing::warn!(

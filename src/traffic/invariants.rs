@@ -117,7 +117,7 @@ impl Event<'_> {
     /// timestamp is `occurred_at`.
     fn check_envelope(&self, publisher: u32, seq: u64, event: &OutgoingEvent) {
         let seen = &self.seen;
-        if seen.kind != event.subject.as_str() || seen.event_id != event.event_id {
+        if seen.kind != event.subject.as_str() || seen.event_id != event.event_id.as_str() {
             self.fail("type/event_id differ from the subject/id handed to the engine");
         }
         if (
@@ -509,7 +509,13 @@ fn sequence(domain: Domain, seed: u64, events: u64) -> Vec<(String, String, byte
         &population(),
         (2, events),
         seed,
-        |_, _, e| out.push((e.subject.to_string(), e.event_id, e.payload)),
+        |_, _, e| {
+            out.push((
+                e.subject.to_string(),
+                e.event_id.as_str().to_owned(),
+                e.payload,
+            ))
+        },
     );
     out
 }

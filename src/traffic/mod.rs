@@ -46,6 +46,7 @@ use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::event::envelope::IdText;
 pub use population::Shard;
 use population::{Population, ShardError};
 
@@ -53,8 +54,9 @@ use population::{Population, ShardError};
 #[derive(Debug, Clone)]
 pub struct OutgoingEvent {
     pub subject: Subject,
-    /// UUID v7; also the `Nats-Msg-Id` header, so JetStream dedups retries.
-    pub event_id: String,
+    /// UUID v7 (the payload's `event_id`), rendered on the stack: the engine does not need it, so
+    /// it costs no allocation per event; replays and tests read it with `as_str`.
+    pub event_id: IdText,
     pub payload: Bytes,
     /// Set on an event made poison on purpose (`poison.rs`): the publisher's ledger records it.
     pub poison: Option<crate::event::poison::PoisonKind>,
