@@ -612,7 +612,10 @@ async fn docker_corrupt_store_changes_the_bind_mounted_store_and_journals_it() {
             _ => None,
         })
         .expect("a changed entry");
-    assert_eq!(store, &chaos.cluster.spec().nodes[1].store.join("jetstream"));
+    assert_eq!(
+        store,
+        &chaos.cluster.spec().nodes[1].store.join("jetstream")
+    );
     assert!(!changes.is_empty());
     for change in changes {
         assert!(
