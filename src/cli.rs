@@ -239,7 +239,7 @@ pub struct ChaosArgs {
     /// kill | stop | restart | pause | partition | latency | bandwidth | fill-storage | rolling-restart
     /// | corrupt-store
     pub fault: String,
-    /// nats1..nats3 | random | minority | leader:STREAM | meta-leader
+    /// nats1..nats3 | random | minority | leader:STREAM | follower:STREAM | meta-leader
     #[arg(long, default_value = "random")]
     pub target: String,
     /// Revert after this long (e.g. 30s); without it the fault stays until `aivo-load heal`.

@@ -445,6 +445,41 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_store_entries_carry_their_stream_files_and_mode() {
+        let plan = ChaosPlan::from_entries(&[entry(
+            "at = \"30s\"\nfault = \"corrupt-store\"\ntarget = \"follower:FOCUS\"\n\
+             stream = \"FOCUS\"\nfiles = \"raft\"\nmode = \"truncate\"\nfraction = 0.25",
+        )])
+        .expect("valid");
+        assert_eq!(
+            plan.faults(),
+            vec![&Fault::CorruptStore(CorruptSpec {
+                stream: "FOCUS".into(),
+                files: crate::chaos::corrupt_store::FileClass::Raft,
+                mode: CorruptMode::Truncate {
+                    keep_per_mille: 250
+                },
+            })]
+        );
+        let no_stream = ChaosPlan::from_entries(&[entry(
+            "at = \"30s\"\nfault = \"corrupt-store\"\ntarget = \"nats2\"",
+        )]);
+        assert!(
+            no_stream.as_ref().is_err_and(|(_, e)| e.contains("stream")),
+            "{no_stream:?}"
+        );
+        let bad_files = ChaosPlan::from_entries(&[entry(
+            "at = \"30s\"\nfault = \"corrupt-store\"\nstream = \"FOCUS\"\nfiles = \"wal\"",
+        )]);
+        assert!(
+            bad_files
+                .as_ref()
+                .is_err_and(|(_, e)| e.contains("blocks, index")),
+            "{bad_files:?}"
+        );
+    }
+
+    #[test]
     fn fixed_and_nemesis_entries_validate() {
         let plan = ChaosPlan::from_entries(&[
             entry("at = \"50s\"\nfault = \"kill\"\ntarget = \"leader:FOCUS\"\nfor = \"20s\""),
