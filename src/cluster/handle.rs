@@ -473,6 +473,9 @@ pub struct ClusterPlan {
     pub profile: ClusterProfile,
     /// Identity and TLS of every connection to an external cluster (its flags or context).
     pub auth: crate::security::ClientAuth,
+    /// Every node's JetStream `sync_interval` (the scenario's `[cluster]`), for a cluster the
+    /// run starts itself; `None`: the server's default (2 minutes).
+    pub sync_interval: Option<super::SyncInterval>,
 }
 
 impl ClusterPlan {
@@ -505,6 +508,7 @@ impl ClusterPlan {
             state,
             profile: ClusterProfile::Open,
             auth: crate::security::ClientAuth::default(),
+            sync_interval: None,
         })
     }
 
@@ -547,6 +551,15 @@ impl ClusterPlan {
     /// backend owns it there (`owner.json`).
     pub async fn start(&self, run_dir: &Path) -> Result<Cluster, ClusterError> {
         let cluster_dir = run_dir.join("cluster");
+        if let (Some(sync), true) = (
+            self.sync_interval,
+            self.backend == BackendKind::External || self.keep,
+        ) {
+            eprintln!(
+                "aivo-load: warning: the scenario's sync_interval {sync} is not applied: this \
+                 run does not start its cluster (it keeps the one it finds, with its own setting)"
+            );
+        }
         let cluster = match self.backend {
             BackendKind::External => Cluster::External(
                 ExternalCluster::by_servers(&self.servers).with_auth(self.auth.clone()),
@@ -561,8 +574,9 @@ impl ClusterPlan {
                     "aivo-load: starting a local 3-node cluster in {}",
                     cluster_dir.display()
                 );
-                let config =
+                let mut config =
                     LocalClusterConfig::new(cluster_dir.clone()).with_profile(self.profile);
+                config.sync_interval = self.sync_interval;
                 let cluster = LocalCluster::start(config).await?;
                 Cluster::Local(Arc::new(cluster))
             }
@@ -571,8 +585,9 @@ impl ClusterPlan {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let config =
+                let mut config =
                     DockerClusterConfig::new(cluster_dir.clone(), &format!("aivo-{run_id}"));
+                config.sync_interval = self.sync_interval;
                 eprintln!(
                     "aivo-load: starting the compose project {} (docker backend) in {}; Postgres \
                      and consumers, if any, run as host processes",

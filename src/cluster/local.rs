@@ -51,6 +51,8 @@ pub struct LocalClusterConfig {
     pub startup_timeout: Duration,
     /// Open, or the production profile (certificates and users made under `<dir>/security/`).
     pub profile: ClusterProfile,
+    /// Every node's JetStream `sync_interval`; `None`: the server's default (2 minutes).
+    pub sync_interval: Option<super::SyncInterval>,
 }
 
 impl LocalClusterConfig {
@@ -62,6 +64,7 @@ impl LocalClusterConfig {
             nodes: 3,
             startup_timeout: Duration::from_secs(20),
             profile: ClusterProfile::Open,
+            sync_interval: None,
         }
     }
 
@@ -211,6 +214,7 @@ impl LocalCluster {
                     dead_addresses[i].addr,
                     mesh.routes_of(i),
                 );
+                let node = node.syncing(config.sync_interval);
                 match &security {
                     Some(profile) => node.secured(profile.clone()),
                     None => node,

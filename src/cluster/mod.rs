@@ -22,6 +22,7 @@ pub mod binary;
 pub mod commands;
 pub mod control;
 pub mod docker;
+pub mod durability;
 mod endpoints;
 pub mod external;
 mod handle;
@@ -36,6 +37,7 @@ pub mod storage;
 pub mod stuck;
 
 pub use backend::{BackendKind, ClusterProfile};
+pub use durability::SyncInterval;
 pub use endpoints::{ClusterEndpoints, NodeEndpoints};
 pub use handle::{Cluster, ClusterError, ClusterPlan, ClusterRef, Supervised, OWNER_FILE};
 pub use op::{ControlOp, NodeState};

@@ -122,6 +122,8 @@ pub struct Node {
     max_file_store: AtomicU64,
     /// The production profile's TLS and accounts, if the cluster has one.
     security: Option<Arc<Profile>>,
+    /// JetStream `sync_interval`; `None`: the server's default (2 minutes).
+    sync_interval: Option<super::SyncInterval>,
 }
 
 impl Node {
@@ -144,7 +146,14 @@ impl Node {
             paused: AtomicBool::new(false),
             max_file_store: AtomicU64::new(MAX_FILE_STORE),
             security: None,
+            sync_interval: None,
         }
+    }
+
+    /// The node with its JetStream `sync_interval` set (`None`: the server's default).
+    pub fn syncing(mut self, sync_interval: Option<super::SyncInterval>) -> Self {
+        self.sync_interval = sync_interval;
+        self
     }
 
     /// The node with the production profile's TLS (clients and routes) and accounts.
@@ -215,7 +224,7 @@ impl Node {
              listen: \"127.0.0.1:{client}\"\n\
              http: \"127.0.0.1:{monitor}\"\n\
              {client_tls}\
-             jetstream {{\n  store_dir: {store}\n  max_file_store: {max_file_store}\n}}\n\
+             jetstream {{\n  store_dir: {store}\n  max_file_store: {max_file_store}\n{sync}}}\n\
              cluster {{\n  name: {cluster}\n  listen: \"127.0.0.1:{cport}\"\n  \
              no_advertise: true\n  advertise: \"{advertise}\"\n{route_tls}  routes: [\n{routes}\n  ]\n}}\n\
              {accounts}",
@@ -224,6 +233,10 @@ impl Node {
             monitor = self.ports.monitor,
             store = quote(&self.store_dir().to_string_lossy()),
             max_file_store = self.max_file_store.load(Ordering::Relaxed),
+            sync = self
+                .sync_interval
+                .map(|s| s.config_line())
+                .unwrap_or_default(),
             cluster = quote(cluster_name),
             cport = self.ports.cluster,
             advertise = self.advertise,

@@ -104,6 +104,10 @@ pub struct RunIdentity {
     pub ack_timeout_ms: u64,
     /// Events carried their ledger identity as `Nats-Msg-Id` (the cluster did dedup work).
     pub message_id: bool,
+    /// The JetStream `sync_interval` the scenario set (`[cluster]`) for a cluster the run starts
+    /// itself: `always` or a duration. `None`: the server's default (2 minutes), or a cluster the
+    /// run did not start (kept or external: it keeps its own).
+    pub sync_interval: Option<String>,
     /// True when Ctrl-C or SIGTERM ended the run early.
     pub interrupted: bool,
     /// Set when an abort-on-fail threshold stopped the load early: which one, when, measured what.

@@ -152,10 +152,14 @@ impl RunContext {
             .map_err(AppError::environment)?;
         let cancel = CancellationToken::new();
         let signals = watch_signals(cancel.clone());
+        let sync_interval = plan.scenario.sync_interval;
         Ok(Self {
             scenario: Arc::new(plan.scenario),
             rate_scale: plan.rate_scale,
-            cluster_plan: plan.cluster,
+            cluster_plan: ClusterPlan {
+                sync_interval,
+                ..plan.cluster
+            },
             source: plan.source,
             checkpoint_every: plan.checkpoint,
             metrics_addr: plan.metrics_addr,
@@ -401,6 +405,7 @@ impl RunContext {
             ledger_checks: checks.streams.ledgers,
             retention_checks: checks.retention,
             replica_checks: checks.replicas,
+            sync_interval_applied: !self.cluster_plan.keep && cluster.kind().manages_faults(),
             fault_events: finished.fault_events,
             indexer: finished.consumed.indexer,
             dlq: finished.dlq,

@@ -42,6 +42,8 @@ pub(super) struct ReportInputs<'a> {
     pub(super) ledger_checks: Vec<LedgerCheck>,
     pub(super) retention_checks: Vec<RetentionCheck>,
     pub(super) replica_checks: Vec<crate::checks::replicas::ReplicaCheck>,
+    /// The scenario's `sync_interval` went into the configs of a cluster this run started.
+    pub(super) sync_interval_applied: bool,
     pub(super) fault_events: Vec<FaultEvent>,
     pub(super) indexer: Option<IndexerReport>,
     pub(super) dlq: Option<DlqCheck>,
@@ -397,6 +399,11 @@ fn identity_of(input: &ReportInputs<'_>) -> RunIdentity {
         in_flight_per_publisher: scenario.in_flight,
         ack_timeout_ms: scenario.ack_timeout.as_millis() as u64,
         message_id: scenario.message_id,
+        sync_interval: input
+            .sync_interval_applied
+            .then_some(scenario.sync_interval)
+            .flatten()
+            .map(|s| s.to_string()),
         interrupted: input.interrupted,
         aborted: input.outcome.aborted.clone(),
         state: input.state,

@@ -150,6 +150,14 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
     let thresholds = thresholds(source, &raw.thresholds)?;
     let consumers = consumer_settings(source, &raw.consumers, duration)?;
     let chaos = chaos_plan(source, &raw.chaos, consumers.indexer)?;
+    let sync_interval = match &raw.cluster.sync_interval {
+        None => None,
+        Some(text) => Some(
+            text.get_ref()
+                .parse()
+                .map_err(|e: String| source.error(Some(text.span()), &e))?,
+        ),
+    };
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
@@ -167,6 +175,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         thresholds,
         chaos,
         consumers,
+        sync_interval,
     })
 }
 
@@ -646,6 +655,30 @@ rate = [ { at = "0s", rate = "100/s" }, { at = "30s", rate = "1000/s", ramp = "5
         let e = error_of(&GOOD.replace("duration = \"1m\"", "duration = \"1m\"\ncolour = \"red\""));
         assert_eq!((e.line, e.column), (4, 1));
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn cluster_sync_interval_is_parsed_and_a_bad_one_is_located() {
+        use crate::cluster::SyncInterval;
+        assert_eq!(parse("t.toml", GOOD).expect("valid").sync_interval, None);
+        let with = |value: &str| format!("{GOOD}\n[cluster]\nsync_interval = {value}\n");
+        assert_eq!(
+            parse("t.toml", &with("\"always\""))
+                .expect("valid")
+                .sync_interval,
+            Some(SyncInterval::Always)
+        );
+        assert_eq!(
+            parse("t.toml", &with("\"10s\""))
+                .expect("valid")
+                .sync_interval,
+            Some(SyncInterval::Every(std::time::Duration::from_secs(10)))
+        );
+        let text = with("\"often\"");
+        let e = error_of(&text);
+        let line = text.lines().count();
+        assert_eq!((e.line, e.column), (line, 17), "{e}");
+        assert!(e.message.contains("always"), "{e}");
     }
 
     #[test]

@@ -172,6 +172,17 @@ pub struct RawScenario {
     pub chaos: Vec<Spanned<crate::chaos::schedule::ChaosEntry>>,
     #[serde(default)]
     pub consumers: RawConsumers,
+    #[serde(default)]
+    pub cluster: RawClusterSettings,
+}
+
+/// `[cluster]`: server settings of a cluster the run starts itself (local and docker backends).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClusterSettings {
+    /// JetStream `sync_interval`: `"always"` or a duration; absent, the server's default (2m).
+    #[serde(default)]
+    pub sync_interval: Option<Spanned<String>>,
 }
 
 /// `[consumers]`: the reference consumers a run starts as child processes (with a Postgres).
@@ -517,6 +528,8 @@ pub struct Scenario {
     /// Faults to apply during the run.
     pub chaos: crate::chaos::schedule::ChaosPlan,
     pub consumers: ConsumerSettings,
+    /// `[cluster] sync_interval`; `None`: the server's default (2 minutes).
+    pub sync_interval: Option<crate::cluster::SyncInterval>,
 }
 
 /// One stream of synthetic traffic.

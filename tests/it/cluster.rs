@@ -534,3 +534,44 @@ fn cli_nodes_die_with_a_killed_supervisor() {
     assert!(!dir.join("cluster.json").exists());
     assert!(!dir.join("cluster").exists());
 }
+
+/// `[cluster] sync_interval` reaches every node: `always` makes each one sync every write (its
+/// `/varz` says `sync_always`), a duration sets its interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_interval_reaches_every_node() {
+    use aivo_load::cluster::SyncInterval;
+    for (setting, always, interval_ns) in [
+        (SyncInterval::Always, true, None),
+        (
+            SyncInterval::Every(Duration::from_secs(10)),
+            false,
+            Some(10_000_000_000u64),
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = LocalClusterConfig::new(dir.path().join("cluster"));
+        config.sync_interval = Some(setting);
+        let cluster = LocalCluster::start(config).await.expect("cluster");
+        for node in &cluster.endpoints().nodes {
+            let varz: serde_json::Value = monitor::get_json(&node.monitor_url, "/varz")
+                .await
+                .expect("varz");
+            let js = &varz["jetstream"]["config"];
+            assert_eq!(
+                js["sync_always"].as_bool().unwrap_or(false),
+                always,
+                "{}: {js}",
+                node.name
+            );
+            if let Some(ns) = interval_ns {
+                assert_eq!(
+                    js["sync_interval"].as_u64(),
+                    Some(ns),
+                    "{}: {js}",
+                    node.name
+                );
+            }
+        }
+        cluster.shutdown().await;
+    }
+}

@@ -740,3 +740,40 @@ async fn the_events_ledger_check_fails_when_a_row_is_deleted() {
         .all(|c| c["passed"] == true));
     let _ = pg.stop().await;
 }
+
+/// A scenario's `[cluster] sync_interval` is written into the configs of the cluster the run
+/// starts and named in report.json.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_sync_interval_reaches_the_run_cluster_and_the_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("synced.toml");
+    std::fs::write(
+        &file,
+        "name = \"synced\"\nduration = \"4s\"\n[[traffic]]\ndomain = \"focus\"\nrate = \"50/s\"\n\
+         [cluster]\nsync_interval = \"always\"\n",
+    )
+    .expect("write");
+    let reports = dir.path().join("reports");
+    let output = aivo(
+        &[
+            "run",
+            file.to_str().expect("utf-8 path"),
+            "--reports-dir",
+            reports.to_str().expect("utf-8 path"),
+        ],
+        &[],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let run_dir = reports.join(crate::support::run_id_in(&reports));
+    let report = crate::support::read_report(&run_dir.join("report.json"));
+    assert_eq!(
+        report["run"]["sync_interval"], "always",
+        "{}",
+        report["run"]
+    );
+    let conf = std::fs::read_to_string(run_dir.join("cluster").join("nats1").join("nats.conf"))
+        .expect("nats1's config is kept");
+    assert!(conf.contains("sync_interval: always"), "{conf}");
+}

@@ -27,12 +27,27 @@ pub const FILES: [(&str, &str); 5] = [
 /// ~7 s on a busy 2-core machine; pulling an official image takes longer).
 pub const COMPOSE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Writes the compose files into `dir`; returns the compose file's path.
-pub fn write_files(dir: &Path) -> Result<PathBuf, DockerError> {
+/// The line of each node's config that the JetStream settings of a run go after.
+const STORE_DIR_LINE: &str = "  store_dir: \"/data/jetstream\"\n";
+
+/// Writes the compose files into `dir`, each node's config with `sync_interval` when given;
+/// returns the compose file's path.
+pub fn write_files(
+    dir: &Path,
+    sync_interval: Option<crate::cluster::SyncInterval>,
+) -> Result<PathBuf, DockerError> {
     std::fs::create_dir_all(dir)
         .map_err(DockerError::io(format!("cannot create {}", dir.display())))?;
     for (name, text) in FILES {
         let path = dir.join(name);
+        let text = match sync_interval {
+            Some(sync) if name.ends_with(".conf") => text.replacen(
+                STORE_DIR_LINE,
+                &format!("{STORE_DIR_LINE}{}", sync.config_line()),
+                1,
+            ),
+            _ => text.to_string(),
+        };
         std::fs::write(&path, text)
             .map_err(DockerError::io(format!("cannot write {}", path.display())))?;
     }
@@ -131,5 +146,28 @@ pub fn down_blocking(spec: &DockerSpec) -> Result<(), DockerError> {
             "`{program} {}` failed ({status})",
             full.join(" ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_interval_goes_into_every_node_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_files(dir.path(), Some(crate::cluster::SyncInterval::Always)).expect("write");
+        for n in 1..=3 {
+            let conf =
+                std::fs::read_to_string(dir.path().join(format!("nats{n}.conf"))).expect("conf");
+            assert!(
+                conf.contains("  store_dir: \"/data/jetstream\"\n  sync_interval: always\n"),
+                "{conf}"
+            );
+        }
+        let plain = tempfile::tempdir().expect("tempdir");
+        write_files(plain.path(), None).expect("write");
+        let conf = std::fs::read_to_string(plain.path().join("nats1.conf")).expect("conf");
+        assert!(!conf.contains("sync_interval"), "{conf}");
     }
 }

@@ -224,6 +224,8 @@ pub struct DockerClusterConfig {
     pub store_bytes: u64,
     /// How long `start` waits for health, full routes and a meta leader.
     pub startup_timeout: Duration,
+    /// Every node's JetStream `sync_interval`, written into its config; `None`: the default.
+    pub sync_interval: Option<super::SyncInterval>,
 }
 
 impl DockerClusterConfig {
@@ -240,6 +242,7 @@ impl DockerClusterConfig {
                 .and_then(|s| crate::units::parse_size(&s).ok())
                 .unwrap_or(DEFAULT_STORE_BYTES),
             startup_timeout: Duration::from_secs(90),
+            sync_interval: None,
         }
     }
 }
@@ -352,7 +355,7 @@ impl DockerCluster {
             "cannot resolve {}",
             config.dir.display()
         )))?;
-        compose::write_files(&dir.join("compose"))?;
+        compose::write_files(&dir.join("compose"), config.sync_interval)?;
         let ports = pick_ports(&config.ports, 3)?;
         // SAFETY: geteuid(2) has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
