@@ -6,8 +6,9 @@
 //! The change is made by this process on the node's store directory on this machine (the local
 //! backend's `<cluster>/<node>/store`, the docker backend's tmpfs bind-mounted at `/data`), so it
 //! is the same for every backend that has one; an external cluster refuses it like every fault.
-//! Every byte changed is journaled (file, offset, old and new bytes; for a truncation the old
-//! length and the start of what was cut) before the node is started again. It cannot be reverted:
+//! Every byte to change is journaled (file, offset, old and new bytes; for a truncation the old
+//! length and the start of what is cut) before it is changed, and so before the node is started
+//! again. It cannot be reverted:
 //! `heal` only starts the node.
 //!
 //! File classes, as nats-server 2.15 lays a stream out under `jetstream/`:
@@ -289,8 +290,22 @@ pub fn files_of(
     Ok(files)
 }
 
-/// Damages `files` (under `store`) as `mode` says, seeded, and returns every change made.
+/// Damages `files` (under `store`) as `mode` says, seeded, and returns every change made:
+/// [`plan_changes`] then [`apply`].
 pub fn corrupt(
+    store: &Path,
+    files: &[PathBuf],
+    mode: CorruptMode,
+    seed: u64,
+) -> Result<Vec<StoreChange>, CorruptError> {
+    let changes = plan_changes(store, files, mode, seed)?;
+    apply(store, &changes)?;
+    Ok(changes)
+}
+
+/// What damaging `files` (under `store`) as `mode` says would change, seeded, reading the bytes
+/// that are there now and changing nothing: the journal records it before [`apply`] does it.
+pub fn plan_changes(
     store: &Path,
     files: &[PathBuf],
     mode: CorruptMode,
@@ -304,19 +319,18 @@ pub fn corrupt(
             source,
         };
         let rel = path.strip_prefix(store).unwrap_or(path).to_path_buf();
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
+        let mut file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
+        let mut read_at = |offset: u64, n: usize| -> Result<Vec<u8>, CorruptError> {
+            let mut bytes = vec![0u8; n];
+            file.seek(SeekFrom::Start(offset)).map_err(io)?;
+            file.read_exact(&mut bytes).map_err(io)?;
+            Ok(bytes)
+        };
         match mode {
             CorruptMode::Truncate { keep_per_mille } => {
                 let keep = len * u64::from(keep_per_mille) / 1000;
-                let mut cut = vec![0u8; ((len - keep) as usize).min(TRUNCATED_SHOWN)];
-                file.seek(SeekFrom::Start(keep)).map_err(io)?;
-                file.read_exact(&mut cut).map_err(io)?;
-                file.set_len(keep).map_err(io)?;
+                let cut = read_at(keep, ((len - keep) as usize).min(TRUNCATED_SHOWN))?;
                 changes.push(StoreChange {
                     file: rel,
                     offset: keep,
@@ -326,24 +340,20 @@ pub fn corrupt(
                 });
             }
             CorruptMode::Bitflip { bits } => {
-                let mut positions: Vec<u64> =
-                    (0..bits).map(|_| rng.random_range(0..len * 8)).collect();
-                positions.sort_unstable();
-                positions.dedup();
-                for bit in positions {
-                    let offset = bit / 8;
-                    let mut byte = [0u8; 1];
-                    file.seek(SeekFrom::Start(offset)).map_err(io)?;
-                    file.read_exact(&mut byte).map_err(io)?;
-                    let old = byte;
-                    byte[0] ^= 1 << (bit % 8);
-                    file.seek(SeekFrom::Start(offset)).map_err(io)?;
-                    file.write_all(&byte).map_err(io)?;
+                // Bits that land in the same byte are flipped in one change.
+                let mut masks: std::collections::BTreeMap<u64, u8> = Default::default();
+                for _ in 0..bits {
+                    let bit = rng.random_range(0..len * 8);
+                    *masks.entry(bit / 8).or_default() ^= 1 << (bit % 8);
+                }
+                for (offset, mask) in masks.into_iter().filter(|(_, m)| *m != 0) {
+                    let old = read_at(offset, 1)?;
+                    let new = [old[0] ^ mask];
                     changes.push(StoreChange {
                         file: rel.clone(),
                         offset,
                         old: hex(&old),
-                        new: hex(&byte),
+                        new: hex(&new),
                         truncated: None,
                     });
                 }
@@ -354,24 +364,45 @@ pub fn corrupt(
             } => {
                 let at = (len * u64::from(at_per_mille) / 1000).min(len.saturating_sub(1));
                 let n = want.min(len - at) as usize;
-                let mut old = vec![0u8; n];
-                file.seek(SeekFrom::Start(at)).map_err(io)?;
-                file.read_exact(&mut old).map_err(io)?;
-                let zeros = vec![0u8; n];
-                file.seek(SeekFrom::Start(at)).map_err(io)?;
-                file.write_all(&zeros).map_err(io)?;
+                let old = read_at(at, n)?;
                 changes.push(StoreChange {
                     file: rel,
                     offset: at,
                     old: hex(&old),
-                    new: hex(&zeros),
+                    new: hex(&vec![0u8; n]),
                     truncated: None,
                 });
             }
         }
-        file.sync_all().map_err(io)?;
     }
     Ok(changes)
+}
+
+/// Makes `changes` (from [`plan_changes`]) to the files under `store`, each file synced.
+pub fn apply(store: &Path, changes: &[StoreChange]) -> Result<(), CorruptError> {
+    for change in changes {
+        let path = store.join(&change.file);
+        let io = |source| CorruptError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match change.truncated {
+            Some((_, keep)) => file.set_len(keep).map_err(io)?,
+            None => {
+                let mut file = file;
+                file.seek(SeekFrom::Start(change.offset)).map_err(io)?;
+                file.write_all(&unhex(&change.new)).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                continue;
+            }
+        }
+        file.sync_all().map_err(io)?;
+    }
+    Ok(())
 }
 
 /// A one-line account of `changes`, for the timeline and the terminal.
@@ -394,6 +425,13 @@ pub fn summary(changes: &[StoreChange]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string this module wrote (a stray odd digit is dropped).
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, CorruptError> {

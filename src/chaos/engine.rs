@@ -239,20 +239,26 @@ impl ChaosEngine {
         };
         let files = corrupt_store::files_of(&store, &spec.stream, spec.files, group.as_deref())
             .map_err(|e| ChaosError::Usage(format!("corrupt-store on {node}: {e}")))?;
-        let changes = corrupt_store::corrupt(&store, &files, spec.mode, seed)
-            .map_err(|e| ChaosError::Usage(format!("corrupt-store on {node}: {e}")))?;
+        let failed = |e: corrupt_store::CorruptError| {
+            ChaosError::Usage(format!("corrupt-store on {node}: {e}"))
+        };
+        let changes =
+            corrupt_store::plan_changes(&store, &files, spec.mode, seed).map_err(failed)?;
         let summary = corrupt_store::summary(&changes);
-        tracing::info!(id, %node, %spec, seed, "{summary}");
-        eprintln!("aivo-load: corrupt-store on {node}: {spec}: {summary} (seed {seed})");
+        // Journaled (and synced) before a byte changes, like every fault.
         state.journal.append(&JournalEntry::Changed {
             id: id.to_string(),
             at: journal::now(),
             node: node.to_string(),
             store: store.clone(),
             seed,
-            changes,
+            changes: changes.clone(),
             note: "cannot be reverted: heal only starts the node".into(),
-        })
+        })?;
+        corrupt_store::apply(&store, &changes).map_err(failed)?;
+        tracing::info!(id, %node, %spec, seed, "{summary}");
+        eprintln!("aivo-load: corrupt-store on {node}: {spec}: {summary} (seed {seed})");
+        Ok(())
     }
 
     /// Reverts one active fault and waits (up to [`RECOVERY_TIMEOUT`]) for a whole cluster.
