@@ -572,18 +572,30 @@ impl BackgroundRun {
         }
     }
 
-    /// Waits for a stderr line containing `needle`.
+    /// Waits for a stderr line containing `needle`; fails with the lines the run printed instead.
     pub async fn wait_for_line(&mut self, needle: &str) {
+        let mut seen: Vec<String> = Vec::new();
         let found = tokio::time::timeout(Duration::from_secs(40), async {
             while let Ok(Some(line)) = self.stderr.next_line().await {
                 if line.contains(needle) {
                     return true;
                 }
+                seen.push(line);
             }
             false
         })
         .await;
-        assert_eq!(found, Ok(true), "the run never printed {needle:?}");
+        let tail = seen[seen.len().saturating_sub(40)..].join("\n");
+        assert_eq!(
+            found,
+            Ok(true),
+            "the run never printed {needle:?} ({}); it printed:\n{tail}",
+            if found.is_ok() {
+                "its stderr ended"
+            } else {
+                "40 s passed"
+            }
+        );
     }
 
     /// Drains stderr (so the run cannot block on a full pipe) and waits for the exit code.
