@@ -706,7 +706,10 @@ async fn corrupt_store_changes_exactly_the_bytes_it_journals() {
             .all(|c| c.file.to_string_lossy().ends_with(".blk")),
         "{changed:?}"
     );
-    chaos.revert_and_check_whole().await;
+    // Not a whole-cluster check: a replica restarted on damaged blocks may stay behind (that is
+    // what the fault is for); its revert only starts the node.
+    let events = chaos.engine.revert_all("test").await;
+    assert!(events.iter().all(|e| e.error.is_none()), "{events:?}");
 }
 
 /// corrupt-store refuses a stream that has no store on the node, before touching anything.
