@@ -80,6 +80,12 @@ pub enum Fault {
     CorruptStore(corrupt_store::CorruptSpec),
 }
 
+/// Whether the fault named `name` damages what a node has stored (a safety fault, after which
+/// replicas may disagree): the run then reads every replica's copy (`checks::replica_read`).
+pub fn is_safety_fault(name: &str) -> bool {
+    name == "corrupt-store"
+}
+
 impl Fault {
     /// The name used in scenario files and on the command line.
     pub fn name(&self) -> &'static str {

@@ -2,7 +2,9 @@
 //! thresholds on the run's figures, the stream-count check
 //! that ties the ledger to what JetStream holds, the ledger check (no_loss), the retention check on
 //! streams with overridden limits, the indexer's catch-up check, and the DLQ check of injected
-//! poison, the replicas check (each node's copy of a stream against the others, after faults);
+//! poison, the replicas check (each node's copy of a stream against the others, after faults),
+//! the per-replica read-back (`replica_read.rs`: each replica read as leader in turn, message by
+//! message, when the leader's count disagreed with the read-back or replicas may differ);
 //! and one finding that is no check: a stream replica stuck behind its leader after the
 //! faults were reverted (`stuck.rs`).
 
@@ -10,6 +12,7 @@ pub mod catch_up;
 pub mod dlq;
 pub mod faults;
 pub mod no_loss;
+pub mod replica_read;
 pub mod replicas;
 pub mod retention;
 pub mod stream_count;

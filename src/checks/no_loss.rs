@@ -67,6 +67,9 @@ pub struct ReadBack {
     pub duplicated_count: u64,
     /// Messages without this run's ledger identity (`event::ledger::identity`).
     pub foreign: u64,
+    /// Every stream sequence read (the run's and foreign), to compare with what the leader says
+    /// it holds.
+    pub stream_seqs: RangeSet,
     /// First and last stream sequence read.
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
@@ -308,6 +311,7 @@ impl ReadBack {
     /// sequence if that is `run_id`'s, as foreign if not.
     fn record(&mut self, stream_seq: u64, identity: Option<ledger::Identity<'_>>, run_id: &str) {
         self.read += 1;
+        self.stream_seqs.insert(stream_seq);
         self.first_seq.get_or_insert(stream_seq);
         self.last_seq = Some(stream_seq);
         let ledger = identity.map(|i| (i.run == run_id, i.publisher, i.seq));

@@ -34,8 +34,64 @@ pub struct StreamCount {
     pub messages_after: u64,
     /// `last_seq_after - last_seq_before`.
     pub appended: u64,
+    /// The stream's leader's own count of the run's sequences against what the read-back found
+    /// (`None`: not compared, e.g. the read-back stopped early).
+    pub leader_count: Option<LeaderCount>,
     pub passed: bool,
     pub detail: String,
+}
+
+/// What the stream's leader says it holds of sequences `from_seq..=to_seq`, and how many of them
+/// the read-back's consumer delivered. A consumer may be served by another replica than the
+/// leader, so a leader short of messages can go unseen by the read-back: the two must agree.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LeaderCount {
+    pub leader: Option<String>,
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub leader_holds: u64,
+    pub read: u64,
+}
+
+impl StreamCount {
+    /// Adds the leader's count; a disagreement with the read-back fails the stream.
+    pub fn compare_leader(&mut self, count: LeaderCount) {
+        let leader = count.leader.as_deref().unwrap_or("the server");
+        let (lo, hi) = (count.from_seq, count.to_seq);
+        let problem = if count.leader_holds < count.read {
+            Some(format!(
+                "the leader {leader} holds {} message(s) of sequences {lo}-{hi}, the read-back \
+                 found {}: {} message(s) missing on at least one replica",
+                count.leader_holds,
+                count.read,
+                count.read - count.leader_holds
+            ))
+        } else if count.leader_holds > count.read {
+            Some(format!(
+                "the leader {leader} says it holds {} message(s) of sequences {lo}-{hi}, the \
+                 read-back found only {}",
+                count.leader_holds, count.read
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            if self.passed {
+                self.detail = problem;
+            } else {
+                self.detail = format!("{}; {problem}", self.detail);
+            }
+            self.passed = false;
+        }
+        self.leader_count = Some(count);
+    }
+
+    /// True when the leader's count disagreed with the read-back.
+    pub fn leader_disagrees(&self) -> bool {
+        self.leader_count
+            .as_ref()
+            .is_some_and(|c| c.leader_holds != c.read)
+    }
 }
 
 /// Sums the ledgers per stream.
@@ -98,6 +154,7 @@ pub fn judge(
         last_seq_after: after,
         messages_after,
         appended,
+        leader_count: None,
         passed,
         detail,
     }
@@ -120,6 +177,40 @@ mod tests {
     fn exact_counts_pass() {
         assert!(judge("FOCUS", totals(100, 0), 10, 110, 100).passed);
         assert!(judge("FOCUS", totals(100, 5), 0, 103, 103).passed);
+    }
+
+    #[test]
+    fn a_leader_holding_fewer_than_the_read_back_found_fails() {
+        let count = |leader_holds, read| LeaderCount {
+            leader: Some("nats1".into()),
+            from_seq: 1,
+            to_seq: 108_125,
+            leader_holds,
+            read,
+        };
+        // What a Jepsen-style minority corruption left: every event read once, the leader short.
+        let mut short = judge("FOCUS", totals(108_125, 0), 0, 108_125, 93_479);
+        short.compare_leader(count(93_479, 108_125));
+        assert!(!short.passed && short.leader_disagrees());
+        assert!(
+            short.detail.contains("14646 message(s) missing"),
+            "{}",
+            short.detail
+        );
+        let mut agreed = judge("FOCUS", totals(100, 0), 0, 100, 100);
+        agreed.compare_leader(count(100, 100));
+        assert!(
+            agreed.passed && !agreed.leader_disagrees(),
+            "{}",
+            agreed.detail
+        );
+        let mut over = judge("FOCUS", totals(100, 0), 0, 100, 100);
+        over.compare_leader(count(100, 90));
+        assert!(
+            !over.passed && over.detail.contains("found only 90"),
+            "{}",
+            over.detail
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use anyhow::anyhow;
 
 use super::no_loss::{self, LedgerCheck};
-use super::stream_count::{self, StreamCount};
+use super::stream_count::{self, LeaderCount, StreamCount};
 use crate::load::ledger::PublisherLedger;
-use crate::topology::{stream_position, wait_until_replicated, StreamPosition};
+use crate::topology::{leader_copy, stream_position, wait_until_replicated, StreamPosition};
 
 /// One stream the run wrote, and where it stood before the load.
 #[derive(Debug, Clone)]
@@ -57,15 +57,15 @@ pub async fn check_streams(
         }
         let after = stream_position(js, stream).await?;
         let ledger = totals.get(stream).copied().unwrap_or_default();
-        if up_to.is_none() {
-            checks.counts.push(stream_count::judge(
+        let mut count = up_to.is_none().then(|| {
+            stream_count::judge(
                 stream,
                 ledger,
                 window.before.last_seq,
                 after.last_seq,
                 after.messages,
-            ));
-        }
+            )
+        });
         eprintln!(
             "aivo-load: reading {stream} back ({} messages)",
             after.last_seq.saturating_sub(window.before.last_seq)
@@ -78,6 +78,21 @@ pub async fn check_streams(
             let later = back.only_up_to(last);
             eprintln!("aivo-load: {stream}: {later} events sent after the checkpoint left out");
         }
+        if let Some(count) = count.as_mut().filter(|_| back.incomplete.is_none()) {
+            match leader_count(
+                js,
+                stream,
+                window.before.last_seq + 1,
+                after.last_seq,
+                &back,
+            )
+            .await
+            {
+                Ok(leader) => count.compare_leader(leader),
+                Err(e) => eprintln!("aivo-load: {e:#}; the leader's count is not compared"),
+            }
+        }
+        checks.counts.extend(count);
         let writers: Vec<_> = ledgers.iter().filter(|l| l.stream == stream).collect();
         let removed = removed_by_retention(window, after, back.first_seq);
         checks
@@ -85,6 +100,27 @@ pub async fn check_streams(
             .push(no_loss::judge(stream, &writers, &back, removed));
     }
     Ok(checks)
+}
+
+/// The leader's own count of `from..=to` (read after the read-back, so what expired meanwhile
+/// is below its first sequence and left out of both sides) against what the read-back found.
+async fn leader_count(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    from: u64,
+    to: u64,
+    back: &no_loss::ReadBack,
+) -> anyhow::Result<LeaderCount> {
+    let copy = leader_copy(js, stream).await?;
+    let lo = from.max(copy.first_seq);
+    let hi = to.min(copy.last_seq);
+    Ok(LeaderCount {
+        leader: copy.leader.clone(),
+        from_seq: lo,
+        to_seq: hi,
+        leader_holds: copy.held_between(lo, hi),
+        read: back.stream_seqs.count_between(lo, hi),
+    })
 }
 
 /// How many of the run's messages retention removed before the read: everything below the first

@@ -86,6 +86,25 @@ impl RangeSet {
         self.len == 0
     }
 
+    /// How many values lie in `lo..=hi` (cost follows the ranges that overlap it).
+    pub fn count_between(&self, lo: u64, hi: u64) -> u64 {
+        if hi < lo {
+            return 0;
+        }
+        let first = self.ranges.range(..=lo).next_back().map_or(lo, |(&s, _)| s);
+        self.ranges
+            .range(first..=hi)
+            .map(|(&s, &e)| {
+                let (s, e) = (s.max(lo), e.min(hi));
+                if e < s {
+                    0
+                } else {
+                    e - s + 1
+                }
+            })
+            .sum()
+    }
+
     /// Number of ranges (the memory the set holds).
     pub fn range_count(&self) -> usize {
         self.ranges.len()
@@ -404,6 +423,20 @@ mod tests {
         assert_eq!(clock.window_of(50), Some((1, 2)));
         assert_eq!(clock.window_of(85), Some((2, 4)));
         assert_eq!(clock.window_of(101), None);
+    }
+
+    #[test]
+    fn count_between_counts_only_the_window() {
+        let mut set = RangeSet::new();
+        for v in (1..=10).chain(20..=30).chain([40]) {
+            set.insert(v);
+        }
+        assert_eq!(set.count_between(1, 40), 22);
+        assert_eq!(set.count_between(5, 25), 12);
+        assert_eq!(set.count_between(11, 19), 0);
+        assert_eq!(set.count_between(40, 40), 1);
+        assert_eq!(set.count_between(41, u64::MAX), 0);
+        assert_eq!(set.count_between(9, 8), 0);
     }
 
     #[test]

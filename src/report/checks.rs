@@ -8,6 +8,7 @@ use crate::checks::catch_up::CatchUpCheck;
 use crate::checks::dlq::DlqCheck;
 use crate::checks::faults::FaultsCheck;
 use crate::checks::no_loss::LedgerCheck;
+use crate::checks::replica_read::ReplicaRead;
 use crate::checks::replicas::ReplicaCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
@@ -52,6 +53,7 @@ pub struct CheckSources<'a> {
     pub events: Option<&'a LedgerCheck>,
     pub retention: &'a [RetentionCheck],
     pub replicas: &'a [ReplicaCheck],
+    pub replica_reads: &'a [ReplicaRead],
     pub dlq: Option<&'a DlqCheck>,
     pub catch_up: Option<&'a CatchUpCheck>,
     pub faults: Option<&'a FaultsCheck>,
@@ -86,6 +88,7 @@ pub fn check_lines(s: &CheckSources<'_>) -> Vec<CheckLine> {
     }
     lines.extend(s.retention.iter().map(retention_line));
     lines.extend(s.replicas.iter().map(replicas_line));
+    lines.extend(s.replica_reads.iter().map(replica_read_line));
     lines.extend(s.dlq.map(dlq_line));
     lines.extend(s.catch_up.map(catch_up_line));
     lines.extend(s.faults.map(faults_line));
@@ -119,6 +122,28 @@ fn retention_line(c: &RetentionCheck) -> CheckLine {
         format!(
             "oldest message at most {age}, peak {} bytes, peak {} messages, first sequence advanced {}",
             c.peak_bytes, c.peak_messages, c.first_seq_advance
+        ),
+        &c.detail,
+    )
+}
+
+fn replica_read_line(c: &ReplicaRead) -> CheckLine {
+    let copies: Vec<String> = c
+        .copies
+        .iter()
+        .map(|r| match r.holds {
+            Some(holds) => format!("{} {holds}", r.node),
+            None => format!("{} unread", r.node),
+        })
+        .collect();
+    check(
+        format!("replica read-back {}", c.stream),
+        c.passed,
+        format!(
+            "messages of sequences {}-{} held: {}",
+            c.from_seq,
+            c.to_seq,
+            copies.join(", ")
         ),
         &c.detail,
     )

@@ -257,23 +257,8 @@ fn checks_section(out: &mut String, report: &RunReport) {
         );
         lost_lines(out, c);
     }
-    for c in &report.retention {
-        let _ = writeln!(
-            out,
-            "- {} retention {}: {}",
-            mark(c.passed),
-            c.stream,
-            c.detail
-        );
-    }
-    for c in &report.replicas {
-        let _ = writeln!(
-            out,
-            "- {} replicas {}: {}",
-            mark(c.passed),
-            c.stream,
-            c.detail
-        );
+    for (name, passed, detail) in report.replica_and_retention_checks() {
+        let _ = writeln!(out, "- {} {name}: {detail}", mark(passed));
     }
     indexer_line(out, report);
     if let Some(c) = &report.catch_up {

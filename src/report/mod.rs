@@ -78,6 +78,11 @@ pub struct RunReport {
     /// Empty: fewer than two nodes' monitoring answered (e.g. an external cluster without
     /// `--monitor`), or the run was interrupted.
     pub replicas: Vec<crate::checks::replicas::ReplicaCheck>,
+    /// The per-replica read-back of each stream whose replicas may disagree (the leader's count
+    /// differed from the read-back, the replicas check found a difference, or a safety fault
+    /// damaged a store): each replica read as leader in turn. Empty: none needed it.
+    #[serde(default)]
+    pub replica_reads: Vec<crate::checks::replica_read::ReplicaRead>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
 }
@@ -578,6 +583,35 @@ fn mark(passed: bool) -> &'static str {
         "✓"
     } else {
         "✗"
+    }
+}
+
+impl RunReport {
+    /// The retention, replicas and per-replica read-back checks of each stream, as (name, passed,
+    /// detail), in the order summaries list them.
+    pub fn replica_and_retention_checks(&self) -> Vec<(String, bool, &str)> {
+        let retention = self.retention.iter().map(|c| {
+            (
+                format!("retention {}", c.stream),
+                c.passed,
+                c.detail.as_str(),
+            )
+        });
+        let replicas = self.replicas.iter().map(|c| {
+            (
+                format!("replicas {}", c.stream),
+                c.passed,
+                c.detail.as_str(),
+            )
+        });
+        let reads = self.replica_reads.iter().map(|c| {
+            (
+                format!("replica read-back {}", c.stream),
+                c.passed,
+                c.detail.as_str(),
+            )
+        });
+        retention.chain(replicas).chain(reads).collect()
     }
 }
 

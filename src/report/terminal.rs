@@ -197,7 +197,7 @@ fn fault_lines(out: &mut String, report: &RunReport) {
     let _ = writeln!(out);
 }
 
-/// The stream, ledger, retention and replicas checks, one a line.
+/// The stream, ledger, retention, replicas and replica read-back checks, one a line.
 fn check_lines(out: &mut String, report: &RunReport) {
     for s in &report.streams {
         let name = format!("stream {}", s.stream);
@@ -208,13 +208,8 @@ fn check_lines(out: &mut String, report: &RunReport) {
         let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(c.passed), c.detail);
         lost_lines(out, c);
     }
-    for c in &report.retention {
-        let name = format!("retention {}", c.stream);
-        let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(c.passed), c.detail);
-    }
-    for c in &report.replicas {
-        let name = format!("replicas {}", c.stream);
-        let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(c.passed), c.detail);
+    for (name, passed, detail) in report.replica_and_retention_checks() {
+        let _ = writeln!(out, "  {} {} {detail}", dotted(&name), mark(passed));
     }
 }
 

@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::chaos::run_hook::{self, RunChaos};
-use crate::checks::{dlq, replicas, retention, streams, stuck};
+use crate::checks::{dlq, replica_read, replicas, retention, streams, stuck};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::exit::{AppError, ExitStatus};
 use crate::report::{self, RunReport};
@@ -52,6 +52,7 @@ struct ClusterChecks {
     streams: streams::StreamChecks,
     retention: Vec<retention::RetentionCheck>,
     replicas: Vec<replicas::ReplicaCheck>,
+    replica_reads: Vec<replica_read::ReplicaRead>,
 }
 
 /// How long the replicas check waits for every replica to reach its stream's last sequence.
@@ -228,6 +229,17 @@ impl RunContext {
             let streams: Vec<&str> = declared.windows.iter().map(|w| w.stream).collect();
             replicas::check(&cluster.endpoints(), &streams, REPLICAS_WITHIN).await
         };
+        let replica_reads = if self.cancel.is_cancelled() {
+            Vec::new()
+        } else {
+            read_replicas_where_they_may_differ(
+                &declared,
+                &checked,
+                &replica_checks,
+                &finished.fault_events,
+            )
+            .await
+        };
         // A replica still behind its leader a bound after the reverts: a warning in the report.
         let stuck_replicas = if finished.fault_events.is_empty() || self.cancel.is_cancelled() {
             Vec::new()
@@ -244,6 +256,7 @@ impl RunContext {
                     streams: checked,
                     retention: retention_checks,
                     replicas: replica_checks,
+                    replica_reads,
                 },
             )
             .await;
@@ -405,6 +418,7 @@ impl RunContext {
             ledger_checks: checks.streams.ledgers,
             retention_checks: checks.retention,
             replica_checks: checks.replicas,
+            replica_reads: checks.replica_reads,
             sync_interval_applied: !self.cluster_plan.keep && cluster.kind().manages_faults(),
             fault_events: finished.fault_events,
             indexer: finished.consumed.indexer,
@@ -547,4 +561,49 @@ pub fn compact_utc(t: OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// The per-replica read-back of every stream whose replicas may disagree: its leader's count
+/// differed from the read-back, the replicas check found a node lacking messages, or the run
+/// applied a safety fault (then every stream the run wrote).
+async fn read_replicas_where_they_may_differ(
+    declared: &Declared,
+    checked: &streams::StreamChecks,
+    replica_checks: &[replicas::ReplicaCheck],
+    fault_events: &[crate::chaos::FaultEvent],
+) -> Vec<replica_read::ReplicaRead> {
+    let safety_fault = fault_events
+        .iter()
+        .find(|e| crate::chaos::is_safety_fault(&e.fault))
+        .map(|e| format!("after {} on {}", e.fault, e.node));
+    let mut reads = Vec::new();
+    for count in checked.counts.iter().filter(|c| c.appended > 0) {
+        let replicas_differ = replica_checks
+            .iter()
+            .any(|r| r.stream == count.stream && !r.differences.is_empty());
+        let reason = if count.leader_disagrees() {
+            "the leader's count disagreed with the read-back".to_string()
+        } else if replicas_differ {
+            "the replicas check found a node lacking messages".to_string()
+        } else if let Some(fault) = &safety_fault {
+            fault.clone()
+        } else {
+            continue;
+        };
+        eprintln!(
+            "aivo-load: reading each replica of {} ({reason})",
+            count.stream
+        );
+        reads.push(
+            replica_read::read_each_replica(
+                &declared.js,
+                &count.stream,
+                count.last_seq_before + 1,
+                count.last_seq_after,
+                &reason,
+            )
+            .await,
+        );
+    }
+    reads
 }

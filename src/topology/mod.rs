@@ -30,7 +30,9 @@ pub use commands::{init_command, render_checks, verify_command, TopologyRequest}
 pub use connect::{connect, connect_as, connect_preferring};
 pub use fields::{Change, ChangeKind, FieldChange, FieldCheck, FieldValue};
 pub use format::format_bytes;
-pub use stream_state::{stream_position, wait_until_replicated, StreamPosition};
+pub use stream_state::{
+    leader_copy, move_leader, stream_position, wait_until_replicated, LeaderCopy, StreamPosition,
+};
 pub use sync::{apply, verify};
 
 /// One gigabyte as the seed's "10 GB" means it: 10^9 bytes (SI), not a GiB (2^30).

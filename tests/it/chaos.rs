@@ -769,3 +769,56 @@ async fn the_replicas_check_names_a_follower_whose_blocks_were_truncated() {
     assert!(check.detail.contains(&damaged), "{}", check.detail);
     chaos.revert_and_check_whole().await;
 }
+
+/// The per-replica read-back makes each replica the leader in turn and lists what its copy lacks:
+/// after a follower's blocks were cut to half, it names that node, the stream sequences it lacks
+/// and the two nodes that hold them, and gives leadership back. Before the fault it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_replica_read_back_names_the_sequences_a_damaged_follower_lacks() {
+    use aivo_load::chaos::corrupt_store::{CorruptMode, CorruptSpec, FileClass};
+    use aivo_load::checks::replica_read;
+    use aivo_load::topology::leader_copy;
+    let chaos = Chaos::start().await;
+    publish_many(&chaos.js, "chaos.data", 3000, 4000).await;
+    let before = replica_read::read_each_replica(&chaos.js, "CHAOS", 1, 3000, "test").await;
+    assert!(before.passed, "{before:?}");
+    assert_eq!(before.copies.len(), 3, "{before:?}");
+    assert!(
+        before.copies.iter().all(|c| c.holds == Some(3000)),
+        "{before:?}"
+    );
+
+    let spec = CorruptSpec {
+        stream: "CHAOS".into(),
+        files: FileClass::Blocks,
+        mode: CorruptMode::Truncate {
+            keep_per_mille: 500,
+        },
+    };
+    let event = chaos
+        .inject(Fault::CorruptStore(spec), "follower:CHAOS")
+        .await;
+    let damaged = event.node.clone();
+    let leader = leader_copy(&chaos.js, "CHAOS").await.expect("info").leader;
+    let after = replica_read::read_each_replica(&chaos.js, "CHAOS", 1, 3000, "test").await;
+    assert!(!after.passed, "{after:?}");
+    assert_eq!(after.divergences.len(), 1, "{after:?}");
+    let divergence = &after.divergences[0];
+    assert_eq!(divergence.node, damaged, "{after:?}");
+    assert!(divergence.missing > 0, "{after:?}");
+    assert_eq!(divergence.held_by.len(), 2, "{after:?}");
+    assert!(!divergence.held_by.contains(&damaged), "{after:?}");
+    assert!(!divergence.samples.is_empty(), "{after:?}");
+    assert_eq!(after.on_no_replica, 0, "{after:?}");
+    let lacking = after
+        .copies
+        .iter()
+        .find(|c| c.node == damaged)
+        .and_then(|c| c.holds);
+    assert_eq!(lacking, Some(3000 - divergence.missing), "{after:?}");
+    assert!(after.detail.contains(&damaged), "{}", after.detail);
+    // Leadership went back where it was.
+    let now = leader_copy(&chaos.js, "CHAOS").await.expect("info").leader;
+    assert_eq!(now, leader);
+    chaos.revert_and_check_whole().await;
+}
