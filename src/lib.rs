@@ -10,6 +10,7 @@ mod child;
 pub mod cli;
 pub mod cluster;
 pub mod consumers;
+pub mod durable_fs;
 pub mod event;
 pub mod exit;
 pub mod load;

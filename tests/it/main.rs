@@ -8,6 +8,7 @@ mod cluster;
 mod consumers;
 mod dlq;
 mod docker;
+mod durable_fs;
 mod metrics;
 mod nemesis;
 mod production;
