@@ -21,6 +21,7 @@ mod load;
 mod metrics;
 pub mod recover;
 mod resources;
+pub mod segment;
 pub mod selfcheck;
 pub mod session;
 mod setup;
@@ -76,6 +77,12 @@ pub struct RunPlan {
     pub checkpoint: Option<std::time::Duration>,
     /// `--metrics-addr`: serve live metrics there while the run goes.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--segment`: which slice of the scenario this run drives (whole by default).
+    pub segment: segment::Segment,
+    /// `--run-id`: the id every worker of a segmented run shares.
+    pub run_id: Option<String>,
+    /// `--start-at`: second 0 of the load.
+    pub start_at: Option<OffsetDateTime>,
 }
 
 /// Runs a plan to its exit status; see the module header.
@@ -111,6 +118,8 @@ struct RunContext {
     source: checkpoint::ScenarioSource,
     checkpoint_every: Option<std::time::Duration>,
     metrics_addr: Option<std::net::SocketAddr>,
+    segment: segment::Segment,
+    start_at: Option<OffsetDateTime>,
     /// From the start of the phases until teardown, with `--metrics-addr`.
     live: Option<live::LiveMetrics>,
     run_id: String,
@@ -145,8 +154,16 @@ impl RunContext {
     /// Creates the run dir and starts watching for Ctrl-C / SIGTERM.
     fn create(plan: RunPlan) -> Result<Self, AppError> {
         let started_at = OffsetDateTime::now_utc();
-        let run_id = format!("{}-{}", compact_utc(started_at), plan.scenario.name);
-        let run_dir = plan.reports_dir.join(&run_id);
+        // Workers of a segmented run given one --start-at derive the same id without talking.
+        let run_id = plan.run_id.clone().unwrap_or_else(|| {
+            let at = plan.start_at.unwrap_or(started_at);
+            format!("{}-{}", compact_utc(at), plan.scenario.name)
+        });
+        let run_dir = if plan.segment.is_whole() {
+            plan.reports_dir.join(&run_id)
+        } else {
+            plan.reports_dir.join(&run_id).join(plan.segment.dir_name())
+        };
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("cannot create the report directory {}", run_dir.display()))
             .map_err(AppError::environment)?;
@@ -163,6 +180,8 @@ impl RunContext {
             source: plan.source,
             checkpoint_every: plan.checkpoint,
             metrics_addr: plan.metrics_addr,
+            segment: plan.segment,
+            start_at: plan.start_at,
             live: None,
             run_id,
             run_dir,
@@ -203,6 +222,8 @@ impl RunContext {
                         side.consumers.as_ref().and_then(|c| c.indexer_lag()),
                     )
                 }),
+                segment: self.segment,
+                start_at: self.start_at,
             },
         )
         .await?;
@@ -270,7 +291,10 @@ impl RunContext {
             nats_server_version: declared.nats_server_version.clone(),
             windows: checkpoint::windows_of(&declared.windows),
         };
-        let publishers = self.scenario.traffic.len() * self.scenario.publishers as usize;
+        let owned = (0..self.scenario.publishers)
+            .filter(|index| self.segment.owns(*index))
+            .count();
+        let publishers = self.scenario.traffic.len() * owned;
         Some(checkpoint::Checkpointer::new(context, every, publishers))
     }
 
