@@ -22,6 +22,7 @@ use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
 use crate::exit::AppError;
 use crate::report::trend::TrendPlan;
 use crate::run::checkpoint::ScenarioSource;
+use crate::run::merge::MergePlan;
 use crate::run::segment::Segment;
 use crate::run::RunPlan;
 use crate::scenario::catalog::{self, CatalogRequest};
@@ -167,6 +168,32 @@ pub enum ReportCommand {
     /// where it is worse than the median of the earlier runs by more than --tolerance; exit 1 if any
     /// is.
     Trend(TrendArgs),
+    /// Merge the partial reports of a segmented run's workers (`run --segment I/N`) into one
+    /// report: histograms added, counters summed, timelines aligned on the intended second; then
+    /// the ledger read-back, stream counts and retention checks once over every worker's ledgers,
+    /// and the thresholds on the merged figures. A worker that never reported fails the verdict
+    /// with "worker lost", naming its segment. Exit 0 if every check passed.
+    Merge(Box<MergeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The run's directory (holding segment-I-of-N/ dirs), or the workers' own dirs.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged report goes (default: the run's directory, when one is given).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Cluster URL(s) the checks read, comma-separated (default: those the workers used).
+    #[arg(long, env = "NATS_URL")]
+    pub server: Option<String>,
+    /// Warn when two workers' clock offsets to the cluster differ by more than this.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration_arg)]
+    pub clock_tolerance: Duration,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -440,6 +467,11 @@ pub struct RunArgs {
     /// Run none of the scenario's [[chaos]].
     #[arg(long)]
     pub no_chaos: bool,
+    /// Start the cluster, run N worker processes (`--segment i/N`, one --run-id, one --start-at)
+    /// against it, wait for them and merge their partial reports into the run dir (`report
+    /// merge`); chaos and consumers are not run by workers (use --no-chaos).
+    #[arg(long, value_name = "N", conflicts_with = "segment", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(flatten)]
@@ -568,6 +600,18 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             html: args.html,
         }),
         CliCommand::Capacity(args) => Command::Capacity(Box::new(capacity_plan(args)?)),
+        CliCommand::Report(ReportCommand::Merge(args)) => {
+            let args = *args;
+            let (server, auth) =
+                client_target(args.server, &args.client, &args.state, Role::Admin)?;
+            Command::ReportMerge(MergePlan {
+                inputs: args.dirs,
+                out: args.out,
+                server,
+                auth,
+                clock_tolerance: args.clock_tolerance,
+            })
+        }
     })
 }
 
@@ -597,6 +641,23 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
             "--segment {segment}: the scenario {} runs consumers (indexer/analytics); a segmented              run drives load only (run the consumers beside the cluster)",
             scenario.name
         )));
+    }
+    if let Some(count) = args.workers {
+        Segment { index: 1, count }
+            .fits(scenario.publishers)
+            .map_err(usage)?;
+        if scenario.consumers.any() {
+            return Err(usage(format!(
+                "--workers: the scenario {} runs consumers (indexer/analytics); workers drive load                  only",
+                scenario.name
+            )));
+        }
+        if !scenario.chaos.faults().is_empty() && !args.no_chaos {
+            return Err(usage(format!(
+                "--workers: the scenario {} has [[chaos]], which workers on an external cluster                  cannot apply; add --no-chaos",
+                scenario.name
+            )));
+        }
     }
     if args.no_chaos || !segment.runs_chaos() {
         scenario.chaos = crate::chaos::schedule::ChaosPlan::default();
@@ -634,6 +695,7 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         segment,
         run_id: args.run_id,
         start_at,
+        workers: args.workers.filter(|n| *n > 1),
     })
 }
 
