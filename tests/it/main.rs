@@ -21,3 +21,4 @@ mod support;
 mod teardown;
 mod topology;
 mod trend;
+mod workers;
