@@ -8,6 +8,7 @@ mod cluster;
 mod consumers;
 mod dlq;
 mod docker;
+mod k8s_manifests;
 mod metrics;
 mod nemesis;
 mod production;
