@@ -104,7 +104,18 @@ pub(super) async fn drive_load(
 
     // The meters start with the clock, so the first second's CPU is the first second's.
     let clock = match files.start_at {
-        Some(at) => RunClock::at(at).await,
+        Some(at) => {
+            let late = time::OffsetDateTime::now_utc() - at;
+            if late > time::Duration::milliseconds(100) {
+                // Its first events are overdue from the start: the send delay will show it.
+                eprintln!(
+                    "aivo-load: warning: ready {:.1} s after --start-at; this worker's first \
+                     events are late (start further ahead)",
+                    late.as_seconds_f64()
+                );
+            }
+            RunClock::at(at).await
+        }
         None => RunClock::now(),
     };
     let resources = ResourceSampler::start(nodes);

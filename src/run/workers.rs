@@ -20,8 +20,9 @@ use super::RunContext;
 use crate::exit::{AppError, ExitStatus};
 
 /// How far ahead of the spawn the workers' common start is: long enough for each to connect,
-/// declare the streams and probe its clock on a loaded 2-core machine.
-const START_LEAD: Duration = Duration::from_secs(4);
+/// declare the streams and probe its clock on a loaded 2-core machine (three debug-build workers
+/// declaring at once took 7 s here: 4 s left them all starting late, their first events overdue).
+const START_LEAD: Duration = Duration::from_secs(10);
 
 impl RunContext {
     /// The phases of a `--workers N` run (see the module header).

@@ -110,8 +110,8 @@ async fn a_worker_killed_mid_run_is_named_lost_not_its_events() {
         .next()
         .and_then(|rest| rest.trim_end_matches(')').parse().ok())
         .unwrap_or_else(|| panic!("no pid in {line:?}"));
-    // The workers start their load 4 s after the spawn; kill this one a few seconds into it.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The workers start their load 10 s after the spawn; kill this one a few seconds into it.
+    tokio::time::sleep(Duration::from_secs(14)).await;
     // SAFETY: kill(2) on the worker the run just started and reported.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
     let code = run.finish().await;
