@@ -618,4 +618,97 @@ mod tests {
         assert_eq!(segment_of_dir("merged"), None);
         assert_eq!(Segment { index: 2, count: 3 }.dir_name(), "segment-2-of-3");
     }
+
+    /// A worker's partial report with `acked` events of publisher `segment - 1`.
+    fn partial(run_id: &str, index: u32, count: u32) -> WorkerPartial {
+        WorkerPartial {
+            version: 1,
+            segment: Segment { index, count },
+            run_id: run_id.into(),
+            source: super::super::checkpoint::ScenarioSource {
+                name_or_path: "focus-burst".into(),
+                duration_s: Some(4.0),
+                rate_scale: 0.1,
+                seed: None,
+            },
+            started_at: "2026-12-03T18:00:00Z".into(),
+            start_wall: "2026-12-03T18:00:10Z".into(),
+            backend: "external".into(),
+            servers: Vec::new(),
+            nats_server_version: String::new(),
+            clock: Some(ClockOffset {
+                offset_ms: f64::from(index) * 40.0,
+                uncertainty_ms: 0.5,
+            }),
+            clock_error: None,
+            windows: Vec::new(),
+            elapsed_s: 4.0,
+            aborted: None,
+            interrupted: false,
+            ledgers: Vec::new(),
+            counts: Default::default(),
+            histograms: BTreeMap::new(),
+            subjects: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+
+    fn reported(run_id: &str, index: u32, count: u32) -> Worker {
+        Worker::Reported {
+            dir: PathBuf::from(format!("r/segment-{index}-of-{count}")),
+            partial: Box::new(partial(run_id, index, count)),
+        }
+    }
+
+    #[test]
+    fn a_segment_that_never_reported_is_named_lost_and_clocks_apart_are_warned() {
+        let merged = Merged::of(vec![
+            reported("r", 1, 3),
+            Worker::Lost {
+                dir: PathBuf::from("r/segment-2-of-3"),
+                segment: Some(Segment { index: 2, count: 3 }),
+            },
+        ])
+        .expect("one run");
+        assert_eq!(merged.lost.len(), 2, "{:?}", merged.lost);
+        assert!(merged.lost[0].starts_with("segment 2/3 (r/segment-2-of-3: no partial.json"));
+        assert!(merged.lost[1].starts_with("segment 3/3 (no dir"));
+        let states: Vec<&str> = merged
+            .workers
+            .segments
+            .iter()
+            .map(|s| s.state.as_str())
+            .collect();
+        assert_eq!(states, ["complete", "incomplete", "incomplete"]);
+
+        let mut whole =
+            Merged::of(vec![reported("r", 1, 2), reported("r", 2, 2)]).expect("one run");
+        assert!(whole.lost.is_empty());
+        whole.judge_clocks(Duration::from_millis(50));
+        assert!(
+            whole.workers.warnings.is_empty(),
+            "40 ms apart: {:?}",
+            whole.workers.warnings
+        );
+        whole.judge_clocks(Duration::from_millis(30));
+        assert!(
+            whole.workers.warnings[0].contains("differ by 40.0 ms"),
+            "{:?}",
+            whole.workers.warnings
+        );
+    }
+
+    #[test]
+    fn workers_of_different_runs_or_a_segment_twice_are_refused() {
+        let error = Merged::of(vec![reported("a", 1, 2), reported("b", 2, 2)])
+            .err()
+            .expect("two runs");
+        assert!(error.contains("not one run: run id a vs b"), "{error}");
+        let error = Merged::of(vec![reported("a", 1, 2), reported("a", 1, 2)])
+            .err()
+            .expect("twice");
+        assert!(error.contains("segment 1/2 reported twice"), "{error}");
+        let error = Merged::of(Vec::new()).err().expect("nobody");
+        assert!(error.contains("no worker reported"), "{error}");
+    }
 }
