@@ -671,6 +671,12 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
     if let Some(id) = &args.run_id {
         check_run_id(id).map_err(|e| usage(format!("--run-id: {e}")))?;
     }
+    if !segment.is_whole() && args.run_id.is_none() && start_at.is_none() {
+        return Err(usage(format!(
+            "--segment {segment}: give --run-id or --start-at (every worker must share one run id: \
+             it is in each event's identity)"
+        )));
+    }
     let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
     let cluster = ClusterPlan::new(args.backend, server.as_deref(), args.state.into())
         .map_err(usage)?
@@ -994,5 +1000,44 @@ mod tests {
         assert!(error.contains("RFC 3339"), "{error}");
         assert!(check_run_id("20261203T180000Z-focus-burst").is_ok());
         assert!(check_run_id("../x").is_err());
+    }
+
+    #[test]
+    fn a_segment_without_a_shared_run_id_is_refused() {
+        use clap::Parser as _;
+        let plan = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            into_command(cli).map(|_| ())
+        };
+        let error =
+            plan(&["aivo-load", "run", "focus-burst", "--segment", "2/3"]).expect_err("no run id");
+        assert!(
+            format!("{error:#}").contains("--run-id or --start-at"),
+            "{error:#}"
+        );
+        let error = plan(&[
+            "aivo-load",
+            "run",
+            "focus-burst",
+            "--segment",
+            "1/5",
+            "--run-id",
+            "r",
+        ])
+        .expect_err("5 > 4 publishers");
+        assert!(
+            format!("{error:#}").contains("at most 4 segments"),
+            "{error:#}"
+        );
+        plan(&[
+            "aivo-load",
+            "run",
+            "focus-burst",
+            "--segment",
+            "2/3",
+            "--run-id",
+            "r",
+        ])
+        .expect("a shared run id");
     }
 }
