@@ -22,6 +22,8 @@ use crate::consumers::{DlqPlan, ServiceConfig, ServiceKind};
 use crate::exit::AppError;
 use crate::report::trend::TrendPlan;
 use crate::run::checkpoint::ScenarioSource;
+use crate::run::merge::MergePlan;
+use crate::run::segment::Segment;
 use crate::run::RunPlan;
 use crate::scenario::catalog::{self, CatalogRequest};
 use crate::security::context::NatsContext;
@@ -166,6 +168,32 @@ pub enum ReportCommand {
     /// where it is worse than the median of the earlier runs by more than --tolerance; exit 1 if any
     /// is.
     Trend(TrendArgs),
+    /// Merge the partial reports of a segmented run's workers (`run --segment I/N`) into one
+    /// report: histograms added, counters summed, timelines aligned on the intended second; then
+    /// the ledger read-back, stream counts and retention checks once over every worker's ledgers,
+    /// and the thresholds on the merged figures. A worker that never reported fails the verdict
+    /// with "worker lost", naming its segment. Exit 0 if every check passed.
+    Merge(Box<MergeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The run's directory (holding segment-I-of-N/ dirs), or the workers' own dirs.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged report goes (default: the run's directory, when one is given).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Cluster URL(s) the checks read, comma-separated (default: those the workers used).
+    #[arg(long, env = "NATS_URL")]
+    pub server: Option<String>,
+    /// Warn when two workers' clock offsets to the cluster differ by more than this.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration_arg)]
+    pub clock_tolerance: Duration,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -421,6 +449,29 @@ pub struct RunArgs {
     /// e.g. 127.0.0.1:9464 (port 0: any free port, printed at the start).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Run only the I-th of N slices of the scenario (a worker of a segmented run): the
+    /// publishers whose index within their traffic source is I-1 mod N, with their learners and
+    /// their share of the rate; chaos in segment 1 only. N is at most the scenario's publishers.
+    /// The run dir is `<reports-dir>/<run id>/segment-I-of-N/` and holds partial.json for
+    /// `report merge`.
+    #[arg(long, value_name = "I/N")]
+    pub segment: Option<String>,
+    /// The run id (every worker of a segmented run must share it: it is in every event's
+    /// identity). Default: `<UTC time>-<scenario>`, the time being --start-at's if given.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Start the load at this moment (RFC 3339, e.g. 2026-12-03T18:00:00Z): every worker of a
+    /// segmented run counts its intended times from it. Refused if more than 1 s in the past.
+    #[arg(long, value_name = "RFC3339")]
+    pub start_at: Option<String>,
+    /// Run none of the scenario's [[chaos]].
+    #[arg(long)]
+    pub no_chaos: bool,
+    /// Start the cluster, run N worker processes (`--segment i/N`, one --run-id, one --start-at)
+    /// against it, wait for them and merge their partial reports into the run dir (`report
+    /// merge`); chaos and consumers are not run by workers (use --no-chaos).
+    #[arg(long, value_name = "N", conflicts_with = "segment", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(flatten)]
@@ -549,6 +600,18 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             html: args.html,
         }),
         CliCommand::Capacity(args) => Command::Capacity(Box::new(capacity_plan(args)?)),
+        CliCommand::Report(ReportCommand::Merge(args)) => {
+            let args = *args;
+            let (server, auth) =
+                client_target(args.server, &args.client, &args.state, Role::Admin)?;
+            Command::ReportMerge(MergePlan {
+                inputs: args.dirs,
+                out: args.out,
+                server,
+                auth,
+                clock_tolerance: args.clock_tolerance,
+            })
+        }
     })
 }
 
@@ -562,10 +625,58 @@ impl From<StateArgs> for StateDir {
 
 /// The scenario resolved and adjusted, the cluster's flags checked together.
 fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
-    let scenario = catalog::resolve(&args.scenario)?
+    let mut scenario = catalog::resolve(&args.scenario)?
         .adjusted(args.duration, args.rate_scale, args.seed)
         .map_err(|e| AppError::usage(anyhow!(e)))?;
     let usage = |e: String| AppError::usage(anyhow!(e));
+    let segment = match &args.segment {
+        Some(text) => text
+            .parse::<Segment>()
+            .map_err(|e| usage(format!("--segment: {e}")))?,
+        None => Segment::WHOLE,
+    };
+    segment.fits(scenario.publishers).map_err(usage)?;
+    if !segment.is_whole() && scenario.consumers.any() {
+        return Err(usage(format!(
+            "--segment {segment}: the scenario {} runs consumers (indexer/analytics); a segmented              run drives load only (run the consumers beside the cluster)",
+            scenario.name
+        )));
+    }
+    if let Some(count) = args.workers {
+        Segment { index: 1, count }
+            .fits(scenario.publishers)
+            .map_err(usage)?;
+        if scenario.consumers.any() {
+            return Err(usage(format!(
+                "--workers: the scenario {} runs consumers (indexer/analytics); workers drive load                  only",
+                scenario.name
+            )));
+        }
+        if !scenario.chaos.faults().is_empty() && !args.no_chaos {
+            return Err(usage(format!(
+                "--workers: the scenario {} has [[chaos]], which workers on an external cluster                  cannot apply; add --no-chaos",
+                scenario.name
+            )));
+        }
+    }
+    if args.no_chaos || !segment.runs_chaos() {
+        scenario.chaos = crate::chaos::schedule::ChaosPlan::default();
+    }
+    let start_at = args
+        .start_at
+        .as_deref()
+        .map(|text| parse_start_at(text, time::OffsetDateTime::now_utc()))
+        .transpose()
+        .map_err(|e| usage(format!("--start-at: {e}")))?;
+    if let Some(id) = &args.run_id {
+        check_run_id(id).map_err(|e| usage(format!("--run-id: {e}")))?;
+    }
+    if !segment.is_whole() && args.run_id.is_none() && start_at.is_none() {
+        return Err(usage(format!(
+            "--segment {segment}: give --run-id or --start-at (every worker must share one run id: \
+             it is in each event's identity)"
+        )));
+    }
     let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
     let cluster = ClusterPlan::new(args.backend, server.as_deref(), args.state.into())
         .map_err(usage)?
@@ -587,7 +698,39 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         },
         checkpoint: args.checkpoint.0,
         metrics_addr: args.metrics_addr,
+        segment,
+        run_id: args.run_id,
+        start_at,
+        workers: args.workers.filter(|n| *n > 1),
     })
+}
+
+/// `--start-at`: an RFC 3339 moment no more than a second before `now`.
+fn parse_start_at(text: &str, now: time::OffsetDateTime) -> Result<time::OffsetDateTime, String> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!("\"{text}\" is not an RFC 3339 time such as 2026-12-03T18:00:00Z ({e})")
+        })?;
+    let past = now - at;
+    if past > time::Duration::seconds(1) {
+        return Err(format!(
+            "{text} is {:.1} s in the past (a start more than 1 s ago is refused: the workers              would disagree on their intended times)",
+            past.as_seconds_f64()
+        ));
+    }
+    Ok(at)
+}
+
+/// A run id goes into every event's identity and names a directory: letters, digits, `-`, `_`,
+/// `.` only.
+fn check_run_id(id: &str) -> Result<(), String> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if id.is_empty() || id.len() > 100 || !id.chars().all(fine) || id.starts_with('.') {
+        return Err(format!(
+            "\"{id}\": use 1-100 letters, digits, '-', '_' or '.' (not starting with '.')"
+        ));
+    }
+    Ok(())
 }
 
 fn capacity_plan(args: CapacityArgs) -> Result<CapacityPlan, AppError> {
@@ -839,4 +982,62 @@ fn dlq_plan(cmd: DlqCommand) -> Result<DlqPlan, AppError> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_more_than_a_second_ago_is_refused() {
+        let now = time::macros::datetime!(2026-12-03 18:00:00 UTC);
+        let at = parse_start_at("2026-12-03T18:00:05Z", now).expect("future");
+        assert_eq!(at, time::macros::datetime!(2026-12-03 18:00:05 UTC));
+        assert!(parse_start_at("2026-12-03T17:59:59.5Z", now).is_ok());
+        let error = parse_start_at("2026-12-03T17:59:58Z", now).expect_err("2 s ago");
+        assert!(error.contains("in the past"), "{error}");
+        let error = parse_start_at("tomorrow", now).expect_err("not a time");
+        assert!(error.contains("RFC 3339"), "{error}");
+        assert!(check_run_id("20261203T180000Z-focus-burst").is_ok());
+        assert!(check_run_id("../x").is_err());
+    }
+
+    #[test]
+    fn a_segment_without_a_shared_run_id_is_refused() {
+        use clap::Parser as _;
+        let plan = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            into_command(cli).map(|_| ())
+        };
+        let error =
+            plan(&["aivo-load", "run", "focus-burst", "--segment", "2/3"]).expect_err("no run id");
+        assert!(
+            format!("{error:#}").contains("--run-id or --start-at"),
+            "{error:#}"
+        );
+        let error = plan(&[
+            "aivo-load",
+            "run",
+            "focus-burst",
+            "--segment",
+            "1/5",
+            "--run-id",
+            "r",
+        ])
+        .expect_err("5 > 4 publishers");
+        assert!(
+            format!("{error:#}").contains("at most 4 segments"),
+            "{error:#}"
+        );
+        plan(&[
+            "aivo-load",
+            "run",
+            "focus-burst",
+            "--segment",
+            "2/3",
+            "--run-id",
+            "r",
+        ])
+        .expect("a shared run id");
+    }
 }

@@ -51,6 +51,8 @@ pub enum Command {
     },
     /// `report trend DIR...`.
     ReportTrend(report::trend::TrendPlan),
+    /// `report merge DIR...`.
+    ReportMerge(run::merge::MergePlan),
 }
 
 /// Runs a command to completion.
@@ -76,6 +78,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::ReportCompare { a, b } => report::compare::compare_command(&a, &b),
             Command::ReportRecover { run_dir } => run::recover::recover_command(&run_dir).await,
             Command::ReportTrend(plan) => report::trend::trend_command(&plan),
+            Command::ReportMerge(plan) => run::merge::merge_command(plan).await,
         }
     })
 }

@@ -134,6 +134,22 @@ impl RunClock {
             start_wall: OffsetDateTime::now_utc(),
         }
     }
+
+    /// A clock whose second 0 is the wall-clock moment `at`, once it has come (`--start-at`: every
+    /// worker of a segmented run counts intended times from the same instant, so their events and
+    /// timeline seconds line up as one run's). A moment already past starts now, counted from `at`.
+    pub async fn at(at: OffsetDateTime) -> Self {
+        let wait = at - OffsetDateTime::now_utc();
+        if let Ok(wait) = Duration::try_from(wait) {
+            tokio::time::sleep(wait).await;
+        }
+        let late = Duration::try_from(OffsetDateTime::now_utc() - at).unwrap_or_default();
+        let now = Instant::now();
+        Self {
+            start: now.checked_sub(late).unwrap_or(now),
+            start_wall: at,
+        }
+    }
 }
 
 /// An ack on its way: the client's ack future and what the publisher needs when it lands. A plain

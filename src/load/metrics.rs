@@ -111,14 +111,7 @@ impl DurationHistogram {
 
     /// The histogram in HdrHistogram's V2 compressed form, base64: other runs or tools can merge it.
     pub fn to_base64(&self) -> String {
-        use base64::Engine as _;
-        let mut bytes = Vec::new();
-        use hdrhistogram::serialization::Serializer as _;
-        let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
-        match serializer.serialize(&self.0, &mut bytes) {
-            Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
-            Err(_) => String::new(),
-        }
+        histogram_to_base64(&self.0)
     }
 }
 
@@ -126,19 +119,42 @@ impl DurationHistogram {
     /// Reads back what [`DurationHistogram::to_base64`] wrote; the samples are merged into a
     /// histogram of the usual bounds, so a decoded one adds to live ones exactly.
     pub fn from_base64(text: &str) -> Result<Self, String> {
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|e| format!("not base64: {e}"))?;
-        let decoded: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("not an HdrHistogram V2 histogram: {e:?}"))?;
         let mut out = Self::new();
-        out.0
-            .add(&decoded)
-            .map_err(|e| format!("histogram out of bounds: {e:?}"))?;
+        add_base64(&mut out.0, text)?;
         Ok(out)
     }
+
+    /// Adds the samples of a histogram [`DurationHistogram::to_base64`] wrote (a worker's, in
+    /// `report merge`) to this one, keeping this one's precision.
+    pub fn add_base64(&mut self, text: &str) -> Result<(), String> {
+        add_base64(&mut self.0, text)
+    }
+}
+
+/// A histogram in HdrHistogram's V2 compressed form, base64.
+pub fn histogram_to_base64(histogram: &Histogram<u64>) -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Serializer as _;
+    let mut bytes = Vec::new();
+    let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+    match serializer.serialize(histogram, &mut bytes) {
+        Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
+        Err(_) => String::new(),
+    }
+}
+
+/// Adds the samples of a base64 V2 histogram to `into` (exact when both have the same bounds and
+/// precision, as every histogram of one kind here has).
+pub fn add_base64(into: &mut Histogram<u64>, text: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
+    let decoded: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("not an HdrHistogram V2 histogram: {e:?}"))?;
+    into.add(&decoded)
+        .map_err(|e| format!("histogram out of bounds: {e:?}"))
 }
 
 /// Percentiles of one histogram, in milliseconds.
@@ -237,7 +253,7 @@ pub struct SubjectStats {
 }
 
 impl SubjectStats {
-    fn new(subject: &str) -> Self {
+    pub fn new(subject: &str) -> Self {
         Self {
             subject: subject.to_string(),
             attempted: 0,

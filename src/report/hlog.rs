@@ -7,6 +7,7 @@
 //! created; the sampler appends and flushes each second's lines, so a run that dies leaves every
 //! whole second it sampled.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write as _};
 use std::path::Path;
@@ -60,6 +61,37 @@ impl HlogWriter {
         }
         self.out.flush()
     }
+}
+
+/// Reads back the per-second histograms of a `latency.hlog` this module wrote, keyed by the second
+/// each interval starts at (`report merge` adds the workers' seconds exactly).
+pub fn read_seconds(path: &Path) -> Result<BTreeMap<u64, LatencySet>, String> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut seconds: BTreeMap<u64, LatencySet> = BTreeMap::new();
+    for entry in IntervalLogIterator::new(&text) {
+        let entry =
+            entry.map_err(|e| format!("{}: not an interval log ({e:?})", path.display()))?;
+        let LogEntry::Interval(interval) = entry else {
+            continue;
+        };
+        let Some(tag) = interval.tag() else {
+            continue;
+        };
+        let second = interval.start_timestamp().as_secs_f64().round() as u64;
+        let set = seconds.entry(second).or_default();
+        let histogram = match tag.as_str() {
+            "corrected" => &mut set.latency,
+            "service" => &mut set.service,
+            "send_delay" => &mut set.send_delay,
+            _ => continue,
+        };
+        // The writer's lines are the same V2 base64 as `DurationHistogram::to_base64`.
+        histogram
+            .add_base64(interval.encoded_histogram())
+            .map_err(|e| format!("{}: second {second}: {e}", path.display()))?;
+    }
+    Ok(seconds)
 }
 
 #[cfg(test)]

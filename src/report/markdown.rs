@@ -77,6 +77,13 @@ fn run_section(out: &mut String, report: &RunReport) {
                 at.unwrap_or(0)
             );
         }
+        (super::RunState::Partial, _) => {
+            let _ = writeln!(
+                out,
+                "| state | partial: one worker's segment of a segmented run; `aivo-load report \
+                 merge` the run's directory for its report and checks |"
+            );
+        }
         (super::RunState::Finished, _) => {}
     }
     if let Some(limit) = &report.load_generator {

@@ -123,6 +123,37 @@ pub struct RunIdentity {
     pub state: RunState,
     /// Seconds of load the report covers when it is a checkpoint or was recovered from one.
     pub checkpoint_s: Option<u64>,
+    /// A report merged from the workers of a segmented run (`report merge`): each segment, whether
+    /// it reported, its clock offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkersReport>,
+}
+
+/// The workers of a merged run.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkersReport {
+    pub count: u32,
+    pub segments: Vec<WorkerSegment>,
+    /// The largest difference between two workers' clock offsets to the cluster, ms.
+    pub clock_spread_ms: Option<f64>,
+    /// The spread above which the merge warns, ms.
+    pub clock_tolerance_ms: f64,
+    /// What the merge warns about (clock offsets apart, a worker without an offset).
+    pub warnings: Vec<String>,
+}
+
+/// One worker's segment in a merged run.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerSegment {
+    /// `2/3`.
+    pub segment: String,
+    /// `complete`, or `incomplete` for a worker that died or never reported.
+    pub state: String,
+    /// Its run dir, where known.
+    pub dir: Option<String>,
+    /// Its clock minus the cluster's, ms.
+    pub clock_offset_ms: Option<f64>,
+    pub acked: Option<u64>,
 }
 
 /// Where a run stood when its report was written.
@@ -133,6 +164,8 @@ pub enum RunState {
     #[default]
     Finished,
     Recovered,
+    /// One worker's segment of a segmented run (`run --segment`): `report merge` judges the run.
+    Partial,
 }
 
 impl RunState {
@@ -141,6 +174,7 @@ impl RunState {
             Self::Running => "running",
             Self::Finished => "finished",
             Self::Recovered => "recovered",
+            Self::Partial => "partial",
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{Checkpointer, SamplerView};
 use super::live::LiveHandle;
 use super::resources::ResourceSampler;
+use super::segment::Segment;
 use super::setup::PublisherClients;
 use crate::checks::thresholds::format_millis;
 use crate::cluster::NodeEndpoints;
@@ -62,6 +63,11 @@ pub(super) struct RunFiles {
     pub(super) checkpoints: Option<Checkpointer>,
     /// `--metrics-addr`: the text each scrape gets, rendered each second.
     pub(super) live: Option<LiveHandle>,
+    /// Which slice of the scenario's publishers this run drives (`--segment`; whole by default).
+    pub(super) segment: Segment,
+    /// `--start-at`: second 0 is this wall-clock moment (the load waits for it), so that the
+    /// intended times of every worker of a segmented run count from the same instant.
+    pub(super) start_at: Option<time::OffsetDateTime>,
 }
 
 /// Publishes the scenario's traffic through `clients` and samples it once a second, with the
@@ -85,7 +91,7 @@ pub(super) async fn drive_load(
     };
     // Build every publisher before the clock starts: a source that cannot be built is a scenario
     // error, found before any event is sent.
-    let plans: Vec<PublisherPlan> = publisher_sources(scenario, &run_id)?
+    let plans: Vec<PublisherPlan> = publisher_sources(scenario, &run_id, files.segment)?
         .into_iter()
         .map(|p| PublisherPlan {
             id: p.id,
@@ -97,11 +103,29 @@ pub(super) async fn drive_load(
         .collect();
 
     // The meters start with the clock, so the first second's CPU is the first second's.
+    let clock = match files.start_at {
+        Some(at) => {
+            let late = time::OffsetDateTime::now_utc() - at;
+            if late > time::Duration::milliseconds(100) {
+                // Its first events are overdue from the start: the send delay will show it.
+                eprintln!(
+                    "aivo-load: warning: ready {:.1} s after --start-at; this worker's first \
+                     events are late (start further ahead)",
+                    late.as_seconds_f64()
+                );
+            }
+            RunClock::at(at).await
+        }
+        None => RunClock::now(),
+    };
     let resources = ResourceSampler::start(nodes);
-    let clock = RunClock::now();
     let mut tasks = JoinSet::new();
     let mut stats: Vec<SharedStats> = Vec::new();
     let streams: Vec<String> = plans.iter().map(|p| p.stream.clone()).collect();
+    // A segment runs some of the whole run's publishers under their own numbers: the sampler and
+    // the checkpoints hold them by position.
+    let ids: Vec<u32> = plans.iter().map(|p| p.id).collect();
+    let position_of = |publisher: u32| ids.iter().position(|id| *id == publisher).unwrap_or(0);
     for plan in plans {
         let cell: SharedStats = Arc::default();
         stats.push(cell.clone());
@@ -149,10 +173,11 @@ pub(super) async fn drive_load(
             joined = tasks.join_next() => match joined {
                 Some(Ok(done)) => {
                     subjects.merge(&done.subjects);
-                    sampler.final_subjects(done.ledger.publisher as usize, &done.subjects);
+                    let position = position_of(done.ledger.publisher);
+                    sampler.final_subjects(position, &done.subjects);
                     if let Some(checkpoints) = sampler.checkpoints.as_mut() {
                         checkpoints.finished(
-                            done.ledger.publisher as usize,
+                            position,
                             PublisherSnapshot {
                                 ledger: done.ledger.clone(),
                                 subjects: done.subjects.clone(),
@@ -244,6 +269,7 @@ struct PublisherSource {
 fn publisher_sources(
     scenario: &Scenario,
     run_id: &Arc<str>,
+    segment: Segment,
 ) -> Result<Vec<PublisherSource>, AppError> {
     let population = Arc::new(Population::generate(
         scenario.seed,
@@ -256,6 +282,10 @@ fn publisher_sources(
         let profile = Arc::new(source.profile.clone());
         let mix = Mix::new(&source.mix).map_err(|e| AppError::usage(anyhow!("{e}")))?;
         for index in 0..scenario.publishers {
+            if !segment.owns(index) {
+                publisher_id += 1;
+                continue;
+            }
             let events = build_source(SourceConfig {
                 domain: source.domain,
                 mix: mix.clone(),
@@ -303,7 +333,8 @@ pub(super) fn replay_events(
         return found;
     }
     let run_id: Arc<str> = Arc::from(run_id);
-    let Ok(sources) = publisher_sources(scenario, &run_id) else {
+    // Every publisher: only those with a ledger (this run's segment) are replayed.
+    let Ok(sources) = publisher_sources(scenario, &run_id, Segment::WHOLE) else {
         return found;
     };
     let started = std::time::Instant::now();
@@ -635,6 +666,89 @@ impl Progress {
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every event a set of publishers would send, as (publisher, seq, subject, event id, payload),
+    /// synthesised offline with second 0 at `start`.
+    fn events_of(
+        scenario: &Scenario,
+        run_id: &Arc<str>,
+        segment: Segment,
+        start: time::OffsetDateTime,
+    ) -> Vec<(u32, u64, String, String, bytes::Bytes)> {
+        let mut events = Vec::new();
+        for mut p in publisher_sources(scenario, run_id, segment).expect("sources") {
+            let mut seq = 0;
+            for offset in p.arrivals.by_ref() {
+                seq += 1;
+                let event = p.source.next_event(seq, start + offset);
+                events.push((
+                    p.id,
+                    seq,
+                    event.subject.to_string(),
+                    event.event_id.as_str().to_owned(),
+                    event.payload,
+                ));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn the_segments_together_send_exactly_the_whole_runs_events() {
+        // Four domains, four publishers each, poison on: every source kind takes part.
+        let scenario = crate::scenario::catalog::resolve("capacity-mix")
+            .expect("built in")
+            .adjusted(Some(Duration::from_secs(4)), 0.5, Some(99))
+            .expect("adjusted");
+        let run_id: Arc<str> = Arc::from("20261203T180000Z-capacity-mix");
+        let start = time::macros::datetime!(2026-12-03 18:00:00 UTC);
+        let whole = events_of(&scenario, &run_id, Segment::WHOLE, start);
+        assert!(whole.len() > 1_000, "{} events", whole.len());
+        let whole_set: BTreeSet<_> = whole.iter().cloned().collect();
+        assert_eq!(
+            whole_set.len(),
+            whole.len(),
+            "the whole run repeats no event"
+        );
+        for count in [2, 3, 4] {
+            let mut union = Vec::new();
+            let mut learners_seen: BTreeMap<String, u32> = BTreeMap::new();
+            for index in 1..=count {
+                let part = events_of(&scenario, &run_id, Segment { index, count }, start);
+                assert!(!part.is_empty(), "segment {index}/{count} sends nothing");
+                for event in &part {
+                    // Each learner's events stay in one segment.
+                    let text = std::str::from_utf8(&event.4).expect("json");
+                    let value: serde_json::Value = serde_json::from_str(text).expect("json");
+                    if let Some(learner) = value.pointer("/learner_id").and_then(|v| v.as_str()) {
+                        let owner = learners_seen.entry(learner.to_owned()).or_insert(index);
+                        assert_eq!(
+                            *owner, index,
+                            "learner {learner} in two segments of {count}"
+                        );
+                    }
+                }
+                union.extend(part);
+            }
+            let union_set: BTreeSet<_> = union.iter().cloned().collect();
+            assert_eq!(union_set.len(), union.len(), "{count} segments overlap");
+            assert_eq!(
+                union_set, whole_set,
+                "{count} segments differ from the whole run"
+            );
+            assert!(
+                !learners_seen.is_empty(),
+                "no learner found in the payloads"
+            );
         }
     }
 }

@@ -15,16 +15,21 @@
 //! the figures so far are still reported and the exit code is 130.
 
 pub mod checkpoint;
+pub mod clock;
 mod consumers;
 mod live;
 mod load;
+pub mod merge;
 mod metrics;
+pub mod partial;
 pub mod recover;
 mod resources;
+pub mod segment;
 pub mod selfcheck;
 pub mod session;
 mod setup;
 mod verdict;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,6 +82,15 @@ pub struct RunPlan {
     pub checkpoint: Option<std::time::Duration>,
     /// `--metrics-addr`: serve live metrics there while the run goes.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--segment`: which slice of the scenario this run drives (whole by default).
+    pub segment: segment::Segment,
+    /// `--run-id`: the id every worker of a segmented run shares.
+    pub run_id: Option<String>,
+    /// `--start-at`: second 0 of the load.
+    pub start_at: Option<OffsetDateTime>,
+    /// `--workers N`: run N worker processes (`--segment i/N`) against this run's cluster and
+    /// merge their reports.
+    pub workers: Option<u32>,
 }
 
 /// Runs a plan to its exit status; see the module header.
@@ -112,6 +126,9 @@ struct RunContext {
     source: checkpoint::ScenarioSource,
     checkpoint_every: Option<std::time::Duration>,
     metrics_addr: Option<std::net::SocketAddr>,
+    segment: segment::Segment,
+    start_at: Option<OffsetDateTime>,
+    workers: Option<u32>,
     /// From the start of the phases until teardown, with `--metrics-addr`.
     live: Option<live::LiveMetrics>,
     run_id: String,
@@ -146,8 +163,16 @@ impl RunContext {
     /// Creates the run dir and starts watching for Ctrl-C / SIGTERM.
     fn create(plan: RunPlan) -> Result<Self, AppError> {
         let started_at = OffsetDateTime::now_utc();
-        let run_id = format!("{}-{}", compact_utc(started_at), plan.scenario.name);
-        let run_dir = plan.reports_dir.join(&run_id);
+        // Workers of a segmented run given one --start-at derive the same id without talking.
+        let run_id = plan.run_id.clone().unwrap_or_else(|| {
+            let at = plan.start_at.unwrap_or(started_at);
+            format!("{}-{}", compact_utc(at), plan.scenario.name)
+        });
+        let run_dir = if plan.segment.is_whole() {
+            plan.reports_dir.join(&run_id)
+        } else {
+            plan.reports_dir.join(&run_id).join(plan.segment.dir_name())
+        };
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("cannot create the report directory {}", run_dir.display()))
             .map_err(AppError::environment)?;
@@ -164,6 +189,9 @@ impl RunContext {
             source: plan.source,
             checkpoint_every: plan.checkpoint,
             metrics_addr: plan.metrics_addr,
+            segment: plan.segment,
+            start_at: plan.start_at,
+            workers: plan.workers,
             live: None,
             run_id,
             run_dir,
@@ -177,6 +205,9 @@ impl RunContext {
 
     /// The phases in order; the first error ends them (teardown follows in [`execute`]).
     async fn phases(&mut self) -> Result<ExitStatus, AppError> {
+        if let Some(count) = self.workers {
+            return self.coordinate(count).await;
+        }
         let scenario = self.scenario.clone();
         eprintln!("aivo-load: {} — {}", scenario.name, scenario.description);
         if let Some(addr) = self.metrics_addr {
@@ -186,6 +217,13 @@ impl RunContext {
             return Ok(ExitStatus::Interrupted);
         };
         let declared = setup::declare(&scenario, &cluster).await?;
+        // A worker of a segmented run measures its clock against the cluster's before it waits
+        // for --start-at: the merge compares the workers' offsets.
+        let clock = if self.segment.is_whole() {
+            Err("not a segmented run".to_string())
+        } else {
+            clock::measure(&declared.js, &self.segment.dir_name()).await
+        };
         let side = self.start_side_tasks(&cluster, &declared).await?;
         let load = drive_load(
             &scenario,
@@ -204,12 +242,21 @@ impl RunContext {
                         side.consumers.as_ref().and_then(|c| c.indexer_lag()),
                     )
                 }),
+                segment: self.segment,
+                start_at: self.start_at,
             },
         )
         .await?;
         let finished = self
             .finish_side_tasks(&declared, side.consumers, &load)
             .await;
+        if !self.segment.is_whole() {
+            // The cluster-side checks are the merge's: other workers are still writing.
+            drop(side.retention);
+            return self
+                .finish_segment(&cluster, declared, load, finished, clock)
+                .await;
+        }
         let checked = streams::check_streams(
             &declared.js,
             &declared.windows,
@@ -283,7 +330,10 @@ impl RunContext {
             nats_server_version: declared.nats_server_version.clone(),
             windows: checkpoint::windows_of(&declared.windows),
         };
-        let publishers = self.scenario.traffic.len() * self.scenario.publishers as usize;
+        let owned = (0..self.scenario.publishers)
+            .filter(|index| self.segment.owns(*index))
+            .count();
+        let publishers = self.scenario.traffic.len() * owned;
         Some(checkpoint::Checkpointer::new(context, every, publishers))
     }
 
@@ -428,6 +478,76 @@ impl RunContext {
             interrupted: self.was_interrupted(),
             state: report::RunState::Finished,
             checkpoint_s: None,
+        })
+    }
+
+    /// A worker's end: `partial.json` for `report merge`, and its own report files (state
+    /// "partial": its figures, no cluster-side checks). Exit 0 when its load ran to the end.
+    async fn finish_segment(
+        &self,
+        cluster: &Cluster,
+        declared: Declared,
+        load: LoadOutcome,
+        finished: Finished,
+        clock: Result<clock::ClockOffset, String>,
+    ) -> Result<ExitStatus, AppError> {
+        if let Err(why) = &clock {
+            eprintln!("aivo-load: no clock offset measured: {why}");
+        }
+        let partial = partial::WorkerPartial::of(
+            partial::PartialContext {
+                segment: self.segment,
+                run_id: &self.run_id,
+                source: &self.source,
+                started_at: self.started_at,
+                backend: cluster.kind().name(),
+                servers: declared.urls.clone(),
+                nats_server_version: declared.nats_server_version.clone(),
+                clock,
+                windows: checkpoint::windows_of(&declared.windows),
+                interrupted: self.was_interrupted(),
+            },
+            &load,
+        );
+        partial
+            .write(&self.run_dir)
+            .with_context(|| {
+                format!(
+                    "cannot write the partial report into {}",
+                    self.run_dir.display()
+                )
+            })
+            .map_err(AppError::environment)?;
+        let aborted = load.aborted.is_some();
+        let mut report = self
+            .build_report(
+                cluster,
+                declared,
+                load,
+                finished,
+                ClusterChecks {
+                    streams: streams::StreamChecks::default(),
+                    retention: Vec::new(),
+                    replicas: Vec::new(),
+                },
+            )
+            .await;
+        report.run.state = report::RunState::Partial;
+        report.verdict.passed = false;
+        report.verdict.failures.insert(
+            0,
+            format!(
+                "partial: segment {} of run {}; `aivo-load report merge` judges the whole run",
+                self.segment, self.run_id
+            ),
+        );
+        self.write_report(&report)?;
+        Ok(if self.was_interrupted() {
+            ExitStatus::Interrupted
+        } else if aborted {
+            ExitStatus::Failed
+        } else {
+            ExitStatus::Success
         })
     }
 

@@ -215,7 +215,7 @@ async fn check_on(
 }
 
 /// The faults of the journal as report events, timed from the run's second 0.
-fn fault_events(journal_path: &Path, start_wall: OffsetDateTime) -> Vec<FaultEvent> {
+pub(super) fn fault_events(journal_path: &Path, start_wall: OffsetDateTime) -> Vec<FaultEvent> {
     let Ok(entries) = journal::read(journal_path) else {
         return Vec::new();
     };

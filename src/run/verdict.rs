@@ -411,6 +411,7 @@ fn identity_of(input: &ReportInputs<'_>) -> RunIdentity {
         aborted: input.outcome.aborted.clone(),
         state: input.state,
         checkpoint_s: input.checkpoint_s,
+        workers: None,
     }
 }
 

@@ -20,7 +20,7 @@ const GITHUB: &str = "ci/nightly-soak.yml";
 const GITLAB: &str = "ci/nightly-soak.gitlab-ci.yml";
 
 /// One of the repository's files, parsed as YAML into a JSON value (its keys are all strings).
-fn load(path: &str) -> Value {
+pub(crate) fn load(path: &str) -> Value {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
@@ -293,7 +293,7 @@ fn check_invocation(
 }
 
 /// Checks every invocation of every script, each error with the step it came from.
-fn check_all(scripts: &[(String, String)]) -> (usize, Vec<String>) {
+pub(crate) fn check_all(scripts: &[(String, String)]) -> (usize, Vec<String>) {
     let scenarios = scenario_names();
     let mut count = 0;
     let mut errors = Vec::new();

@@ -572,12 +572,15 @@ impl BackgroundRun {
         }
     }
 
-    /// Waits for a stderr line containing `needle`; fails with the lines the run printed instead.
-    pub async fn wait_for_line(&mut self, needle: &str) {
+    /// Waits for a stderr line containing `needle` and returns it; fails with the lines the run
+    /// printed instead.
+    pub async fn wait_for_line(&mut self, needle: &str) -> String {
         let mut seen: Vec<String> = Vec::new();
+        let mut matched = String::new();
         let found = tokio::time::timeout(Duration::from_secs(40), async {
             while let Ok(Some(line)) = self.stderr.next_line().await {
                 if line.contains(needle) {
+                    matched = line;
                     return true;
                 }
                 seen.push(line);
@@ -596,6 +599,7 @@ impl BackgroundRun {
                 "40 s passed"
             }
         );
+        matched
     }
 
     /// Drains stderr (so the run cannot block on a full pipe) and waits for the exit code.

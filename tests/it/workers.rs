@@ -1,0 +1,147 @@
+//! Segmented workers (`run --workers N`, `run --segment I/N`, `report merge`) on real local
+//! clusters: the merged report is one run's, checks included; a worker SIGKILLed mid-run is named
+//! lost, never counted as lost events.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::{
+    aivo, assert_passed_but_for, read_report, schema_errors, text, BackgroundRun,
+};
+
+/// The run dir `run --workers` made under `reports` (the only one).
+fn run_dir_in(reports: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(reports)
+        .expect("reports dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one run dir expected: {dirs:?}");
+    dirs[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_merge_into_one_report_whose_checks_pass() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let output = aivo(
+        &[
+            "run",
+            "focus-burst",
+            "--workers",
+            "3",
+            "--duration",
+            "6s",
+            "--rate-scale",
+            "0.1",
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8"),
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = text(&output);
+    let dir = run_dir_in(reports.path());
+    let report = read_report(&dir.join("report.json"));
+    // Three debug-build workers share 2 cores here: latency is not what this test is about.
+    assert_passed_but_for(&output, &report, &["publish.latency"]);
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let workers = &report["run"]["workers"];
+    assert_eq!(workers["count"], 3, "{log}");
+    let segments = workers["segments"].as_array().expect("segments");
+    assert!(
+        segments.iter().all(|s| s["state"] == "complete"),
+        "{segments:?}"
+    );
+    // The merged counts are the sum of the workers' and the whole scenario's.
+    let acked_by_workers: u64 = segments
+        .iter()
+        .map(|s| s["acked"].as_u64().expect("acked"))
+        .sum();
+    let counts = &report["counts"];
+    assert_eq!(counts["acked"].as_u64(), Some(acked_by_workers), "{log}");
+    assert_eq!(
+        counts["attempted"].as_u64().expect("attempted")
+            + counts["never_sent"].as_u64().expect("n"),
+        counts["intended"].as_u64().expect("intended"),
+        "the segments together send the whole run's schedule: {log}"
+    );
+    // Checked once over every worker's ledgers: the stream holds exactly what they acked.
+    let streams = report["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), 1, "{log}");
+    assert_eq!(streams[0]["passed"], true, "{streams:?}");
+    let ledgers = report["ledger"].as_array().expect("ledger");
+    assert_eq!(ledgers.len(), 1, "{log}");
+    assert_eq!(ledgers[0]["passed"], true, "{ledgers:?}");
+    // The timeline's counts add up to the whole run's, second by second from one start.
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let attempted: u64 = timeline
+        .iter()
+        .map(|r| r["attempted"].as_u64().expect("attempted"))
+        .sum();
+    assert_eq!(Some(attempted), counts["attempted"].as_u64());
+    assert!(dir.join("latency.hlog").is_file());
+    for index in 1..=3 {
+        let part = dir.join(format!("segment-{index}-of-3"));
+        assert!(part.join("partial.json").is_file(), "{}", part.display());
+        let partial = read_report(&part.join("report.json"));
+        assert_eq!(partial["run"]["state"], "partial");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_is_named_lost_not_its_events() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let mut run = BackgroundRun::spawn(&[
+        "run",
+        "focus-burst",
+        "--workers",
+        "3",
+        "--duration",
+        "12s",
+        "--rate-scale",
+        "0.1",
+        "--reports-dir",
+        reports.path().to_str().expect("utf-8"),
+    ]);
+    let line = run.wait_for_line("worker 2/3 started (pid ").await;
+    let pid: i32 = line
+        .rsplit("(pid ")
+        .next()
+        .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    // The workers start their load 10 s after the spawn; kill this one a few seconds into it.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    // SAFETY: kill(2) on the worker the run just started and reported.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+    let code = run.finish().await;
+    assert_eq!(code, Some(1), "a lost worker fails the verdict");
+    let dir = run_dir_in(reports.path());
+    let report = read_report(&dir.join("report.json"));
+    let failures: Vec<&str> = report["verdict"]["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| f.as_str().expect("text"))
+        .collect();
+    assert!(
+        failures[0].starts_with("worker lost: segment 2/3"),
+        "{failures:?}"
+    );
+    assert!(
+        failures.iter().all(|f| !f.contains("events lost")
+            && !f.starts_with("ledger")
+            && !f.starts_with("✗ ledger")),
+        "the lost worker's events are not counted lost: {failures:?}"
+    );
+    let segments = report["run"]["workers"]["segments"]
+        .as_array()
+        .expect("segments");
+    assert_eq!(segments[1]["state"], "incomplete", "{segments:?}");
+    assert_eq!(segments[0]["state"], "complete", "{segments:?}");
+    let ledgers = report["ledger"].as_array().expect("ledger");
+    assert!(
+        ledgers.iter().all(|l| l["passed"] == true),
+        "the reporting workers' ledgers pass: {ledgers:?}"
+    );
+}
