@@ -410,6 +410,11 @@ pub struct RunArgs {
     /// connect as their role's user.
     #[arg(long, value_parser = profile_parser(), default_value = "open")]
     pub profile: ClusterProfile,
+    /// Test-only, hidden: weaken the production profile on purpose (comma-separated:
+    /// no-auth-user, plaintext-clients, focus-publishes-learning, publishers-manage-streams,
+    /// indexer-publishes-focus, plaintext-routes), to show the security check failing.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub loosen: Vec<crate::security::Loosening>,
     /// Directory that receives `<UTC time>-<scenario>/` report folders.
     #[arg(long, default_value = "reports")]
     pub reports_dir: PathBuf,
@@ -567,11 +572,37 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         .map_err(|e| AppError::usage(anyhow!(e)))?;
     let usage = |e: String| AppError::usage(anyhow!(e));
     let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
+    // A scenario with `[cluster] profile = "production"` (security-audit) implies the flag.
+    let profile = if scenario.requires_production {
+        ClusterProfile::Production
+    } else {
+        args.profile
+    };
     let cluster = ClusterPlan::new(args.backend, server.as_deref(), args.state.into())
         .map_err(usage)?
-        .with_profile(args.profile)
-        .map_err(usage)?
+        .with_profile(profile)
+        .map_err(|e| {
+            usage(if scenario.requires_production {
+                format!(
+                    "the scenario {} needs the production profile: {e}",
+                    scenario.name
+                )
+            } else {
+                e
+            })
+        })?
         .with_auth(auth);
+    if !args.loosen.is_empty() && (profile != ClusterProfile::Production || args.keep_cluster) {
+        return Err(usage(
+            "--loosen weakens the production profile of the run's own cluster: it needs \
+             --profile production and no --keep-cluster"
+                .into(),
+        ));
+    }
+    let cluster = ClusterPlan {
+        loosen: args.loosen,
+        ..cluster
+    };
     crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
     let cluster = cluster.keeping(args.keep_cluster).map_err(usage)?;
     Ok(RunPlan {

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod no_loss;
 pub mod replicas;
 pub mod retention;
+pub mod security;
 pub mod stream_count;
 pub mod streams;
 pub mod stuck;

@@ -210,12 +210,12 @@ impl Node {
         let (client_tls, route_tls, accounts) = match &self.security {
             None => (String::new(), String::new(), String::new()),
             Some(profile) => {
-                let tls = |indent| {
-                    profile
-                        .tls_block(&self.name, indent)
-                        .map_err(|e| io::Error::other(e.to_string()))
-                };
-                (tls(0)?, tls(2)?, profile.accounts_block())
+                let error = |e: crate::security::SecurityError| io::Error::other(e.to_string());
+                (
+                    profile.tls_block(&self.name, 0).map_err(error)?,
+                    profile.route_tls_block(&self.name, 2).map_err(error)?,
+                    profile.accounts_block(),
+                )
             }
         };
         Ok(format!(

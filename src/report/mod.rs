@@ -78,6 +78,10 @@ pub struct RunReport {
     /// Empty: fewer than two nodes' monitoring answered (e.g. an external cluster without
     /// `--monitor`), or the run was interrupted.
     pub replicas: Vec<crate::checks::replicas::ReplicaCheck>,
+    /// The security check of a production-profile cluster (`checks::security`): each probe, what
+    /// it tried and what the cluster did. `None`: an open or external cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::checks::security::SecurityCheck>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
 }

@@ -426,6 +426,7 @@ fn write_checkpoint(
         ledger_checks: Vec::new(),
         retention_checks: Vec::new(),
         replica_checks: Vec::new(),
+        security: None,
         sync_interval_applied: false,
         fault_events: Vec::new(),
         indexer: None,

@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::chaos::run_hook::{self, RunChaos};
-use crate::checks::{dlq, replicas, retention, streams, stuck};
+use crate::checks::{dlq, replicas, retention, security, streams, stuck};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::exit::{AppError, ExitStatus};
 use crate::report::{self, RunReport};
@@ -52,6 +52,7 @@ struct ClusterChecks {
     streams: streams::StreamChecks,
     retention: Vec<retention::RetentionCheck>,
     replicas: Vec<replicas::ReplicaCheck>,
+    security: Option<security::SecurityCheck>,
 }
 
 /// How long the replicas check waits for every replica to reach its stream's last sequence.
@@ -228,6 +229,13 @@ impl RunContext {
             let streams: Vec<&str> = declared.windows.iter().map(|w| w.stream).collect();
             replicas::check(&cluster.endpoints(), &streams, REPLICAS_WITHIN).await
         };
+        // A production-profile cluster's security probes, after the stream checks: a profile
+        // loosened on purpose lets a probe's message into a stream.
+        let security_check = if self.cancel.is_cancelled() {
+            None
+        } else {
+            security::audit(&cluster.endpoints(), &self.run_dir.join("security-probe")).await
+        };
         // A replica still behind its leader a bound after the reverts: a warning in the report.
         let stuck_replicas = if finished.fault_events.is_empty() || self.cancel.is_cancelled() {
             Vec::new()
@@ -244,6 +252,7 @@ impl RunContext {
                     streams: checked,
                     retention: retention_checks,
                     replicas: replica_checks,
+                    security: security_check,
                 },
             )
             .await;
@@ -405,6 +414,7 @@ impl RunContext {
             ledger_checks: checks.streams.ledgers,
             retention_checks: checks.retention,
             replica_checks: checks.replicas,
+            security: checks.security,
             sync_interval_applied: !self.cluster_plan.keep && cluster.kind().manages_faults(),
             fault_events: finished.fault_events,
             indexer: finished.consumed.indexer,

@@ -114,6 +114,7 @@ pub async fn recover_command(run_dir: &Path) -> Result<ExitStatus, AppError> {
         ledger_checks,
         retention_checks,
         replica_checks: Vec::new(),
+        security: None,
         sync_interval_applied: false,
         fault_events: fault_events(&journal_path, start_wall),
         indexer: None,

@@ -42,6 +42,8 @@ pub(super) struct ReportInputs<'a> {
     pub(super) ledger_checks: Vec<LedgerCheck>,
     pub(super) retention_checks: Vec<RetentionCheck>,
     pub(super) replica_checks: Vec<crate::checks::replicas::ReplicaCheck>,
+    /// The security probes, on a production-profile cluster.
+    pub(super) security: Option<crate::checks::security::SecurityCheck>,
     /// The scenario's `sync_interval` went into the configs of a cluster this run started.
     pub(super) sync_interval_applied: bool,
     pub(super) fault_events: Vec<FaultEvent>,
@@ -202,6 +204,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         events: input.indexer.as_ref().map(|i| &i.ledger),
         retention: &input.retention_checks,
         replicas: &input.replica_checks,
+        security: input.security.as_ref(),
         dlq: input.dlq.as_ref(),
         catch_up: catch_up.as_ref(),
         faults: fault_check.as_ref(),
@@ -251,6 +254,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         load_generator,
         stuck_replicas: Vec::new(),
         replicas: input.replica_checks,
+        security: input.security,
     }
 }
 
