@@ -504,6 +504,16 @@ pub struct TopologyArgs {
     /// Stream replicas (the seed uses 3 on its 3-node cluster).
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
+    /// `verify` only: audit the cluster (read-only) against the seed's production list instead:
+    /// auth and TLS required (clients and routes), no no_auth_user, max_file_store and
+    /// max_memory_store large enough for the declared streams, a JetStream domain, a system
+    /// account. Exit 1 if an item fails.
+    #[arg(long)]
+    pub production: bool,
+    /// With --production: the nodes' monitoring URLs, comma-separated. Default: the `cluster up`
+    /// cluster's, else port 8222 on each server's host.
+    #[arg(long)]
+    pub monitor: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(flatten)]
@@ -527,6 +537,9 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
         CliCommand::Scenarios(cmd) => Command::Scenarios(catalog_request(cmd)),
         CliCommand::Cluster(cmd) => Command::Cluster(cluster_request(cmd)),
         CliCommand::Init(args) => Command::Init(topology_request(args)?),
+        CliCommand::Verify(args) if args.production => {
+            Command::VerifyProduction(production_audit(args)?)
+        }
         CliCommand::Verify(args) => Command::Verify(topology_request(args)?),
         CliCommand::Indexer(args) => {
             Command::Consumer(consumer_config(ServiceKind::Indexer, args)?)
@@ -732,6 +745,54 @@ fn cluster_request(cmd: ClusterCommand) -> ClusterRequest {
         ClusterCommand::BuildImage => ClusterRequest::BuildImage,
         ClusterCommand::Serve(args) => ClusterRequest::Serve(target(args)),
     }
+}
+
+/// `verify --production`: the servers and client options as for `verify`; the monitoring URLs
+/// from `--monitor`, the `cluster up` cluster, or port 8222 on each server's host.
+fn production_audit(
+    args: TopologyArgs,
+) -> Result<crate::checks::production::ProductionAudit, AppError> {
+    let replicas = crate::topology::validate_replicas(args.replicas)
+        .map_err(|e| AppError::usage(anyhow!(e)))?;
+    let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
+    let kept = crate::cluster::state::load(&args.state.clone().into());
+    let server = server_or_default(server, args.state);
+    let monitor_urls: Vec<String> = match (args.monitor, kept) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        (None, Some(kept)) if kept.endpoints.server_list() == server => kept
+            .endpoints
+            .nodes
+            .iter()
+            .map(|n| n.monitor_url.clone())
+            .collect(),
+        (None, _) => server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|url| {
+                let host = url.split("://").last().unwrap_or(url);
+                let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+                format!("http://{host}:8222")
+            })
+            .collect(),
+    };
+    if monitor_urls.is_empty() {
+        return Err(AppError::usage(anyhow!(
+            "verify --production needs the nodes' monitoring URLs: --monitor http://host:8222,..."
+        )));
+    }
+    Ok(crate::checks::production::ProductionAudit {
+        server,
+        monitor_urls,
+        auth,
+        replicas,
+    })
 }
 
 fn topology_request(args: TopologyArgs) -> Result<TopologyRequest, AppError> {

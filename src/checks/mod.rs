@@ -10,6 +10,7 @@ pub mod catch_up;
 pub mod dlq;
 pub mod faults;
 pub mod no_loss;
+pub mod production;
 pub mod replicas;
 pub mod retention;
 pub mod security;

@@ -37,6 +37,8 @@ use crate::security::{pki, profile::PUBLISHER_DOMAINS, ClientAuth, Profile, Role
 
 /// How long a probe waits for an answer that a refusal never sends (an ack, an API reply).
 const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+/// How long the admin's own requests may take (a busy cluster answers a stream create slowly).
+const ADMIN_WAIT: Duration = Duration::from_secs(10);
 /// How long a connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the route probe watches `/routez` for the rogue. A route that is let in shows within
@@ -175,9 +177,11 @@ impl Probing {
         }
     }
 
-    fn jetstream(&self) -> jetstream::Context {
+    /// A JetStream context that waits `timeout` for an answer: [`REFUSAL_WAIT`] for a request
+    /// that should be refused, [`ADMIN_WAIT`] for the admin's own.
+    fn jetstream(&self, timeout: Duration) -> jetstream::Context {
         let mut js = jetstream::new(self.client.clone());
-        js.set_timeout(REFUSAL_WAIT);
+        js.set_timeout(timeout);
         js
     }
 }
@@ -372,7 +376,7 @@ async fn refused_publish(
         (Ok(admin), Ok(client)) => (admin, client),
         (Err(e), _) | (_, Err(e)) => return Probe::new(name, false, format!("cannot judge: {e}")),
     };
-    let stored_in = match admin.jetstream().get_stream(stream).await {
+    let stored_in = match admin.jetstream(ADMIN_WAIT).get_stream(stream).await {
         Ok(stored_in) => stored_in,
         Err(e) => {
             return Probe::new(
@@ -384,7 +388,7 @@ async fn refused_publish(
     };
     let payload = r#"{"probe":"aivo-load security check"}"#;
     let ack = match client
-        .jetstream()
+        .jetstream(REFUSAL_WAIT)
         .publish(subject.to_string(), payload.into())
         .await
     {
@@ -432,7 +436,7 @@ async fn refused_publish(
 async fn publisher_stream_admin(url: &str, profile: &Profile) -> Probe {
     const NAME: &str = "publisher-stream-admin";
     let admin = match connect_as(url, profile, &Role::Admin).await {
-        Ok(admin) => admin.jetstream(),
+        Ok(admin) => admin.jetstream(ADMIN_WAIT),
         Err(e) => return Probe::new(NAME, false, format!("cannot judge: {e}")),
     };
     if let Err(e) = make_probe_stream(&admin).await {

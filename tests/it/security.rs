@@ -186,3 +186,54 @@ async fn a_loosened_profile_fails_the_run_naming_the_probes() {
         "{failures:?}"
     );
 }
+
+/// `verify --production` against a `cluster up` cluster of `profile` (its state dir gives the
+/// servers, monitoring URLs and, on the production profile, the admin's TLS files).
+fn verify_production(profile: &str) -> std::process::Output {
+    let state = tempfile::tempdir().expect("state dir");
+    let guard = crate::support::ClusterUp::local(state.path());
+    let up = crate::support::output_within(
+        guard.command(&["cluster", "up", "--profile", profile]),
+        Duration::from_secs(45),
+    );
+    assert!(up.status.success(), "{}", crate::support::status_text(&up));
+    crate::support::output_within(
+        guard.command(&["verify", "--production"]),
+        Duration::from_secs(30),
+    )
+}
+
+#[test]
+fn verify_production_passes_on_the_production_profile() {
+    let output = verify_production("production");
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains("production audit: all 18 items pass"),
+        "{table}"
+    );
+}
+
+#[test]
+fn verify_production_names_each_failed_item_on_the_open_cluster() {
+    let output = verify_production("open");
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{table}");
+    let summary = table.lines().last().expect("a closing line").to_string();
+    for item in [
+        "auth required",
+        "client TLS required",
+        "route TLS required",
+        "JetStream domain",
+        "system account",
+    ] {
+        for node in ["nats1", "nats2", "nats3"] {
+            assert!(summary.contains(&format!("{item} ({node})")), "{table}");
+        }
+    }
+    assert!(summary.contains("no no_auth_user (cluster)"), "{table}");
+    assert!(
+        summary.starts_with("production audit: 16 of 18 items fail"),
+        "{table}"
+    );
+}
