@@ -337,7 +337,7 @@ async fn plaintext_session(url: &str, profile: &Profile) -> Result<PlaintextSess
     let printable: String = String::from_utf8_lossy(&answer)
         .chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .take(160)
+        .take(60)
         .collect();
     let served = printable.contains("PONG");
     let answer = match (printable.is_empty(), closed) {
@@ -599,7 +599,7 @@ async fn rogue_route(endpoints: &ClusterEndpoints, profile: &Profile, work_dir: 
     let credential = if tls_routes {
         "a self-signed route certificate"
     } else {
-        "plaintext routes, as the nodes' /varz offer"
+        "plaintext routes (what the nodes' /varz offer)"
     };
     let mut rogue = match RogueServer::start(&dir, &join).await {
         Ok(rogue) => rogue,
