@@ -438,6 +438,11 @@ pub struct RunArgs {
     /// connect as their role's user.
     #[arg(long, value_parser = profile_parser(), default_value = "open")]
     pub profile: ClusterProfile,
+    /// Test-only, hidden: weaken the production profile on purpose (comma-separated:
+    /// no-auth-user, plaintext-clients, focus-publishes-learning, publishers-manage-streams,
+    /// indexer-publishes-focus, plaintext-routes), to show the security check failing.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub loosen: Vec<crate::security::Loosening>,
     /// Directory that receives `<UTC time>-<scenario>/` report folders.
     #[arg(long, default_value = "reports")]
     pub reports_dir: PathBuf,
@@ -550,6 +555,16 @@ pub struct TopologyArgs {
     /// Stream replicas (the seed uses 3 on its 3-node cluster).
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
+    /// `verify` only: audit the cluster (read-only) against the seed's production list instead:
+    /// auth and TLS required (clients and routes), no no_auth_user, max_file_store and
+    /// max_memory_store large enough for the declared streams, a JetStream domain, a system
+    /// account. Exit 1 if an item fails.
+    #[arg(long)]
+    pub production: bool,
+    /// With --production: the nodes' monitoring URLs, comma-separated. Default: the `cluster up`
+    /// cluster's, else port 8222 on each server's host.
+    #[arg(long)]
+    pub monitor: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(flatten)]
@@ -573,6 +588,9 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
         CliCommand::Scenarios(cmd) => Command::Scenarios(catalog_request(cmd)),
         CliCommand::Cluster(cmd) => Command::Cluster(cluster_request(cmd)),
         CliCommand::Init(args) => Command::Init(topology_request(args)?),
+        CliCommand::Verify(args) if args.production => {
+            Command::VerifyProduction(production_audit(args)?)
+        }
         CliCommand::Verify(args) => Command::Verify(topology_request(args)?),
         CliCommand::Indexer(args) => {
             Command::Consumer(consumer_config(ServiceKind::Indexer, args)?)
@@ -678,11 +696,37 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         )));
     }
     let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
+    // A scenario with `[cluster] profile = "production"` (security-audit) implies the flag.
+    let profile = if scenario.requires_production {
+        ClusterProfile::Production
+    } else {
+        args.profile
+    };
     let cluster = ClusterPlan::new(args.backend, server.as_deref(), args.state.into())
         .map_err(usage)?
-        .with_profile(args.profile)
-        .map_err(usage)?
+        .with_profile(profile)
+        .map_err(|e| {
+            usage(if scenario.requires_production {
+                format!(
+                    "the scenario {} needs the production profile: {e}",
+                    scenario.name
+                )
+            } else {
+                e
+            })
+        })?
         .with_auth(auth);
+    if !args.loosen.is_empty() && (profile != ClusterProfile::Production || args.keep_cluster) {
+        return Err(usage(
+            "--loosen weakens the production profile of the run's own cluster: it needs \
+             --profile production and no --keep-cluster"
+                .into(),
+        ));
+    }
+    let cluster = ClusterPlan {
+        loosen: args.loosen,
+        ..cluster
+    };
     crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
     let cluster = cluster.keeping(args.keep_cluster).map_err(usage)?;
     Ok(RunPlan {
@@ -844,6 +888,54 @@ fn cluster_request(cmd: ClusterCommand) -> ClusterRequest {
         ClusterCommand::BuildImage => ClusterRequest::BuildImage,
         ClusterCommand::Serve(args) => ClusterRequest::Serve(target(args)),
     }
+}
+
+/// `verify --production`: the servers and client options as for `verify`; the monitoring URLs
+/// from `--monitor`, the `cluster up` cluster, or port 8222 on each server's host.
+fn production_audit(
+    args: TopologyArgs,
+) -> Result<crate::checks::production::ProductionAudit, AppError> {
+    let replicas = crate::topology::validate_replicas(args.replicas)
+        .map_err(|e| AppError::usage(anyhow!(e)))?;
+    let (server, auth) = client_target(args.server, &args.client, &args.state, Role::Admin)?;
+    let kept = crate::cluster::state::load(&args.state.clone().into());
+    let server = server_or_default(server, args.state);
+    let monitor_urls: Vec<String> = match (args.monitor, kept) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        (None, Some(kept)) if kept.endpoints.server_list() == server => kept
+            .endpoints
+            .nodes
+            .iter()
+            .map(|n| n.monitor_url.clone())
+            .collect(),
+        (None, _) => server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|url| {
+                let host = url.split("://").last().unwrap_or(url);
+                let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+                format!("http://{host}:8222")
+            })
+            .collect(),
+    };
+    if monitor_urls.is_empty() {
+        return Err(AppError::usage(anyhow!(
+            "verify --production needs the nodes' monitoring URLs: --monitor http://host:8222,..."
+        )));
+    }
+    Ok(crate::checks::production::ProductionAudit {
+        server,
+        monitor_urls,
+        auth,
+        replicas,
+    })
 }
 
 fn topology_request(args: TopologyArgs) -> Result<TopologyRequest, AppError> {

@@ -32,6 +32,8 @@ pub enum Command {
     Cluster(cluster::commands::ClusterRequest),
     Init(topology::TopologyRequest),
     Verify(topology::TopologyRequest),
+    /// `verify --production`: the production audit.
+    VerifyProduction(checks::production::ProductionAudit),
     /// `indexer` / `analytics`: a reference consumer as a long-running service.
     Consumer(consumers::ServiceConfig),
     /// `dlq list` / `dlq replay`.
@@ -70,6 +72,9 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::Cluster(cmd) => cluster::commands::execute(cmd).await,
             Command::Init(args) => topology::init_command(args).await,
             Command::Verify(args) => topology::verify_command(args).await,
+            Command::VerifyProduction(audit) => {
+                checks::production::verify_production_command(audit).await
+            }
             Command::Consumer(config) => consumers::service_command(config).await,
             Command::Dlq(plan) => consumers::dlq_command(plan).await,
             Command::Chaos(args) => chaos::commands::chaos(args).await,

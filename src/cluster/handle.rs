@@ -476,6 +476,9 @@ pub struct ClusterPlan {
     /// Every node's JetStream `sync_interval` (the scenario's `[cluster]`), for a cluster the
     /// run starts itself; `None`: the server's default (2 minutes).
     pub sync_interval: Option<super::SyncInterval>,
+    /// The production profile weakened on purpose (the hidden, test-only `run --loosen`): what a
+    /// test of the security probes starts to show a probe failing.
+    pub loosen: Vec<crate::security::Loosening>,
 }
 
 impl ClusterPlan {
@@ -509,6 +512,7 @@ impl ClusterPlan {
             profile: ClusterProfile::Open,
             auth: crate::security::ClientAuth::default(),
             sync_interval: None,
+            loosen: Vec::new(),
         })
     }
 
@@ -577,6 +581,7 @@ impl ClusterPlan {
                 let mut config =
                     LocalClusterConfig::new(cluster_dir.clone()).with_profile(self.profile);
                 config.sync_interval = self.sync_interval;
+                config.loosen = self.loosen.clone();
                 let cluster = LocalCluster::start(config).await?;
                 Cluster::Local(Arc::new(cluster))
             }

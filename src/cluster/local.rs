@@ -53,6 +53,8 @@ pub struct LocalClusterConfig {
     pub profile: ClusterProfile,
     /// Every node's JetStream `sync_interval`; `None`: the server's default (2 minutes).
     pub sync_interval: Option<super::SyncInterval>,
+    /// The production profile weakened on purpose (tests of the security probes only).
+    pub loosen: Vec<crate::security::Loosening>,
 }
 
 impl LocalClusterConfig {
@@ -65,6 +67,7 @@ impl LocalClusterConfig {
             startup_timeout: Duration::from_secs(20),
             profile: ClusterProfile::Open,
             sync_interval: None,
+            loosen: Vec::new(),
         }
     }
 
@@ -198,9 +201,10 @@ impl LocalCluster {
         let mesh = RouteMesh::start(&names, &targets)?;
         let security = match config.profile {
             ClusterProfile::Open => None,
-            ClusterProfile::Production => Some(Arc::new(Profile::create(
+            ClusterProfile::Production => Some(Arc::new(Profile::create_loosened(
                 &config.dir.join("security"),
                 &names,
+                &config.loosen,
             )?)),
         };
         let nodes: Vec<Node> = names

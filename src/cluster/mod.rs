@@ -32,6 +32,7 @@ pub mod monitor;
 mod node;
 pub mod op;
 pub mod proxy;
+pub mod rogue;
 pub mod state;
 pub mod storage;
 pub mod stuck;

@@ -295,6 +295,30 @@ pub struct Varz {
     pub uptime: String,
     /// JetStream's usage on this node (all zero when JetStream is off).
     pub jetstream: VarzJetStream,
+    /// Clients must authenticate.
+    pub auth_required: bool,
+    /// Clients must speak TLS.
+    pub tls_required: bool,
+    /// Clients must present a certificate the server verifies.
+    pub tls_verify: bool,
+    /// The system account's name (`$SYS` unless configured).
+    pub system_account: String,
+    /// The route listener.
+    pub cluster: VarzCluster,
+}
+
+/// The `cluster` object of `/varz`: the node's route listener.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VarzCluster {
+    pub name: String,
+    /// The route listen host.
+    pub addr: String,
+    pub cluster_port: u16,
+    /// Routes speak TLS.
+    pub tls_required: bool,
+    /// Route peers must present a certificate the node verifies.
+    pub tls_verify: bool,
 }
 
 /// The `jetstream` object of `/varz`.
@@ -302,6 +326,19 @@ pub struct Varz {
 #[serde(default)]
 pub struct VarzJetStream {
     pub stats: VarzJetStreamStats,
+    pub config: VarzJetStreamConfig,
+}
+
+/// `jetstream.config` of `/varz`: the node's JetStream limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VarzJetStreamConfig {
+    /// `max_memory_store`, bytes.
+    pub max_memory: u64,
+    /// `max_file_store`, bytes.
+    pub max_storage: u64,
+    /// The JetStream domain; empty if none.
+    pub domain: String,
 }
 
 /// `jetstream.stats` of `/varz`: what this node's JetStream holds.

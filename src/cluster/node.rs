@@ -25,6 +25,12 @@ use crate::security::Profile;
 /// reservations, not space taken: a test fills a few MB. The fill-storage fault sets its own limits.
 const MAX_FILE_STORE: u64 = 1 << 40;
 
+/// The production profile's JetStream memory limit per node (a cap on memory streams'
+/// reservations; the seed declares none in memory, the security check's probe stream is tiny).
+const MAX_MEMORY_STORE: u64 = 1 << 30;
+/// The production profile's JetStream domain.
+pub const JETSTREAM_DOMAIN: &str = "aivo";
+
 /// Lines of a node's log quoted in an error.
 pub const LOG_TAIL_LINES: usize = 20;
 
@@ -210,12 +216,12 @@ impl Node {
         let (client_tls, route_tls, accounts) = match &self.security {
             None => (String::new(), String::new(), String::new()),
             Some(profile) => {
-                let tls = |indent| {
-                    profile
-                        .tls_block(&self.name, indent)
-                        .map_err(|e| io::Error::other(e.to_string()))
-                };
-                (tls(0)?, tls(2)?, profile.accounts_block())
+                let error = |e: crate::security::SecurityError| io::Error::other(e.to_string());
+                (
+                    profile.tls_block(&self.name, 0).map_err(error)?,
+                    profile.route_tls_block(&self.name, 2).map_err(error)?,
+                    profile.accounts_block(),
+                )
             }
         };
         Ok(format!(
@@ -224,7 +230,7 @@ impl Node {
              listen: \"127.0.0.1:{client}\"\n\
              http: \"127.0.0.1:{monitor}\"\n\
              {client_tls}\
-             jetstream {{\n  store_dir: {store}\n  max_file_store: {max_file_store}\n{sync}}}\n\
+             jetstream {{\n  store_dir: {store}\n  max_file_store: {max_file_store}\n{production_js}{sync}}}\n\
              cluster {{\n  name: {cluster}\n  listen: \"127.0.0.1:{cport}\"\n  \
              no_advertise: true\n  advertise: \"{advertise}\"\n{route_tls}  routes: [\n{routes}\n  ]\n}}\n\
              {accounts}",
@@ -233,6 +239,12 @@ impl Node {
             monitor = self.ports.monitor,
             store = quote(&self.store_dir().to_string_lossy()),
             max_file_store = self.max_file_store.load(Ordering::Relaxed),
+            // The seed's production list: a memory limit set and a JetStream domain.
+            production_js = if self.security.is_some() {
+                format!("  max_memory_store: {MAX_MEMORY_STORE}\n  domain: {JETSTREAM_DOMAIN}\n")
+            } else {
+                String::new()
+            },
             sync = self
                 .sync_interval
                 .map(|s| s.config_line())

@@ -11,6 +11,7 @@ use crate::checks::no_loss::LedgerCheck;
 use crate::checks::replica_read::ReplicaRead;
 use crate::checks::replicas::ReplicaCheck;
 use crate::checks::retention::RetentionCheck;
+use crate::checks::security::SecurityCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 
@@ -54,6 +55,7 @@ pub struct CheckSources<'a> {
     pub retention: &'a [RetentionCheck],
     pub replicas: &'a [ReplicaCheck],
     pub replica_reads: &'a [ReplicaRead],
+    pub security: Option<&'a SecurityCheck>,
     pub dlq: Option<&'a DlqCheck>,
     pub catch_up: Option<&'a CatchUpCheck>,
     pub faults: Option<&'a FaultsCheck>,
@@ -89,6 +91,7 @@ pub fn check_lines(s: &CheckSources<'_>) -> Vec<CheckLine> {
     lines.extend(s.retention.iter().map(retention_line));
     lines.extend(s.replicas.iter().map(replicas_line));
     lines.extend(s.replica_reads.iter().map(replica_read_line));
+    lines.extend(s.security.map(security_lines).unwrap_or_default());
     lines.extend(s.dlq.map(dlq_line));
     lines.extend(s.catch_up.map(catch_up_line));
     lines.extend(s.faults.map(faults_line));
@@ -171,6 +174,25 @@ fn replicas_line(c: &ReplicaCheck) -> CheckLine {
         copies.join(", "),
         &c.detail,
     )
+}
+
+/// One line per probe; one failed line when the probes could not run at all.
+fn security_lines(c: &SecurityCheck) -> Vec<CheckLine> {
+    if c.probes.is_empty() {
+        return vec![check("security".into(), false, String::new(), &c.detail)];
+    }
+    c.probes
+        .iter()
+        .map(|p| {
+            let measured = if p.passed { "refused" } else { "not refused" };
+            check(
+                format!("security {}", p.name),
+                p.passed,
+                measured.into(),
+                &p.detail,
+            )
+        })
+        .collect()
 }
 
 fn dlq_line(c: &DlqCheck) -> CheckLine {

@@ -267,6 +267,12 @@ fn checks_section(out: &mut String, report: &RunReport) {
     for (name, passed, detail) in report.replica_and_retention_checks() {
         let _ = writeln!(out, "- {} {name}: {detail}", mark(passed));
     }
+    if let Some(c) = &report.security {
+        let _ = writeln!(out, "- {} security: {}", mark(c.passed), c.detail);
+        for p in &c.probes {
+            let _ = writeln!(out, "  - {} {}: {}", mark(p.passed), p.name, p.detail);
+        }
+    }
     indexer_line(out, report);
     if let Some(c) = &report.catch_up {
         let _ = writeln!(out, "- {} indexer catch-up: {}", mark(c.passed), c.detail);

@@ -83,6 +83,10 @@ pub struct RunReport {
     /// damaged a store): each replica read as leader in turn. Empty: none needed it.
     #[serde(default)]
     pub replica_reads: Vec<crate::checks::replica_read::ReplicaRead>,
+    /// The security check of a production-profile cluster (`checks::security`): each probe, what
+    /// it tried and what the cluster did. `None`: an open or external cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::checks::security::SecurityCheck>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
 }

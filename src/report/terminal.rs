@@ -211,6 +211,19 @@ fn check_lines(out: &mut String, report: &RunReport) {
     for (name, passed, detail) in report.replica_and_retention_checks() {
         let _ = writeln!(out, "  {} {} {detail}", dotted(&name), mark(passed));
     }
+    if let Some(c) = &report.security {
+        let _ = writeln!(
+            out,
+            "  {} {} {}",
+            dotted("security"),
+            mark(c.passed),
+            c.detail
+        );
+        for p in &c.probes {
+            let name = format!("security {}", p.name);
+            let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(p.passed), p.detail);
+        }
+    }
 }
 
 /// Rows, catch-up, recovery, end-to-end latency and the ledger of the indexer, when it ran.

@@ -427,6 +427,7 @@ fn write_checkpoint(
         retention_checks: Vec::new(),
         replica_checks: Vec::new(),
         replica_reads: Vec::new(),
+        security: None,
         sync_interval_applied: false,
         fault_events: Vec::new(),
         indexer: None,

@@ -149,6 +149,8 @@ pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
         ledger_checks,
         retention_checks,
         replica_checks: Vec::new(),
+        replica_reads: Vec::new(),
+        security: None,
         sync_interval_applied: false,
         fault_events,
         indexer: None,

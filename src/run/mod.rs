@@ -39,7 +39,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::chaos::run_hook::{self, RunChaos};
-use crate::checks::{dlq, replica_read, replicas, retention, streams, stuck};
+use crate::checks::{dlq, replica_read, replicas, retention, security, streams, stuck};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::exit::{AppError, ExitStatus};
 use crate::report::{self, RunReport};
@@ -58,6 +58,7 @@ struct ClusterChecks {
     retention: Vec<retention::RetentionCheck>,
     replicas: Vec<replicas::ReplicaCheck>,
     replica_reads: Vec<replica_read::ReplicaRead>,
+    security: Option<security::SecurityCheck>,
 }
 
 /// How long the replicas check waits for every replica to reach its stream's last sequence.
@@ -287,6 +288,13 @@ impl RunContext {
             )
             .await
         };
+        // A production-profile cluster's security probes, after the stream checks: a profile
+        // loosened on purpose lets a probe's message into a stream.
+        let security_check = if self.cancel.is_cancelled() {
+            None
+        } else {
+            security::audit(&cluster.endpoints(), &self.run_dir.join("security-probe")).await
+        };
         // A replica still behind its leader a bound after the reverts: a warning in the report.
         let stuck_replicas = if finished.fault_events.is_empty() || self.cancel.is_cancelled() {
             Vec::new()
@@ -304,6 +312,7 @@ impl RunContext {
                     retention: retention_checks,
                     replicas: replica_checks,
                     replica_reads,
+                    security: security_check,
                 },
             )
             .await;
@@ -469,6 +478,7 @@ impl RunContext {
             retention_checks: checks.retention,
             replica_checks: checks.replicas,
             replica_reads: checks.replica_reads,
+            security: checks.security,
             sync_interval_applied: !self.cluster_plan.keep && cluster.kind().manages_faults(),
             fault_events: finished.fault_events,
             indexer: finished.consumed.indexer,
@@ -529,6 +539,8 @@ impl RunContext {
                     streams: streams::StreamChecks::default(),
                     retention: Vec::new(),
                     replicas: Vec::new(),
+                    replica_reads: Vec::new(),
+                    security: None,
                 },
             )
             .await;

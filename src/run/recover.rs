@@ -115,6 +115,7 @@ pub async fn recover_command(run_dir: &Path) -> Result<ExitStatus, AppError> {
         retention_checks,
         replica_checks: Vec::new(),
         replica_reads: Vec::new(),
+        security: None,
         sync_interval_applied: false,
         fault_events: fault_events(&journal_path, start_wall),
         indexer: None,

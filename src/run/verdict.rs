@@ -43,6 +43,8 @@ pub(super) struct ReportInputs<'a> {
     pub(super) retention_checks: Vec<RetentionCheck>,
     pub(super) replica_checks: Vec<crate::checks::replicas::ReplicaCheck>,
     pub(super) replica_reads: Vec<crate::checks::replica_read::ReplicaRead>,
+    /// The security probes, on a production-profile cluster.
+    pub(super) security: Option<crate::checks::security::SecurityCheck>,
     /// The scenario's `sync_interval` went into the configs of a cluster this run started.
     pub(super) sync_interval_applied: bool,
     pub(super) fault_events: Vec<FaultEvent>,
@@ -204,6 +206,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         retention: &input.retention_checks,
         replicas: &input.replica_checks,
         replica_reads: &input.replica_reads,
+        security: input.security.as_ref(),
         dlq: input.dlq.as_ref(),
         catch_up: catch_up.as_ref(),
         faults: fault_check.as_ref(),
@@ -254,6 +257,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         stuck_replicas: Vec::new(),
         replicas: input.replica_checks,
         replica_reads: input.replica_reads,
+        security: input.security,
     }
 }
 

@@ -85,6 +85,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "dlq-poison",
         include_str!("../../scenarios/dlq-poison.toml"),
     ),
+    (
+        "security-audit",
+        include_str!("../../scenarios/security-audit.toml"),
+    ),
 ];
 
 /// Finds a scenario by name or path and validates it.

@@ -158,6 +158,16 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
                 .map_err(|e: String| source.error(Some(text.span()), &e))?,
         ),
     };
+    let requires_production = match &raw.cluster.profile {
+        None => false,
+        Some(text) => {
+            let profile: crate::cluster::ClusterProfile = text
+                .get_ref()
+                .parse()
+                .map_err(|e: String| source.error(Some(text.span()), &e))?;
+            profile == crate::cluster::ClusterProfile::Production
+        }
+    };
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
@@ -176,6 +186,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         chaos,
         consumers,
         sync_interval,
+        requires_production,
     })
 }
 

@@ -183,6 +183,10 @@ pub struct RawClusterSettings {
     /// JetStream `sync_interval`: `"always"` or a duration; absent, the server's default (2m).
     #[serde(default)]
     pub sync_interval: Option<Spanned<String>>,
+    /// `"production"`: the scenario needs the production profile (`--profile production` is
+    /// implied); `"open"` or absent: the command line's `--profile`.
+    #[serde(default)]
+    pub profile: Option<Spanned<String>>,
 }
 
 /// `[consumers]`: the reference consumers a run starts as child processes (with a Postgres).
@@ -530,6 +534,9 @@ pub struct Scenario {
     pub consumers: ConsumerSettings,
     /// `[cluster] sync_interval`; `None`: the server's default (2 minutes).
     pub sync_interval: Option<crate::cluster::SyncInterval>,
+    /// `[cluster] profile = "production"`: the run's cluster must have the production profile
+    /// (`security-audit`: its checks mean nothing on an open cluster).
+    pub requires_production: bool,
 }
 
 /// One stream of synthetic traffic.

@@ -170,7 +170,7 @@ impl ClientAuth {
 
 /// The seed in an nkey file: the first line that is one (`S...`, the nats CLI's and nsc's files
 /// hold it alone or among comments).
-fn read_nkey_seed(path: &Path) -> Result<String, SecurityError> {
+pub fn read_nkey_seed(path: &Path) -> Result<String, SecurityError> {
     let text = std::fs::read_to_string(path).map_err(SecurityError::io(path))?;
     let seed = text
         .lines()

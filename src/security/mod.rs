@@ -19,7 +19,7 @@ pub mod profile;
 use std::path::{Path, PathBuf};
 
 pub use client::ClientAuth;
-pub use profile::{Profile, Role};
+pub use profile::{Loosening, Profile, Role};
 
 /// Errors of certificates, credentials and client options.
 #[derive(Debug, thiserror::Error)]

@@ -146,6 +146,67 @@ impl Role {
     }
 }
 
+/// A weakening of the profile made on purpose, so that a test can show a security probe
+/// (`checks::security`) failing on the configuration it guards. No user-facing option sets one:
+/// only the hidden, test-only `run --loosen` and `LocalClusterConfig::loosen`. A loosened profile
+/// says so in `profile.json` and in a comment of every node config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loosening {
+    /// `publisher-focus` may also publish to `learning.>`.
+    FocusPublishesLearning,
+    /// Every publisher may also call the stream API (`$JS.API.STREAM.>`: purge, delete).
+    PublishersManageStreams,
+    /// `indexer` may also publish to `focus.>`.
+    IndexerPublishesFocus,
+    /// `no_auth_user` names `publisher-focus`: a connection without an identity is that user.
+    NoAuthUser,
+    /// `allow_non_tls: true`: plaintext clients are accepted beside TLS ones.
+    PlaintextClients,
+    /// No `tls` block inside `cluster`: routes in plaintext, so a server needs no certificate to
+    /// join. (`verify: false` on routes loosens nothing: nats-server 2.15 still refused a route
+    /// peer with a self-signed certificate then, so it is not offered.)
+    PlaintextRoutes,
+}
+
+impl Loosening {
+    /// Every loosening, in the order the probes that catch them run.
+    pub const ALL: [Loosening; 6] = [
+        Self::NoAuthUser,
+        Self::PlaintextClients,
+        Self::FocusPublishesLearning,
+        Self::PublishersManageStreams,
+        Self::IndexerPublishesFocus,
+        Self::PlaintextRoutes,
+    ];
+
+    /// The flag value (`no-auth-user`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FocusPublishesLearning => "focus-publishes-learning",
+            Self::PublishersManageStreams => "publishers-manage-streams",
+            Self::IndexerPublishesFocus => "indexer-publishes-focus",
+            Self::NoAuthUser => "no-auth-user",
+            Self::PlaintextClients => "plaintext-clients",
+            Self::PlaintextRoutes => "plaintext-routes",
+        }
+    }
+}
+
+impl std::str::FromStr for Loosening {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|l| l.name()).collect();
+                format!("unknown loosening \"{text}\" ({})", names.join(", "))
+            })
+    }
+}
+
 /// One role's user: its nkey and client certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct UserFiles {
@@ -166,6 +227,9 @@ pub struct Profile {
     nodes: BTreeMap<String, (PathBuf, PathBuf)>,
     /// Role name → its user.
     users: BTreeMap<String, UserFiles>,
+    /// What was weakened on purpose (tests only; empty for every real cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    loosened: Vec<Loosening>,
 }
 
 impl Profile {
@@ -173,6 +237,16 @@ impl Profile {
     /// compose network calls it), and per role an nkey and a client certificate, under `dir`
     /// (replacing what was there); `profile.json` lists them.
     pub fn create(dir: &Path, nodes: &[String]) -> Result<Profile, SecurityError> {
+        Self::create_loosened(dir, nodes, &[])
+    }
+
+    /// [`Profile::create`], weakened on purpose by `loosened` (a test's way to show a security
+    /// probe failing).
+    pub fn create_loosened(
+        dir: &Path,
+        nodes: &[String],
+        loosened: &[Loosening],
+    ) -> Result<Profile, SecurityError> {
         std::fs::create_dir_all(dir).map_err(SecurityError::io(dir))?;
         let dir = dir.canonicalize().map_err(SecurityError::io(dir))?;
         let ca = CertificateAuthority::create(&dir, "cluster")?;
@@ -213,6 +287,7 @@ impl Profile {
             dir: dir.clone(),
             nodes: node_certs,
             users,
+            loosened: loosened.to_vec(),
         };
         let json = serde_json::to_string_pretty(&profile)
             .map_err(|e| SecurityError::Invalid(format!("cannot write {PROFILE_FILE}: {e}")))?;
@@ -258,21 +333,65 @@ impl Profile {
         })
     }
 
-    /// The `tls` block for node `node` (client TLS or, inside `cluster`, route TLS), indented by
-    /// `indent` spaces. `verify: true`: the other end must present a certificate of our CA (on
-    /// routes nats-server verifies the peer anyway; said explicitly so the config reads so).
+    /// What was weakened on purpose (empty but in tests).
+    pub fn loosened(&self) -> &[Loosening] {
+        &self.loosened
+    }
+
+    fn is_loosened(&self, loosening: Loosening) -> bool {
+        self.loosened.contains(&loosening)
+    }
+
+    /// The client port's `tls` block for node `node`. `verify: true`: a client must present a
+    /// certificate of our CA.
     pub fn tls_block(&self, node: &str, indent: usize) -> Result<String, SecurityError> {
-        let (cert, key) = self.nodes.get(node).ok_or_else(|| {
+        let (cert, key) = self.node_cert(node)?;
+        Ok(tls_block(cert, key, &self.ca, true, indent))
+    }
+
+    /// The `tls` block inside `cluster` (mutual TLS on routes) for node `node`: a route peer
+    /// must present a certificate of our CA, so a server with any other certificate cannot join
+    /// (none with [`Loosening::PlaintextRoutes`]).
+    pub fn route_tls_block(&self, node: &str, indent: usize) -> Result<String, SecurityError> {
+        if self.is_loosened(Loosening::PlaintextRoutes) {
+            return Ok(String::new());
+        }
+        self.tls_block(node, indent)
+    }
+
+    fn node_cert(&self, node: &str) -> Result<&(PathBuf, PathBuf), SecurityError> {
+        self.nodes.get(node).ok_or_else(|| {
             SecurityError::Invalid(format!(
                 "the production profile has no certificate for {node}"
             ))
-        })?;
-        Ok(tls_block(cert, key, &self.ca, true, indent))
+        })
+    }
+
+    /// `role`'s permissions in this profile: [`Role::permissions`], widened by a loosening.
+    fn permissions_of(&self, role: &Role) -> Option<Permissions> {
+        let mut permissions = role.permissions()?;
+        let mut widen = |loosening, subject: &str| {
+            if self.is_loosened(loosening) {
+                permissions.publish.push(subject.to_string());
+            }
+        };
+        match role {
+            Role::Publisher(domain) => {
+                if domain == "focus" {
+                    widen(Loosening::FocusPublishesLearning, "learning.>");
+                }
+                widen(Loosening::PublishersManageStreams, "$JS.API.STREAM.>");
+            }
+            Role::Indexer => widen(Loosening::IndexerPublishesFocus, "focus.>"),
+            _ => {}
+        }
+        Some(permissions)
     }
 
     /// The `system_account` line and the `accounts` block: `AIVO` with JetStream and a user per
     /// role with its permissions, `SYS` with the system user. There is no `no_auth_user`, so a
-    /// connection without an identity is refused.
+    /// connection without an identity is refused. A loosened profile adds its `no_auth_user` or
+    /// `allow_non_tls` line here, under a comment that says so.
     pub fn accounts_block(&self) -> String {
         let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for role in Role::all() {
@@ -284,7 +403,7 @@ impl Profile {
                 role.name(),
                 quote(&user.public_key)
             );
-            if let Some(permissions) = role.permissions() {
+            if let Some(permissions) = self.permissions_of(&role) {
                 let list = |subjects: &[String]| {
                     subjects
                         .iter()
@@ -310,8 +429,25 @@ impl Profile {
                 .unwrap_or_default()
                 .join("\n")
         };
+        let mut loosened = String::new();
+        if !self.loosened.is_empty() {
+            let names: Vec<&str> = self.loosened.iter().map(|l| l.name()).collect();
+            let _ = writeln!(
+                loosened,
+                "# LOOSENED ON PURPOSE (a test of the security probes): {}",
+                names.join(", ")
+            );
+        }
+        if self.is_loosened(Loosening::NoAuthUser) {
+            if let Some(user) = self.users.get(&Role::Publisher("focus".into()).name()) {
+                let _ = writeln!(loosened, "no_auth_user: {}", quote(&user.public_key));
+            }
+        }
+        if self.is_loosened(Loosening::PlaintextClients) {
+            loosened.push_str("allow_non_tls: true\n");
+        }
         format!(
-            "system_account: {SYSTEM_ACCOUNT}\n\
+            "{loosened}system_account: {SYSTEM_ACCOUNT}\n\
              accounts {{\n  {ACCOUNT} {{\n    jetstream: enabled\n    users: [\n{}\n    ]\n  }}\n  \
              {SYSTEM_ACCOUNT} {{\n    users: [\n{}\n    ]\n  }}\n}}\n",
             users(ACCOUNT),

@@ -17,6 +17,7 @@ mod recover;
 mod run;
 mod sampling;
 mod scenarios;
+mod security;
 mod storage_model;
 mod stuck;
 mod support;

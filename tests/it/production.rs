@@ -222,3 +222,41 @@ async fn focus_burst_passes_on_the_production_profile() {
     );
     assert!(!config.contains("no_auth_user"), "{config}");
 }
+
+/// A fault scenario on the production profile, compressed to `duration`: every check holds (the
+/// faults check among them: each revert left a whole cluster, so the routes came back under mutual
+/// TLS) and the security check too; the thresholds, calibrated for the scenario's own length, may
+/// fail at this one.
+async fn fault_scenario_on_the_production_profile(scenario: &str, duration: &str) {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let output = crate::support::aivo(
+        &[
+            "run",
+            scenario,
+            "--profile",
+            "production",
+            "--duration",
+            duration,
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8 path"),
+        ],
+        &[],
+        Duration::from_secs(180),
+    )
+    .await;
+    let report = crate::support::report_json(reports.path());
+    crate::support::assert_passed_but_for(&output, &report, &["publish."]);
+    let log = crate::support::text(&output);
+    assert_eq!(report["fault_check"]["passed"], true, "{log}");
+    assert_eq!(report["security"]["passed"], true, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_kill_passes_on_the_production_profile() {
+    fault_scenario_on_the_production_profile("node-kill", "30s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_partition_passes_on_the_production_profile() {
+    fault_scenario_on_the_production_profile("route-partition", "30s").await;
+}

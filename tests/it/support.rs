@@ -41,11 +41,21 @@ impl TestCluster {
 
     /// [`TestCluster::start`] with `profile` (the production profile: TLS and accounts).
     pub async fn start_with(profile: ClusterProfile) -> TestCluster {
+        Self::start_loosened(profile, &[]).await
+    }
+
+    /// [`TestCluster::start_with`], the production profile weakened on purpose by `loosen` (to
+    /// show a security probe failing).
+    pub async fn start_loosened(
+        profile: ClusterProfile,
+        loosen: &[aivo_load::security::Loosening],
+    ) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("aivo-it-")
             .tempdir()
             .expect("create tempdir");
-        let config = LocalClusterConfig::new(dir.path().join("cluster")).with_profile(profile);
+        let mut config = LocalClusterConfig::new(dir.path().join("cluster")).with_profile(profile);
+        config.loosen = loosen.to_vec();
         let cluster = tokio::time::timeout(START_TIMEOUT, LocalCluster::start(config))
             .await
             .expect("cluster start timed out")
