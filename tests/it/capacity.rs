@@ -122,14 +122,17 @@ async fn quick_search(reports: &Path, extra: &[&str]) -> (std::process::Output, 
     (output, dir)
 }
 
-/// A quick search on a cluster whose routes are capped: a knee of the cluster's.
+/// A quick search on a cluster whose routes are capped: a knee of the cluster's. The cap puts the
+/// knee near 500 events/s, where the debug-built harness (sharing two cores with three nodes and
+/// the supervisor's shaping proxies) still keeps its schedule; at 1 MiB/s the knee fell near
+/// 1,000 events/s and the harness was sometimes the limit first, correctly reported as such.
 async fn search_capped(reports: &Path) -> (std::process::Output, PathBuf) {
-    let cluster = CappedCluster::start("1MiB/s");
+    let cluster = CappedCluster::start("512KiB/s");
     let found = quick_search(
         reports,
         &[
             "--start-rate",
-            "250",
+            "125",
             "--concurrency",
             "1,2,3",
             "--backend",
@@ -157,7 +160,7 @@ async fn the_search_finds_a_knee_and_writes_a_runnable_sustainable_scenario() {
         .expect("a sustainable rate");
     let knee = result["knee_rate"].as_f64().expect("a knee rate");
     assert!(sustainable < knee, "{result:#}");
-    assert!(sustainable >= 250.0, "the first step held: {result:#}");
+    assert!(sustainable >= 125.0, "the first step held: {result:#}");
     let p99 = result["latency_at_sustainable"]["p99"]
         .as_f64()
         .expect("p99");
