@@ -94,7 +94,8 @@ struct State {
     paths: HashMap<u64, PathBuf>,
     inodes: HashMap<PathBuf, u64>,
     next_inode: u64,
-    handles: HashMap<u64, (File, PathBuf)>,
+    /// Open files and the inode each was opened as (its path follows renames).
+    handles: HashMap<u64, (File, u64)>,
     next_handle: u64,
     journals: Journals,
 }
@@ -140,11 +141,19 @@ impl State {
         Ok(attr_of(ino, &meta))
     }
 
-    fn open_handle(&mut self, file: File, rel: PathBuf) -> u64 {
+    fn open_handle(&mut self, file: File, rel: &Path) -> u64 {
+        let ino = self.inode(rel);
         let fh = self.next_handle;
         self.next_handle += 1;
-        self.handles.insert(fh, (file, rel));
+        self.handles.insert(fh, (file, ino));
         fh
+    }
+
+    /// An open handle's file, the path it has now (`None`: removed since it was opened, so
+    /// nothing of it can come back), and the journals.
+    fn handle(&mut self, fh: FileHandle) -> Result<(&File, Option<PathBuf>, &mut Journals), Errno> {
+        let (file, ino) = self.handles.get(&fh.0).ok_or(Errno::EBADF)?;
+        Ok((file, self.paths.get(ino).cloned(), &mut self.journals))
     }
 
     fn forget_path(&mut self, rel: &Path) {
@@ -359,7 +368,7 @@ impl Filesystem for Passthrough {
         let result = state.rel(ino).and_then(|rel| {
             let file = open_with(&state.backing.join(&rel), flags.0, None)?;
             truncate_on_open(&mut state.journals, &rel, &file, flags.0)?;
-            Ok(state.open_handle(file, rel))
+            Ok(state.open_handle(file, &rel))
         });
         match result {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -388,7 +397,7 @@ impl Filesystem for Passthrough {
                 state.journals.created(&rel);
             }
             let attr = state.attr(&rel)?;
-            let fh = state.open_handle(file, rel);
+            let fh = state.open_handle(file, &rel);
             Ok((attr, fh))
         });
         match result {
@@ -448,19 +457,17 @@ impl Filesystem for Passthrough {
         reply: ReplyWrite,
     ) {
         let mut state = self.state();
-        let State {
-            handles, journals, ..
-        } = &mut *state;
-        let Some((file, rel)) = handles.get(&fh.0) else {
-            reply.error(Errno::EBADF);
-            return;
-        };
-        let result = journals
-            .before_write(rel, file, offset, data.len() as u64)
-            .and_then(|()| file.write_all_at(data, offset));
+        let result = state.handle(fh).and_then(|(file, rel, journals)| {
+            if let Some(rel) = rel {
+                journals
+                    .before_write(&rel, file, offset, data.len() as u64)
+                    .map_err(Errno::from)?;
+            }
+            file.write_all_at(data, offset).map_err(Errno::from)
+        });
         match result {
             Ok(()) => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
-            Err(e) => reply.error(Errno::from(e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -491,18 +498,17 @@ impl Filesystem for Passthrough {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let State {
-            handles, journals, ..
-        } = &mut *state;
-        let Some((file, rel)) = handles.get(&fh.0) else {
-            reply.error(Errno::EBADF);
-            return;
-        };
         // The backing file itself is not synced: durability here is what the journal says.
-        let _ = file;
-        journals.synced(rel);
-        reply.ok();
+        let mut state = self.state();
+        match state.handle(fh) {
+            Ok((_, rel, journals)) => {
+                if let Some(rel) = rel {
+                    journals.synced(&rel);
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
+        }
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -37,7 +37,7 @@ use super::segment::Segment;
 use super::setup;
 use super::verdict::{build_report, ReportInputs};
 use crate::checks::no_loss::LedgerCheck;
-use crate::checks::retention::{self, RetentionCheck};
+use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::streams::{self, StreamWindow};
 use crate::cluster::BackendKind;
@@ -596,13 +596,7 @@ async fn cluster_checks(
     )
     .await
     .map_err(|e| format!("{e:#}"))?;
-    let names: Vec<&'static str> = windows.iter().map(|w| w.stream).collect();
-    let now = tokio::time::Instant::now();
-    let mut retention_checks = Vec::new();
-    for declared in setup::declared_retention(scenario, &names) {
-        let sample = retention::sample(&js, &declared.stream, now).await;
-        retention_checks.push(retention::judge(&declared, sample.as_slice()));
-    }
+    let retention_checks = setup::retention_from_one_sample(&js, scenario, windows).await;
     Ok((checked.counts, checked.ledgers, retention_checks))
 }
 

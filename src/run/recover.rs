@@ -26,7 +26,7 @@ use super::verdict::{build_report, ReportInputs};
 use crate::chaos::engine::{FaultEvent, Phase};
 use crate::chaos::{heal, journal};
 use crate::checks::no_loss::LedgerCheck;
-use crate::checks::retention::{self, RetentionCheck};
+use crate::checks::retention::RetentionCheck;
 use crate::checks::streams::{self, StreamWindow};
 use crate::cluster::{BackendKind, Cluster, ClusterRef};
 use crate::exit::{AppError, ExitStatus};
@@ -205,13 +205,7 @@ async fn check_on(
         streams::check_streams(&js, windows, &state.run_id, ledgers, true, Some(&attempted))
             .await
             .map_err(|e| format!("{e:#}"))?;
-    let names: Vec<&'static str> = windows.iter().map(|w| w.stream).collect();
-    let now = tokio::time::Instant::now();
-    let mut retention_checks = Vec::new();
-    for declared in setup::declared_retention(scenario, &names) {
-        let sample = retention::sample(&js, &declared.stream, now).await;
-        retention_checks.push(retention::judge(&declared, sample.as_slice()));
-    }
+    let retention_checks = setup::retention_from_one_sample(&js, scenario, windows).await;
     Ok((checked.ledgers, retention_checks))
 }
 

@@ -244,6 +244,23 @@ pub(super) fn declared_retention(
         .collect()
 }
 
+/// The retention check from one sample of each stream with declared limits, taken now: how
+/// `report recover` and `report merge` judge retention without the run's per-second samples.
+pub(super) async fn retention_from_one_sample(
+    js: &async_nats::jetstream::Context,
+    scenario: &Scenario,
+    windows: &[StreamWindow],
+) -> Vec<retention::RetentionCheck> {
+    let names: Vec<&'static str> = windows.iter().map(|w| w.stream).collect();
+    let now = tokio::time::Instant::now();
+    let mut checks = Vec::new();
+    for declared in declared_retention(scenario, &names) {
+        let sample = retention::sample(js, &declared.stream, now).await;
+        checks.push(retention::judge(&declared, sample.as_slice()));
+    }
+    checks
+}
+
 /// The DLQ check: the dead letters of this run (after `dlq_before`) against the poison its
 /// publishers injected, for the consumers the scenario ran.
 pub(super) async fn check_dlq(
