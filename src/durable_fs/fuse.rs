@@ -94,8 +94,8 @@ struct State {
     paths: HashMap<u64, PathBuf>,
     inodes: HashMap<PathBuf, u64>,
     next_inode: u64,
-    /// Open files and the inode each was opened as (its path follows renames).
-    handles: HashMap<u64, (File, u64)>,
+    /// Open files, by handle.
+    handles: HashMap<u64, Handle>,
     next_handle: u64,
     journals: Journals,
 }
@@ -141,19 +141,34 @@ impl State {
         Ok(attr_of(ino, &meta))
     }
 
-    fn open_handle(&mut self, file: File, rel: &Path) -> u64 {
+    fn open_handle(&mut self, file: File, rel: &Path, flags: i32) -> u64 {
         let ino = self.inode(rel);
         let fh = self.next_handle;
         self.next_handle += 1;
-        self.handles.insert(fh, (file, ino));
+        let sync_writes = flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
+        self.handles.insert(
+            fh,
+            Handle {
+                file,
+                ino,
+                sync_writes,
+            },
+        );
         fh
     }
 
     /// An open handle's file, the path it has now (`None`: removed since it was opened, so
     /// nothing of it can come back), and the journals.
-    fn handle(&mut self, fh: FileHandle) -> Result<(&File, Option<PathBuf>, &mut Journals), Errno> {
-        let (file, ino) = self.handles.get(&fh.0).ok_or(Errno::EBADF)?;
-        Ok((file, self.paths.get(ino).cloned(), &mut self.journals))
+    fn handle(
+        &mut self,
+        fh: FileHandle,
+    ) -> Result<(&Handle, Option<PathBuf>, &mut Journals), Errno> {
+        let handle = self.handles.get(&fh.0).ok_or(Errno::EBADF)?;
+        Ok((
+            handle,
+            self.paths.get(&handle.ino).cloned(),
+            &mut self.journals,
+        ))
     }
 
     fn forget_path(&mut self, rel: &Path) {
@@ -161,6 +176,14 @@ impl State {
             self.paths.remove(&ino);
         }
     }
+}
+
+/// An open file and the inode it was opened as (its path follows renames).
+struct Handle {
+    file: File,
+    ino: u64,
+    /// Opened with `O_SYNC` or `O_DSYNC`: each write is durable once it returns.
+    sync_writes: bool,
 }
 
 fn time(secs: i64, nsecs: i64) -> SystemTime {
@@ -350,7 +373,12 @@ impl Filesystem for Passthrough {
                 let Ok(rest) = path.strip_prefix(&from) else {
                     continue;
                 };
-                let new = to.join(rest);
+                // `join("")` would add a trailing slash: the renamed path itself is `to`.
+                let new = if rest.as_os_str().is_empty() {
+                    to.clone()
+                } else {
+                    to.join(rest)
+                };
                 state.inodes.remove(&path);
                 state.inodes.insert(new.clone(), ino);
                 state.paths.insert(ino, new);
@@ -368,7 +396,7 @@ impl Filesystem for Passthrough {
         let result = state.rel(ino).and_then(|rel| {
             let file = open_with(&state.backing.join(&rel), flags.0, None)?;
             truncate_on_open(&mut state.journals, &rel, &file, flags.0)?;
-            Ok(state.open_handle(file, &rel))
+            Ok(state.open_handle(file, &rel, flags.0))
         });
         match result {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -397,7 +425,7 @@ impl Filesystem for Passthrough {
                 state.journals.created(&rel);
             }
             let attr = state.attr(&rel)?;
-            let fh = state.open_handle(file, &rel);
+            let fh = state.open_handle(file, &rel, flags);
             Ok((attr, fh))
         });
         match result {
@@ -424,7 +452,7 @@ impl Filesystem for Passthrough {
         reply: ReplyData,
     ) {
         let state = self.state();
-        let Some((file, _)) = state.handles.get(&fh.0) else {
+        let Some(Handle { file, .. }) = state.handles.get(&fh.0) else {
             reply.error(Errno::EBADF);
             return;
         };
@@ -457,13 +485,22 @@ impl Filesystem for Passthrough {
         reply: ReplyWrite,
     ) {
         let mut state = self.state();
-        let result = state.handle(fh).and_then(|(file, rel, journals)| {
-            if let Some(rel) = rel {
+        let result = state.handle(fh).and_then(|(handle, rel, journals)| {
+            if let Some(rel) = &rel {
                 journals
-                    .before_write(&rel, file, offset, data.len() as u64)
+                    .before_write(rel, &handle.file, offset, data.len() as u64)
                     .map_err(Errno::from)?;
             }
-            file.write_all_at(data, offset).map_err(Errno::from)
+            handle
+                .file
+                .write_all_at(data, offset)
+                .map_err(Errno::from)?;
+            // O_SYNC / O_DSYNC: the write is durable when it returns (nats-server writes its
+            // metadata this way with `sync_interval: always`).
+            if let (true, Some(rel)) = (handle.sync_writes, &rel) {
+                journals.synced(rel);
+            }
+            Ok(())
         });
         match result {
             Ok(()) => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
@@ -497,16 +534,25 @@ impl Filesystem for Passthrough {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        // The backing file itself is not synced: durability here is what the journal says.
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, ds: bool, reply: ReplyEmpty) {
+        // Passed on to the backing file, so an fsync costs what it costs on this machine's disk
+        // (`durability-compare` measures that price); what a power loss keeps is what the
+        // journal says.
         let mut state = self.state();
-        match state.handle(fh) {
-            Ok((_, rel, journals)) => {
-                if let Some(rel) = rel {
-                    journals.synced(&rel);
-                }
-                reply.ok();
+        let result = state.handle(fh).and_then(|(handle, rel, journals)| {
+            let synced = if ds {
+                handle.file.sync_data()
+            } else {
+                handle.file.sync_all()
+            };
+            synced.map_err(Errno::from)?;
+            if let Some(rel) = rel {
+                journals.synced(&rel);
             }
+            Ok(())
+        });
+        match result {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }

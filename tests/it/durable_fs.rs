@@ -68,3 +68,92 @@ fn a_power_loss_keeps_what_was_fsynced_and_loses_the_rest() {
         .next()
         .is_none());
 }
+
+/// A single JetStream server with its store on the mount, killed after `count` acked messages,
+/// power-lost, and started again: what the server still holds.
+async fn nats_on_the_store_after_a_power_loss(sync: &str, count: u64) -> (PowerLoss, Option<u64>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backing = dir.path().join("backing");
+    let mount = dir.path().join("store");
+    let store = DurableStore::mount(&backing, &mount).expect("mount");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let config = dir.path().join("nats.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nserver_name: solo\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: {sync}\n}}\n",
+            mount.display()
+        ),
+    )
+    .expect("config");
+    let binary = aivo_load::cluster::binary::locate(None).expect("nats-server");
+    let start = || {
+        std::process::Command::new(&binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("nats.log")).expect("log"))
+            .spawn()
+            .expect("spawn nats-server")
+    };
+    let url = format!("nats://127.0.0.1:{port}");
+    let connect = || async {
+        crate::support::wait_for(
+            "nats-server",
+            std::time::Duration::from_secs(20),
+            || async { async_nats::connect(&url).await.ok() },
+        )
+        .await
+    };
+    let mut server = start();
+    let client = connect().await;
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "FOCUS".into(),
+        subjects: vec!["focus.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    for i in 0..count {
+        js.publish("focus.x", format!("event {i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reap");
+    let loss = store.power_loss().expect("power loss");
+    let mut server = start();
+    let client = connect().await;
+    let js = async_nats::jetstream::new(client);
+    let held = match js.get_stream("FOCUS").await {
+        Ok(mut stream) => Some(stream.info().await.expect("info").state.messages),
+        Err(_) => None,
+    };
+    let log = std::fs::read_to_string(dir.path().join("nats.log")).unwrap_or_default();
+    server.kill().ok();
+    server.wait().ok();
+    store.unmount();
+    assert!(
+        !log.contains("not a directory"),
+        "nats-server on the mount: {log}"
+    );
+    (loss, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_not_root, ignore = "needs root for a FUSE mount")]
+async fn nats_server_on_the_store_keeps_synced_messages_and_loses_unsynced_ones() {
+    let (loss, held) = nats_on_the_store_after_a_power_loss("always", 500).await;
+    assert_eq!(loss.bytes_discarded, 0, "{loss:?}");
+    assert_eq!(held, Some(500));
+    let (loss, held) = nats_on_the_store_after_a_power_loss("\"2m\"", 500).await;
+    assert!(loss.bytes_discarded > 0, "{loss:?}");
+    assert!(held.unwrap_or(0) < 500, "{held:?} after {loss:?}");
+    eprintln!("default sync: {loss:?}, the restarted server holds {held:?} of 500");
+}
