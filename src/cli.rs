@@ -666,13 +666,13 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
             .map_err(usage)?;
         if scenario.consumers.any() {
             return Err(usage(format!(
-                "--workers: the scenario {} runs consumers (indexer/analytics); workers drive load                  only",
+                "--workers: the scenario {} runs consumers (indexer/analytics); workers drive load only",
                 scenario.name
             )));
         }
         if !scenario.chaos.faults().is_empty() && !args.no_chaos {
             return Err(usage(format!(
-                "--workers: the scenario {} has [[chaos]], which workers on an external cluster                  cannot apply; add --no-chaos",
+                "--workers: the scenario {} has [[chaos]], which workers on an external cluster cannot apply; add --no-chaos",
                 scenario.name
             )));
         }

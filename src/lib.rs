@@ -90,10 +90,12 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
 
 /// Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides it.
 pub fn init_tracing(verbosity: u8) {
+    // fuser (the power-loss store) warns once per operation the passthrough leaves to the kernel
+    // (poll, xattrs): noise, not news.
     let default = match verbosity {
-        0 => "warn",
-        1 => "info,aivo_load=info",
-        _ => "debug,async_nats=info",
+        0 => "warn,fuser=error",
+        1 => "info,aivo_load=info,fuser=error",
+        _ => "debug,async_nats=info,fuser=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -148,6 +148,12 @@ impl ChaosEngine {
         if *fault == Fault::KillIndexer {
             return self.kill_indexer(target).await;
         }
+        if *target == Target::All && *fault != Fault::PowerLoss {
+            return Err(ChaosError::Usage(format!(
+                "target all takes power-loss only (a coordinated power failure), not {}",
+                fault.name()
+            )));
+        }
         let endpoints = self.cluster.endpoints();
         let mut state = self.state.lock().await;
         let node = target.resolve(&endpoints, &mut state.rng).await?;
@@ -174,6 +180,7 @@ impl ChaosEngine {
         let requested = Instant::now();
         tracing::info!(id = %active.id, fault = fault.name(), %node, "applying fault");
         let mut error = None;
+        let mut losses: Vec<String> = Vec::new();
         for step in &plan.steps {
             let outcome = match step {
                 Step::Op(op) => self.cluster.apply(op).await.map_err(ChaosError::from),
@@ -197,6 +204,9 @@ impl ChaosEngine {
                     self.corrupt_store(&mut state, &active.id, &node, spec, seed)
                         .await
                 }
+                Step::PowerLoss { node } => self
+                    .power_loss(&mut state, &active.id, node)
+                    .map(|loss| losses.push(format!("{node}: {}", loss.describe()))),
             };
             if let Err(err) = outcome {
                 error = Some(err.to_string());
@@ -212,7 +222,39 @@ impl ChaosEngine {
                 detail: "not applied".into(),
             }
         };
-        self.outcome(&mut state, active, None, requested, seen, error, plan.note)
+        let note = match (losses.is_empty(), plan.note) {
+            (true, note) => note,
+            (false, note) => Some(
+                std::iter::once(format!("power loss: {}", losses.join("; ")))
+                    .chain(note)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        self.outcome(&mut state, active, None, requested, seen, error, note)
+    }
+
+    /// The `power-loss` step: the down node's store rolled back to what it had fsynced, what was
+    /// discarded journaled and said on the terminal.
+    fn power_loss(
+        &self,
+        state: &mut EngineState,
+        id: &str,
+        node: &str,
+    ) -> Result<crate::durable_fs::PowerLoss, ChaosError> {
+        let loss = self
+            .cluster
+            .power_loss(node)
+            .map_err(|e| ChaosError::Usage(format!("power-loss on {node}: {e}")))?;
+        state.journal.append(&JournalEntry::PowerLost {
+            id: id.to_string(),
+            at: journal::now(),
+            node: node.to_string(),
+            loss,
+        })?;
+        tracing::info!(id, %node, ?loss, "power loss");
+        eprintln!("aivo-load: power-loss on {node}: {}", loss.describe());
+        Ok(loss)
     }
 
     /// The `corrupt-store` step: the down node's store files of the spec's class damaged on this

@@ -60,6 +60,14 @@ pub enum JournalEntry {
         changes: Vec<super::corrupt_store::StoreChange>,
         note: String,
     },
+    /// A node's store lost what it had not fsynced (`power-loss`), written before the node is
+    /// started again. Nothing reverts it.
+    PowerLost {
+        id: String,
+        at: String,
+        node: String,
+        loss: crate::durable_fs::PowerLoss,
+    },
     /// The fault was reverted (by the run, the guard or `heal`).
     Reverted {
         id: String,
@@ -143,7 +151,9 @@ pub fn active(entries: &[JournalEntry]) -> Vec<JournalEntry> {
             JournalEntry::Reverted { id, .. } => {
                 open.remove(id.as_str());
             }
-            JournalEntry::Applied { .. } | JournalEntry::Changed { .. } => {}
+            JournalEntry::Applied { .. }
+            | JournalEntry::Changed { .. }
+            | JournalEntry::PowerLost { .. } => {}
         }
     }
     let mut indices: Vec<usize> = open.into_values().collect();

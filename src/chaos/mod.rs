@@ -3,7 +3,8 @@
 //! - [`Fault`] is the enum; each variant's plan (what to apply, how to revert, which effect proves it
 //!   happened) lives in its own file: `kill.rs`, `stop.rs`, `restart.rs`, `pause.rs`,
 //!   `partition.rs`, `latency.rs`, `bandwidth.rs`, `fill_storage.rs`, `rolling_restart.rs`,
-//!   `corrupt_store.rs` (the one fault that changes a store's bytes, journaled, never reverted),
+//!   `corrupt_store.rs` (a fault that changes a store's bytes, journaled, never reverted),
+//!   `power_loss.rs` (a node loses what it did not fsync, on the power-loss store),
 //!   and `kill_indexer.rs` (the run's indexer process rather than a node);
 //! - `target.rs` turns `nats2`, `random`, `leader:STREAM`, `meta-leader` into a node;
 //! - `effect.rs` confirms a fault's effect, and the cluster's recovery, from the monitoring endpoints
@@ -33,6 +34,7 @@ pub mod latency;
 pub mod nemesis;
 pub mod partition;
 pub mod pause;
+pub mod power_loss;
 pub mod restart;
 pub mod rolling_restart;
 pub mod run_hook;
@@ -78,12 +80,15 @@ pub enum Fault {
     KillIndexer,
     /// Kill the node, damage one class of a stream's store files, start it; cannot be reverted.
     CorruptStore(corrupt_store::CorruptSpec),
+    /// Kill the node (or all, target `all`), lose every write not fsynced, start it; cannot be
+    /// reverted.
+    PowerLoss,
 }
 
 /// Whether the fault named `name` damages what a node has stored (a safety fault, after which
 /// replicas may disagree): the run then reads every replica's copy (`checks::replica_read`).
 pub fn is_safety_fault(name: &str) -> bool {
-    name == "corrupt-store"
+    name == "corrupt-store" || name == "power-loss"
 }
 
 impl Fault {
@@ -101,6 +106,7 @@ impl Fault {
             Self::RollingRestart => "rolling-restart",
             Self::KillIndexer => kill_indexer::NAME,
             Self::CorruptStore(_) => "corrupt-store",
+            Self::PowerLoss => "power-loss",
         }
     }
 
@@ -125,6 +131,7 @@ impl Fault {
             Self::RollingRestart => rolling_restart::plan(node, nodes),
             Self::KillIndexer => kill_indexer::plan(),
             Self::CorruptStore(spec) => corrupt_store::plan(node, spec),
+            Self::PowerLoss => power_loss::plan(node, nodes),
         }
     }
 }
@@ -152,6 +159,8 @@ pub enum Step {
     Await(Effect),
     /// Damage the (down) node's store files on this machine, journaling every changed byte.
     CorruptStore(corrupt_store::CorruptSpec),
+    /// Roll the (down) node's store back to what it had fsynced, journaling what was discarded.
+    PowerLoss { node: String },
 }
 
 /// How one fault is applied, proven and reverted.

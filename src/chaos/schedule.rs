@@ -173,6 +173,7 @@ pub fn fault_from(name: &str, params: &FaultParams) -> Result<Fault, String> {
                 }
             },
         },
+        "power-loss" => Fault::PowerLoss,
         "corrupt-store" => {
             let len = params
                 .len
@@ -200,7 +201,8 @@ pub fn fault_from(name: &str, params: &FaultParams) -> Result<Fault, String> {
         other => {
             return Err(format!(
                 "unknown fault {other:?}: expected kill, stop, restart, pause, partition, latency, \
-                 bandwidth, fill-storage, rolling-restart, kill-indexer, corrupt-store or nemesis"
+                 bandwidth, fill-storage, rolling-restart, kill-indexer, corrupt-store, power-loss or \
+                 nemesis"
             ))
         }
     })
@@ -220,6 +222,11 @@ impl ChaosEntry {
             )),
             (false, true) => Err(format!(
                 "target \"indexer\" takes fault = \"kill-indexer\" only, not {:?}",
+                self.fault
+            )),
+            _ if target == Target::All && self.fault != "power-loss" => Err(format!(
+                "target \"all\" takes fault = \"power-loss\" only (a coordinated power failure), \
+                 not {:?}",
                 self.fault
             )),
             _ => Ok(target),

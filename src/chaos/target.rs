@@ -26,6 +26,8 @@ pub enum Target {
     MetaLeader,
     /// The run's indexer process (for `kill-indexer` only).
     Indexer,
+    /// Every node at once (for `power-loss` only: a coordinated power failure).
+    All,
 }
 
 impl FromStr for Target {
@@ -40,6 +42,8 @@ impl FromStr for Target {
             Ok(Self::MetaLeader)
         } else if text == "indexer" {
             Ok(Self::Indexer)
+        } else if text == "all" {
+            Ok(Self::All)
         } else if let Some(stream) = text.strip_prefix("leader:") {
             if stream.is_empty() {
                 Err("leader: needs a stream name, e.g. leader:FOCUS".into())
@@ -59,7 +63,7 @@ impl FromStr for Target {
             Ok(Self::Node(text.to_string()))
         } else {
             Err(format!(
-                "unknown target {text:?}: expected nats1..nats3, random, minority, leader:STREAM, follower:STREAM, meta-leader or indexer"
+                "unknown target {text:?}: expected nats1..nats3, random, minority, all, leader:STREAM, follower:STREAM, meta-leader or indexer"
             ))
         }
     }
@@ -75,6 +79,7 @@ impl fmt::Display for Target {
             Self::StreamFollower(stream) => write!(f, "follower:{stream}"),
             Self::MetaLeader => f.write_str("meta-leader"),
             Self::Indexer => f.write_str("indexer"),
+            Self::All => f.write_str("all"),
         }
     }
 }
@@ -139,6 +144,7 @@ impl Target {
                 Ok(followers[rng.random_range(0..followers.len())].clone())
             }
             Self::Indexer => Err(failed("the indexer is a target of kill-indexer only")),
+            Self::All => Ok(super::power_loss::ALL_NODES.to_string()),
         }
     }
 }
@@ -158,6 +164,8 @@ mod tests {
         );
         assert!("leader:".parse::<Target>().is_err());
         assert_eq!("indexer".parse(), Ok(Target::Indexer));
+        assert_eq!("all".parse(), Ok(Target::All));
+        assert_eq!(Target::All.to_string(), "all");
         assert!("indexer2".parse::<Target>().is_err());
         assert_eq!(Target::StreamLeader("X".into()).to_string(), "leader:X");
         assert_eq!("minority".parse(), Ok(Target::Minority));

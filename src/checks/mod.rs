@@ -16,6 +16,7 @@ pub mod production;
 pub mod replica_read;
 pub mod replicas;
 pub mod retention;
+pub mod safety;
 pub mod security;
 pub mod stream_count;
 pub mod streams;

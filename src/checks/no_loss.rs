@@ -113,6 +113,10 @@ pub struct LostEvent {
     pub acked_between_s: Option<(u64, u64)>,
     /// Faults active at any moment of that window ("kill nats2").
     pub faults_at_ack: Vec<String>,
+    /// The safety fault that destroyed it: the first to take effect after its ack
+    /// (`checks::safety`), e.g. "power-loss all at 30.0s".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_to: Option<String>,
 }
 
 impl LostEvent {
@@ -133,6 +137,9 @@ impl LostEvent {
             text.push_str(", no fault active");
         } else {
             text.push_str(&format!(" during {}", self.faults_at_ack.join(", ")));
+        }
+        if let Some(fault) = &self.lost_to {
+            text.push_str(&format!("; lost to {fault}"));
         }
         text
     }
@@ -156,6 +163,13 @@ pub struct LedgerCheck {
     pub unexpected_events: Vec<EventRef>,
     pub passed: bool,
     pub detail: String,
+    /// Every lost event by the second its ack began in (from the ledger's ack clock; events
+    /// whose ack second is unknown are left out): what the safety section attributes to faults.
+    #[serde(skip)]
+    pub lost_by_ack_second: BTreeMap<u64, u64>,
+    /// The cluster no longer had the stream at all (every acknowledged event of it is lost).
+    #[serde(skip)]
+    pub stream_gone: bool,
 }
 
 /// Reads stream sequences `from_seq..=to_seq` back (headers only while the message ids name each
@@ -361,6 +375,8 @@ pub fn judge(
         unexpected_events: Vec::new(),
         passed: true,
         detail: String::new(),
+        lost_by_ack_second: BTreeMap::new(),
+        stream_gone: false,
     };
     let prefix = count_missing(&mut check, ledgers, back);
     count_read(&mut check, ledgers, back);
@@ -368,6 +384,15 @@ pub fn judge(
     // many prefix events as retention removed messages are not called lost.
     let explained = prefix.lost.min(removed_by_retention);
     check.lost += prefix.lost - explained;
+    // The prefix events retention explains are the oldest: the rest are lost.
+    let mut unexplained = explained;
+    for (second, count) in prefix.by_ack_second {
+        let taken = count.min(unexplained);
+        unexplained -= taken;
+        if count > taken {
+            *check.lost_by_ack_second.entry(second).or_default() += count - taken;
+        }
+    }
     if prefix.lost > explained {
         let room = SAMPLES.saturating_sub(check.lost_events.len());
         check
@@ -383,6 +408,8 @@ struct LostPrefix {
     lost: u64,
     /// The first of them (at most [`SAMPLES`]).
     samples: Vec<LostEvent>,
+    /// All of them by ack second, as [`LedgerCheck::lost_by_ack_second`].
+    by_ack_second: BTreeMap<u64, u64>,
 }
 
 /// Counts the acked events not read back: those after their publisher's first event read back as
@@ -399,26 +426,40 @@ fn count_missing(
     let mut prefix = LostPrefix {
         lost: 0,
         samples: Vec::new(),
+        by_ack_second: BTreeMap::new(),
     };
     for ledger in ledgers {
         let seen = back.seen.get(&ledger.publisher).unwrap_or(&empty);
         let first_seen = seen.ranges().next().map_or(u64::MAX, |(start, _)| start);
         for (start, end) in ledger.acked.ranges() {
             for seq in (start..=end).filter(|&seq| !seen.contains(seq)) {
-                let (count, samples) = if seq < first_seen {
-                    (&mut prefix.lost, &mut prefix.samples)
+                let (count, samples, by_second) = if seq < first_seen {
+                    (
+                        &mut prefix.lost,
+                        &mut prefix.samples,
+                        &mut prefix.by_ack_second,
+                    )
                 } else {
-                    (&mut check.lost, &mut check.lost_events)
+                    (
+                        &mut check.lost,
+                        &mut check.lost_events,
+                        &mut check.lost_by_ack_second,
+                    )
                 };
                 *count += 1;
+                let window = ledger.ack_clock.window_of(seq);
+                if let Some((from, _)) = window {
+                    *by_second.entry(from).or_default() += 1;
+                }
                 if samples.len() < SAMPLES {
                     samples.push(LostEvent {
                         publisher: ledger.publisher,
                         seq,
                         subject: None,
                         event_id: None,
-                        acked_between_s: ledger.ack_clock.window_of(seq),
+                        acked_between_s: window,
                         faults_at_ack: Vec::new(),
+                        lost_to: None,
                     });
                 }
             }

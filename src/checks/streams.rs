@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use super::no_loss::{self, LedgerCheck};
 use super::stream_count::{self, LeaderCount, StreamCount};
 use crate::load::ledger::PublisherLedger;
-use crate::topology::{leader_copy, stream_position, wait_until_replicated, StreamPosition};
+use crate::topology::{leader_copy, stream_position_if_any, wait_until_replicated, StreamPosition};
 
 /// One stream the run wrote, and where it stood before the load.
 #[derive(Debug, Clone)]
@@ -55,7 +55,22 @@ pub async fn check_streams(
                 eprintln!("aivo-load: {e:#}; reading back anyway");
             }
         }
-        let after = stream_position(js, stream).await?;
+        let Some(after) = stream_position_if_any(js, stream).await? else {
+            eprintln!("aivo-load: stream {stream} no longer exists: nothing to read back");
+            let ledger = totals.get(stream).copied().unwrap_or_default();
+            checks.counts.extend(
+                up_to
+                    .is_none()
+                    .then(|| stream_count::judge(stream, ledger, window.before.last_seq, 0, 0)),
+            );
+            let writers: Vec<_> = ledgers.iter().filter(|l| l.stream == stream).collect();
+            let mut check = no_loss::judge(stream, &writers, &no_loss::ReadBack::default(), 0);
+            check.passed = false;
+            check.stream_gone = true;
+            check.detail = format!("the stream no longer exists: {}", check.detail);
+            checks.ledgers.push(check);
+            continue;
+        };
         let ledger = totals.get(stream).copied().unwrap_or_default();
         let mut count = up_to.is_none().then(|| {
             stream_count::judge(

@@ -225,6 +225,19 @@ impl Cluster {
         }
     }
 
+    /// Rolls a down node's store back to what it had fsynced (`power-loss`): only a run's own
+    /// local cluster serves its stores through the power-loss store.
+    pub fn power_loss(&self, node: &str) -> Result<crate::durable_fs::PowerLoss, ClusterError> {
+        match self {
+            Self::Local(cluster) => Ok(cluster.power_loss(node)?),
+            _ => Err(ClusterError::Refused(format!(
+                "power-loss needs a run's own local cluster, whose stores it serves through the \
+                 power-loss store; {} has none",
+                self.name()
+            ))),
+        }
+    }
+
     /// The recent part of what `node` logged (its last 256 KiB), where this machine can read it: a
     /// local node's `nats.log`, a container's Docker log. `None` for an external cluster, or when
     /// the log cannot be read.
@@ -479,6 +492,9 @@ pub struct ClusterPlan {
     /// The production profile weakened on purpose (the hidden, test-only `run --loosen`): what a
     /// test of the security probes starts to show a probe failing.
     pub loosen: Vec<crate::security::Loosening>,
+    /// Serve every store through the power-loss store (a scenario with a `power-loss` fault):
+    /// a run's own local cluster only.
+    pub durable_stores: bool,
 }
 
 impl ClusterPlan {
@@ -513,6 +529,7 @@ impl ClusterPlan {
             auth: crate::security::ClientAuth::default(),
             sync_interval: None,
             loosen: Vec::new(),
+            durable_stores: false,
         })
     }
 
@@ -555,6 +572,18 @@ impl ClusterPlan {
     /// backend owns it there (`owner.json`).
     pub async fn start(&self, run_dir: &Path) -> Result<Cluster, ClusterError> {
         let cluster_dir = run_dir.join("cluster");
+        if self.durable_stores && (self.backend != BackendKind::Local || self.keep) {
+            return Err(ClusterError::Refused(format!(
+                "the scenario's power-loss fault needs a run's own local cluster (--backend \
+                 local without --keep-cluster), whose stores it serves through a FUSE mount; \
+                 {} cannot lose unsynced writes on purpose",
+                if self.keep {
+                    "a kept cluster".to_string()
+                } else {
+                    format!("--backend {}", self.backend.name())
+                }
+            )));
+        }
         if let (Some(sync), true) = (
             self.sync_interval,
             self.backend == BackendKind::External || self.keep,
@@ -582,6 +611,7 @@ impl ClusterPlan {
                     LocalClusterConfig::new(cluster_dir.clone()).with_profile(self.profile);
                 config.sync_interval = self.sync_interval;
                 config.loosen = self.loosen.clone();
+                config.durable_stores = self.durable_stores;
                 let cluster = LocalCluster::start(config).await?;
                 Cluster::Local(Arc::new(cluster))
             }

@@ -24,10 +24,14 @@ use super::node::{DeadAddress, Node, NodePorts, PortReservation};
 use super::op::{ControlOp, NodeState};
 use super::proxy::{LinkShape, MeshError, ProxyStats, RouteMesh};
 use super::storage::{self, FillMode};
+use crate::durable_fs::{DurableStore, PowerLoss};
 use crate::security::Profile;
 
 /// The cluster name, as in the seed's docker-compose.
 pub const CLUSTER_NAME: &str = "aivo";
+
+/// Where, in a node's dir, the power-loss store keeps the files it serves at `store/`.
+pub const DURABLE_BACKING: &str = "store.durable";
 
 /// How often `start` polls the nodes while waiting for them.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -55,6 +59,9 @@ pub struct LocalClusterConfig {
     pub sync_interval: Option<super::SyncInterval>,
     /// The production profile weakened on purpose (tests of the security probes only).
     pub loosen: Vec<crate::security::Loosening>,
+    /// Serve each node's store through the power-loss store (`durable_fs`, a FUSE mount over
+    /// `<node>/store.durable`), so a `power-loss` fault can roll it back to what was fsynced.
+    pub durable_stores: bool,
 }
 
 impl LocalClusterConfig {
@@ -68,6 +75,7 @@ impl LocalClusterConfig {
             profile: ClusterProfile::Open,
             sync_interval: None,
             loosen: Vec::new(),
+            durable_stores: false,
         }
     }
 
@@ -169,6 +177,9 @@ pub struct LocalCluster {
     _dead_addresses: Vec<DeadAddress>,
     /// Nodes whose store is filled, and how (see `storage.rs`).
     filled: Mutex<BTreeMap<usize, FillMode>>,
+    /// Each node's power-loss store, when the config asked for them (unmounted on drop, after the
+    /// nodes are killed).
+    durable: Vec<DurableStore>,
 }
 
 impl LocalCluster {
@@ -232,6 +243,27 @@ impl LocalCluster {
                     node.config_path().display()
                 )))?;
         }
+        let durable = if config.durable_stores {
+            nodes
+                .iter()
+                .map(|node| {
+                    let store = node.store_dir();
+                    DurableStore::mount(&node.dir.join(DURABLE_BACKING), &store).map_err(|e| {
+                        LocalError::Storage {
+                            node: node.name.clone(),
+                            reason: format!(
+                                "cannot serve the store {} through the power-loss store (a FUSE \
+                                 mount: needs root, /dev/fuse and fusermount3 from the fuse3 \
+                                 package): {e}",
+                                store.display()
+                            ),
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         let mut cluster = Self {
             endpoints: ClusterEndpoints {
                 nodes: nodes.iter().map(endpoints_of).collect(),
@@ -243,6 +275,7 @@ impl LocalCluster {
             mesh,
             _dead_addresses: dead_addresses,
             filled: Mutex::new(BTreeMap::new()),
+            durable,
         };
         reservation.release();
         for i in 0..n {
@@ -437,6 +470,31 @@ impl LocalCluster {
         self.nodes[self.index(node)?].kill_and_reap();
         tracing::info!(node, "killed");
         Ok(())
+    }
+
+    /// Rolls a node's store back to what it had fsynced (`power-loss`). The node must be down,
+    /// and the cluster started with `durable_stores`.
+    pub fn power_loss(&self, node: &str) -> Result<PowerLoss, LocalError> {
+        let i = self.index(node)?;
+        let refused = |reason: String| LocalError::Storage {
+            node: node.to_string(),
+            reason,
+        };
+        let store = self.durable.get(i).ok_or_else(|| {
+            refused(
+                "its store is not on the power-loss store (the cluster was started without it; \
+                 a run whose scenario has a power-loss fault starts it so)"
+                    .into(),
+            )
+        })?;
+        if self.nodes[i].is_running() {
+            return Err(refused("a power loss needs the node down first".into()));
+        }
+        let loss = store
+            .power_loss()
+            .map_err(|e| refused(format!("the power loss failed: {e}")))?;
+        tracing::info!(node, ?loss, "power loss");
+        Ok(loss)
     }
 
     /// Stops a node gracefully (SIGTERM; SIGKILL after a grace period).

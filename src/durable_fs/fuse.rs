@@ -74,13 +74,28 @@ impl DurableStore {
 
     /// Unmounts (also on drop).
     pub fn unmount(mut self) {
+        self.end_session();
+    }
+
+    /// Ends the FUSE session, which unmounts the store. (A harness killed by SIGKILL leaves the
+    /// mount behind, disconnected: `umount -l` removes it.)
+    fn end_session(&mut self) {
         self.session.take();
+    }
+}
+
+impl std::fmt::Debug for DurableStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableStore")
+            .field("backing", &self.backing)
+            .field("mountpoint", &self.mountpoint)
+            .finish_non_exhaustive()
     }
 }
 
 impl Drop for DurableStore {
     fn drop(&mut self) {
-        self.session.take();
+        self.end_session();
     }
 }
 

@@ -36,7 +36,7 @@ struct FileJournal {
 }
 
 /// What a power loss discarded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PowerLoss {
     /// Files cut back or restored to their durable contents.
     pub files_rolled_back: u64,
@@ -45,6 +45,16 @@ pub struct PowerLoss {
     /// Bytes written but never made durable: appended past a durable length, overwritten inside
     /// one, or in a removed file.
     pub bytes_discarded: u64,
+}
+
+impl PowerLoss {
+    /// "24922 bytes discarded (3 files removed, 1 cut back)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} bytes discarded ({} file(s) removed, {} cut back)",
+            self.bytes_discarded, self.files_removed, self.files_rolled_back
+        )
+    }
 }
 
 /// The undo journals of every file changed since it was last durable, by path under the store.

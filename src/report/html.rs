@@ -60,7 +60,8 @@ fn charts(report: &RunReport) -> String {
     if rows.is_empty() {
         return "<p>No timeline: the load did not run.</p>\n".to_string();
     }
-    let faults = fault_windows(rows);
+    let mut faults = fault_windows(rows);
+    faults.extend(lost_windows(report, rows.len()));
     let mut out = String::new();
     let rate = Chart {
         title: "Events per second: target, acked, errors (failed + unknown)",
@@ -148,11 +149,38 @@ fn positive(ms: f64) -> Option<f64> {
     (ms > 0.0).then_some(ms)
 }
 
-/// A fault active from `from` to `to` (seconds, end exclusive).
+/// A fault active from `from` to `to` (seconds, end exclusive), or (`lost`) the acknowledged
+/// writes of those seconds that a safety fault destroyed.
 struct Window {
     from: usize,
     to: usize,
     label: String,
+    lost: bool,
+}
+
+/// The acknowledged window each safety fault destroyed (`report.safety`), within the timeline.
+fn lost_windows(report: &RunReport, seconds: usize) -> Vec<Window> {
+    report
+        .safety
+        .iter()
+        .filter_map(|f| {
+            let (from, to) = f.lost_window_s?;
+            let from = usize::try_from(from).ok()?.min(seconds.saturating_sub(1));
+            let to = usize::try_from(to)
+                .ok()?
+                .clamp(from + 1, seconds.max(from + 1));
+            Some(Window {
+                from,
+                to,
+                label: format!(
+                    "{} acked, then lost to {}",
+                    f.lost,
+                    crate::checks::safety::label(f)
+                ),
+                lost: true,
+            })
+        })
+        .collect()
 }
 
 /// Consecutive seconds with the same non-empty fault list make one window.
@@ -169,6 +197,7 @@ fn fault_windows(rows: &[TimelineRow]) -> Vec<Window> {
                 from: i,
                 to: i + 1,
                 label,
+                lost: false,
             }),
         }
     }
@@ -225,9 +254,15 @@ impl Plot {
         TOP + self.height * (1.0 - ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0))
     }
 
-    /// Each fault window as a shaded band labelled with the fault.
+    /// Each fault window as a shaded band labelled with the fault; each lost window (acknowledged
+    /// writes a safety fault destroyed) as a hatched purple band labelled below it.
     fn fault_windows(&self, out: &mut String, faults: &[Window]) {
         for window in faults {
+            let (fill, ink, label_y) = if window.lost {
+                ("#7b1fa2", "#4a148c", TOP + self.height - 4.0)
+            } else {
+                ("#ffcdd2", "#b71c1c", TOP + 11.0)
+            };
             let (x0, x1) = (
                 self.x(window.from as f64),
                 self.x(window.to as f64 - 1.0)
@@ -235,14 +270,16 @@ impl Plot {
             );
             let _ = writeln!(
                 out,
-                "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{}\" fill=\"#ffcdd2\" \
-                 opacity=\"0.6\"><title>{}</title></rect>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#b71c1c\">{}</text>",
+                "<rect class=\"{}\" x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{}\" \
+                 fill=\"{fill}\" opacity=\"{}\"><title>{}</title></rect>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ink}\">{}</text>",
+                if window.lost { "lost" } else { "fault" },
                 x1 - x0,
                 self.height,
+                if window.lost { "0.18" } else { "0.6" },
                 escape(&window.label),
                 x0 + 2.0,
-                TOP + 11.0,
+                label_y,
                 escape(&window.label)
             );
         }

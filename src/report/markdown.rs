@@ -14,6 +14,7 @@ pub fn render(report: &RunReport) -> String {
     latency_section(&mut out, report);
     subjects_section(&mut out, report);
     faults_section(&mut out, report);
+    safety_section(&mut out, report);
     resources_section(&mut out, report);
     checks_section(&mut out, report);
     retention_table(&mut out, report);
@@ -234,6 +235,21 @@ fn faults_section(out: &mut String, report: &RunReport) {
             f.node,
             f.detail
         );
+    }
+}
+
+/// What each safety fault did and cost, when the run applied any.
+fn safety_section(out: &mut String, report: &RunReport) {
+    if report.safety.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Safety\n\nEach acknowledged event lost is put down to the first safety fault that \
+         took effect after its ack.\n\n| fault | what was done | what it cost |\n|---|---|---|"
+    );
+    for (label, done, cost) in report.safety_lines() {
+        let _ = writeln!(out, "| {label} | {done} | {cost} |");
     }
 }
 

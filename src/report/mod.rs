@@ -87,6 +87,10 @@ pub struct RunReport {
     /// it tried and what the cluster did. `None`: an open or external cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<crate::checks::security::SecurityCheck>,
+    /// The safety section (`checks::safety`): for each safety fault (corrupt-store, power-loss)
+    /// what was done, what was lost or diverged, and the acknowledged window that disappeared.
+    /// Empty: the run applied none.
+    pub safety: Vec<crate::checks::safety::SafetyFinding>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
 }
@@ -650,6 +654,20 @@ impl RunReport {
             )
         });
         retention.chain(replicas).chain(reads).collect()
+    }
+
+    /// The safety section as (fault label, what was done, what it cost), for the summaries.
+    pub fn safety_lines(&self) -> Vec<(String, String, String)> {
+        self.safety
+            .iter()
+            .map(|f| {
+                (
+                    crate::checks::safety::label(f),
+                    f.done.clone().unwrap_or_default(),
+                    f.summary.clone(),
+                )
+            })
+            .collect()
     }
 }
 

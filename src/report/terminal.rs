@@ -43,6 +43,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
     resources_lines(&mut out, report);
     subject_table(&mut out, report);
     fault_lines(&mut out, report);
+    safety_lines(&mut out, report);
     check_lines(&mut out, report);
     indexer_lines(&mut out, report);
     optional_check_lines(&mut out, report);
@@ -193,6 +194,19 @@ fn fault_lines(out: &mut String, report: &RunReport) {
             f.node,
             f.detail
         );
+    }
+    let _ = writeln!(out);
+}
+
+/// What each safety fault did and cost, when the run applied any.
+fn safety_lines(out: &mut String, report: &RunReport) {
+    if report.safety.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  safety");
+    for (label, done, cost) in report.safety_lines() {
+        let _ = writeln!(out, "    {label}: {done}");
+        let _ = writeln!(out, "      → {cost}");
     }
     let _ = writeln!(out);
 }

@@ -180,11 +180,22 @@ impl RunContext {
         let cancel = CancellationToken::new();
         let signals = watch_signals(cancel.clone());
         let sync_interval = plan.scenario.sync_interval;
+        // A power-loss fault needs every store on the power-loss store from the start (what a
+        // node fsyncs before the fault is what survives it); not under --no-chaos.
+        let chaos = &plan.scenario.chaos;
+        let durable_stores = plan.segment.runs_chaos()
+            && chaos
+                .fixed
+                .iter()
+                .map(|f| &f.fault)
+                .chain(chaos.nemeses.iter().flat_map(|n| &n.faults))
+                .any(|f| *f == crate::chaos::Fault::PowerLoss);
         Ok(Self {
             scenario: Arc::new(plan.scenario),
             rate_scale: plan.rate_scale,
             cluster_plan: ClusterPlan {
                 sync_interval,
+                durable_stores,
                 ..plan.cluster
             },
             source: plan.source,

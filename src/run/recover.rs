@@ -284,6 +284,18 @@ pub(super) fn fault_events(journal_path: &Path, start_wall: OffsetDateTime) -> V
                     applied.note = Some(crate::chaos::corrupt_store::summary(&changes));
                 }
             }
+            journal::JournalEntry::PowerLost { id, node, loss, .. } => {
+                if let Some(applied) = events
+                    .iter_mut()
+                    .find(|e| e.id == id && e.phase == Phase::Apply)
+                {
+                    let said = format!("{node}: {}", loss.describe());
+                    applied.note = Some(match applied.note.take() {
+                        Some(note) if note.starts_with("power loss: ") => format!("{note}; {said}"),
+                        _ => format!("power loss: {said}"),
+                    });
+                }
+            }
         }
     }
     events

@@ -14,6 +14,7 @@ use crate::checks::dlq::DlqCheck;
 use crate::checks::faults;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
+use crate::checks::safety;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::thresholds::ThresholdResult;
 use crate::cluster::BackendKind;
@@ -185,6 +186,18 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         recovery(input.scenario, indexer, &input.indexer_lag);
     }
     name_lost_events(&mut input);
+    let safety = safety::findings(
+        &input.fault_events,
+        &input.ledger_checks,
+        &input.replica_reads,
+    );
+    for check in &mut input.ledger_checks {
+        for event in &mut check.lost_events {
+            event.lost_to = event
+                .acked_between_s
+                .and_then(|(from, _)| safety::lost_to(&safety, from));
+        }
+    }
     let catch_up = catch_up_check(&input);
     // A checkpoint, or a report recovered from one, covers the load up to it.
     let covered = (input.state != report::RunState::Finished)
@@ -257,6 +270,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         stuck_replicas: Vec::new(),
         replicas: input.replica_checks,
         replica_reads: input.replica_reads,
+        safety,
         security: input.security,
     }
 }

@@ -82,6 +82,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../scenarios/minority-corruption.toml"),
     ),
     (
+        "power-loss",
+        include_str!("../../scenarios/power-loss.toml"),
+    ),
+    (
         "dlq-poison",
         include_str!("../../scenarios/dlq-poison.toml"),
     ),

@@ -31,7 +31,8 @@ pub use connect::{connect, connect_as, connect_preferring};
 pub use fields::{Change, ChangeKind, FieldChange, FieldCheck, FieldValue};
 pub use format::format_bytes;
 pub use stream_state::{
-    leader_copy, move_leader, stream_position, wait_until_replicated, LeaderCopy, StreamPosition,
+    leader_copy, move_leader, stream_position, stream_position_if_any, wait_until_replicated,
+    LeaderCopy, StreamPosition,
 };
 pub use sync::{apply, verify};
 

@@ -17,6 +17,25 @@ pub struct StreamPosition {
     pub first_seq: u64,
 }
 
+/// The stream's position, or `None` when the cluster no longer has the stream at all (a
+/// coordinated power loss can take a stream's whole store, its definition included).
+pub async fn stream_position_if_any(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> anyhow::Result<Option<StreamPosition>> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    let lookup = tokio::time::timeout(Duration::from_secs(10), js.get_stream(stream)).await;
+    if let Ok(Err(err)) = &lookup {
+        if let GetStreamErrorKind::JetStream(js_err) = err.kind() {
+            if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND {
+                return Ok(None);
+            }
+        }
+    }
+    stream_position(js, stream).await.map(Some)
+}
+
 /// The stream's last and first sequence and message count.
 pub async fn stream_position(
     js: &async_nats::jetstream::Context,
