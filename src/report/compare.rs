@@ -21,6 +21,11 @@ const ROWS: &[Figure] = &[
         Source::At("/run/nats_server_version"),
         Kind::Text,
     ),
+    Figure::new(
+        "sync_interval",
+        Source::At("/run/sync_interval"),
+        Kind::Text,
+    ),
     Figure::new("verdict", Source::Verdict, Kind::Text),
     Figure::new(
         "load duration s",
@@ -98,6 +103,11 @@ const ROWS: &[Figure] = &[
         Kind::CountLowerBetter,
     ),
     Figure::new(
+        "acked writes lost s",
+        Source::SafetySum("lost_seconds"),
+        Kind::CountLowerBetter,
+    ),
+    Figure::new(
         "ledger duplicated",
         Source::LedgerSum("duplicated"),
         Kind::CountLowerBetter,
@@ -166,6 +176,67 @@ pub fn render(a: &Value, b: &Value, a_name: &str, b_name: &str) -> String {
         );
     }
     out
+}
+
+/// The figures of the durability decision table, in its column order.
+const DECISION: &[Figure] = &[
+    Figure::new("verdict", Source::Verdict, Kind::Text),
+    Figure::new("acked", Source::At("/counts/acked"), Kind::Count),
+    Figure::new("acked but lost", Source::LedgerSum("lost"), Kind::Count),
+    Figure::new(
+        "seconds of acked writes lost",
+        Source::SafetySum("lost_seconds"),
+        Kind::Count,
+    ),
+    Figure::new(
+        "steady p50 (median second)",
+        Source::PhaseMedian {
+            phase: "steady",
+            field: "p50_ms",
+        },
+        Kind::Millis,
+    ),
+    Figure::new(
+        "steady p99 (median second)",
+        Source::PhaseMedian {
+            phase: "steady",
+            field: "p99_ms",
+        },
+        Kind::Millis,
+    ),
+    Figure::new(
+        "saturation acked/s (best second)",
+        Source::PhaseMax {
+            phase: "saturation",
+            field: "acked",
+        },
+        Kind::Rate,
+    ),
+];
+
+/// The decision table of runs that differ in one setting (`durability-compare`: one row per
+/// `sync_interval`): what each lost against what it cost, as a Markdown table.
+pub fn decision_table(setting: &str, runs: &[(String, Value)]) -> String {
+    let mut out = format!("| {setting} |");
+    for figure in DECISION {
+        out.push_str(&format!(" {} |", figure.label));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(DECISION.len()));
+    out.push('\n');
+    for (name, report) in runs {
+        out.push_str(&format!("| {name} |"));
+        for figure in DECISION {
+            out.push_str(&format!(" {} |", figure.show(&figure.value(report))));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A run's `report.json` as JSON (a run dir or the file), for [`render`] and [`decision_table`].
+pub fn load_report(path: &Path) -> Result<Value, AppError> {
+    load(path)
 }
 
 /// `report compare A B`.

@@ -54,6 +54,19 @@ pub(super) enum Source {
     Achieved,
     /// A count summed over the ledger check of every stream (`lost`, `duplicated`).
     LedgerSum(&'static str),
+    /// A count summed over the safety section's findings (`lost_seconds`).
+    SafetySum(&'static str),
+    /// The median over the timeline's seconds of one phase of a per-second field (`p99_ms` of
+    /// the `steady` seconds): a phase's typical second, not an exact percentile of its events.
+    PhaseMedian {
+        phase: &'static str,
+        field: &'static str,
+    },
+    /// The highest per-second value of one phase (`acked` of the `saturation` seconds).
+    PhaseMax {
+        phase: &'static str,
+        field: &'static str,
+    },
     /// Faults applied (the `apply` events of `faults`).
     FaultsApplied,
     /// The indexer's catch-up time; `never` when the run had an indexer that never caught up.
@@ -66,6 +79,29 @@ pub(super) struct Figure {
     pub(super) label: &'static str,
     pub(super) source: Source,
     pub(super) kind: Kind,
+}
+
+/// A per-second field over the timeline's seconds of `phase` that have it (`None`: none).
+fn phase_values(report: &Value, phase: &str, field: &str) -> Option<Vec<f64>> {
+    let values: Vec<f64> = report
+        .pointer("/timeline")?
+        .as_array()?
+        .iter()
+        .filter(|row| row.get("phase").and_then(Value::as_str) == Some(phase))
+        .filter_map(|row| row.get(field).and_then(Value::as_f64))
+        .collect();
+    (!values.is_empty()).then_some(values)
+}
+
+/// `field` summed over the objects of the list at `list` (`None`: no such list).
+fn sum_over(report: &Value, list: &str, field: &str) -> Option<Value> {
+    let items = report.pointer(list)?.as_array()?;
+    Some(Value::from(
+        items
+            .iter()
+            .filter_map(|c| c.get(field).and_then(Value::as_u64))
+            .sum::<u64>(),
+    ))
 }
 
 /// What [`Figure::value`] gives for an indexer that never caught up.
@@ -106,15 +142,17 @@ impl Figure {
                     1.0
                 }))
             }
-            Source::LedgerSum(field) => {
-                let checks = report.pointer("/ledger")?.as_array()?;
-                Some(Value::from(
-                    checks
-                        .iter()
-                        .filter_map(|c| c.get(field).and_then(Value::as_u64))
-                        .sum::<u64>(),
-                ))
+            Source::LedgerSum(field) => sum_over(report, "/ledger", field),
+            Source::SafetySum(field) => sum_over(report, "/safety", field),
+            Source::PhaseMedian { phase, field } => {
+                let mut values = phase_values(report, phase, field)?;
+                values.sort_by(f64::total_cmp);
+                Some(Value::from(values[values.len() / 2]))
             }
+            Source::PhaseMax { phase, field } => phase_values(report, phase, field)?
+                .into_iter()
+                .max_by(f64::total_cmp)
+                .map(Value::from),
             Source::FaultsApplied => {
                 let events = report.pointer("/faults")?.as_array()?;
                 Some(Value::from(

@@ -28,6 +28,7 @@ pub mod segment;
 pub mod selfcheck;
 pub mod session;
 mod setup;
+mod variants;
 mod verdict;
 mod workers;
 
@@ -69,7 +70,7 @@ pub use load::{bench_load, BenchLoad};
 pub use verdict::ASYNC_NATS_VERSION;
 
 /// A validated run (built from the command line by `cli.rs`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunPlan {
     pub scenario: Scenario,
     pub rate_scale: f64,
@@ -96,6 +97,9 @@ pub struct RunPlan {
 
 /// Runs a plan to its exit status; see the module header.
 pub async fn execute(plan: RunPlan) -> Result<ExitStatus, AppError> {
+    if !plan.scenario.compare_sync_interval.is_empty() {
+        return variants::execute(plan).await;
+    }
     let mut run = RunContext::create(plan)?;
     let stop_now = run.signals.stop_now.clone();
     let outcome = tokio::select! {

@@ -86,6 +86,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../scenarios/power-loss.toml"),
     ),
     (
+        "durability-compare",
+        include_str!("../../scenarios/durability-compare.toml"),
+    ),
+    (
         "dlq-poison",
         include_str!("../../scenarios/dlq-poison.toml"),
     ),

@@ -158,6 +158,34 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
                 .map_err(|e: String| source.error(Some(text.span()), &e))?,
         ),
     };
+    let compare_sync_interval = match &raw.cluster.compare_sync_interval {
+        None => Vec::new(),
+        Some(list) => {
+            let at = |e: String| source.error(Some(list.span()), &e);
+            if list.get_ref().len() < 2 {
+                return Err(at(
+                    "compare_sync_interval lists the settings to compare: at least two, e.g. \
+                     [\"default\", \"always\"]"
+                        .into(),
+                ));
+            }
+            if sync_interval.is_some() {
+                return Err(at(
+                    "give either sync_interval or compare_sync_interval, not both".into(),
+                ));
+            }
+            list.get_ref()
+                .iter()
+                .map(|text| match text.trim() {
+                    "default" => Ok(None),
+                    other => other
+                        .parse()
+                        .map(Some)
+                        .map_err(|e: String| at(format!("{e} (or \"default\", the server's own)"))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
     let requires_production = match &raw.cluster.profile {
         None => false,
         Some(text) => {
@@ -186,6 +214,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         chaos,
         consumers,
         sync_interval,
+        compare_sync_interval,
         requires_production,
     })
 }

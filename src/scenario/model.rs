@@ -183,6 +183,10 @@ pub struct RawClusterSettings {
     /// JetStream `sync_interval`: `"always"` or a duration; absent, the server's default (2m).
     #[serde(default)]
     pub sync_interval: Option<Spanned<String>>,
+    /// Run the scenario once per `sync_interval` listed (`"default"` is the server's own) and
+    /// compare the runs (`durability-compare`).
+    #[serde(default)]
+    pub compare_sync_interval: Option<Spanned<Vec<String>>>,
     /// `"production"`: the scenario needs the production profile (`--profile production` is
     /// implied); `"open"` or absent: the command line's `--profile`.
     #[serde(default)]
@@ -534,6 +538,9 @@ pub struct Scenario {
     pub consumers: ConsumerSettings,
     /// `[cluster] sync_interval`; `None`: the server's default (2 minutes).
     pub sync_interval: Option<crate::cluster::SyncInterval>,
+    /// `[cluster] compare_sync_interval`: one run per setting (`None`: the server's default),
+    /// compared side by side; empty: one run.
+    pub compare_sync_interval: Vec<Option<crate::cluster::SyncInterval>>,
     /// `[cluster] profile = "production"`: the run's cluster must have the production profile
     /// (`security-audit`: its checks mean nothing on an open cluster).
     pub requires_production: bool,

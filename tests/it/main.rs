@@ -15,6 +15,7 @@ mod nemesis;
 mod production;
 mod recover;
 mod run;
+mod safety;
 mod sampling;
 mod scenarios;
 mod security;
