@@ -30,6 +30,9 @@ pub enum Effect {
     Frozen { node: String },
     /// The node answers `/healthz` OK.
     Back { node: String },
+    /// The node's process is up again: `/healthz` answers, OK or not (a store that lost data may
+    /// keep its JetStream unhealthy for long; that is the fault's consequence, not its absence).
+    Running { node: String },
     /// The node answers but `/routez` lists no route.
     Isolated { node: String },
     /// Every peer has lost its route to the node or sees it as not current in the meta group.
@@ -70,6 +73,7 @@ impl Effect {
             Self::Down { node } => format!("{node} down (/healthz refused)"),
             Self::Frozen { node } => format!("{node} frozen (/healthz unanswered)"),
             Self::Back { node } => format!("{node} healthy"),
+            Self::Running { node } => format!("{node} running"),
             Self::Isolated { node } => format!("{node} has 0 routes"),
             Self::Unheard { node } => format!("peers no longer hear {node}"),
             Self::Split { a, b } => format!("no route {a}<->{b}"),
@@ -123,6 +127,13 @@ impl Effect {
             Self::Back { node } => match monitor::healthz(&url(node)?).await {
                 Ok(Health::Ok) => Ok(format!("{node} /healthz ok")),
                 Ok(Health::Unhealthy(reason)) => Err(format!("{node} unhealthy: {reason}")),
+                Err(err) => Err(err.to_string()),
+            },
+            Self::Running { node } => match monitor::healthz(&url(node)?).await {
+                Ok(Health::Ok) => Ok(format!("{node} running, /healthz ok")),
+                Ok(Health::Unhealthy(reason)) => {
+                    Ok(format!("{node} running, /healthz unhealthy: {reason}"))
+                }
                 Err(err) => Err(err.to_string()),
             },
             Self::Isolated { node } => isolated(node, &url(node)?).await,

@@ -48,7 +48,7 @@ pub fn plan(node: &str, nodes: &[String]) -> FaultPlan {
         effect: if node == ALL_NODES {
             Effect::Whole
         } else {
-            Effect::Back {
+            Effect::Running {
                 node: node.to_string(),
             }
         },
@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(one.steps.len(), 4);
         assert_eq!(
             one.effect,
-            Effect::Back {
+            Effect::Running {
                 node: "nats2".into()
             }
         );

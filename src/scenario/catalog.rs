@@ -86,6 +86,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../scenarios/power-loss.toml"),
     ),
     (
+        "crash-plus-partition",
+        include_str!("../../scenarios/crash-plus-partition.toml"),
+    ),
+    (
         "durability-compare",
         include_str!("../../scenarios/durability-compare.toml"),
     ),
