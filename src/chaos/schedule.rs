@@ -487,6 +487,24 @@ mod tests {
     }
 
     #[test]
+    fn power_loss_takes_every_node_as_a_target_and_no_other_fault_does() {
+        let plan = ChaosPlan::from_entries(&[entry(
+            "at = \"30s\"\nfault = \"power-loss\"\ntarget = \"all\"",
+        )])
+        .expect("valid");
+        assert_eq!(plan.faults(), vec![&Fault::PowerLoss]);
+        assert_eq!(plan.fixed[0].target, Target::All);
+        let kill_all =
+            ChaosPlan::from_entries(&[entry("at = \"30s\"\nfault = \"kill\"\ntarget = \"all\"")]);
+        assert!(
+            kill_all
+                .as_ref()
+                .is_err_and(|(_, e)| e.contains("takes fault = \"power-loss\" only")),
+            "{kill_all:?}"
+        );
+    }
+
+    #[test]
     fn fixed_and_nemesis_entries_validate() {
         let plan = ChaosPlan::from_entries(&[
             entry("at = \"50s\"\nfault = \"kill\"\ntarget = \"leader:FOCUS\"\nfor = \"20s\""),

@@ -155,6 +155,26 @@ async fn a_power_loss_on_a_cluster_it_cannot_mount_is_refused_with_the_reason() 
     )
     .await;
     let said = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(said.contains("power-loss"), "{said}");
+    // The docker backend has no power-loss store: refused before a container starts.
+    let out = aivo(
+        &[
+            "run",
+            "power-loss",
+            "--backend",
+            "docker",
+            "--reports-dir",
+            path(reports.path()),
+        ],
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("power-loss fault needs a run's own local cluster") && said.contains("FUSE"),
+        "{said}"
+    );
 }
