@@ -31,6 +31,7 @@ pub mod local;
 pub mod monitor;
 mod node;
 pub mod op;
+mod profile_usage;
 pub mod proxy;
 pub mod rogue;
 pub mod state;

@@ -8,6 +8,7 @@ mod cluster;
 mod consumers;
 mod dlq;
 mod docker;
+mod docker_profile;
 mod durable_fs;
 mod k8s_manifests;
 mod metrics;
