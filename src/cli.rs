@@ -628,6 +628,7 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
                 server,
                 auth,
                 clock_tolerance: args.clock_tolerance,
+                backend: None,
             })
         }
     })

@@ -37,6 +37,7 @@ pub mod rogue;
 pub mod state;
 pub mod storage;
 pub mod stuck;
+pub mod workers;
 
 pub use backend::{BackendKind, ClusterProfile};
 pub use durability::SyncInterval;

@@ -28,6 +28,7 @@ pub mod commands;
 pub mod compose;
 pub mod container;
 mod faults;
+pub mod harness_image;
 pub mod image;
 pub mod netem;
 
