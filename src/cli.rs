@@ -628,6 +628,7 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
                 server,
                 auth,
                 clock_tolerance: args.clock_tolerance,
+                backend: None,
             })
         }
     })
@@ -1002,12 +1003,10 @@ fn client_target(
         auth = auth.or(&context.auth());
     }
     if auth.is_anonymous() {
-        if let Some(kept) = crate::cluster::state::load(&state.clone().into()) {
-            let ours = server
-                .as_deref()
-                .is_none_or(|s| s == kept.endpoints.server_list());
+        if let Some(kept) = crate::cluster::Cluster::kept_endpoints(&state.clone().into()) {
+            let ours = server.as_deref().is_none_or(|s| s == kept.server_list());
             if ours {
-                auth = kept.endpoints.client_auth(&role).map_err(usage)?;
+                auth = kept.client_auth(&role).map_err(usage)?;
             }
         }
     }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::monitor;
-use crate::cluster::rogue::{RogueRoutes, RogueServer, ROGUE_NAME};
+use crate::cluster::rogue::{RogueRoutes, RogueServer, RogueVantage, ROGUE_NAME};
 use crate::cluster::ClusterEndpoints;
 use crate::security::{pki, profile::PUBLISHER_DOMAINS, ClientAuth, Profile, Role};
 
@@ -110,8 +110,12 @@ impl SecurityCheck {
 
 /// Probes a production-profile cluster; `None` when the cluster has no profile of aivo-load's
 /// (an open cluster, or an external one: `verify --production` audits those). The route probe's
-/// rogue server lives under `work_dir`.
-pub async fn audit(endpoints: &ClusterEndpoints, work_dir: &Path) -> Option<SecurityCheck> {
+/// rogue server lives under `work_dir` and runs from `vantage` (`Cluster::rogue_vantage`).
+pub async fn audit(
+    endpoints: &ClusterEndpoints,
+    vantage: &RogueVantage,
+    work_dir: &Path,
+) -> Option<SecurityCheck> {
     let profile = match endpoints.profile() {
         Ok(None) => return None,
         Ok(Some(profile)) => profile,
@@ -140,7 +144,7 @@ pub async fn audit(endpoints: &ClusterEndpoints, work_dir: &Path) -> Option<Secu
             "focus.aivo-security-probe",
             "FOCUS"
         ),
-        rogue_route(endpoints, &profile, work_dir),
+        rogue_route(endpoints, vantage, &profile, work_dir),
     );
     Some(SecurityCheck::judge(vec![
         probes.0, probes.1, probes.2, probes.3, probes.4, probes.5,
@@ -565,8 +569,14 @@ async fn stream_admin_attempt(
     })
 }
 
-/// Probe 6: a rogue server with a self-signed route certificate tries every node's route port.
-async fn rogue_route(endpoints: &ClusterEndpoints, profile: &Profile, work_dir: &Path) -> Probe {
+/// Probe 6: a rogue server with a self-signed route certificate tries every node's route port,
+/// from where the backend says route ports are reached (`vantage`).
+async fn rogue_route(
+    endpoints: &ClusterEndpoints,
+    vantage: &RogueVantage,
+    profile: &Profile,
+    work_dir: &Path,
+) -> Probe {
     const NAME: &str = "rogue-route";
     let mut cluster_name = String::new();
     let mut routes = Vec::new();
@@ -582,7 +592,13 @@ async fn rogue_route(endpoints: &ClusterEndpoints, profile: &Profile, work_dir: 
         };
         cluster_name = varz.cluster.name;
         tls_routes &= varz.cluster.tls_required;
-        routes.push(SocketAddr::new(host, varz.cluster.cluster_port));
+        routes.push(SocketAddr::new(host, varz.cluster.cluster_port).to_string());
+    }
+    if let RogueVantage::Container {
+        routes: in_network, ..
+    } = vantage
+    {
+        routes = in_network.clone();
     }
     let dir = work_dir.join("rogue");
     let cert = match pki::self_signed(&dir, ROGUE_NAME, &["127.0.0.1", "localhost", ROGUE_NAME]) {
@@ -601,7 +617,7 @@ async fn rogue_route(endpoints: &ClusterEndpoints, profile: &Profile, work_dir: 
     } else {
         "plaintext routes (what the nodes' /varz offer)"
     };
-    let mut rogue = match RogueServer::start(&dir, &join).await {
+    let mut rogue = match RogueServer::start(&dir, &join, vantage).await {
         Ok(rogue) => rogue,
         Err(e) => return Probe::new(NAME, false, format!("cannot judge: {e}")),
     };
@@ -618,20 +634,19 @@ async fn rogue_route(endpoints: &ClusterEndpoints, profile: &Profile, work_dir: 
         if !joined.is_empty() || tokio::time::Instant::now() >= deadline {
             break joined;
         }
-        if let Some(status) = rogue.exited() {
+        if let Some(status) = rogue.exited().await {
+            let log = rogue.log_tail().await;
+            rogue.stop().await;
             return Probe::new(
                 NAME,
                 false,
-                format!(
-                    "cannot judge: the rogue server exited ({status}): {}",
-                    rogue.log_tail()
-                ),
+                format!("cannot judge: the rogue server exited ({status}): {log}"),
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let log = rogue.log_tail();
-    drop(rogue);
+    let log = rogue.log_tail().await;
+    rogue.stop().await;
     let refusal = log
         .lines()
         .rev()

@@ -48,6 +48,12 @@ impl BackendKind {
         self != Self::External
     }
 
+    /// Whether aivo-load makes a cluster of this kind itself, and so can give it the production
+    /// profile (`--profile production`): an external cluster brings its own security.
+    pub fn makes_profiles(self) -> bool {
+        self != Self::External
+    }
+
     /// Whether `run --keep-cluster` can leave a cluster of this kind running.
     pub fn can_keep(self) -> bool {
         self == Self::Local
@@ -136,7 +142,7 @@ impl ClusterProfile {
             Self::Open => "No TLS, no accounts: the seed's cluster as it ships (the default)",
             Self::Production => {
                 "TLS on clients, mutual TLS on routes, an AIVO account with a least-privilege \
-                 nkey user per role, a system account, no no_auth_user (local backend)"
+                 nkey user per role, a system account, no no_auth_user (local and docker backends)"
             }
         }
     }

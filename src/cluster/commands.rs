@@ -40,7 +40,7 @@ pub async fn execute(cmd: ClusterRequest) -> Result<ExitStatus, AppError> {
     match cmd {
         ClusterRequest::Up(args) if args.backend == BackendKind::Docker => {
             no_monitor(&args)?;
-            super::docker::commands::up(&args.state).await
+            super::docker::commands::up(&args.state, args.profile).await
         }
         ClusterRequest::Down(args) if args.backend == BackendKind::Docker => {
             no_monitor(&args)?;
@@ -146,78 +146,12 @@ fn describe(state: &ClusterState, args: &ClusterTarget) -> String {
         "  export NATS_URL={}\n",
         state.endpoints.server_list()
     ));
-    if let Some(production) = production_usage(state) {
+    if let Some(production) = super::profile_usage::production_usage(&state.endpoints) {
         out.push_str(&production);
     }
     out.push_str(&format!("  aivo-load cluster status{state_flag}\n"));
     out.push_str(&format!("  aivo-load cluster down{state_flag}\n"));
     out
-}
-
-/// For a production-profile cluster: the admin's nats context (written beside the profile, ready
-/// to copy into `~/.config/nats/context/`), the `nats context save` line that makes it, and the
-/// environment the nats CLI reads. aivo-load's own verbs aimed at this state dir find the
-/// credentials by themselves.
-fn production_usage(state: &ClusterState) -> Option<String> {
-    use crate::security::context::NatsContext;
-    use crate::security::Role;
-    let profile = match state.endpoints.profile() {
-        Ok(profile) => profile?,
-        Err(e) => return Some(format!("  (the production profile cannot be read: {e})\n")),
-    };
-    let server = state.endpoints.server_list();
-    let admin = match profile.client_auth(&Role::Admin) {
-        Ok(admin) => admin,
-        Err(e) => return Some(format!("  (no admin user: {e})\n")),
-    };
-    let path = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    };
-    let context = NatsContext::for_auth(
-        "aivo-load production-profile cluster (admin)",
-        &server,
-        &admin,
-    );
-    let file = profile.dir().join("aivo-admin.json");
-    let written = serde_json::to_string_pretty(&context)
-        .map_err(std::io::Error::other)
-        .and_then(|json| std::fs::write(&file, json));
-    let mut out = String::new();
-    out.push_str(&format!(
-        "Production profile: TLS with client certificates, nkey users per role (credentials in {}).\n",
-        profile.dir().display()
-    ));
-    if written.is_ok() {
-        out.push_str(&format!(
-            "  nats context (admin): {}\n    cp {} ~/.config/nats/context/aivo.json && nats --context aivo stream ls\n",
-            file.display(),
-            file.display()
-        ));
-    }
-    out.push_str(&format!(
-        "  nats context save aivo --server {server} --nkey {} --tlscert {} --tlskey {} --tlsca {}\n",
-        path(&admin.nkey),
-        path(&admin.tls_cert),
-        path(&admin.tls_key),
-        path(&admin.tls_ca)
-    ));
-    out.push_str(&format!(
-        "  export NATS_NKEY={} NATS_CERT={} NATS_KEY={} NATS_CA={}\n",
-        path(&admin.nkey),
-        path(&admin.tls_cert),
-        path(&admin.tls_key),
-        path(&admin.tls_ca)
-    ));
-    out.push_str(&format!(
-        "  aivo-load init --nkey {} --tls-cert {} --tls-key {} --tls-ca {}   (or no flags: found from the state dir)\n",
-        path(&admin.nkey),
-        path(&admin.tls_cert),
-        path(&admin.tls_key),
-        path(&admin.tls_ca)
-    ));
-    Some(out)
 }
 
 async fn status(args: &ClusterTarget) -> Result<ExitStatus, AppError> {

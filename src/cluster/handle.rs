@@ -45,6 +45,9 @@ pub enum ClusterError {
     /// The `cluster up` cluster a command needs is not running.
     #[error("{0}")]
     NotRunning(String),
+    /// A segmented run's workers could not be started (`workers.rs`).
+    #[error("{0}")]
+    Workers(String),
 }
 
 impl From<ClusterError> for AppError {
@@ -127,6 +130,24 @@ impl Cluster {
         match self {
             Self::External(cluster) => Ok(cluster.auth().clone()),
             _ => self.endpoints().client_auth(role),
+        }
+    }
+
+    /// Where the security check's rogue server can reach this cluster's route ports from: a
+    /// docker cluster's routes are on its project's cluster network only, so the rogue runs as a
+    /// container there; every other cluster's are tried from this machine.
+    pub fn rogue_vantage(&self) -> super::rogue::RogueVantage {
+        match self {
+            Self::Docker(cluster) => {
+                let spec = cluster.spec();
+                super::rogue::RogueVantage::Container {
+                    project: spec.project.clone(),
+                    network: spec.cluster_network(),
+                    image: spec.image.clone(),
+                    routes: spec.in_network_route_addrs(),
+                }
+            }
+            _ => super::rogue::RogueVantage::Host,
         }
     }
 
@@ -346,6 +367,19 @@ impl Cluster {
         }
     }
 
+    /// Where the `cluster up` cluster of `state` is reached, without contacting it: the local
+    /// supervisor's cluster if one runs, else the docker one recorded there. Client verbs use it
+    /// to find a production-profile cluster's credentials (`ClusterEndpoints::client_auth`).
+    pub fn kept_endpoints(state: &StateDir) -> Option<ClusterEndpoints> {
+        if let Some(kept) = state::load(state) {
+            return Some(kept.endpoints);
+        }
+        let paths = state::paths(state).ok()?;
+        DockerSpec::read(&paths.docker_dir())
+            .ok()
+            .map(|spec| spec.endpoints())
+    }
+
     /// The fault journal of the `cluster up` cluster of `backend` (`chaos` writes it, `heal`
     /// reads it by default).
     pub fn kept_journal(backend: BackendKind, state: &StateDir) -> Result<PathBuf, ClusterError> {
@@ -539,14 +573,14 @@ impl ClusterPlan {
         self
     }
 
-    /// `--profile`: the production profile is made by the local backend (the docker backend's
-    /// compose variant is not built yet; an external cluster brings its own security, reached
-    /// with the client options).
+    /// `--profile`: the production profile is made by the local backend and by the docker
+    /// backend (the compose file's production variant); an external cluster brings its own
+    /// security, reached with the client options.
     pub fn with_profile(mut self, profile: ClusterProfile) -> Result<Self, String> {
-        if profile == ClusterProfile::Production && self.backend != BackendKind::Local {
+        if profile == ClusterProfile::Production && !self.backend.makes_profiles() {
             return Err(format!(
-                "--profile production makes a local cluster; with --backend {} give the \
-                 cluster's credentials instead (--creds, --nkey, --user, --tls-ca, --context)",
+                "--profile production makes a local or docker cluster; with --backend {} give \
+                 the cluster's credentials instead (--creds, --nkey, --user, --tls-ca, --context)",
                 self.backend.name()
             ));
         }
@@ -623,6 +657,8 @@ impl ClusterPlan {
                 let mut config =
                     DockerClusterConfig::new(cluster_dir.clone(), &format!("aivo-{run_id}"));
                 config.sync_interval = self.sync_interval;
+                config.profile = self.profile;
+                config.loosen = self.loosen.clone();
                 eprintln!(
                     "aivo-load: starting the compose project {} (docker backend) in {}; Postgres \
                      and consumers, if any, run as host processes",

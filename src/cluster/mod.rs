@@ -31,11 +31,13 @@ pub mod local;
 pub mod monitor;
 mod node;
 pub mod op;
+mod profile_usage;
 pub mod proxy;
 pub mod rogue;
 pub mod state;
 pub mod storage;
 pub mod stuck;
+pub mod workers;
 
 pub use backend::{BackendKind, ClusterProfile};
 pub use durability::SyncInterval;

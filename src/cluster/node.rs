@@ -31,6 +31,12 @@ const MAX_MEMORY_STORE: u64 = 1 << 30;
 /// The production profile's JetStream domain.
 pub const JETSTREAM_DOMAIN: &str = "aivo";
 
+/// The production profile's lines of a node's `jetstream` block (the seed's production list: a
+/// memory limit set and a JetStream domain), for the local and the docker nodes alike.
+pub fn production_jetstream_lines() -> String {
+    format!("  max_memory_store: {MAX_MEMORY_STORE}\n  domain: {JETSTREAM_DOMAIN}\n")
+}
+
 /// Lines of a node's log quoted in an error.
 pub const LOG_TAIL_LINES: usize = 20;
 
@@ -241,7 +247,7 @@ impl Node {
             max_file_store = self.max_file_store.load(Ordering::Relaxed),
             // The seed's production list: a memory limit set and a JetStream domain.
             production_js = if self.security.is_some() {
-                format!("  max_memory_store: {MAX_MEMORY_STORE}\n  domain: {JETSTREAM_DOMAIN}\n")
+                production_jetstream_lines()
             } else {
                 String::new()
             },

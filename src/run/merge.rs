@@ -58,6 +58,9 @@ pub struct MergePlan {
     pub auth: ClientAuth,
     /// Workers' clock offsets further apart than this are warned about.
     pub clock_tolerance: Duration,
+    /// The backend of the cluster the workers ran against, when the merge knows it (`run
+    /// --workers` started that cluster); `None`: what the workers recorded (`external`).
+    pub backend: Option<BackendKind>,
 }
 
 /// One worker as the merge found it.
@@ -138,7 +141,9 @@ pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
     let interrupted = merged.reported.iter().any(|(_, p)| p.interrupted);
     let mut report = build_report(ReportInputs {
         scenario: &scenario,
-        backend: first.backend.parse().unwrap_or(BackendKind::External),
+        backend: plan
+            .backend
+            .unwrap_or_else(|| first.backend.parse().unwrap_or(BackendKind::External)),
         rate_scale: first.source.rate_scale,
         run_id: &first.run_id,
         started_at,

@@ -308,7 +308,12 @@ impl RunContext {
         let security_check = if self.cancel.is_cancelled() {
             None
         } else {
-            security::audit(&cluster.endpoints(), &self.run_dir.join("security-probe")).await
+            security::audit(
+                &cluster.endpoints(),
+                &cluster.rogue_vantage(),
+                &self.run_dir.join("security-probe"),
+            )
+            .await
         };
         // A replica still behind its leader a bound after the reverts: a warning in the report.
         let stuck_replicas = if finished.fault_events.is_empty() || self.cancel.is_cancelled() {

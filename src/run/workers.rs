@@ -1,15 +1,16 @@
 //! `run SCENARIO --workers N`: one machine standing in for N. The run starts its cluster once, then
-//! N worker processes of this binary, each `run --segment i/N` against that cluster as an external
-//! one, all sharing the run id and one `--start-at` a few seconds ahead; waits for them, merges
-//! their partial reports (`merge.rs`) into the run dir and tears the cluster down.
+//! N workers of this binary, each `run --segment i/N` against that cluster as an external one,
+//! all sharing the run id and one `--start-at` a few seconds ahead; waits for them, merges their
+//! partial reports (`merge.rs`) into the run dir and tears the cluster down.
 //!
-//! A worker that dies is not retried and does not stop the others: the merge names its segment
-//! and fails the verdict with "worker lost". Ctrl-C / SIGTERM is passed on to the workers (each
-//! stops its publishers and still writes its partial report). The workers die with the run
-//! (`PR_SET_PDEATHSIG`).
+//! Where the workers run is the backend's (`cluster::workers`): processes on this machine, or
+//! containers on a docker cluster's client network. A worker that dies is not retried and does
+//! not stop the others: the merge names its segment and fails the verdict with "worker lost".
+//! Ctrl-C / SIGTERM is passed on to the workers (each stops its publishers and still writes its
+//! partial report). Processes die with the run (`PR_SET_PDEATHSIG`); containers are removed when
+//! they end, by their handle's `Drop`, or with the compose project.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -17,12 +18,16 @@ use time::OffsetDateTime;
 
 use super::merge::{merge_command, MergePlan};
 use super::RunContext;
+use crate::cluster::workers::WorkerLaunch;
 use crate::exit::{AppError, ExitStatus};
 
 /// How far ahead of the spawn the workers' common start is: long enough for each to connect,
 /// declare the streams and probe its clock on a loaded 2-core machine (three debug-build workers
 /// declaring at once took 7 s here: 4 s left them all starting late, their first events overdue).
 const START_LEAD: Duration = Duration::from_secs(10);
+
+/// How long after the scenario's end a worker may still take before it is given up on (lost).
+const WORKER_MARGIN: Duration = Duration::from_secs(180);
 
 impl RunContext {
     /// The phases of a `--workers N` run (see the module header).
@@ -45,66 +50,70 @@ impl RunContext {
                  credentials on their command lines)"
             )));
         }
+        tokio::select! {
+            prepared = cluster.prepare_workers() => prepared?,
+            _ = self.cancel.cancelled() => return Ok(ExitStatus::Interrupted),
+        }
         let start_at = OffsetDateTime::now_utc() + START_LEAD;
         let start_text = start_at
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| AppError::environment(anyhow!("{e}")))?;
-        let reports_dir = self
-            .run_dir
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        let mut children = Vec::new();
-        for index in 1..=count {
-            let mut command = Command::new(
-                std::env::current_exe()
-                    .map_err(|e| AppError::environment(anyhow!("cannot find this binary: {e}")))?,
-            );
-            command
-                .args(["run", &self.source.name_or_path])
-                .args(["--backend", "external", "--server", &urls])
-                .args(["--segment", &format!("{index}/{count}")])
-                .args(["--run-id", &self.run_id, "--start-at", &start_text])
-                .arg("--reports-dir")
-                .arg(&reports_dir)
-                .args(["--rate-scale", &self.source.rate_scale.to_string()])
-                .args(["--checkpoint", "off"])
-                // Each worker's summary is in its own dir; its progress stays on stderr.
-                .stdout(std::process::Stdio::null())
-                .env_remove("NATS_URL");
-            if let Some(duration) = self.source.duration_s {
-                command.args(["--duration", &format!("{duration}s")]);
-            }
-            if let Some(seed) = self.source.seed {
-                command.args(["--seed", &seed.to_string()]);
-            }
-            let child = crate::child::spawn_tied(command, libc::SIGTERM)
-                .await
-                .map_err(|e| AppError::environment(anyhow!("cannot start worker {index}: {e}")))?;
-            eprintln!(
-                "aivo-load: worker {index}/{count} started (pid {})",
-                child.id()
-            );
-            children.push(child);
-        }
-        let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-        let waited = tokio::task::spawn_blocking(move || {
-            children
-                .into_iter()
-                .map(|mut child| child.wait().ok().and_then(|s| s.code()))
-                .collect::<Vec<_>>()
-        });
-        tokio::pin!(waited);
-        let codes = tokio::select! {
-            codes = &mut waited => codes,
-            _ = self.cancel.cancelled() => {
-                for pid in &pids {
-                    crate::child::signal(*pid, libc::SIGTERM);
+        // Absolute: a docker backend bind-mounts the run dir into its worker containers.
+        let run_dir = std::fs::canonicalize(&self.run_dir).map_err(|e| {
+            AppError::environment(anyhow!("cannot resolve {}: {e}", self.run_dir.display()))
+        })?;
+        let reports_dir = run_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let scenario_file = Path::new(&self.source.name_or_path);
+        let scenario_file = scenario_file
+            .is_file()
+            .then(|| std::fs::canonicalize(scenario_file).ok())
+            .flatten();
+        let scenario_arg = scenario_file.as_ref().map_or_else(
+            || self.source.name_or_path.clone(),
+            |file| file.display().to_string(),
+        );
+        let args = (1..=count)
+            .map(|index| {
+                let mut args: Vec<String> = vec![
+                    "run".into(),
+                    scenario_arg.clone(),
+                    "--backend".into(),
+                    "external".into(),
+                    "--segment".into(),
+                    format!("{index}/{count}"),
+                    "--run-id".into(),
+                    self.run_id.clone(),
+                    "--start-at".into(),
+                    start_text.clone(),
+                    "--reports-dir".into(),
+                    reports_dir.display().to_string(),
+                    "--rate-scale".into(),
+                    self.source.rate_scale.to_string(),
+                    "--checkpoint".into(),
+                    "off".into(),
+                ];
+                if let Some(duration) = self.source.duration_s {
+                    args.extend(["--duration".into(), format!("{duration}s")]);
                 }
-                waited.await
-            }
-        }
-        .unwrap_or_default();
+                if let Some(seed) = self.source.seed {
+                    args.extend(["--seed".into(), seed.to_string()]);
+                }
+                args
+            })
+            .collect();
+        let launch = WorkerLaunch {
+            args,
+            run_dir,
+            scenario_file,
+        };
+        let fleet = tokio::select! {
+            fleet = cluster.launch_workers(&launch) => fleet?,
+            _ = self.cancel.cancelled() => return Ok(ExitStatus::Interrupted),
+        };
+        // Every worker ends its load by the scenario's end; the margin covers the drain, the
+        // read-back and writing the partial report on a loaded machine.
+        let deadline = START_LEAD + self.scenario.duration + WORKER_MARGIN;
+        let codes = fleet.wait(&self.cancel, deadline).await;
         for (index, code) in codes.iter().enumerate() {
             if *code != Some(0) {
                 eprintln!(
@@ -120,6 +129,7 @@ impl RunContext {
             server: Some(urls),
             auth,
             clock_tolerance: Duration::from_millis(50),
+            backend: Some(cluster.kind()),
         })
         .await?;
         Ok(if self.was_interrupted() {

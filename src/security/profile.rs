@@ -247,17 +247,27 @@ impl Profile {
         nodes: &[String],
         loosened: &[Loosening],
     ) -> Result<Profile, SecurityError> {
+        Self::create_with_aliases(dir, nodes, |_| Vec::new(), loosened)
+    }
+
+    /// [`Profile::create_loosened`] with more names in each node's certificate: `aliases(node)`
+    /// are the other host names peers and clients reach that node by (the docker backend's
+    /// `nats1-route`, the name its routes use on the cluster network).
+    pub fn create_with_aliases(
+        dir: &Path,
+        nodes: &[String],
+        aliases: impl Fn(&str) -> Vec<String>,
+        loosened: &[Loosening],
+    ) -> Result<Profile, SecurityError> {
         std::fs::create_dir_all(dir).map_err(SecurityError::io(dir))?;
         let dir = dir.canonicalize().map_err(SecurityError::io(dir))?;
         let ca = CertificateAuthority::create(&dir, "cluster")?;
         let mut node_certs = BTreeMap::new();
         for node in nodes {
-            let files = ca.issue(
-                &dir.join("nodes"),
-                node,
-                &["127.0.0.1", "localhost", node],
-                Usage::Node,
-            )?;
+            let aliases = aliases(node);
+            let mut sans = vec!["127.0.0.1", "localhost", node.as_str()];
+            sans.extend(aliases.iter().map(String::as_str));
+            let files = ca.issue(&dir.join("nodes"), node, &sans, Usage::Node)?;
             node_certs.insert(node.clone(), (files.cert, files.key));
         }
         let users_dir = dir.join("users");
@@ -330,6 +340,48 @@ impl Profile {
             tls_cert: Some(user.cert.clone()),
             tls_key: Some(user.key.clone()),
             ..ClientAuth::default()
+        })
+    }
+
+    /// The same profile as seen where its dir is mounted at `to` (a container's
+    /// `/etc/nats/security`): every file's path rebased from [`Profile::dir`] onto `to`, so the
+    /// `tls` blocks it renders name the files where the container finds them.
+    pub fn relocated(&self, to: &Path) -> Profile {
+        let rebase = |path: &Path| match path.strip_prefix(&self.dir) {
+            Ok(rest) => to.join(rest),
+            Err(_) => path.to_path_buf(),
+        };
+        Profile {
+            dir: to.to_path_buf(),
+            ca: rebase(&self.ca),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(name, (cert, key))| (name.clone(), (rebase(cert), rebase(key))))
+                .collect(),
+            users: self
+                .users
+                .iter()
+                .map(|(name, user)| {
+                    let user = UserFiles {
+                        public_key: user.public_key.clone(),
+                        seed: rebase(&user.seed),
+                        cert: rebase(&user.cert),
+                        key: rebase(&user.key),
+                    };
+                    (name.clone(), user)
+                })
+                .collect(),
+            loosened: self.loosened.clone(),
+        }
+    }
+
+    /// A node's certificate and key files (what a container of that node must be given).
+    pub fn node_files(&self, node: &str) -> Result<CertFiles, SecurityError> {
+        let (cert, key) = self.node_cert(node)?;
+        Ok(CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
         })
     }
 
@@ -531,5 +583,43 @@ mod tests {
         let tls = profile.tls_block("nats1", 2).expect("tls");
         assert!(tls.contains("verify: true"), "{tls}");
         assert!(profile.tls_block("nats9", 2).is_err());
+    }
+
+    #[test]
+    fn a_relocated_profile_names_the_files_where_they_are_mounted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nodes = vec!["nats1".to_string()];
+        let profile =
+            Profile::create_with_aliases(dir.path(), &nodes, |n| vec![format!("{n}-route")], &[])
+                .expect("profile");
+        let inside = profile.relocated(Path::new("/etc/nats/security"));
+        let tls = inside.tls_block("nats1", 0).expect("tls");
+        assert!(
+            tls.contains("cert_file: \"/etc/nats/security/nodes/nats1.pem\""),
+            "{tls}"
+        );
+        assert!(
+            tls.contains("ca_file: \"/etc/nats/security/ca.pem\""),
+            "{tls}"
+        );
+        assert_eq!(inside.accounts_block(), profile.accounts_block());
+        // The alias is in the node's certificate.
+        let pem =
+            std::fs::read_to_string(profile.node_files("nats1").expect("files").cert).expect("pem");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
+        let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents).expect("cert");
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .expect("SAN")
+            .expect("present")
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert!(
+            sans.contains(&"DNSName(nats1-route)".to_string()),
+            "{sans:?}"
+        );
     }
 }

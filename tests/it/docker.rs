@@ -34,7 +34,7 @@ const TEST_STORE_BYTES: u64 = 96 << 20;
 
 /// Fails the test, saying why, unless a Docker engine answers. The build decided the test runs
 /// (`aivo_no_docker` unset): either it found an engine, or `AIVO_REQUIRE_DOCKER=1` demanded one.
-async fn require_docker() {
+pub(crate) async fn require_docker() {
     if let Err(err) = docker::connect().await {
         let why = if std::env::var("AIVO_REQUIRE_DOCKER").as_deref() == Ok("1") {
             "AIVO_REQUIRE_DOCKER=1 but no Docker engine answers"
@@ -53,7 +53,7 @@ fn root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn project(tag: &str) -> String {
+pub(crate) fn project(tag: &str) -> String {
     format!("aivo-it-{}-{tag}", std::process::id())
 }
 
@@ -75,7 +75,7 @@ async fn start(dir: &Path, tag: &str) -> DockerCluster {
 }
 
 /// `docker inspect NAME` succeeds (container, network or volume).
-fn docker_object_exists(kind: &str, name: &str) -> bool {
+pub(crate) fn docker_object_exists(kind: &str, name: &str) -> bool {
     std::process::Command::new("docker")
         .args([kind, "inspect", name])
         .stdout(std::process::Stdio::null())

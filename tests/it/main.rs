@@ -8,6 +8,8 @@ mod cluster;
 mod consumers;
 mod dlq;
 mod docker;
+mod docker_profile;
+mod docker_workers;
 mod durable_fs;
 mod k8s_manifests;
 mod metrics;

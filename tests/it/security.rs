@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use aivo_load::checks::security::{self, SecurityCheck};
+use aivo_load::cluster::rogue::RogueVantage;
 use aivo_load::cluster::ClusterProfile;
 use aivo_load::security::{Loosening, Role};
 
@@ -39,7 +40,7 @@ async fn audit(loosen: &[Loosening]) -> SecurityCheck {
     declare_probe_targets(&cluster).await;
     let check = tokio::time::timeout(
         Duration::from_secs(40),
-        security::audit(cluster.endpoints(), cluster.dir()),
+        security::audit(cluster.endpoints(), &RogueVantage::Host, cluster.dir()),
     )
     .await
     .expect("the probes finish in time")

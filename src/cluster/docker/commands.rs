@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::cluster::monitor::ClusterStatus;
 use crate::cluster::state::{self, StateDir};
+use crate::cluster::ClusterProfile;
 use crate::exit::{AppError, ExitStatus};
 
 use super::{image, DockerCluster, DockerClusterConfig, PortChoice};
@@ -20,10 +21,22 @@ fn state_dir(args: &StateDir) -> Result<PathBuf, AppError> {
     Ok(state::paths(args)?.docker_dir())
 }
 
-/// `cluster up --backend docker`.
-pub async fn up(args: &StateDir) -> Result<ExitStatus, AppError> {
+/// `cluster up --backend docker [--profile production]`.
+pub async fn up(args: &StateDir, profile: ClusterProfile) -> Result<ExitStatus, AppError> {
     let dir = state_dir(args)?;
     if let Ok(cluster) = DockerCluster::attach(&dir).await {
+        let running = match cluster.spec().security {
+            Some(_) => ClusterProfile::Production,
+            None => ClusterProfile::Open,
+        };
+        if running != profile {
+            return Err(AppError::usage(anyhow::anyhow!(
+                "a docker cluster with the {} profile is running (compose project {}); stop it \
+                 first with `aivo-load cluster down --backend docker`",
+                running.name(),
+                cluster.spec().project
+            )));
+        }
         if ClusterStatus::gather(cluster.endpoints())
             .await
             .is_healthy()
@@ -47,14 +60,16 @@ pub async fn up(args: &StateDir) -> Result<ExitStatus, AppError> {
         .unwrap_or_else(|| "aivo".into());
     let mut config = DockerClusterConfig::new(dir, &project);
     config.ports = PortChoice::Seed;
+    config.profile = profile;
     let started = Instant::now();
     let cluster = DockerCluster::start(config).await?;
     cluster.keep();
     println!(
-        "Docker NATS cluster \"aivo\" is up in {:.1}s (compose project {}, image {}).",
+        "Docker NATS cluster \"aivo\" is up in {:.1}s (compose project {}, image {}, {} profile).",
         started.elapsed().as_secs_f64(),
         cluster.spec().project,
-        cluster.spec().image
+        cluster.spec().image,
+        profile.name()
     );
     print!("{}", describe(&cluster, args));
     Ok(ExitStatus::Success)
@@ -165,6 +180,9 @@ fn describe(cluster: &DockerCluster, args: &StateDir) -> String {
         "  export NATS_URL={}\n",
         cluster.endpoints().server_list()
     ));
+    if let Some(production) = crate::cluster::profile_usage::production_usage(cluster.endpoints()) {
+        out.push_str(&production);
+    }
     out.push_str(&format!(
         "  aivo-load chaos kill --target nats2 --for 20s --backend docker{state_flag}\n"
     ));

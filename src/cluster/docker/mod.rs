@@ -26,7 +26,9 @@
 mod ballast;
 pub mod commands;
 pub mod compose;
+pub mod container;
 mod faults;
+pub mod harness_image;
 pub mod image;
 pub mod netem;
 
@@ -97,6 +99,8 @@ pub enum DockerError {
     UnknownNode(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("the production profile: {0}")]
+    Security(#[from] crate::security::SecurityError),
     #[error("no docker cluster in {} ({reason}); start one with `aivo-load cluster up --backend docker`", dir.display())]
     NotFound { dir: PathBuf, reason: String },
     #[error("the docker cluster was not ready within {timeout:?}: {reason}\nlast container logs:\n{logs}")]
@@ -108,7 +112,7 @@ pub enum DockerError {
 }
 
 impl DockerError {
-    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }
     }
@@ -148,12 +152,49 @@ pub struct DockerSpec {
     /// Size of each tmpfs store.
     pub store_bytes: u64,
     pub nodes: Vec<DockerNode>,
+    /// The production profile's dir on the host (`security::Profile`), if the cluster has one:
+    /// its certificates are mounted into the nodes and its users are how clients connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<PathBuf>,
 }
 
 impl DockerSpec {
     /// The compose file written for this cluster.
     pub fn compose_file(&self) -> PathBuf {
         self.dir.join("compose").join("docker-compose.yml")
+    }
+
+    /// Every compose file the cluster runs on: the compose file, and with the production profile
+    /// its override that mounts the certificates (`compose -f A -f B`).
+    pub fn compose_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.compose_file()];
+        if self.security.is_some() {
+            files.push(self.dir.join("compose").join(compose::PRODUCTION_FILE));
+        }
+        files
+    }
+
+    /// The network clients use (`networks.client.name`): the worker containers join it.
+    pub fn client_network(&self) -> String {
+        format!("{}-client", self.project)
+    }
+
+    /// Every node's client URL inside the project's networks (`nats://nats1:4222`, the compose
+    /// service names), for a container on [`DockerSpec::client_network`].
+    pub fn in_network_client_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://{}:4222", n.name))
+            .collect()
+    }
+
+    /// Every node's route URL on the cluster network (`nats1-route:6222`, the aliases the node
+    /// configs' routes name and their certificates carry).
+    pub fn in_network_route_addrs(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}-route:6222", n.name))
+            .collect()
     }
 
     /// The network routes use (`networks.cluster.name` in the compose file).
@@ -173,7 +214,7 @@ impl DockerSpec {
                     monitor_url: format!("http://127.0.0.1:{}", n.monitor_port),
                 })
                 .collect(),
-            security: None,
+            security: self.security.clone(),
         }
     }
 
@@ -226,6 +267,11 @@ pub struct DockerClusterConfig {
     pub startup_timeout: Duration,
     /// Every node's JetStream `sync_interval`, written into its config; `None`: the default.
     pub sync_interval: Option<super::SyncInterval>,
+    /// Open, or the production profile (its files made under `<dir>/security/`, mounted into
+    /// the nodes by the compose file's production variant).
+    pub profile: super::ClusterProfile,
+    /// The production profile weakened on purpose (tests of the security probes only).
+    pub loosen: Vec<crate::security::Loosening>,
 }
 
 impl DockerClusterConfig {
@@ -243,6 +289,8 @@ impl DockerClusterConfig {
                 .unwrap_or(DEFAULT_STORE_BYTES),
             startup_timeout: Duration::from_secs(90),
             sync_interval: None,
+            profile: super::ClusterProfile::Open,
+            loosen: Vec::new(),
         }
     }
 }
@@ -355,7 +403,15 @@ impl DockerCluster {
             "cannot resolve {}",
             config.dir.display()
         )))?;
-        compose::write_files(&dir.join("compose"), config.sync_interval)?;
+        let security = match config.profile {
+            super::ClusterProfile::Open => None,
+            super::ClusterProfile::Production => Some(production_profile(&dir, &config.loosen)?),
+        };
+        let settings = compose::NodeSettings {
+            sync_interval: config.sync_interval,
+            security: security.as_ref(),
+        };
+        compose::write_files(&dir.join("compose"), &settings)?;
         let ports = pick_ports(&config.ports, 3)?;
         // SAFETY: geteuid(2) has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
@@ -394,6 +450,7 @@ impl DockerCluster {
             image,
             store_bytes: config.store_bytes,
             nodes,
+            security: security.map(|p| p.dir().to_path_buf()),
         };
         spec.write()?;
         // From here on, dropping the cluster removes what was made.
@@ -566,6 +623,23 @@ impl Drop for DockerCluster {
     }
 }
 
+/// The production profile of a docker cluster in `dir`: its files under `<dir>/security/`, each
+/// node's certificate naming it as the client network does (`nats1`) and as its peers' routes do
+/// on the cluster network (`nats1-route`), besides the published loopback address.
+fn production_profile(
+    dir: &Path,
+    loosen: &[crate::security::Loosening],
+) -> Result<crate::security::Profile, DockerError> {
+    let names: Vec<String> = (1..=3).map(|i| format!("nats{i}")).collect();
+    crate::security::Profile::create_with_aliases(
+        &dir.join("security"),
+        &names,
+        |node| vec![format!("{node}-route")],
+        loosen,
+    )
+    .map_err(DockerError::from)
+}
+
 /// Unmounts and removes every node's store dir.
 fn remove_stores(spec: &DockerSpec) {
     for node in &spec.nodes {
@@ -640,6 +714,7 @@ mod tests {
                 store: PathBuf::from("/x/nats1/store"),
                 store_tmpfs: false,
             }],
+            security: None,
         };
         let env = compose::environment(&spec);
         assert!(env.contains(&("NATS1_CLIENT_PORT".into(), "1".into())));
