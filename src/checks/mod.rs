@@ -13,6 +13,7 @@ pub mod dlq;
 pub mod faults;
 pub mod no_loss;
 pub mod production;
+pub mod recovery;
 pub mod replica_read;
 pub mod replicas;
 pub mod retention;

@@ -258,6 +258,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         replicas: input.replica_checks,
         replica_reads: input.replica_reads,
         security: input.security,
+        disaster_recovery: None,
     }
 }
 

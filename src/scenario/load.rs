@@ -11,9 +11,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::model::{
-    source_seed, ArrivalKind, ConsumerSettings, RateValue, RawBurst, RawConsumers, RawPopulation,
-    RawPublishers, RawRate, RawScenario, RawSchoolDay, RawStreamOverride, RawThreshold, RawTraffic,
-    Scenario, StreamSettings, TrafficSource,
+    source_seed, ArrivalKind, ConsumerSettings, DrillSettings, RateValue, RawBurst, RawConsumers,
+    RawPopulation, RawPublishers, RawRate, RawScenario, RawSchoolDay, RawStreamOverride,
+    RawThreshold, RawTraffic, Scenario, StreamSettings, TrafficSource,
 };
 use crate::chaos::schedule::{ChaosEntry, ChaosPlan};
 use crate::checks::thresholds::{Threshold, ThresholdError};
@@ -168,6 +168,22 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             profile == crate::cluster::ClusterProfile::Production
         }
     };
+    let drill = match &raw.drill {
+        None => None,
+        Some(drill) => {
+            let at = drill.snapshot_at.get_ref().0;
+            if at.is_zero() || at >= duration {
+                return Err(source.error(
+                    Some(drill.snapshot_at.span()),
+                    format!(
+                        "`snapshot_at` must fall inside the load (after 0s, before `duration` {})",
+                        crate::units::format_duration(duration)
+                    ),
+                ));
+            }
+            Some(DrillSettings { snapshot_at: at })
+        }
+    };
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
@@ -187,6 +203,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         consumers,
         sync_interval,
         requires_production,
+        drill,
     })
 }
 

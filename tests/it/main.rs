@@ -14,6 +14,7 @@ mod metrics;
 mod nemesis;
 mod production;
 mod recover;
+mod recovery;
 mod run;
 mod sampling;
 mod scenarios;
