@@ -710,6 +710,26 @@ rate = [ { at = "0s", rate = "100/s" }, { at = "30s", rate = "1000/s", ramp = "5
     }
 
     #[test]
+    fn a_drill_is_parsed_and_one_outside_the_load_is_located() {
+        assert_eq!(parse("t.toml", GOOD).expect("valid").drill, None);
+        let with = |value: &str| format!("{GOOD}\n[drill]\nsnapshot_at = {value}\n");
+        assert_eq!(
+            parse("t.toml", &with("\"5s\"")).expect("valid").drill,
+            Some(DrillSettings {
+                snapshot_at: std::time::Duration::from_secs(5)
+            })
+        );
+        for late in ["\"0s\"", "\"1h\""] {
+            let text = with(late);
+            let e = error_of(&text);
+            assert_eq!((e.line, e.column), (text.lines().count(), 15), "{e}");
+            assert!(e.message.contains("inside the load"), "{e}");
+        }
+        let e = error_of(&format!("{GOOD}\n[drill]\nsnapshot = \"5s\"\n"));
+        assert!(e.message.contains("snapshot_at"), "{e}");
+    }
+
+    #[test]
     fn message_ids_are_on_unless_turned_off() {
         assert!(parse("t.toml", GOOD).expect("valid").message_id);
         let with =
