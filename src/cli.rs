@@ -443,6 +443,10 @@ pub struct RunArgs {
     /// indexer-publishes-focus, plaintext-routes), to show the security check failing.
     #[arg(long, hide = true, value_delimiter = ',')]
     pub loosen: Vec<crate::security::Loosening>,
+    /// Test-only, hidden: after a `[drill]`'s restore, delete this many of the messages the run
+    /// wrote to each restored stream, to show the disaster-recovery check failing.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub drill_tamper: u64,
     /// Directory that receives `<UTC time>-<scenario>/` report folders.
     #[arg(long, default_value = "reports")]
     pub reports_dir: PathBuf,
@@ -717,6 +721,22 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
             })
         })?
         .with_auth(auth);
+    if let Some(drill) = scenario.drill {
+        let workers = args.workers.is_some_and(|n| n > 1);
+        let own_cluster = !args.keep_cluster && args.backend.manages_faults();
+        refuse_drill(
+            &scenario.name,
+            drill,
+            scenario.duration,
+            own_cluster,
+            workers,
+            &segment,
+        )?;
+    } else if args.drill_tamper > 0 {
+        return Err(usage(
+            "--drill-tamper needs a scenario with a [drill]".into(),
+        ));
+    }
     if !args.loosen.is_empty() && (profile != ClusterProfile::Production || args.keep_cluster) {
         return Err(usage(
             "--loosen weakens the production profile of the run's own cluster: it needs \
@@ -731,6 +751,7 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
     crate::chaos::guard::refuse_external(args.backend, &scenario.chaos.faults())?;
     let cluster = cluster.keeping(args.keep_cluster).map_err(usage)?;
     Ok(RunPlan {
+        drill_tamper: args.drill_tamper,
         scenario,
         rate_scale: args.rate_scale,
         cluster,
@@ -748,6 +769,31 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         start_at,
         workers: args.workers.filter(|n| *n > 1),
     })
+}
+
+/// A `[drill]` deletes the stores of the cluster it runs on: only a cluster the run starts itself,
+/// in one process, whose load outlasts the snapshot.
+fn refuse_drill(
+    name: &str,
+    drill: crate::scenario::model::DrillSettings,
+    duration: std::time::Duration,
+    own_cluster: bool,
+    workers: bool,
+    segment: &crate::run::segment::Segment,
+) -> Result<(), AppError> {
+    let why = if !own_cluster {
+        "it deletes the stores of the cluster it runs on, so it runs only on a cluster the run \
+         starts itself (local or docker backend, no --keep-cluster)"
+    } else if !segment.is_whole() || workers {
+        "it needs every publisher's ledger in one process (no --segment or --workers)"
+    } else if drill.snapshot_at >= duration {
+        "its snapshot_at falls after the end of the load (a shorter --duration?)"
+    } else {
+        return Ok(());
+    };
+    Err(AppError::usage(anyhow!(
+        "the scenario {name} has a [drill]: {why}"
+    )))
 }
 
 /// `--start-at`: an RFC 3339 moment no more than a second before `now`.

@@ -4,7 +4,8 @@
 //! streams with overridden limits, the indexer's catch-up check, and the DLQ check of injected
 //! poison, the replicas check (each node's copy of a stream against the others, after faults),
 //! the per-replica read-back (`replica_read.rs`: each replica read as leader in turn, message by
-//! message, when the leader's count disagreed with the read-back or replicas may differ);
+//! message, when the leader's count disagreed with the read-back or replicas may differ), the
+//! disaster-recovery check of a drill's restored streams (`recovery.rs`);
 //! and one finding that is no check: a stream replica stuck behind its leader after the
 //! faults were reverted (`stuck.rs`).
 
@@ -13,6 +14,7 @@ pub mod dlq;
 pub mod faults;
 pub mod no_loss;
 pub mod production;
+pub mod recovery;
 pub mod replica_read;
 pub mod replicas;
 pub mod retention;

@@ -80,6 +80,11 @@ pub struct PublisherCell {
     /// per-subject counters into `subject_counts` (a handful of subjects) at its next lock.
     pub subjects_wanted: bool,
     pub subject_counts: Vec<SubjectCount>,
+    /// Set by a disaster-recovery drill (`run/drill.rs`) just before it snapshots the publisher's
+    /// stream: the publisher copies the set of sequences acknowledged so far into `acked_cut` at
+    /// its next lock, so the drill knows exactly which events were acked before the snapshot.
+    pub cut_wanted: bool,
+    pub acked_cut: Option<crate::load::ledger::RangeSet>,
 }
 
 /// A subject's counters of one publisher, cumulative.
@@ -109,6 +114,10 @@ impl PublisherCell {
                     attempted: s.attempted,
                     acked: s.acked,
                 }));
+        }
+        if self.cut_wanted {
+            self.cut_wanted = false;
+            self.acked_cut = Some(ledger.acked.clone());
         }
         if self.snapshot_wanted {
             self.snapshot_wanted = false;

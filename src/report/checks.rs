@@ -8,6 +8,7 @@ use crate::checks::catch_up::CatchUpCheck;
 use crate::checks::dlq::DlqCheck;
 use crate::checks::faults::FaultsCheck;
 use crate::checks::no_loss::LedgerCheck;
+use crate::checks::recovery::DisasterRecovery;
 use crate::checks::replica_read::ReplicaRead;
 use crate::checks::replicas::ReplicaCheck;
 use crate::checks::retention::RetentionCheck;
@@ -193,6 +194,32 @@ fn security_lines(c: &SecurityCheck) -> Vec<CheckLine> {
             )
         })
         .collect()
+}
+
+/// The drill's line (recovery point and time), then one per restored stream.
+pub fn recovery_lines(c: &DisasterRecovery) -> Vec<CheckLine> {
+    let mut lines = vec![check(
+        "disaster-recovery".into(),
+        c.passed,
+        format!(
+            "recovery point {} events / {:.1} s, recovery time {:.1} s",
+            c.recovery_point_events, c.recovery_point_s, c.recovery_time_s
+        ),
+        &c.detail,
+    )];
+    lines.extend(c.streams.iter().map(|s| {
+        check(
+            format!("disaster-recovery {}", s.stream),
+            s.passed,
+            format!(
+                "acked before the snapshot {}, missing {}, duplicated {}; acked after {}, not \
+                 restored {}",
+                s.acked_before, s.missing_before, s.duplicated, s.acked_after, s.lost_after
+            ),
+            &s.detail,
+        )
+    }));
+    lines
 }
 
 fn dlq_line(c: &DlqCheck) -> CheckLine {

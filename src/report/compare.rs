@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::figures::{load, Figure, Kind, Source};
+use super::figures::{load, Cpu, Figure, Kind, Source};
 use crate::exit::{AppError, ExitStatus};
 
 /// The rows of the comparison, in order.
@@ -94,6 +94,17 @@ const ROWS: &[Figure] = &[
     Figure::new(
         "send delay p99",
         Source::At("/latency/send_delay/p99"),
+        Kind::Millis,
+    ),
+    // CPU milliseconds per acknowledged event (the cost of TLS and accounts shows here).
+    Figure::new(
+        "harness cpu/event",
+        Source::CpuPerEvent(Cpu::Harness),
+        Kind::Millis,
+    ),
+    Figure::new(
+        "servers cpu/event",
+        Source::CpuPerEvent(Cpu::Servers),
         Kind::Millis,
     ),
     Figure::new("faults applied", Source::FaultsApplied, Kind::Count),

@@ -71,6 +71,18 @@ pub(super) enum Source {
     FaultsApplied,
     /// The indexer's catch-up time; `never` when the run had an indexer that never caught up.
     CatchUp,
+    /// CPU time per acknowledged event, in milliseconds: the timeline's per-second CPU (cores
+    /// busy over that second) summed over the run, over `counts.acked`.
+    CpuPerEvent(Cpu),
+}
+
+/// Whose CPU a [`Source::CpuPerEvent`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cpu {
+    /// The harness process (`timeline[].harness_cpu`).
+    Harness,
+    /// Every node together (`timeline[].nodes[].cpu`, from `/varz`).
+    Servers,
 }
 
 /// One headline figure: its label, where it is read from, how it is shown.
@@ -162,6 +174,28 @@ impl Figure {
                         .count(),
                 ))
             }
+            Source::CpuPerEvent(whose) => {
+                let acked = number("/counts/acked")?;
+                let rows = report.pointer("/timeline")?.as_array()?;
+                let mut seen = false;
+                let mut core_seconds = 0.0;
+                for row in rows {
+                    let cpu = match whose {
+                        Cpu::Harness => row.get("harness_cpu").and_then(Value::as_f64),
+                        Cpu::Servers => row.get("nodes").and_then(Value::as_array).map(|nodes| {
+                            nodes
+                                .iter()
+                                .filter_map(|n| n.get("cpu").and_then(Value::as_f64))
+                                .sum()
+                        }),
+                    };
+                    if let Some(cpu) = cpu {
+                        seen = true;
+                        core_seconds += cpu;
+                    }
+                }
+                (seen && acked > 0.0).then(|| Value::from(core_seconds * 1000.0 / acked))
+            }
             Source::CatchUp => {
                 let indexer = report.pointer("/indexer").filter(|i| i.is_object())?;
                 match indexer.get("catch_up_s") {
@@ -252,6 +286,21 @@ mod tests {
         assert_eq!(of(Source::LedgerSum("duplicated"), Kind::Count), Some(4.0));
         assert_eq!(of(Source::FaultsApplied, Kind::Count), Some(2.0));
         assert_eq!(of(Source::CatchUp, Kind::Seconds), Some(f64::INFINITY));
+        // Two seconds at 0.5 and 0.3 cores for 80 acked events: 10 ms each; the nodes summed a second.
+        let timed = json!({
+            "counts": {"acked": 80},
+            "timeline": [
+                {"harness_cpu": 0.5, "nodes": [{"cpu": 0.2}, {"cpu": 0.2}]},
+                {"harness_cpu": 0.3, "nodes": [{"cpu": 0.4}, {"cpu": null}]}
+            ]
+        });
+        let per_event = |whose| {
+            Figure::new("x", Source::CpuPerEvent(whose), Kind::Millis)
+                .number(&timed)
+                .expect("a figure")
+        };
+        assert!((per_event(Cpu::Harness) - 10.0).abs() < 1e-9);
+        assert!((per_event(Cpu::Servers) - 10.0).abs() < 1e-9);
         let verdict = Figure::new("verdict", Source::Verdict, Kind::Text);
         assert_eq!(verdict.show(&verdict.value(&report)), "FAIL");
         let catch_up = Figure::new("catch-up", Source::CatchUp, Kind::Seconds);

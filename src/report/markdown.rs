@@ -289,6 +289,41 @@ fn checks_section(out: &mut String, report: &RunReport) {
             let _ = writeln!(out, "  - {} {}: {}", mark(p.passed), p.name, p.detail);
         }
     }
+    if let Some(d) = &report.disaster_recovery {
+        let _ = writeln!(out, "- {} disaster-recovery: {}", mark(d.passed), d.detail);
+        let _ = writeln!(
+            out,
+            "  - snapshots at {:.1} s into `{}`, cluster destroyed at {:.1} s; **recovery point** \
+             {} events / {:.1} s; fresh cluster up in {:.1} s; **recovery time** {:.1} s",
+            d.snapshot_at_s,
+            d.backup_dir,
+            d.destroyed_at_s,
+            d.recovery_point_events,
+            d.recovery_point_s,
+            d.fresh_cluster_s,
+            d.recovery_time_s
+        );
+        for s in &d.streams {
+            let _ = writeln!(
+                out,
+                "  - {} {}: snapshot {} messages ({} bytes); acked before it {}, missing {}, \
+                 duplicated {}; acked after it {}, restored anyway {}, not restored {}",
+                mark(s.passed),
+                s.stream,
+                s.snapshot_messages,
+                s.snapshot_bytes,
+                s.acked_before,
+                s.missing_before,
+                s.duplicated,
+                s.acked_after,
+                s.restored_after,
+                s.lost_after
+            );
+            for e in s.missing_events.iter().take(20) {
+                let _ = writeln!(out, "    - missing: {}", e.describe());
+            }
+        }
+    }
     indexer_line(out, report);
     if let Some(c) = &report.catch_up {
         let _ = writeln!(out, "- {} indexer catch-up: {}", mark(c.passed), c.detail);

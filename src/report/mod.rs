@@ -91,6 +91,10 @@ pub struct RunReport {
     /// what was done, what was lost or diverged, and the acknowledged window that disappeared.
     /// Empty: the run applied none.
     pub safety: Vec<crate::checks::safety::SafetyFinding>,
+    /// The disaster-recovery drill of a scenario with `[drill]` (`checks::recovery`): the
+    /// snapshots, the recovery point and time, each restored stream against the ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disaster_recovery: Option<crate::checks::recovery::DisasterRecovery>,
     /// Whole-run histograms, HdrHistogram V2 compressed + base64 (merge across runs exactly).
     pub histograms: BTreeMap<String, String>,
 }
@@ -440,6 +444,23 @@ pub struct Verdict {
 }
 
 impl RunReport {
+    /// Adds the drill's result, its check lines (before the thresholds') and, when it failed,
+    /// its failures to the verdict.
+    pub fn add_disaster_recovery(&mut self, drill: crate::checks::recovery::DisasterRecovery) {
+        let lines = checks::recovery_lines(&drill);
+        let at = self
+            .checks
+            .iter()
+            .position(|c| c.kind == checks::CheckKind::Threshold)
+            .unwrap_or(self.checks.len());
+        for line in lines.iter().filter(|l| !l.passed) {
+            self.verdict.failures.push(line.failure());
+            self.verdict.passed = false;
+        }
+        self.checks.splice(at..at, lines);
+        self.disaster_recovery = Some(drill);
+    }
+
     /// Writes `report.json`, `summary.md`, `timeline.csv`, `report.html` and `junit.xml` into `dir`.
     ///
     /// Each file is replaced atomically (written beside, fsynced, renamed), so a reader, or a run

@@ -238,6 +238,47 @@ fn check_lines(out: &mut String, report: &RunReport) {
             let _ = writeln!(out, "  {} {} {}", dotted(&name), mark(p.passed), p.detail);
         }
     }
+    if let Some(d) = &report.disaster_recovery {
+        let _ = writeln!(
+            out,
+            "  {} {} {}",
+            dotted("disaster-recovery"),
+            mark(d.passed),
+            d.detail
+        );
+        let _ = writeln!(
+            out,
+            "  {} snapshot at {:.1} s, destroyed at {:.1} s: recovery point {} events / {:.1} s; \
+             fresh cluster {:.1} s, recovery time {:.1} s",
+            dotted("  recovery"),
+            d.snapshot_at_s,
+            d.destroyed_at_s,
+            d.recovery_point_events,
+            d.recovery_point_s,
+            d.fresh_cluster_s,
+            d.recovery_time_s
+        );
+        for s in d
+            .streams
+            .iter()
+            .filter(|s| s.acked_before + s.acked_after > 0 || !s.passed)
+        {
+            let name = format!("  restored {}", s.stream);
+            let _ = writeln!(
+                out,
+                "  {} {} acked before the snapshot {} (missing {}), after it {} (not restored: {})",
+                dotted(&name),
+                mark(s.passed),
+                s.acked_before,
+                s.missing_before,
+                s.acked_after,
+                s.lost_after
+            );
+            for e in s.missing_events.iter().take(10) {
+                let _ = writeln!(out, "      missing: {}", e.describe());
+            }
+        }
+    }
 }
 
 /// Rows, catch-up, recovery, end-to-end latency and the ledger of the indexer, when it ran.

@@ -68,6 +68,9 @@ pub(super) struct RunFiles {
     /// `--start-at`: second 0 is this wall-clock moment (the load waits for it), so that the
     /// intended times of every worker of a segmented run count from the same instant.
     pub(super) start_at: Option<time::OffsetDateTime>,
+    /// A disaster-recovery drill: receives the run's clock and each publisher's cell once the
+    /// publishers are spawned, to cut their acked sets just before it snapshots their streams.
+    pub(super) drill: Option<tokio::sync::oneshot::Sender<super::drill::DrillTap>>,
 }
 
 /// Publishes the scenario's traffic through `clients` and samples it once a second, with the
@@ -139,6 +142,16 @@ pub(super) async fn drive_load(
         ));
     }
 
+    if let Some(tap) = files.drill {
+        let publishers = ids
+            .iter()
+            .zip(&streams)
+            .zip(&stats)
+            .map(|((id, stream), cell)| (*id, stream.clone(), cell.clone()))
+            .collect();
+        // The drill may have ended already (its run was cancelled): nothing to tell it then.
+        let _ = tap.send(super::drill::DrillTap { clock, publishers });
+    }
     // Publishers stop by themselves at the end of their schedules; this bounds them regardless.
     let hard_stop =
         scenario.duration + settings.send_grace + settings.ack_timeout + Duration::from_secs(10);

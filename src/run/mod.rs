@@ -17,6 +17,7 @@
 pub mod checkpoint;
 pub mod clock;
 mod consumers;
+mod drill;
 mod live;
 mod load;
 pub mod merge;
@@ -93,6 +94,8 @@ pub struct RunPlan {
     /// `--workers N`: run N worker processes (`--segment i/N`) against this run's cluster and
     /// merge their reports.
     pub workers: Option<u32>,
+    /// Test-only `--drill-tamper N`: see `drill::Drill`.
+    pub drill_tamper: u64,
 }
 
 /// Runs a plan to its exit status; see the module header.
@@ -134,6 +137,7 @@ struct RunContext {
     segment: segment::Segment,
     start_at: Option<OffsetDateTime>,
     workers: Option<u32>,
+    drill_tamper: u64,
     /// From the start of the phases until teardown, with `--metrics-addr`.
     live: Option<live::LiveMetrics>,
     run_id: String,
@@ -208,6 +212,7 @@ impl RunContext {
             segment: plan.segment,
             start_at: plan.start_at,
             workers: plan.workers,
+            drill_tamper: plan.drill_tamper,
             live: None,
             run_id,
             run_dir,
@@ -241,6 +246,25 @@ impl RunContext {
             clock::measure(&declared.js, &self.segment.dir_name()).await
         };
         let side = self.start_side_tasks(&cluster, &declared).await?;
+        let (drill, drill_tap) = match scenario.drill {
+            Some(settings) => {
+                let (drill, tap) = drill::Drill::start(
+                    settings,
+                    declared.js.client(),
+                    declared
+                        .topology
+                        .streams
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .collect(),
+                    self.run_dir.join("backup"),
+                    self.drill_tamper,
+                    self.cancel.child_token(),
+                );
+                (Some(drill), Some(tap))
+            }
+            None => (None, None),
+        };
         let load = drive_load(
             &scenario,
             &declared.clients,
@@ -260,6 +284,7 @@ impl RunContext {
                 }),
                 segment: self.segment,
                 start_at: self.start_at,
+                drill: drill_tap,
             },
         )
         .await?;
@@ -321,6 +346,21 @@ impl RunContext {
         } else {
             stuck::after_faults(&cluster, finished.reverted_at, STUCK_BOUND).await
         };
+        // The drill last: it destroys the cluster every check above read.
+        let recovery = match drill {
+            Some(drill) if !self.cancel.is_cancelled() => Some(
+                drill
+                    .recover(
+                        &cluster,
+                        &declared.js,
+                        &self.run_id,
+                        &load.ledgers,
+                        &declared.windows,
+                    )
+                    .await,
+            ),
+            _ => None,
+        };
         let mut report = self
             .build_report(
                 &cluster,
@@ -337,6 +377,9 @@ impl RunContext {
             )
             .await;
         report.stuck_replicas = stuck_replicas;
+        if let Some(recovery) = recovery {
+            report.add_disaster_recovery(recovery);
+        }
         self.write_report(&report)?;
         Ok(self.exit_status(&report))
     }

@@ -272,6 +272,7 @@ pub(super) fn build_report(mut input: ReportInputs<'_>) -> RunReport {
         replica_reads: input.replica_reads,
         safety,
         security: input.security,
+        disaster_recovery: None,
     }
 }
 

@@ -101,6 +101,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "security-audit",
         include_str!("../../scenarios/security-audit.toml"),
     ),
+    (
+        "disaster-recovery",
+        include_str!("../../scenarios/disaster-recovery.toml"),
+    ),
 ];
 
 /// Finds a scenario by name or path and validates it.

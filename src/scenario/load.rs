@@ -11,9 +11,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::model::{
-    source_seed, ArrivalKind, ConsumerSettings, RateValue, RawBurst, RawConsumers, RawPopulation,
-    RawPublishers, RawRate, RawScenario, RawSchoolDay, RawStreamOverride, RawThreshold, RawTraffic,
-    Scenario, StreamSettings, TrafficSource,
+    source_seed, ArrivalKind, ConsumerSettings, DrillSettings, RateValue, RawBurst, RawConsumers,
+    RawPopulation, RawPublishers, RawRate, RawScenario, RawSchoolDay, RawStreamOverride,
+    RawThreshold, RawTraffic, Scenario, StreamSettings, TrafficSource,
 };
 use crate::chaos::schedule::{ChaosEntry, ChaosPlan};
 use crate::checks::thresholds::{Threshold, ThresholdError};
@@ -196,6 +196,22 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
             profile == crate::cluster::ClusterProfile::Production
         }
     };
+    let drill = match &raw.drill {
+        None => None,
+        Some(drill) => {
+            let at = drill.snapshot_at.get_ref().0;
+            if at.is_zero() || at >= duration {
+                return Err(source.error(
+                    Some(drill.snapshot_at.span()),
+                    format!(
+                        "`snapshot_at` must fall inside the load (after 0s, before `duration` {})",
+                        crate::units::format_duration(duration)
+                    ),
+                ));
+            }
+            Some(DrillSettings { snapshot_at: at })
+        }
+    };
     Ok(Scenario {
         name: raw.name.into_inner(),
         description: raw.description,
@@ -216,6 +232,7 @@ fn validate(source: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScenarioE
         sync_interval,
         compare_sync_interval,
         requires_production,
+        drill,
     })
 }
 
@@ -719,6 +736,26 @@ rate = [ { at = "0s", rate = "100/s" }, { at = "30s", rate = "1000/s", ramp = "5
         let line = text.lines().count();
         assert_eq!((e.line, e.column), (line, 17), "{e}");
         assert!(e.message.contains("always"), "{e}");
+    }
+
+    #[test]
+    fn a_drill_is_parsed_and_one_outside_the_load_is_located() {
+        assert_eq!(parse("t.toml", GOOD).expect("valid").drill, None);
+        let with = |value: &str| format!("{GOOD}\n[drill]\nsnapshot_at = {value}\n");
+        assert_eq!(
+            parse("t.toml", &with("\"5s\"")).expect("valid").drill,
+            Some(DrillSettings {
+                snapshot_at: std::time::Duration::from_secs(5)
+            })
+        );
+        for late in ["\"0s\"", "\"1h\""] {
+            let text = with(late);
+            let e = error_of(&text);
+            assert_eq!((e.line, e.column), (text.lines().count(), 15), "{e}");
+            assert!(e.message.contains("inside the load"), "{e}");
+        }
+        let e = error_of(&format!("{GOOD}\n[drill]\nsnapshot = \"5s\"\n"));
+        assert!(e.message.contains("snapshot_at"), "{e}");
     }
 
     #[test]

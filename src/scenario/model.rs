@@ -174,6 +174,17 @@ pub struct RawScenario {
     pub consumers: RawConsumers,
     #[serde(default)]
     pub cluster: RawClusterSettings,
+    /// `[drill]`: a disaster-recovery drill (`run/drill.rs`).
+    #[serde(default)]
+    pub drill: Option<RawDrill>,
+}
+
+/// `[drill]`: snapshot every stream at `snapshot_at` under load; after the load, destroy the
+/// cluster with its stores, bring up a fresh one and restore the snapshots.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrill {
+    pub snapshot_at: Spanned<DurationValue>,
 }
 
 /// `[cluster]`: server settings of a cluster the run starts itself (local and docker backends).
@@ -544,6 +555,15 @@ pub struct Scenario {
     /// `[cluster] profile = "production"`: the run's cluster must have the production profile
     /// (`security-audit`: its checks mean nothing on an open cluster).
     pub requires_production: bool,
+    /// `[drill]`: a disaster-recovery drill; `None`: none.
+    pub drill: Option<DrillSettings>,
+}
+
+/// A validated `[drill]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrillSettings {
+    /// When, since the load's start, every stream is snapshotted (the load goes on meanwhile).
+    pub snapshot_at: Duration,
 }
 
 /// One stream of synthetic traffic.

@@ -138,6 +138,8 @@ impl Role {
                     "$JS.FC.>".into(),
                     // The latency fault's round-trip probe.
                     "_AIVO.>".into(),
+                    // A stream snapshot's chunk acks and a restore's chunks (the drill).
+                    "$JS.SNAPSHOT.>".into(),
                 ],
                 subscribe: vec!["_INBOX.>".into(), "$JS.EVENT.>".into(), "_AIVO.>".into()],
             }),

@@ -15,6 +15,7 @@
 //! server's defaults or to whoever set them: `apply` keeps them on update, `verify` ignores them.
 //! Starting consumers, and reading lag, belong to `consumers/` and `cluster/monitor.rs`.
 
+pub mod backup;
 mod commands;
 mod connect;
 mod fields;

@@ -16,6 +16,7 @@ mod metrics;
 mod nemesis;
 mod production;
 mod recover;
+mod recovery;
 mod run;
 mod safety;
 mod sampling;
