@@ -129,11 +129,12 @@ fn shipped_scenarios_are_valid() {
         let scenario = parse_without_panic(&file, &checked).unwrap_or_else(|e| panic!("{e}"));
         assert!(!scenario.description.is_empty(), "{name}: no description");
         assert!(!scenario.thresholds.is_empty(), "{name}: no thresholds");
-        // The laptop's budget: focus-burst peaks at 10,000/s; the others stay at or under ~5,000/s.
-        let budget = if *name == "focus-burst" {
-            10_000.0
-        } else {
-            5_000.0
+        // The laptop's budget: focus-burst peaks at 10,000/s, durability-compare's 10-second
+        // overload (its saturation throughput) at 8,000/s; the others stay at or under ~5,000/s.
+        let budget = match *name {
+            "focus-burst" => 10_000.0,
+            "durability-compare" => 8_000.0,
+            _ => 5_000.0,
         };
         let steps = 2000;
         let peak = (0..steps)
