@@ -8,8 +8,14 @@ use std::time::Duration;
 
 use crate::support::{aivo, read_report, report_json, text};
 
-fn path(dir: &Path) -> &str {
-    dir.to_str().expect("utf-8 path")
+/// `aivo-load run ARGS --reports-dir REPORTS`, and what it said.
+async fn run(args: &[&str], reports: &Path, limit: u64) -> (std::process::Output, String) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--reports-dir", reports.to_str().expect("utf-8 path")]);
+    let out = aivo(&all, &[], Duration::from_secs(limit)).await;
+    let said = text(&out);
+    (out, said)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,20 +25,7 @@ fn path(dir: &Path) -> &str {
 )]
 async fn a_coordinated_power_loss_loses_unsynced_acked_events_and_the_safety_section_names_them() {
     let reports = tempfile::tempdir().expect("tempdir");
-    let out = aivo(
-        &[
-            "run",
-            "power-loss",
-            "--duration",
-            "20s",
-            "--reports-dir",
-            path(reports.path()),
-        ],
-        &[],
-        Duration::from_secs(240),
-    )
-    .await;
-    let said = text(&out);
+    let (out, said) = run(&["power-loss", "--duration", "20s"], reports.path(), 240).await;
     assert_eq!(out.status.code(), Some(1), "{said}");
     let report = report_json(reports.path());
     let finding = &report["safety"][0];
@@ -97,22 +90,18 @@ async fn a_coordinated_power_loss_loses_unsynced_acked_events_and_the_safety_sec
 )]
 async fn durability_compare_prices_sync_always_against_the_default() {
     let reports = tempfile::tempdir().expect("tempdir");
-    let out = aivo(
+    let (out, said) = run(
         &[
-            "run",
             "durability-compare",
             "--duration",
             "24s",
             "--run-id",
             "compare",
-            "--reports-dir",
-            path(reports.path()),
         ],
-        &[],
-        Duration::from_secs(420),
+        reports.path(),
+        420,
     )
     .await;
-    let said = text(&out);
     let dir = reports.path().join("compare");
     let default = read_report(&dir.join("sync-default/report.json"));
     let always = read_report(&dir.join("sync-always/report.json"));
@@ -139,39 +128,22 @@ async fn durability_compare_prices_sync_always_against_the_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_loss_on_a_cluster_it_cannot_mount_is_refused_with_the_reason() {
     let reports = tempfile::tempdir().expect("tempdir");
-    let out = aivo(
+    let (out, said) = run(
         &[
-            "run",
             "power-loss",
             "--backend",
             "external",
             "--server",
             "nats://127.0.0.1:1",
-            "--reports-dir",
-            path(reports.path()),
         ],
-        &[],
-        Duration::from_secs(60),
+        reports.path(),
+        60,
     )
     .await;
-    let said = text(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(said.contains("power-loss"), "{said}");
     // The docker backend has no power-loss store: refused before a container starts.
-    let out = aivo(
-        &[
-            "run",
-            "power-loss",
-            "--backend",
-            "docker",
-            "--reports-dir",
-            path(reports.path()),
-        ],
-        &[],
-        Duration::from_secs(60),
-    )
-    .await;
-    let said = text(&out);
+    let (out, said) = run(&["power-loss", "--backend", "docker"], reports.path(), 60).await;
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
         said.contains("power-loss fault needs a run's own local cluster") && said.contains("FUSE"),
