@@ -30,8 +30,9 @@ pub enum Effect {
     Frozen { node: String },
     /// The node answers `/healthz` OK.
     Back { node: String },
-    /// The node's process is up again: `/healthz` answers, OK or not (a store that lost data may
-    /// keep its JetStream unhealthy for long; that is the fault's consequence, not its absence).
+    /// The node's process is up again (`all`: every node's): `/healthz` answers, OK or not (a
+    /// store that lost data may keep its JetStream unhealthy for long; that is the fault's
+    /// consequence, not its absence, and the revert's whole-cluster check judges it).
     Running { node: String },
     /// The node answers but `/routez` lists no route.
     Isolated { node: String },
@@ -129,13 +130,14 @@ impl Effect {
                 Ok(Health::Unhealthy(reason)) => Err(format!("{node} unhealthy: {reason}")),
                 Err(err) => Err(err.to_string()),
             },
-            Self::Running { node } => match monitor::healthz(&url(node)?).await {
-                Ok(Health::Ok) => Ok(format!("{node} running, /healthz ok")),
-                Ok(Health::Unhealthy(reason)) => {
-                    Ok(format!("{node} running, /healthz unhealthy: {reason}"))
+            Self::Running { node } if node == super::power_loss::ALL_NODES => {
+                let mut seen = Vec::new();
+                for n in &endpoints.nodes {
+                    seen.push(running(&n.name, &n.monitor_url).await?);
                 }
-                Err(err) => Err(err.to_string()),
-            },
+                Ok(seen.join("; "))
+            }
+            Self::Running { node } => running(node, &url(node)?).await,
             Self::Isolated { node } => isolated(node, &url(node)?).await,
             Self::Unheard { node } => unheard(endpoints, node).await,
             Self::Split { a, b } => split(a, b, &url(a)?).await,
@@ -158,6 +160,17 @@ impl Effect {
             Self::StorageCapped { node } => storage_capped(node, &url(node)?).await,
             Self::Whole => whole(endpoints).await,
         }
+    }
+}
+
+/// [`Effect::Running`]: `/healthz` answers, healthy or not.
+async fn running(node: &str, url: &str) -> Result<String, String> {
+    match monitor::healthz(url).await {
+        Ok(Health::Ok) => Ok(format!("{node} running, /healthz ok")),
+        Ok(Health::Unhealthy(reason)) => {
+            Ok(format!("{node} running, /healthz unhealthy: {reason}"))
+        }
+        Err(err) => Err(err.to_string()),
     }
 }
 

@@ -45,12 +45,8 @@ pub fn plan(node: &str, nodes: &[String]) -> FaultPlan {
     FaultPlan {
         steps,
         revert: starts,
-        effect: if node == ALL_NODES {
-            Effect::Whole
-        } else {
-            Effect::Running {
-                node: node.to_string(),
-            }
+        effect: Effect::Running {
+            node: node.to_string(),
         },
         note: Some(
             "every write not fsynced is lost; cannot be reverted (heal only starts the nodes)"
@@ -86,7 +82,12 @@ mod tests {
             ]
         );
         assert_eq!(plan.revert.len(), 3);
-        assert_eq!(plan.effect, Effect::Whole);
+        assert_eq!(
+            plan.effect,
+            Effect::Running {
+                node: ALL_NODES.into()
+            }
+        );
         let one = super::plan("nats2", &nodes);
         assert_eq!(one.steps.len(), 4);
         assert_eq!(
