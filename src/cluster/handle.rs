@@ -397,11 +397,13 @@ fn kept_dir(backend: BackendKind, state: &StateDir) -> Result<PathBuf, ClusterEr
     }
 }
 
-/// A local run's stores go with the run; configs and logs stay with the report.
+/// A local run's stores (and the power-loss store's backing files) go with the run; configs and
+/// logs stay with the report.
 fn remove_stores(cluster_dir: &Path) {
     if let Ok(nodes) = std::fs::read_dir(cluster_dir) {
         for node in nodes.flatten() {
             let _ = std::fs::remove_dir_all(node.path().join("store"));
+            let _ = std::fs::remove_dir_all(node.path().join(super::local::DURABLE_BACKING));
         }
     }
 }

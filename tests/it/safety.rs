@@ -81,6 +81,13 @@ async fn a_coordinated_power_loss_loses_unsynced_acked_events_and_the_safety_sec
         page.contains("class=\"lost\""),
         "no lost window on the timeline"
     );
+    // The stores went with the run, the power-loss store's backing files too (unmounted first).
+    for node in ["nats1", "nats2", "nats3"] {
+        let dir = run_dir.join("cluster").join(node);
+        assert!(dir.join("nats.log").is_file(), "{}", dir.display());
+        assert!(!dir.join("store.durable").exists(), "{}", dir.display());
+        assert!(!dir.join("store").exists(), "{}", dir.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
