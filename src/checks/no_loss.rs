@@ -324,8 +324,12 @@ impl ReadBack {
     /// Counts the message read at `stream_seq` with ledger `identity`: under its publisher and
     /// sequence if that is `run_id`'s, as foreign if not.
     fn record(&mut self, stream_seq: u64, identity: Option<ledger::Identity<'_>>, run_id: &str) {
+        // A stream sequence delivered again (a consumer recreated after a stall or a reset
+        // redelivers from where it thinks it was) is the same stored copy, not a second one.
+        if !self.stream_seqs.insert(stream_seq) {
+            return;
+        }
         self.read += 1;
-        self.stream_seqs.insert(stream_seq);
         self.first_seq.get_or_insert(stream_seq);
         self.last_seq = Some(stream_seq);
         let ledger = identity.map(|i| (i.run == run_id, i.publisher, i.seq));
@@ -588,6 +592,26 @@ mod tests {
             }
         }
         back
+    }
+
+    #[test]
+    fn a_stream_sequence_delivered_again_is_one_copy_and_another_sequence_a_duplicate() {
+        let id = |seq| {
+            Some(ledger::Identity {
+                run: "r".into(),
+                publisher: 0,
+                seq,
+            })
+        };
+        let mut back = ReadBack::default();
+        back.record(1, id(1), "r");
+        back.record(2, id(2), "r");
+        // A recreated consumer redelivers sequence 2: the same stored message.
+        back.record(2, id(2), "r");
+        assert_eq!((back.read, back.duplicated_count), (2, 0));
+        // The same event stored again at sequence 3: a real duplicate.
+        back.record(3, id(2), "r");
+        assert_eq!((back.read, back.duplicated_count), (3, 1));
     }
 
     #[test]

@@ -249,13 +249,24 @@ pub async fn restore_stream(
     backup: &StreamBackup,
 ) -> Result<RestoredState, String> {
     let stream = &backup.stream;
-    let answer = api_request(
-        client,
-        format!("$JS.API.STREAM.RESTORE.{stream}"),
-        &serde_json::json!({ "config": backup.meta.config, "state": backup.meta.state }),
-        API_TIMEOUT,
-    )
-    .await?;
+    // A cluster that has just formed answers "no suitable peers for placement" (err_code
+    // 10005) until every node's first meta heartbeat arrived: retried for up to 20 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let asked = api_request(
+            client,
+            format!("$JS.API.STREAM.RESTORE.{stream}"),
+            &serde_json::json!({ "config": backup.meta.config, "state": backup.meta.state }),
+            API_TIMEOUT,
+        )
+        .await;
+        match asked {
+            Err(e) if e.contains("err_code 10005") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => break other?,
+        }
+    };
     let deliver = answer
         .get("deliver_subject")
         .and_then(Value::as_str)

@@ -61,7 +61,7 @@ async fn apply_stream(js: &jetstream::Context, decl: &StreamDecl) -> Result<Chan
     let declared = decl.config();
     let kind = match live_stream(js, &decl.name).await? {
         None => {
-            js.create_stream(declared)
+            create_when_placed(js, declared)
                 .await
                 .map_err(|e| request(&decl.name, "creating stream", e))?;
             ChangeKind::Created
@@ -196,5 +196,29 @@ fn request(
         object: object.to_string(),
         action,
         source: Box::new(source),
+    }
+}
+
+/// Creates a stream, retrying for up to 20 s while the cluster answers "no suitable peers for
+/// placement" (10005): a cluster that has just formed reports a peer offline until every node's
+/// first meta heartbeat has arrived, and `init` right after `cluster up` should not fail on that.
+async fn create_when_placed(
+    js: &async_nats::jetstream::Context,
+    config: async_nats::jetstream::stream::Config,
+) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError>
+{
+    use async_nats::jetstream::context::CreateStreamErrorKind;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match js.create_stream(config.clone()).await {
+            Err(e)
+                if matches!(e.kind(), CreateStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == async_nats::jetstream::ErrorCode::CLUSTER_NO_PEERS)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
     }
 }
