@@ -476,9 +476,16 @@ pub struct RunArgs {
     /// Run none of the scenario's [[chaos]].
     #[arg(long)]
     pub no_chaos: bool,
-    /// Start the cluster, run N worker processes (`--segment i/N`, one --run-id, one --start-at)
-    /// against it, wait for them and merge their partial reports into the run dir (`report
-    /// merge`); chaos and consumers are not run by workers (use --no-chaos).
+    /// Run none of the scenario's [consumers] (indexer, analytics) and drive load only: a worker
+    /// of a segmented run whose consumers run elsewhere (beside the cluster, or in the `--workers`
+    /// run that started it).
+    #[arg(long)]
+    pub no_consumers: bool,
+    /// Start the cluster, declare the streams, run the scenario's consumers and N worker processes
+    /// (`--segment i/N`, one --run-id, one --start-at) against it, apply its chaos from their
+    /// common second 0, wait for them and merge their partial reports into the run dir (`report
+    /// merge`), with the consumers' and the cluster's checks made by this run. The workers drive
+    /// load only.
     #[arg(long, value_name = "N", conflicts_with = "segment", value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
     #[command(flatten)]
@@ -659,9 +666,14 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         None => Segment::WHOLE,
     };
     segment.fits(scenario.publishers).map_err(usage)?;
+    if args.no_consumers {
+        scenario.consumers = Default::default();
+    }
     if !segment.is_whole() && scenario.consumers.any() {
         return Err(usage(format!(
-            "--segment {segment}: the scenario {} runs consumers (indexer/analytics); a segmented              run drives load only (run the consumers beside the cluster)",
+            "--segment {segment}: the scenario {} runs consumers (indexer/analytics), which one \
+             worker of a segmented run cannot judge alone: add --no-consumers and run them beside \
+             the cluster, or use `run --workers N`, which runs them itself",
             scenario.name
         )));
     }
@@ -669,18 +681,6 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         Segment { index: 1, count }
             .fits(scenario.publishers)
             .map_err(usage)?;
-        if scenario.consumers.any() {
-            return Err(usage(format!(
-                "--workers: the scenario {} runs consumers (indexer/analytics); workers drive load only",
-                scenario.name
-            )));
-        }
-        if !scenario.chaos.faults().is_empty() && !args.no_chaos {
-            return Err(usage(format!(
-                "--workers: the scenario {} has [[chaos]], which workers on an external cluster cannot apply; add --no-chaos",
-                scenario.name
-            )));
-        }
     }
     if args.no_chaos || !segment.runs_chaos() {
         scenario.chaos = crate::chaos::schedule::ChaosPlan::default();
@@ -805,7 +805,8 @@ fn parse_start_at(text: &str, now: time::OffsetDateTime) -> Result<time::OffsetD
     let past = now - at;
     if past > time::Duration::seconds(1) {
         return Err(format!(
-            "{text} is {:.1} s in the past (a start more than 1 s ago is refused: the workers              would disagree on their intended times)",
+            "{text} is {:.1} s in the past (a start more than 1 s ago is refused: the workers \
+             would disagree on their intended times)",
             past.as_seconds_f64()
         ));
     }

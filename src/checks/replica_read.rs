@@ -315,6 +315,51 @@ async fn name_samples(
     }
 }
 
+/// The per-replica read-back of every stream whose replicas may disagree: its leader's count
+/// differed from the read-back, the replicas check found a node lacking messages, or the run
+/// applied a safety fault (then every stream the run wrote).
+pub async fn where_replicas_may_differ(
+    js: &async_nats::jetstream::Context,
+    counts: &[super::stream_count::StreamCount],
+    replica_checks: &[super::replicas::ReplicaCheck],
+    fault_events: &[crate::chaos::FaultEvent],
+) -> Vec<ReplicaRead> {
+    let safety_fault = fault_events
+        .iter()
+        .find(|e| crate::chaos::is_safety_fault(&e.fault))
+        .map(|e| format!("after {} on {}", e.fault, e.node));
+    let mut reads = Vec::new();
+    for count in counts.iter().filter(|c| c.appended > 0) {
+        let replicas_differ = replica_checks
+            .iter()
+            .any(|r| r.stream == count.stream && !r.differences.is_empty());
+        let reason = if count.leader_disagrees() {
+            "the leader's count disagreed with the read-back".to_string()
+        } else if replicas_differ {
+            "the replicas check found a node lacking messages".to_string()
+        } else if let Some(fault) = &safety_fault {
+            fault.clone()
+        } else {
+            continue;
+        };
+        eprintln!(
+            "aivo-load: reading each replica of {} ({reason})",
+            count.stream
+        );
+        reads.push(
+            read_each_replica(
+                js,
+                &count.stream,
+                count.last_seq_before + 1,
+                count.last_seq_after,
+                &reason,
+            )
+            .await,
+        );
+    }
+    reads
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! and analytics as child processes (so they can be killed like the real services), indexer lag
 //! sampled every second, then the catch-up wait and the read-back of `events` for the ledger check.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,9 @@ pub(super) struct RunConsumers {
     streams: Vec<&'static str>,
     /// The indexer's latest lag sample (`u64::MAX` until the first), for the live metrics.
     latest_lag: Arc<AtomicU64>,
+    /// Judge only these publishers' events, each up to its sequence (a merge with a worker lost:
+    /// the lost one's events are in Postgres and in no ledger).
+    up_to: Option<BTreeMap<u32, u64>>,
 }
 
 /// How the consumer children connect: on a production-profile cluster as the `indexer` and
@@ -77,7 +81,9 @@ impl ConsumerAuth {
 
 impl RunConsumers {
     /// Starts Postgres (embedded in `run_dir/postgres` unless `DATABASE_URL` is set), migrates it,
-    /// and starts the consumers; the indexer after `indexer_start`.
+    /// and starts the consumers; the indexer `indexer_start` after `zero`, the load's second 0
+    /// (`None`: as soon as the consumers are up; or a coming `--start-at`), from which the lag
+    /// samples are counted too.
     pub(super) async fn start(
         settings: &ConsumerSettings,
         run_dir: &Path,
@@ -85,6 +91,7 @@ impl RunConsumers {
         auth: &ConsumerAuth,
         js: async_nats::jetstream::Context,
         streams: Vec<&'static str>,
+        zero: Option<Instant>,
     ) -> Result<Option<RunConsumers>, AppError> {
         if !settings.any() {
             return Ok(None);
@@ -111,7 +118,7 @@ impl RunConsumers {
                 .map_err(environment)?;
             lock(&children).push(child);
         }
-        let start = Instant::now();
+        let zero = zero.unwrap_or_else(Instant::now);
         let stop = CancellationToken::new();
         let indexer = settings.indexer.then(|| {
             Arc::new(ConsumerSlot::new(
@@ -123,11 +130,11 @@ impl RunConsumers {
         });
         let indexer_task = indexer
             .clone()
-            .map(|slot| start_indexer_later(slot, settings.indexer_start, stop.clone()));
+            .map(|slot| start_indexer_later(slot, zero + settings.indexer_start, stop.clone()));
         let latest_lag = Arc::new(AtomicU64::new(u64::MAX));
         let lag_task = settings
             .indexer
-            .then(|| sample_lag(js, streams.clone(), start, stop.clone(), latest_lag.clone()));
+            .then(|| sample_lag(js, streams.clone(), zero, stop.clone(), latest_lag.clone()));
         Ok(Some(RunConsumers {
             settings: settings.clone(),
             postgres,
@@ -139,7 +146,14 @@ impl RunConsumers {
             stop,
             streams,
             latest_lag,
+            up_to: None,
         }))
+    }
+
+    /// Judges only `last`'s publishers, each up to its sequence (see [`RunConsumers::up_to`]).
+    pub(super) fn judging_only(mut self, last: BTreeMap<u32, u64>) -> Self {
+        self.up_to = Some(last);
+        self
     }
 
     /// The indexer's latest lag (pending + unacknowledged), once sampled.
@@ -152,17 +166,17 @@ impl RunConsumers {
         self.indexer.clone()
     }
 
-    /// After the load: waits for the indexer to catch up, reads `events` back and judges it against
-    /// the ledgers, stops the consumers and Postgres.
+    /// After the load (which ended at `load_end`): waits for the indexer to catch up, reads
+    /// `events` back and judges it against the ledgers, stops the consumers and Postgres.
     pub(super) async fn finish(
         mut self,
         js: &async_nats::jetstream::Context,
         run_id: &str,
         ledgers: &[PublisherLedger],
         load_start: OffsetDateTime,
+        load_end: Instant,
         wait_for_catch_up: bool,
     ) -> ConsumersOutcome {
-        let load_end = Instant::now();
         if let Some(task) = self.indexer_task.take() {
             // The indexer starts within the load; if the load ended first, start it now.
             if !task.is_finished() {
@@ -290,6 +304,9 @@ impl RunConsumers {
             },
             Err(e) => back.incomplete = Some(format!("cannot connect to Postgres: {e}")),
         }
+        if let Some(last) = &self.up_to {
+            back.only_up_to(last);
+        }
         if catch_up.is_none() {
             back.incomplete.get_or_insert(format!(
                 "the indexer did not catch up within {:?} after the load",
@@ -359,15 +376,15 @@ async fn start_postgres(run_dir: &Path) -> Result<(Option<EmbeddedPostgres>, Str
     Ok((postgres, url))
 }
 
-/// Starts the indexer `delay` into the run (`indexer_start`), unless the run stops first.
+/// Starts the indexer at `at` (`indexer_start` into the load), unless the run stops first.
 fn start_indexer_later(
     slot: Arc<ConsumerSlot>,
-    delay: Duration,
+    at: Instant,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(at) => {}
             _ = stop.cancelled() => return,
         }
         if let Err(e) = slot.start().await {

@@ -17,9 +17,14 @@
 //! 4. Judges the thresholds on the merged figures and writes one normal report dir, with
 //!    `run.workers`, and a merged `latency.hlog`.
 //!
-//! The consumers' checks (indexer catch-up, DLQ) have no inputs here: a segmented run drives load
-//! only. Nor are the replicas compared (the merge knows the cluster's client URLs, not its
-//! monitoring endpoints).
+//! Under `run --workers N` the run that started the cluster merges (a [`Coordinator`]): it ran the
+//! scenario's consumers and chaos beside the workers (who drive load only), so the merge also
+//! finishes the consumers with every worker's ledgers (the indexer's catch-up and its read-back of
+//! Postgres, the DLQ read), takes the faults from the coordinator's journal, and makes the checks
+//! only a cluster's owner can (every replica of each stream, the per-replica read-back where they
+//! may differ, stuck replicas after the faults, the production profile's security probes). A
+//! plain `report merge` has none of those inputs: a worker runs no consumers (`--no-consumers`),
+//! and the merge knows the cluster's client URLs, not its monitoring endpoints.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,16 +36,19 @@ use time::OffsetDateTime;
 
 use super::checkpoint::WindowState;
 use super::clock::{self, ClockOffset};
+use super::consumers::{ConsumersOutcome, RunConsumers};
 use super::load::LoadOutcome;
 use super::partial::WorkerPartial;
 use super::segment::Segment;
-use super::setup;
+use super::setup::{self, Declared};
 use super::verdict::{build_report, ReportInputs};
+use crate::chaos::FaultEvent;
 use crate::checks::no_loss::LedgerCheck;
 use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::streams::{self, StreamWindow};
-use crate::cluster::BackendKind;
+use crate::checks::{dlq, replica_read, replicas, security};
+use crate::cluster::{BackendKind, Cluster};
 use crate::exit::{AppError, ExitStatus};
 use crate::load::metrics::{IntervalStats, LatencySet, SubjectTable};
 use crate::report::{self, hlog, RunState, TimelineRow, WorkerSegment, WorkersReport};
@@ -76,8 +84,49 @@ enum Worker {
     },
 }
 
+/// What `run --workers` hands the merge: the cluster the workers ran against and what it ran
+/// beside them (see the module header).
+pub(super) struct Coordinator<'a> {
+    pub(super) cluster: &'a Cluster,
+    pub(super) declared: &'a Declared,
+    /// The scenario as the coordinator runs it (`--no-chaos` applied), judged instead of the one
+    /// the workers' source names.
+    pub(super) scenario: &'a Scenario,
+    pub(super) consumers: Option<RunConsumers>,
+    pub(super) fault_events: Vec<FaultEvent>,
+    /// When the last fault was reverted (the stuck-replica bound counts from here).
+    pub(super) reverted_at: std::time::Instant,
+    /// The load's intended end: the indexer's catch-up is timed from it.
+    pub(super) load_end: tokio::time::Instant,
+    /// Whether the run's `[cluster] sync_interval` reached the nodes (a cluster it started).
+    pub(super) sync_interval_applied: bool,
+    /// After Ctrl-C: no catch-up wait, no cluster checks.
+    pub(super) interrupted: bool,
+    /// Where the security probes keep their files.
+    pub(super) probe_dir: PathBuf,
+}
+
+/// What the coordinator's side adds to the report.
+#[derive(Default)]
+struct CoordinatedChecks {
+    consumed: ConsumersOutcome,
+    dlq: Option<dlq::DlqCheck>,
+    replicas: Vec<replicas::ReplicaCheck>,
+    replica_reads: Vec<replica_read::ReplicaRead>,
+    security: Option<security::SecurityCheck>,
+    stuck: Vec<crate::cluster::stuck::StuckReplica>,
+}
+
 /// See the module header.
 pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
+    merge_run(plan, None).await
+}
+
+/// The merge, with the coordinator's side when `run --workers` merges.
+pub(super) async fn merge_run(
+    plan: MergePlan,
+    mut coordinator: Option<Coordinator<'_>>,
+) -> Result<ExitStatus, AppError> {
     let usage = |e: String| AppError::usage(anyhow!(e));
     let (workers, default_out) = find_workers(&plan.inputs).map_err(usage)?;
     let out = plan.out.clone().or(default_out).ok_or_else(|| {
@@ -86,7 +135,10 @@ pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
     let mut merged = Merged::of(workers).map_err(usage)?;
     merged.judge_clocks(plan.clock_tolerance);
     let first = &merged.reported[0].1;
-    let scenario = first.source.resolve().map_err(usage)?;
+    let scenario = match &coordinator {
+        Some(c) => c.scenario.clone(),
+        None => first.source.resolve().map_err(usage)?,
+    };
     for line in merged.workers.warnings.iter() {
         eprintln!("aivo-load: warning: {line}");
     }
@@ -107,17 +159,72 @@ pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
         None => first.servers.clone(),
     };
     let windows = merged_windows(&merged.reported, &scenario);
-    let (checked, unchecked) = match cluster_checks(
-        &servers.join(","),
-        &plan.auth,
-        &scenario,
-        &first.run_id,
-        &windows,
-        &outcome,
-        !merged.lost.is_empty(),
-    )
-    .await
-    {
+    // The consumers first, as a run finishes them before its checks: the indexer catches up on
+    // every worker's events, then `events` and the DLQ are judged against all their ledgers.
+    let mut coordinated = CoordinatedChecks::default();
+    // With a worker lost, only the publishers that reported are judged, each up to what it
+    // attempted; the lost ones' events are in the streams (and Postgres, and the DLQ) and in no
+    // ledger.
+    let up_to: Option<BTreeMap<u32, u64>> = (!merged.lost.is_empty()).then(|| {
+        outcome
+            .ledgers
+            .iter()
+            .map(|l| (l.publisher, l.attempted))
+            .collect()
+    });
+    if let Some(c) = coordinator.as_mut() {
+        if let Some(consumers) = c.consumers.take() {
+            let consumers = match &up_to {
+                Some(last) => consumers.judging_only(last.clone()),
+                None => consumers,
+            };
+            eprintln!("aivo-load: waiting for the indexer to catch up");
+            coordinated.consumed = consumers
+                .finish(
+                    &c.declared.js,
+                    &first.run_id,
+                    &outcome.ledgers,
+                    outcome.start_wall,
+                    c.load_end,
+                    !c.interrupted,
+                )
+                .await;
+        }
+        if scenario.consumers.any() && !c.interrupted {
+            coordinated.dlq = Some(
+                setup::check_dlq(
+                    &scenario,
+                    c.declared,
+                    &first.run_id,
+                    &outcome.ledgers,
+                    up_to.as_ref(),
+                )
+                .await,
+            );
+        }
+    }
+    let start_wall = outcome.start_wall;
+    let fault_events = match coordinator.as_mut() {
+        Some(c) => std::mem::take(&mut c.fault_events),
+        None => merged
+            .reported
+            .iter()
+            .find(|(_, p)| p.segment.runs_chaos())
+            .map(|(dir, _)| super::recover::fault_events(&dir.join("faults.jsonl"), start_wall))
+            .unwrap_or_default(),
+    };
+    let servers_text = servers.join(",");
+    let checked = match crate::topology::connect_as(&servers_text, &plan.auth).await {
+        Ok(js) => {
+            let scope = ReadBackScope {
+                up_to: up_to.as_ref(),
+                after_faults: !fault_events.is_empty(),
+            };
+            cluster_checks(&js, &scenario, &first.run_id, &windows, &outcome, scope).await
+        }
+        Err(e) => Err(format!("{servers_text}: {e}")),
+    };
+    let (checked, unchecked) = match checked {
         Ok(checked) => (checked, None),
         Err(why) => (
             (Vec::new(), Vec::new(), Vec::new()),
@@ -125,13 +232,11 @@ pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
         ),
     };
     let (stream_checks, ledger_checks, retention_checks) = checked;
-    let start_wall = outcome.start_wall;
-    let fault_events = merged
-        .reported
-        .iter()
-        .find(|(_, p)| p.segment.runs_chaos())
-        .map(|(dir, _)| super::recover::fault_events(&dir.join("faults.jsonl"), start_wall))
-        .unwrap_or_default();
+    if let Some(c) = coordinator.as_ref().filter(|c| !c.interrupted) {
+        coordinated
+            .cluster_side(c, &stream_checks, &windows, &fault_events)
+            .await;
+    }
     let started_at = merged
         .reported
         .iter()
@@ -153,19 +258,22 @@ pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
         stream_checks,
         ledger_checks,
         retention_checks,
-        replica_checks: Vec::new(),
-        replica_reads: Vec::new(),
-        security: None,
-        sync_interval_applied: false,
+        replica_checks: coordinated.replicas,
+        replica_reads: coordinated.replica_reads,
+        security: coordinated.security,
+        sync_interval_applied: coordinator
+            .as_ref()
+            .is_some_and(|c| c.sync_interval_applied),
         fault_events,
-        indexer: None,
-        dlq: None,
-        indexer_lag: Vec::new(),
-        end_to_end: Vec::new(),
+        indexer: coordinated.consumed.indexer,
+        dlq: coordinated.dlq,
+        indexer_lag: coordinated.consumed.lag,
+        end_to_end: coordinated.consumed.end_to_end,
         interrupted,
         state: RunState::Finished,
         checkpoint_s: None,
     });
+    report.stuck_replicas = coordinated.stuck;
     if let Some(why) = unchecked {
         report.verdict.passed = false;
         report.verdict.failures.push(why);
@@ -193,6 +301,36 @@ pub async fn merge_command(plan: MergePlan) -> Result<ExitStatus, AppError> {
     } else {
         ExitStatus::Failed
     })
+}
+
+impl CoordinatedChecks {
+    /// The checks only the cluster's owner can make, after the stream checks (as a run makes
+    /// them): every node's copy of each stream, the per-replica read-back where they may differ,
+    /// the security probes, and replicas still behind a bound after the reverts.
+    async fn cluster_side(
+        &mut self,
+        c: &Coordinator<'_>,
+        counts: &[StreamCount],
+        windows: &[StreamWindow],
+        fault_events: &[FaultEvent],
+    ) {
+        let endpoints = c.cluster.endpoints();
+        let names: Vec<&str> = windows.iter().map(|w| w.stream).collect();
+        self.replicas = replicas::check(&endpoints, &names, super::REPLICAS_WITHIN).await;
+        self.replica_reads = replica_read::where_replicas_may_differ(
+            &c.declared.js,
+            counts,
+            &self.replicas,
+            fault_events,
+        )
+        .await;
+        self.security = security::audit(&endpoints, &c.cluster.rogue_vantage(), &c.probe_dir).await;
+        if !fault_events.is_empty() {
+            self.stuck =
+                crate::checks::stuck::after_faults(c.cluster, c.reverted_at, super::STUCK_BOUND)
+                    .await;
+        }
+    }
 }
 
 /// The workers under `inputs`, and the merged report's default dir (the run dir, when the inputs
@@ -571,37 +709,34 @@ fn merged_windows(reported: &[(PathBuf, WorkerPartial)], scenario: &Scenario) ->
 
 type ClusterSide = (Vec<StreamCount>, Vec<LedgerCheck>, Vec<RetentionCheck>);
 
+/// Which events the read-back judges, and whether faults ran (then each stream is first given its
+/// leader and replicas back).
+struct ReadBackScope<'a> {
+    /// With a worker lost: only these publishers, each up to the sequence it attempted.
+    up_to: Option<&'a BTreeMap<u32, u64>>,
+    after_faults: bool,
+}
+
 /// The stream counts and ledger read-back over every worker's ledgers, and the retention limits.
 async fn cluster_checks(
-    servers: &str,
-    auth: &ClientAuth,
+    js: &async_nats::jetstream::Context,
     scenario: &Scenario,
     run_id: &str,
     windows: &[StreamWindow],
     outcome: &LoadOutcome,
-    workers_lost: bool,
+    scope: ReadBackScope<'_>,
 ) -> Result<ClusterSide, String> {
-    let js = crate::topology::connect_as(servers, auth)
-        .await
-        .map_err(|e| format!("{servers}: {e}"))?;
-    // With a worker lost, only the publishers that reported are judged, each up to what it
-    // attempted; the lost ones' events are in the streams and in no ledger.
-    let attempted: BTreeMap<u32, u64> = outcome
-        .ledgers
-        .iter()
-        .map(|l| (l.publisher, l.attempted))
-        .collect();
     let checked = streams::check_streams(
-        &js,
+        js,
         windows,
         run_id,
         &outcome.ledgers,
-        false,
-        workers_lost.then_some(&attempted),
+        scope.after_faults,
+        scope.up_to,
     )
     .await
     .map_err(|e| format!("{e:#}"))?;
-    let retention_checks = setup::retention_from_one_sample(&js, scenario, windows).await;
+    let retention_checks = setup::retention_from_one_sample(js, scenario, windows).await;
     Ok((checked.counts, checked.ledgers, retention_checks))
 }
 

@@ -320,9 +320,9 @@ impl RunContext {
         let replica_reads = if self.cancel.is_cancelled() {
             Vec::new()
         } else {
-            read_replicas_where_they_may_differ(
-                &declared,
-                &checked,
+            replica_read::where_replicas_may_differ(
+                &declared.js,
+                &checked.counts,
                 &replica_checks,
                 &finished.fault_events,
             )
@@ -439,6 +439,7 @@ impl RunContext {
             &consumers::ConsumerAuth::of(cluster)?,
             declared.js.clone(),
             declared.stream_names(),
+            None,
         )
         .await?;
         self.chaos = run_hook::start(
@@ -488,6 +489,7 @@ impl RunContext {
                         &self.run_id,
                         &load.ledgers,
                         load.start_wall,
+                        tokio::time::Instant::now(),
                         catch_up,
                     )
                     .await
@@ -495,7 +497,9 @@ impl RunContext {
             None => ConsumersOutcome::default(),
         };
         let dlq = if self.scenario.consumers.any() && !self.cancel.is_cancelled() {
-            Some(setup::check_dlq(&self.scenario, declared, &self.run_id, &load.ledgers).await)
+            Some(
+                setup::check_dlq(&self.scenario, declared, &self.run_id, &load.ledgers, None).await,
+            )
         } else {
             None
         };
@@ -756,49 +760,4 @@ pub fn compact_utc(t: OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
-}
-
-/// The per-replica read-back of every stream whose replicas may disagree: its leader's count
-/// differed from the read-back, the replicas check found a node lacking messages, or the run
-/// applied a safety fault (then every stream the run wrote).
-async fn read_replicas_where_they_may_differ(
-    declared: &Declared,
-    checked: &streams::StreamChecks,
-    replica_checks: &[replicas::ReplicaCheck],
-    fault_events: &[crate::chaos::FaultEvent],
-) -> Vec<replica_read::ReplicaRead> {
-    let safety_fault = fault_events
-        .iter()
-        .find(|e| crate::chaos::is_safety_fault(&e.fault))
-        .map(|e| format!("after {} on {}", e.fault, e.node));
-    let mut reads = Vec::new();
-    for count in checked.counts.iter().filter(|c| c.appended > 0) {
-        let replicas_differ = replica_checks
-            .iter()
-            .any(|r| r.stream == count.stream && !r.differences.is_empty());
-        let reason = if count.leader_disagrees() {
-            "the leader's count disagreed with the read-back".to_string()
-        } else if replicas_differ {
-            "the replicas check found a node lacking messages".to_string()
-        } else if let Some(fault) = &safety_fault {
-            fault.clone()
-        } else {
-            continue;
-        };
-        eprintln!(
-            "aivo-load: reading each replica of {} ({reason})",
-            count.stream
-        );
-        reads.push(
-            replica_read::read_each_replica(
-                &declared.js,
-                &count.stream,
-                count.last_seq_before + 1,
-                count.last_seq_after,
-                &reason,
-            )
-            .await,
-        );
-    }
-    reads
 }

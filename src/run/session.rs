@@ -78,6 +78,7 @@ impl LoadSession {
                     &auth,
                     session.declared.js.clone(),
                     session.declared.stream_names(),
+                    None,
                 )
                 .await
             }
@@ -173,6 +174,7 @@ impl LoadSession {
                     "",
                     &[],
                     time::OffsetDateTime::now_utc(),
+                    tokio::time::Instant::now(),
                     false,
                 )
                 .await;

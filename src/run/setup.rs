@@ -268,6 +268,7 @@ pub(super) async fn check_dlq(
     declared: &Declared,
     run_id: &str,
     ledgers: &[PublisherLedger],
+    up_to: Option<&BTreeMap<u32, u64>>,
 ) -> dlq::DlqCheck {
     let ran: Vec<_> = declared
         .topology
@@ -281,7 +282,16 @@ pub(super) async fn check_dlq(
         .collect();
     eprintln!("aivo-load: reading the DLQ back");
     match dlq::read(&declared.js, run_id, declared.dlq_before + 1).await {
-        Ok(read) => dlq::judge(run_id, ledgers, &ran, &read),
+        Ok(mut read) => {
+            // A merge with a worker lost judges only the publishers that reported.
+            if let Some(last) = up_to {
+                read.records.retain(|r| {
+                    last.get(&r.publisher)
+                        .is_some_and(|attempted| r.seq <= *attempted)
+                });
+            }
+            dlq::judge(run_id, ledgers, &ran, &read)
+        }
         Err(e) => dlq::DlqCheck {
             detail: format!("cannot read the DLQ: {e}"),
             ..dlq::DlqCheck::default()

@@ -1,7 +1,12 @@
-//! `run SCENARIO --workers N`: one machine standing in for N. The run starts its cluster once, then
-//! N workers of this binary, each `run --segment i/N` against that cluster as an external one,
-//! all sharing the run id and one `--start-at` a few seconds ahead; waits for them, merges their
-//! partial reports (`merge.rs`) into the run dir and tears the cluster down.
+//! `run SCENARIO --workers N`: one machine standing in for N. The run starts its cluster once and
+//! declares the streams, starts the scenario's consumers (Postgres, indexer, analytics), then N
+//! workers of this binary, each `run --segment i/N --no-chaos --no-consumers` against that cluster
+//! as an external one, all sharing the run id and one `--start-at` a few seconds ahead. At that
+//! second 0 it starts the scenario's chaos on its own cluster (the one process that can apply
+//! faults to it), so faults, consumers and load share one clock. It waits for the workers,
+//! reverts the faults, and merges their partial reports (`merge.rs`) into the run dir, finishing
+//! the consumers with every worker's ledgers and making the cluster-side checks itself; then tears
+//! the cluster down.
 //!
 //! Where the workers run is the backend's (`cluster::workers`): processes on this machine, or
 //! containers on a docker cluster's client network. A worker that dies is not retried and does
@@ -16,8 +21,10 @@ use std::time::Duration;
 use anyhow::anyhow;
 use time::OffsetDateTime;
 
-use super::merge::{merge_command, MergePlan};
-use super::RunContext;
+use super::consumers::{ConsumerAuth, RunConsumers};
+use super::merge::{merge_run, Coordinator, MergePlan};
+use super::{setup, RunContext};
+use crate::chaos::run_hook;
 use crate::cluster::workers::WorkerLaunch;
 use crate::exit::{AppError, ExitStatus};
 
@@ -54,7 +61,19 @@ impl RunContext {
             prepared = cluster.prepare_workers() => prepared?,
             _ = self.cancel.cancelled() => return Ok(ExitStatus::Interrupted),
         }
+        let declared = setup::declare(&scenario, &cluster).await?;
         let start_at = OffsetDateTime::now_utc() + START_LEAD;
+        let zero = tokio::time::Instant::now() + START_LEAD;
+        let consumers = RunConsumers::start(
+            &scenario.consumers,
+            &self.run_dir,
+            &declared.urls.join(","),
+            &ConsumerAuth::of(&cluster)?,
+            declared.js.clone(),
+            declared.stream_names(),
+            Some(zero),
+        )
+        .await?;
         let start_text = start_at
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| AppError::environment(anyhow!("{e}")))?;
@@ -91,6 +110,9 @@ impl RunContext {
                     self.source.rate_scale.to_string(),
                     "--checkpoint".into(),
                     "off".into(),
+                    // This run applies the faults and runs the consumers: workers drive load only.
+                    "--no-chaos".into(),
+                    "--no-consumers".into(),
                 ];
                 if let Some(duration) = self.source.duration_s {
                     args.extend(["--duration".into(), format!("{duration}s")]);
@@ -113,7 +135,30 @@ impl RunContext {
         // Every worker ends its load by the scenario's end; the margin covers the drain, the
         // read-back and writing the partial report on a loaded machine.
         let deadline = START_LEAD + self.scenario.duration + WORKER_MARGIN;
-        let codes = fleet.wait(&self.cancel, deadline).await;
+        let waited = fleet.wait(&self.cancel, deadline);
+        tokio::pin!(waited);
+        // The faults start at the workers' second 0 (unless every worker is already done).
+        let codes = tokio::select! {
+            codes = &mut waited => Some(codes),
+            _ = tokio::time::sleep_until(zero) => None,
+        };
+        let codes = match codes {
+            Some(codes) => codes,
+            None => {
+                if !self.cancel.is_cancelled() {
+                    self.chaos = run_hook::start(
+                        &scenario.chaos,
+                        &cluster,
+                        &self.run_dir,
+                        scenario.duration,
+                        scenario.seed,
+                        consumers.as_ref().and_then(|c| c.indexer_slot()),
+                        self.cancel.child_token(),
+                    )?;
+                }
+                waited.await
+            }
+        };
         for (index, code) in codes.iter().enumerate() {
             if *code != Some(0) {
                 eprintln!(
@@ -123,15 +168,40 @@ impl RunContext {
                 );
             }
         }
-        let merged = merge_command(MergePlan {
-            inputs: vec![self.run_dir.clone()],
-            out: Some(self.run_dir.clone()),
-            server: Some(urls),
-            auth,
-            clock_tolerance: Duration::from_millis(50),
-            backend: Some(cluster.kind()),
-        })
+        // Reverted before the merge's checks, as a run reverts before its own; the handle stays in
+        // the context until its reverts are done (teardown finishes them otherwise).
+        let fault_events = match self.chaos.as_mut() {
+            Some(chaos) => chaos.finish().await,
+            None => Vec::new(),
+        };
+        self.chaos = None;
+        let coordinator = Coordinator {
+            cluster: &cluster,
+            declared: &declared,
+            scenario: &scenario,
+            consumers,
+            fault_events,
+            reverted_at: std::time::Instant::now(),
+            load_end: (zero + scenario.duration).min(tokio::time::Instant::now()),
+            sync_interval_applied: !self.cluster_plan.keep && cluster.kind().manages_faults(),
+            interrupted: self.was_interrupted(),
+            probe_dir: self.run_dir.join("security-probe"),
+        };
+        let merged = merge_run(
+            MergePlan {
+                inputs: vec![self.run_dir.clone()],
+                out: Some(self.run_dir.clone()),
+                server: Some(urls),
+                auth,
+                clock_tolerance: Duration::from_millis(50),
+                backend: Some(cluster.kind()),
+            },
+            Some(coordinator),
+        )
         .await?;
+        for client in declared.clients.all() {
+            let _ = client.clone().drain().await;
+        }
         Ok(if self.was_interrupted() {
             ExitStatus::Interrupted
         } else {

@@ -91,18 +91,19 @@ async fn three_workers_merge_into_one_report_whose_checks_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_is_named_lost_not_its_events() {
-    let reports = tempfile::tempdir().expect("tempdir");
+    // With the coordinator's consumers and chaos: the lost worker's events, in the streams, in
+    // Postgres and (its poison) in the DLQ but in no ledger, fail none of those checks either.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("workers-coordinated.toml");
+    std::fs::write(&scenario, COORDINATED).expect("scenario");
+    let out = dir.path().join("reports");
     let mut run = BackgroundRun::spawn(&[
         "run",
-        "focus-burst",
+        scenario.to_str().expect("utf-8"),
         "--workers",
         "3",
-        "--duration",
-        "12s",
-        "--rate-scale",
-        "0.1",
         "--reports-dir",
-        reports.path().to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
     ]);
     let line = run.wait_for_line("worker 2/3 started (pid ").await;
     let pid: i32 = line
@@ -116,7 +117,7 @@ async fn a_worker_killed_mid_run_is_named_lost_not_its_events() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
     let code = run.finish().await;
     assert_eq!(code, Some(1), "a lost worker fails the verdict");
-    let dir = run_dir_in(reports.path());
+    let dir = run_dir_in(&out);
     let report = read_report(&dir.join("report.json"));
     let failures: Vec<&str> = report["verdict"]["failures"]
         .as_array()
@@ -144,4 +145,151 @@ async fn a_worker_killed_mid_run_is_named_lost_not_its_events() {
         ledgers.iter().all(|l| l["passed"] == true),
         "the reporting workers' ledgers pass: {ledgers:?}"
     );
+    let indexer = &report["indexer"]["ledger"];
+    assert_eq!(indexer["passed"], true, "{indexer}");
+    assert_eq!(indexer["unexpected"], 0, "{indexer}");
+    let dlq = &report["dlq"];
+    assert_eq!(dlq["unexpected"], 0, "{dlq}");
+    assert_eq!(dlq["missing"], 0, "{dlq}");
+    assert!(
+        failures
+            .iter()
+            .all(|f| !f.contains("dlq") && !f.contains("events (Postgres)")),
+        "{failures:?}"
+    );
+}
+
+/// Three publishers per source (so three workers), poison in both streams, the indexer and
+/// analytics beside them, the indexer killed and a node killed while the workers publish.
+const COORDINATED: &str = r#"
+name = "workers-coordinated"
+description = "Three workers; consumers, DLQ and chaos run by the coordinator."
+duration = "14s"
+seed = 61
+
+[population]
+tenants = 4
+learners = 300
+
+[publishers]
+count = 3
+in_flight = 64
+ack_timeout = "5s"
+
+[[traffic]]
+domain = "learning"
+rate = "60/s"
+poison = "3%"
+
+[[traffic]]
+domain = "focus"
+rate = "120/s"
+poison = "3%"
+
+[consumers]
+indexer = true
+analytics = true
+catch_up_timeout = "90s"
+
+[[chaos]]
+at = "3s"
+fault = "kill-indexer"
+target = "indexer"
+for = "3s"
+
+[[chaos]]
+at = "5s"
+fault = "kill"
+target = "nats3"
+for = "4s"
+
+[thresholds]
+"publish.error_rate" = "< 1%"
+"dlq.missing" = "== 0"
+"dlq.unexpected" = "== 0"
+"dlq.injected" = "> 0"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_run_with_the_coordinators_consumers_and_chaos_and_every_check_is_merged() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let scenario = reports.path().join("workers-coordinated.toml");
+    std::fs::write(&scenario, COORDINATED).expect("scenario");
+    let out = reports.path().join("reports");
+    let output = aivo(
+        &[
+            "run",
+            scenario.to_str().expect("utf-8"),
+            "--workers",
+            "3",
+            "--reports-dir",
+            out.to_str().expect("utf-8"),
+        ],
+        &[],
+        Duration::from_secs(300),
+    )
+    .await;
+    let log = text(&output);
+    let dir = run_dir_in(&out);
+    let report = read_report(&dir.join("report.json"));
+    assert_passed_but_for(&output, &report, &["publish.latency"]);
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert!(
+        report["run"]["workers"]["segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .all(|s| s["state"] == "complete"),
+        "{log}"
+    );
+    // The coordinator's faults, on the workers' clock: both applied and recovered.
+    let faults = &report["fault_check"];
+    assert_eq!(faults["applied"], 2, "{faults}\n{log}");
+    assert_eq!(faults["recovered"], 2, "{faults}\n{log}");
+    let kinds: Vec<&str> = report["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .filter_map(|f| f["fault"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"kill-indexer") && kinds.contains(&"kill"),
+        "{kinds:?}"
+    );
+    // The indexer caught up on every worker's valid events: Postgres holds each acked one once.
+    let indexer = &report["indexer"];
+    assert_eq!(indexer["ledger"]["passed"], true, "{indexer}\n{log}");
+    let acked = report["counts"]["acked"].as_u64().expect("acked");
+    let dlq = &report["dlq"];
+    let injected = dlq["injected"].as_u64().expect("injected");
+    assert!(injected > 0, "{dlq}");
+    // (An event whose ack the node kill swallowed but that was stored is "recovered".)
+    let recovered = indexer["ledger"]["recovered"].as_u64().expect("recovered");
+    assert_eq!(
+        indexer["rows"].as_u64(),
+        Some(acked + recovered - injected),
+        "every valid acked event of the three workers, once: {indexer}"
+    );
+    // The DLQ over all three workers' poison: each once per consumer reading its stream.
+    assert_eq!(dlq["passed"], true, "{dlq}\n{log}");
+    assert_eq!(dlq["missing"], 0, "{dlq}");
+    assert_eq!(dlq["unexpected"], 0, "{dlq}");
+    // The replicas compared on the coordinator's cluster after the node came back.
+    let replicas = report["replicas"].as_array().expect("replicas");
+    assert_eq!(replicas.len(), 2, "LEARNING and FOCUS: {replicas:?}");
+    assert!(replicas.iter().all(|r| r["passed"] == true), "{replicas:?}");
+    // The workers drove load only.
+    for index in 1..=3 {
+        let part = dir.join(format!("segment-{index}-of-3"));
+        assert!(
+            !part.join("faults.jsonl").exists(),
+            "no worker applied a fault"
+        );
+        assert!(
+            !part.join("indexer.log").exists(),
+            "no worker ran the indexer"
+        );
+    }
+    assert!(dir.join("faults.jsonl").is_file());
+    assert!(dir.join("indexer.log").is_file());
 }
