@@ -190,6 +190,15 @@ pub struct MergeArgs {
     /// Warn when two workers' clock offsets to the cluster differ by more than this.
     #[arg(long, default_value = "50ms", value_parser = parse_duration_arg)]
     pub clock_tolerance: Duration,
+    /// The Postgres the scenario's indexer (`aivo-load indexer`, run beside the cluster while the
+    /// workers ran with --no-consumers) writes to: the merge waits for the indexer's and
+    /// analytics' catch-up, then judges `events` and the DLQ against every worker's ledger.
+    #[arg(long, env = "DATABASE_URL")]
+    pub postgres_url: Option<String>,
+    /// The nodes' monitoring endpoints, comma-separated (e.g. http://nats1:8222,...): every
+    /// replica of each stream is then compared, and read one by one where they may differ.
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    pub monitor: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(flatten)]
@@ -640,6 +649,8 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
                 auth,
                 clock_tolerance: args.clock_tolerance,
                 backend: None,
+                postgres_url: args.postgres_url,
+                monitor: args.monitor,
             })
         }
     })

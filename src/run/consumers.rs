@@ -150,6 +150,29 @@ impl RunConsumers {
         }))
     }
 
+    /// The scenario's consumers as they ran beside the cluster, not as children of this process
+    /// (`aivo-load indexer` and `analytics`, writing into `url`): [`RunConsumers::finish`] waits
+    /// for their catch-up and reads `events` back, with no process to stop.
+    pub(super) fn beside(
+        settings: &ConsumerSettings,
+        url: &str,
+        streams: Vec<&'static str>,
+    ) -> Self {
+        RunConsumers {
+            settings: settings.clone(),
+            postgres: None,
+            url: url.to_string(),
+            children: Arc::new(Mutex::new(Vec::new())),
+            indexer: None,
+            indexer_task: None,
+            lag_task: None,
+            stop: CancellationToken::new(),
+            streams,
+            latest_lag: Arc::new(AtomicU64::new(u64::MAX)),
+            up_to: None,
+        }
+    }
+
     /// Judges only `last`'s publishers, each up to its sequence (see [`RunConsumers::up_to`]).
     pub(super) fn judging_only(mut self, last: BTreeMap<u32, u64>) -> Self {
         self.up_to = Some(last);

@@ -48,7 +48,7 @@ use crate::checks::retention::RetentionCheck;
 use crate::checks::stream_count::StreamCount;
 use crate::checks::streams::{self, StreamWindow};
 use crate::checks::{dlq, replica_read, replicas, security};
-use crate::cluster::{BackendKind, Cluster};
+use crate::cluster::{BackendKind, Cluster, ClusterEndpoints, NodeEndpoints};
 use crate::exit::{AppError, ExitStatus};
 use crate::load::metrics::{IntervalStats, LatencySet, SubjectTable};
 use crate::report::{self, hlog, RunState, TimelineRow, WorkerSegment, WorkersReport};
@@ -69,6 +69,11 @@ pub struct MergePlan {
     /// The backend of the cluster the workers ran against, when the merge knows it (`run
     /// --workers` started that cluster); `None`: what the workers recorded (`external`).
     pub backend: Option<BackendKind>,
+    /// `--postgres-url`: where the scenario's consumers, run beside the cluster, write (then
+    /// their checks are made).
+    pub postgres_url: Option<String>,
+    /// `--monitor`: the nodes' monitoring endpoints (then the replicas are compared).
+    pub monitor: Vec<String>,
 }
 
 /// One worker as the merge found it.
@@ -159,9 +164,10 @@ pub(super) async fn merge_run(
         None => first.servers.clone(),
     };
     let windows = merged_windows(&merged.reported, &scenario);
-    // The consumers first, as a run finishes them before its checks: the indexer catches up on
-    // every worker's events, then `events` and the DLQ are judged against all their ledgers.
-    let mut coordinated = CoordinatedChecks::default();
+    let servers_text = servers.join(",");
+    let js = crate::topology::connect_as(&servers_text, &plan.auth)
+        .await
+        .map_err(|e| format!("{servers_text}: {e}"));
     // With a worker lost, only the publishers that reported are judged, each up to what it
     // attempted; the lost ones' events are in the streams (and Postgres, and the DLQ) and in no
     // ledger.
@@ -172,6 +178,9 @@ pub(super) async fn merge_run(
             .map(|l| (l.publisher, l.attempted))
             .collect()
     });
+    // The consumers first, as a run finishes them before its checks: the indexer catches up on
+    // every worker's events, then `events` and the DLQ are judged against all their ledgers.
+    let mut coordinated = CoordinatedChecks::default();
     if let Some(c) = coordinator.as_mut() {
         if let Some(consumers) = c.consumers.take() {
             let consumers = match &up_to {
@@ -202,6 +211,22 @@ pub(super) async fn merge_run(
                 .await,
             );
         }
+    } else if let (Some(url), Ok(js)) = (&plan.postgres_url, &js) {
+        if scenario.consumers.any() {
+            let streams = windows.iter().map(|w| w.stream).collect();
+            let consumers = RunConsumers::beside(&scenario.consumers, url, streams);
+            coordinated
+                .consumers_beside(
+                    js,
+                    consumers,
+                    &scenario,
+                    &first.run_id,
+                    &outcome,
+                    up_to.as_ref(),
+                )
+                .await
+                .map_err(usage)?;
+        }
     }
     let start_wall = outcome.start_wall;
     let fault_events = match coordinator.as_mut() {
@@ -213,16 +238,15 @@ pub(super) async fn merge_run(
             .map(|(dir, _)| super::recover::fault_events(&dir.join("faults.jsonl"), start_wall))
             .unwrap_or_default(),
     };
-    let servers_text = servers.join(",");
-    let checked = match crate::topology::connect_as(&servers_text, &plan.auth).await {
+    let checked = match &js {
         Ok(js) => {
             let scope = ReadBackScope {
                 up_to: up_to.as_ref(),
                 after_faults: !fault_events.is_empty(),
             };
-            cluster_checks(&js, &scenario, &first.run_id, &windows, &outcome, scope).await
+            cluster_checks(js, &scenario, &first.run_id, &windows, &outcome, scope).await
         }
-        Err(e) => Err(format!("{servers_text}: {e}")),
+        Err(e) => Err(e.clone()),
     };
     let (checked, unchecked) = match checked {
         Ok(checked) => (checked, None),
@@ -232,10 +256,19 @@ pub(super) async fn merge_run(
         ),
     };
     let (stream_checks, ledger_checks, retention_checks) = checked;
-    if let Some(c) = coordinator.as_ref().filter(|c| !c.interrupted) {
-        coordinated
-            .cluster_side(c, &stream_checks, &windows, &fault_events)
-            .await;
+    match (&coordinator, &js) {
+        (Some(c), _) if !c.interrupted => {
+            coordinated
+                .cluster_side(c, &stream_checks, &windows, &fault_events)
+                .await;
+        }
+        (None, Ok(js)) if !plan.monitor.is_empty() && unchecked.is_none() => {
+            let endpoints = endpoints_of(&plan.monitor).await.map_err(usage)?;
+            coordinated
+                .compare_replicas(&endpoints, js, &stream_checks, &windows, &fault_events)
+                .await;
+        }
+        _ => {}
     }
     let started_at = merged
         .reported
@@ -315,15 +348,8 @@ impl CoordinatedChecks {
         fault_events: &[FaultEvent],
     ) {
         let endpoints = c.cluster.endpoints();
-        let names: Vec<&str> = windows.iter().map(|w| w.stream).collect();
-        self.replicas = replicas::check(&endpoints, &names, super::REPLICAS_WITHIN).await;
-        self.replica_reads = replica_read::where_replicas_may_differ(
-            &c.declared.js,
-            counts,
-            &self.replicas,
-            fault_events,
-        )
-        .await;
+        self.compare_replicas(&endpoints, &c.declared.js, counts, windows, fault_events)
+            .await;
         self.security = security::audit(&endpoints, &c.cluster.rogue_vantage(), &c.probe_dir).await;
         if !fault_events.is_empty() {
             self.stuck =
@@ -331,6 +357,82 @@ impl CoordinatedChecks {
                     .await;
         }
     }
+
+    /// Every node's copy of each stream against the others, and each replica read one by one
+    /// where they may differ.
+    async fn compare_replicas(
+        &mut self,
+        endpoints: &ClusterEndpoints,
+        js: &async_nats::jetstream::Context,
+        counts: &[StreamCount],
+        windows: &[StreamWindow],
+        fault_events: &[FaultEvent],
+    ) {
+        let names: Vec<&str> = windows.iter().map(|w| w.stream).collect();
+        self.replicas = replicas::check(endpoints, &names, super::REPLICAS_WITHIN).await;
+        self.replica_reads =
+            replica_read::where_replicas_may_differ(js, counts, &self.replicas, fault_events).await;
+    }
+
+    /// `report merge --postgres-url`: the scenario's consumers ran beside the cluster; waits for
+    /// their catch-up, then judges `events` and the DLQ against every worker's ledger.
+    async fn consumers_beside(
+        &mut self,
+        js: &async_nats::jetstream::Context,
+        mut consumers: RunConsumers,
+        scenario: &Scenario,
+        run_id: &str,
+        outcome: &LoadOutcome,
+        up_to: Option<&BTreeMap<u32, u64>>,
+    ) -> Result<(), String> {
+        let topology = setup::scenario_topology(scenario).map_err(|e| format!("{e}"))?;
+        if let Some(last) = up_to {
+            consumers = consumers.judging_only(last.clone());
+        }
+        // The catch-up counts from the load's intended end.
+        let end = outcome.start_wall + scenario.duration;
+        let ended_ago = (OffsetDateTime::now_utc() - end)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        let now = tokio::time::Instant::now();
+        let load_end = now.checked_sub(ended_ago).unwrap_or(now);
+        eprintln!("aivo-load: waiting for the indexer beside the cluster to catch up");
+        self.consumed = consumers
+            .finish(
+                js,
+                run_id,
+                &outcome.ledgers,
+                outcome.start_wall,
+                load_end,
+                true,
+            )
+            .await;
+        self.dlq = Some(
+            setup::check_dlq_from(scenario, js, &topology, 1, run_id, &outcome.ledgers, up_to)
+                .await,
+        );
+        Ok(())
+    }
+}
+
+/// `--monitor`: each node's monitoring endpoint, named by its `/varz` server name.
+async fn endpoints_of(monitor: &[String]) -> Result<ClusterEndpoints, String> {
+    let mut nodes = Vec::new();
+    for url in monitor {
+        let url = url.trim_end_matches('/').to_string();
+        let varz = crate::cluster::monitor::varz(&url)
+            .await
+            .map_err(|e| format!("--monitor {url}: {e}"))?;
+        nodes.push(NodeEndpoints {
+            name: varz.server_name.clone(),
+            client_url: String::new(),
+            monitor_url: url,
+        });
+    }
+    Ok(ClusterEndpoints {
+        nodes,
+        security: None,
+    })
 }
 
 /// The workers under `inputs`, and the merged report's default dir (the run dir, when the inputs

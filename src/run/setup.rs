@@ -183,7 +183,7 @@ async fn connect_all(
     Ok(clients)
 }
 
-fn scenario_topology(scenario: &Scenario) -> Result<Topology, AppError> {
+pub(super) fn scenario_topology(scenario: &Scenario) -> Result<Topology, AppError> {
     let mut topology = Topology::seed(3);
     for (stream, settings) in &scenario.streams {
         let ov = StreamOverride {
@@ -270,8 +270,32 @@ pub(super) async fn check_dlq(
     ledgers: &[PublisherLedger],
     up_to: Option<&BTreeMap<u32, u64>>,
 ) -> dlq::DlqCheck {
-    let ran: Vec<_> = declared
-        .topology
+    let from = declared.dlq_before + 1;
+    check_dlq_from(
+        scenario,
+        &declared.js,
+        &declared.topology,
+        from,
+        run_id,
+        ledgers,
+        up_to,
+    )
+    .await
+}
+
+/// The DLQ check from the DLQ's sequence `from` (dead letters of other runs, by their header, are
+/// foreign and ignored), for the consumers of `topology` the scenario runs; `up_to`: a merge with
+/// a worker lost judges only the publishers that reported.
+pub(super) async fn check_dlq_from(
+    scenario: &Scenario,
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+    from: u64,
+    run_id: &str,
+    ledgers: &[PublisherLedger],
+    up_to: Option<&BTreeMap<u32, u64>>,
+) -> dlq::DlqCheck {
+    let ran: Vec<_> = topology
         .consumers
         .iter()
         .filter(|c| {
@@ -281,9 +305,8 @@ pub(super) async fn check_dlq(
         .cloned()
         .collect();
     eprintln!("aivo-load: reading the DLQ back");
-    match dlq::read(&declared.js, run_id, declared.dlq_before + 1).await {
+    match dlq::read(js, run_id, from).await {
         Ok(mut read) => {
-            // A merge with a worker lost judges only the publishers that reported.
             if let Some(last) = up_to {
                 read.records.retain(|r| {
                     last.get(&r.publisher)

@@ -195,6 +195,8 @@ impl RunContext {
                 auth,
                 clock_tolerance: Duration::from_millis(50),
                 backend: Some(cluster.kind()),
+                postgres_url: None,
+                monitor: Vec::new(),
             },
             Some(coordinator),
         )
