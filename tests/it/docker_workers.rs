@@ -44,18 +44,25 @@ async fn three_docker_workers_merge_into_one_report_whose_checks_pass_and_leave_
         .expect("tempdir");
     let reports = dir.path().join("reports");
     let reports_arg = reports.display().to_string();
+    // The local test's scenario (consumers, poison, chaos played by the coordinator), without its
+    // node kill: on docker, the publishes a killed node's connection carries keep failing with
+    // "no responders" until the node returns (a one-process docker run does the same, so it is
+    // not the workers' doing; noted as a known docker-backend problem), which this test is not
+    // about.
+    let scenario = dir.path().join("workers-coordinated.toml");
+    let kill = "[[chaos]]\nat = \"5s\"\nfault = \"kill\"\ntarget = \"nats3\"\nfor = \"4s\"\n";
+    assert!(crate::workers::COORDINATED.contains(kill));
+    let without_kill = crate::workers::COORDINATED.replace(kill, "");
+    assert!(without_kill.contains("kill-indexer") && without_kill.contains("[thresholds]"));
+    std::fs::write(&scenario, format!("{without_kill}\n")).expect("scenario");
     let output = aivo(
         &[
             "run",
-            "focus-burst",
+            scenario.to_str().expect("utf-8"),
             "--backend",
             "docker",
             "--workers",
             "3",
-            "--duration",
-            "6s",
-            "--rate-scale",
-            "0.1",
             "--reports-dir",
             &reports_arg,
         ],
@@ -105,10 +112,20 @@ async fn three_docker_workers_merge_into_one_report_whose_checks_pass_and_leave_
     );
     // Checked once over every worker's ledgers, from the host, against the containers' cluster.
     let ledgers = report["ledger"].as_array().expect("ledger");
-    assert_eq!(ledgers.len(), 1, "{log}");
-    assert_eq!(ledgers[0]["passed"], true, "{ledgers:?}");
+    assert_eq!(ledgers.len(), 2, "{log}");
+    assert!(ledgers.iter().all(|l| l["passed"] == true), "{ledgers:?}");
     let streams = report["streams"].as_array().expect("streams");
-    assert_eq!(streams[0]["passed"], true, "{streams:?}");
+    assert!(streams.iter().all(|s| s["passed"] == true), "{streams:?}");
+    // The coordinator's consumers and fault, judged over all three workers' events.
+    assert_eq!(report["indexer"]["ledger"]["passed"], true, "{log}");
+    assert_eq!(report["dlq"]["passed"], true, "{log}");
+    assert!(report["dlq"]["injected"].as_u64() > Some(0), "{log}");
+    assert_eq!(report["fault_check"]["recovered"], 1, "{log}");
+    let replicas = report["replicas"].as_array().expect("replicas");
+    assert!(
+        replicas.len() == 2 && replicas.iter().all(|r| r["passed"] == true),
+        "{replicas:?}"
+    );
     // The workers and the project are gone.
     let project = run_dir
         .file_name()

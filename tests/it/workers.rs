@@ -161,7 +161,7 @@ async fn a_worker_killed_mid_run_is_named_lost_not_its_events() {
 
 /// Three publishers per source (so three workers), poison in both streams, the indexer and
 /// analytics beside them, the indexer killed and a node killed while the workers publish.
-const COORDINATED: &str = r#"
+pub const COORDINATED: &str = r#"
 name = "workers-coordinated"
 description = "Three workers; consumers, DLQ and chaos run by the coordinator."
 duration = "14s"
