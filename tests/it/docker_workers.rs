@@ -4,22 +4,11 @@
 //! merge into one report whose checks pass, and no worker container (nor the project) is left.
 //! Gated like `docker.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::docker::{docker_object_exists, require_docker};
 use crate::support::{aivo, assert_passed_but_for, read_report, schema_errors, text};
-
-/// The run dir `run --workers` made under `reports` (the only one).
-fn run_dir_in(reports: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(reports)
-        .expect("reports dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "one run dir expected: {dirs:?}");
-    dirs[0].clone()
-}
 
 /// Containers of the project whose name contains `fragment` (`docker ps -a`).
 fn containers_named(fragment: &str) -> Vec<String> {
@@ -71,7 +60,7 @@ async fn three_docker_workers_merge_into_one_report_whose_checks_pass_and_leave_
     )
     .await;
     let log = text(&output);
-    let run_dir = run_dir_in(&reports);
+    let run_dir = crate::support::run_dir(&reports);
     let report = read_report(&run_dir.join("report.json"));
     // Three debug-build workers and three nodes share 2 cores: latency is not the point here.
     assert_passed_but_for(&output, &report, &["publish.latency"]);
@@ -182,7 +171,7 @@ async fn a_docker_worker_killed_mid_run_is_named_lost_not_its_events() {
     assert!(killed.status.success(), "docker kill {name}: {killed:?}");
     let code = run.finish().await;
     assert_eq!(code, Some(1), "a lost worker fails the verdict");
-    let run_dir = run_dir_in(&reports);
+    let run_dir = crate::support::run_dir(&reports);
     let report = read_report(&run_dir.join("report.json"));
     let failures: Vec<&str> = report["verdict"]["failures"]
         .as_array()

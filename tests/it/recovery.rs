@@ -190,12 +190,7 @@ async fn the_drill_passes_on(profile: &str) {
     assert!(lines
         .iter()
         .any(|c| c["name"] == "disaster-recovery FOCUS" && c["passed"] == true));
-    let run_dir = std::fs::read_dir(reports.path())
-        .expect("reports")
-        .flatten()
-        .next()
-        .expect("run dir")
-        .path();
+    let run_dir = crate::support::run_dir(reports.path());
     for stream in ["FOCUS", "LEARNING", "HOMEWORK", "RECOMMENDATION", "DLQ"] {
         let dir = run_dir.join("backup").join(stream);
         assert!(dir.join(backup::DATA_FILE).is_file(), "{}", dir.display());

@@ -68,12 +68,7 @@ async fn a_coordinated_power_loss_loses_unsynced_acked_events_and_the_safety_sec
         said.contains("safety") && said.contains("lost to power-loss all"),
         "{said}"
     );
-    let run_dir = std::fs::read_dir(reports.path())
-        .expect("reports")
-        .flatten()
-        .next()
-        .expect("run dir")
-        .path();
+    let run_dir = crate::support::run_dir(reports.path());
     let summary = std::fs::read_to_string(run_dir.join("summary.md")).expect("summary");
     assert!(summary.contains("## Safety"), "{summary}");
     let page = std::fs::read_to_string(run_dir.join("report.html")).expect("html");

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -280,14 +280,20 @@ pub async fn short_local_run(reports: &Path) -> Output {
 
 /// The single report directory written under `reports`.
 pub fn report_json(reports: &Path) -> serde_json::Value {
-    let dirs: Vec<_> = std::fs::read_dir(reports)
-        .expect("reports dir")
-        .flatten()
-        .collect();
-    assert_eq!(dirs.len(), 1, "one report directory expected");
-    let dir = dirs[0].path();
+    let dir = run_dir(reports);
     assert!(dir.join("summary.md").is_file() && dir.join("timeline.csv").is_file());
     read_report(&dir.join("report.json"))
+}
+
+/// The one run dir a run made under `reports`.
+pub fn run_dir(reports: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(reports)
+        .expect("reports dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one run dir expected: {dirs:?}");
+    dirs[0].clone()
 }
 
 /// `schemas/report.schema.json`, compiled once.

@@ -2,23 +2,11 @@
 //! clusters: the merged report is one run's, checks included; a worker SIGKILLed mid-run is named
 //! lost, never counted as lost events.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::{
     aivo, assert_passed_but_for, read_report, schema_errors, text, BackgroundRun,
 };
-
-/// The run dir `run --workers` made under `reports` (the only one).
-fn run_dir_in(reports: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(reports)
-        .expect("reports dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "one run dir expected: {dirs:?}");
-    dirs[0].clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_merge_into_one_report_whose_checks_pass() {
@@ -41,7 +29,7 @@ async fn three_workers_merge_into_one_report_whose_checks_pass() {
     )
     .await;
     let log = text(&output);
-    let dir = run_dir_in(reports.path());
+    let dir = crate::support::run_dir(reports.path());
     let report = read_report(&dir.join("report.json"));
     // Three debug-build workers share 2 cores here: latency is not what this test is about.
     assert_passed_but_for(&output, &report, &["publish.latency"]);
@@ -117,7 +105,7 @@ async fn a_worker_killed_mid_run_is_named_lost_not_its_events() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
     let code = run.finish().await;
     assert_eq!(code, Some(1), "a lost worker fails the verdict");
-    let dir = run_dir_in(&out);
+    let dir = crate::support::run_dir(&out);
     let report = read_report(&dir.join("report.json"));
     let failures: Vec<&str> = report["verdict"]["failures"]
         .as_array()
@@ -230,7 +218,7 @@ async fn workers_run_with_the_coordinators_consumers_and_chaos_and_every_check_i
     )
     .await;
     let log = text(&output);
-    let dir = run_dir_in(&out);
+    let dir = crate::support::run_dir(&out);
     let report = read_report(&dir.join("report.json"));
     assert_passed_but_for(&output, &report, &["publish.latency"]);
     assert_eq!(schema_errors(&report), Vec::<String>::new());
