@@ -361,14 +361,19 @@ impl ChaosEngine {
         self.outcome(&mut state, active, None, requested, seen, error, None)
     }
 
-    /// Reverts `kill-indexer`: a new indexer, confirmed when it runs and its lag falls.
+    /// Reverts `kill-indexer`: a new indexer, confirmed when it runs and its lag falls. The engine
+    /// is not held while the lag falls (that can take as long as the indexer is behind, and it
+    /// asks nothing of the cluster): faults due meanwhile go ahead on time.
     async fn restart_indexer(
         &self,
         mut state: tokio::sync::MutexGuard<'_, EngineState>,
         position: usize,
         by: &str,
     ) -> Result<FaultEvent, ChaosError> {
-        let fault = state.active[position].clone();
+        // Off the active list while it is reverted, so that no second revert (the run's end
+        // reverting everything) restarts it twice; back on it if the restart failed.
+        let fault = state.active.remove(position);
+        drop(state);
         let requested = Instant::now();
         let (seen, error) = match &self.indexer {
             Some(slot) => kill_indexer::revert(slot, EFFECT_TIMEOUT).await,
@@ -381,8 +386,9 @@ impl ChaosEngine {
                 Some("no indexer in this run".to_string()),
             ),
         };
-        if error.is_none() {
-            state.active.remove(position);
+        let mut state = self.state.lock().await;
+        if error.is_some() {
+            state.active.push(fault.clone());
         }
         self.outcome(&mut state, fault, Some(by), requested, seen, error, None)
     }

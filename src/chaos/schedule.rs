@@ -364,6 +364,9 @@ pub async fn play(
         .collect();
     let mut ids: Vec<Option<String>> = vec![None; faults.len()];
     let mut events = Vec::new();
+    // Reverts that ask nothing of the cluster (a restarted indexer working off its lag) go on
+    // beside the schedule, so that faults due meanwhile are not held up by them.
+    let mut beside: tokio::task::JoinSet<Option<FaultEvent>> = tokio::task::JoinSet::new();
     // Of actions due at the same moment, reverts go first (a fault ending as another begins never
     // overlaps it), then the one queued first.
     let order =
@@ -403,12 +406,11 @@ pub async fn play(
             Action::Revert(i) => {
                 if let Some(id) = ids[i].take() {
                     let within = faults[i].recovery.unwrap_or(RECOVERY_TIMEOUT);
-                    match engine.revert_within(&id, "schedule", within).await {
-                        Ok(event) => {
-                            super::engine::announce(&event);
-                            events.push(event);
-                        }
-                        Err(err) => tracing::warn!(%id, "revert failed: {err}"),
+                    let revert = revert_one(engine.clone(), id, "schedule", within);
+                    if faults[i].fault == Fault::KillIndexer {
+                        beside.spawn(revert);
+                    } else {
+                        events.extend(revert.await);
                     }
                 }
             }
@@ -417,6 +419,9 @@ pub async fn play(
     tokio::select! {
         _ = cancel.cancelled() => {}
         _ = tokio::time::sleep(engine.until(end)) => {}
+    }
+    while let Some(joined) = beside.join_next().await {
+        events.extend(joined.ok().flatten());
     }
     let by = if cancel.is_cancelled() {
         "interrupted"
@@ -439,7 +444,28 @@ pub async fn play(
     let reverted = guard.finish(by).await;
     reverted.iter().for_each(super::engine::announce);
     events.extend(reverted);
+    // In the order they were asked for (a revert that went on beside the schedule ended later).
+    events.sort_by(|a, b| a.requested_s.total_cmp(&b.requested_s));
     events
+}
+
+/// One revert, announced; `None` (logged) when the fault is no longer active.
+async fn revert_one(
+    engine: Arc<ChaosEngine>,
+    id: String,
+    by: &'static str,
+    within: Duration,
+) -> Option<FaultEvent> {
+    match engine.revert_within(&id, by, within).await {
+        Ok(event) => {
+            super::engine::announce(&event);
+            Some(event)
+        }
+        Err(err) => {
+            tracing::warn!(%id, "revert failed: {err}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

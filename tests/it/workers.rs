@@ -191,8 +191,10 @@ fault = "kill"
 target = "nats3"
 for = "4s"
 
+# No error-rate threshold: when the killed node leads a stream, the stream takes no writes until
+# a new leader is elected (nats-server's Raft waits 4-9 s) or the node is back, and which node
+# leads is up to the cluster. Publishes that failed are in the ledgers as failed, not lost.
 [thresholds]
-"publish.error_rate" = "< 1%"
 "dlq.missing" = "== 0"
 "dlq.unexpected" = "== 0"
 "dlq.injected" = "> 0"
@@ -240,6 +242,16 @@ async fn workers_run_with_the_coordinators_consumers_and_chaos_and_every_check_i
         .iter()
         .filter_map(|f| f["fault"].as_str())
         .collect();
+    // Each on time: the kill's revert (due at 9 s) did not wait for the indexer to catch up
+    // after its restart (due at 6 s).
+    let kill_revert = report["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .find(|f| f["fault"] == "kill" && f["phase"] == "revert")
+        .expect("the kill's revert");
+    let at = kill_revert["requested_s"].as_f64().expect("requested_s");
+    assert!((8.5..12.0).contains(&at), "{kill_revert}");
     assert!(
         kinds.contains(&"kill-indexer") && kinds.contains(&"kill"),
         "{kinds:?}"
