@@ -74,6 +74,31 @@ pub enum CliCommand {
     /// Find the sustainable rate within a latency SLO (saturation search), the scalability curve,
     /// and what saturated first; writes reports/<UTC>-capacity/capacity.{json,md,html}.
     Capacity(CapacityArgs),
+    /// Build the image the workers run (docker `--workers`, Kubernetes' deploy/k8s/) and export
+    /// it for a cluster without a registry.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the workers' image from this very binary through the Docker API (FROM scratch +
+    /// the binary, the shared libraries it loads and the loader; no base image, no registry;
+    /// rebuilt only when the binary changed), tag it, and with --save write a `docker save`
+    /// archive for `docker load -i`, `kind load image-archive` or `ctr -n k8s.io images import`.
+    /// The image has no shell: its entrypoint is aivo-load. A release build makes a smaller one.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// The name to tag the image as, besides aivo-load/aivo-load:local (what deploy/k8s/ and the
+    /// docker workers run).
+    #[arg(long, default_value = crate::cluster::docker::harness_image::HARNESS_IMAGE)]
+    pub tag: String,
+    /// Write the image, under --tag, to this `docker save` archive (a tar).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -197,7 +222,7 @@ pub struct MergeArgs {
     pub postgres_url: Option<String>,
     /// The nodes' monitoring endpoints, comma-separated (e.g. http://nats1:8222,...): every
     /// replica of each stream is then compared, and read one by one where they may differ.
-    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    #[arg(long, env = "NATS_MONITOR", value_delimiter = ',', value_name = "URLS")]
     pub monitor: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -474,6 +499,12 @@ pub struct RunArgs {
     /// `report merge`.
     #[arg(long, value_name = "I/N")]
     pub segment: Option<String>,
+    /// --segment from the environment, for a Kubernetes Indexed Job's pods: VAR holds this
+    /// worker's 0-based index (JOB_COMPLETION_INDEX, 0..N-1), so the segment is VAR+1 of N. No
+    /// shell needed (the image has none). An unset VAR, or an index outside 0..N-1 (the Job's
+    /// completions differ from N), is refused.
+    #[arg(long, value_name = "VAR/N", conflicts_with = "segment")]
+    pub segment_from_env: Option<String>,
     /// The run id (every worker of a segmented run must share it: it is in every event's
     /// identity). Default: `<UTC time>-<scenario>`, the time being --start-at's if given.
     #[arg(long, value_name = "ID")]
@@ -495,8 +526,16 @@ pub struct RunArgs {
     /// common second 0, wait for them and merge their partial reports into the run dir (`report
     /// merge`), with the consumers' and the cluster's checks made by this run. The workers drive
     /// load only.
-    #[arg(long, value_name = "N", conflicts_with = "segment", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", conflicts_with_all = ["segment", "segment_from_env"], value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
+    /// A worker (--segment) of a segmented run on an external cluster secured by this aivo-load
+    /// production profile (the `security/` dir of a production-profile cluster, or a copy of its
+    /// profile.json, ca.pem and users/): each role connects as its own user with the dir's nkey,
+    /// certificate and CA files (publishers to their domain, the admin for streams and the clock
+    /// probe), as `run --workers N --profile production` starts its workers. Instead of
+    /// --creds/--nkey/--user/--tls-*/--context.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["creds", "nkey", "user", "tls_ca", "tls_cert", "tls_key", "context"])]
+    pub profile_dir: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(flatten)]
@@ -638,6 +677,15 @@ pub fn into_command(cli: Cli) -> Result<Command, AppError> {
             html: args.html,
         }),
         CliCommand::Capacity(args) => Command::Capacity(Box::new(capacity_plan(args)?)),
+        CliCommand::Image(ImageCommand::Build(args)) => {
+            // A bad name is refused before a build spends seconds on it.
+            crate::cluster::docker::harness_image::split_reference(&args.tag)
+                .map_err(|e| AppError::usage(anyhow!(e)))?;
+            Command::ImageBuild(crate::cluster::docker::commands::ImageBuildPlan {
+                tag: args.tag,
+                save: args.save,
+            })
+        }
         CliCommand::Report(ReportCommand::Merge(args)) => {
             let args = *args;
             let (server, auth) =
@@ -670,11 +718,13 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
         .adjusted(args.duration, args.rate_scale, args.seed)
         .map_err(|e| AppError::usage(anyhow!(e)))?;
     let usage = |e: String| AppError::usage(anyhow!(e));
-    let segment = match &args.segment {
-        Some(text) => text
+    let segment = match (&args.segment, &args.segment_from_env) {
+        (Some(text), _) => text
             .parse::<Segment>()
             .map_err(|e| usage(format!("--segment: {e}")))?,
-        None => Segment::WHOLE,
+        (None, Some(spec)) => Segment::from_index_variable(spec, |name| std::env::var(name).ok())
+            .map_err(|e| usage(format!("--segment-from-env {spec}: {e}")))?,
+        (None, None) => Segment::WHOLE,
     };
     segment.fits(scenario.publishers).map_err(usage)?;
     if args.no_consumers {
@@ -731,7 +781,18 @@ fn run_plan(args: RunArgs) -> Result<RunPlan, AppError> {
                 e
             })
         })?
-        .with_auth(auth);
+        .with_auth(auth)
+        .with_profile_dir(args.profile_dir.clone())
+        .map_err(usage)?;
+    if args.profile_dir.is_some() && segment.is_whole() {
+        return Err(usage(
+            "--profile-dir is for a worker of a segmented run (--segment I/N or \
+             --segment-from-env VAR/N): a whole run on a production-profile cluster also runs the \
+             security probes, which need the monitoring endpoints an external cluster does not \
+             give (audit one with `verify --production`)"
+                .into(),
+        ));
+    }
     if let Some(drill) = scenario.drill {
         let workers = args.workers.is_some_and(|n| n > 1);
         let own_cluster = !args.keep_cluster && args.backend.manages_faults();
@@ -1149,6 +1210,51 @@ mod tests {
         assert!(error.contains("RFC 3339"), "{error}");
         assert!(check_run_id("20261203T180000Z-focus-burst").is_ok());
         assert!(check_run_id("../x").is_err());
+    }
+
+    #[test]
+    fn a_profile_dir_is_for_an_external_cluster_with_a_profile_in_it() {
+        use clap::Parser as _;
+        let plan = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            into_command(cli).map(|_| ())
+        };
+        let error = plan(&["aivo-load", "run", "--profile-dir", "/tmp"]).expect_err("local");
+        assert!(
+            format!("{error:#}").contains("names the profile of an external cluster"),
+            "{error:#}"
+        );
+        let empty = tempfile::tempdir().expect("tempdir");
+        let dir = empty.path().to_str().expect("utf-8");
+        let error = plan(&[
+            "aivo-load",
+            "run",
+            "--backend",
+            "external",
+            "--server",
+            "nats://127.0.0.1:4222",
+            "--profile-dir",
+            dir,
+            "--segment",
+            "1/2",
+            "--run-id",
+            "x",
+        ])
+        .expect_err("no profile.json");
+        assert!(
+            format!("{error:#}").contains("--profile-dir")
+                && format!("{error:#}").contains("profile.json"),
+            "{error:#}"
+        );
+        let both = Cli::try_parse_from([
+            "aivo-load",
+            "run",
+            "--profile-dir",
+            dir,
+            "--creds",
+            "x.creds",
+        ]);
+        assert!(both.is_err(), "one way to connect");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub enum Command {
     ReportTrend(report::trend::TrendPlan),
     /// `report merge DIR...`.
     ReportMerge(run::merge::MergePlan),
+    /// `image build`: the workers' image, tagged and saved.
+    ImageBuild(cluster::docker::commands::ImageBuildPlan),
 }
 
 /// Runs a command to completion.
@@ -84,6 +86,7 @@ pub fn execute(command: Command) -> Result<ExitStatus, AppError> {
             Command::ReportRecover { run_dir } => run::recover::recover_command(&run_dir).await,
             Command::ReportTrend(plan) => report::trend::trend_command(&plan),
             Command::ReportMerge(plan) => run::merge::merge_command(plan).await,
+            Command::ImageBuild(plan) => cluster::docker::commands::image_build(plan).await,
         }
     })
 }

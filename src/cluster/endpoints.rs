@@ -39,13 +39,16 @@ impl ClusterEndpoints {
         self.client_urls().join(",")
     }
 
-    /// The production profile whose users this cluster knows, if it has one.
+    /// The production profile whose users this cluster knows, if it has one. Its files are
+    /// looked for in the dir it is opened from, wherever it was made (`profile.json` names them
+    /// under the dir it was written in): a copy mounted elsewhere — a worker's `--profile-dir`, a
+    /// Kubernetes secret holding only `profile.json`, `ca.pem` and `users/` — works as well.
     pub fn profile(
         &self,
     ) -> Result<Option<crate::security::Profile>, crate::security::SecurityError> {
         self.security
             .as_deref()
-            .map(crate::security::Profile::open)
+            .map(|dir| crate::security::Profile::open(dir).map(|p| p.relocated(dir)))
             .transpose()
     }
 

@@ -46,6 +46,14 @@ impl ExternalCluster {
         &self.auth
     }
 
+    /// The same cluster secured by the aivo-load production profile in `dir` (`--profile-dir`:
+    /// a worker of a production-profile run): each role connects as its own user of that
+    /// profile instead of with the one set of client options.
+    pub fn with_profile_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.endpoints.security = dir;
+        self
+    }
+
     /// The cluster behind these monitoring URLs: each node's name and client URL are read from its
     /// `/varz` (a node that does not answer is named `nodeN`, with the default client port).
     pub async fn by_monitors(monitor_urls: &[String]) -> Self {

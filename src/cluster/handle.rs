@@ -121,14 +121,17 @@ impl Cluster {
         self.endpoints().client_urls()
     }
 
-    /// How a client of `role` connects: on a production-profile cluster its role's user and the
-    /// CA, on an external one the options it was given (whatever the role), else none.
+    /// How a client of `role` connects: on a production-profile cluster (an external one given
+    /// `--profile-dir` too) its role's user and the CA, on another external one the options it
+    /// was given (whatever the role), else none.
     pub fn client_auth(
         &self,
         role: &crate::security::Role,
     ) -> Result<crate::security::ClientAuth, crate::security::SecurityError> {
         match self {
-            Self::External(cluster) => Ok(cluster.auth().clone()),
+            Self::External(cluster) if cluster.endpoints().security.is_none() => {
+                Ok(cluster.auth().clone())
+            }
             _ => self.endpoints().client_auth(role),
         }
     }
@@ -522,6 +525,9 @@ pub struct ClusterPlan {
     pub profile: ClusterProfile,
     /// Identity and TLS of every connection to an external cluster (its flags or context).
     pub auth: crate::security::ClientAuth,
+    /// `--profile-dir`: an external cluster secured by this aivo-load production profile (each
+    /// role its own user).
+    pub profile_dir: Option<std::path::PathBuf>,
     /// Every node's JetStream `sync_interval` (the scenario's `[cluster]`), for a cluster the
     /// run starts itself; `None`: the server's default (2 minutes).
     pub sync_interval: Option<super::SyncInterval>,
@@ -563,6 +569,7 @@ impl ClusterPlan {
             state,
             profile: ClusterProfile::Open,
             auth: crate::security::ClientAuth::default(),
+            profile_dir: None,
             sync_interval: None,
             loosen: Vec::new(),
             durable_stores: false,
@@ -587,6 +594,22 @@ impl ClusterPlan {
             ));
         }
         self.profile = profile;
+        Ok(self)
+    }
+
+    /// `--profile-dir DIR`: an external cluster secured by the aivo-load production profile in
+    /// `DIR` (its `profile.json` must open), instead of one set of client options.
+    pub fn with_profile_dir(mut self, dir: Option<std::path::PathBuf>) -> Result<Self, String> {
+        let Some(dir) = dir else { return Ok(self) };
+        if self.backend != BackendKind::External {
+            return Err(format!(
+                "--profile-dir names the profile of an external cluster; with --backend {} use \
+                 --profile production (the run makes the profile itself)",
+                self.backend.name()
+            ));
+        }
+        crate::security::Profile::open(&dir).map_err(|e| format!("--profile-dir: {e}"))?;
+        self.profile_dir = Some(dir);
         Ok(self)
     }
 
@@ -631,7 +654,9 @@ impl ClusterPlan {
         }
         let cluster = match self.backend {
             BackendKind::External => Cluster::External(
-                ExternalCluster::by_servers(&self.servers).with_auth(self.auth.clone()),
+                ExternalCluster::by_servers(&self.servers)
+                    .with_auth(self.auth.clone())
+                    .with_profile_dir(self.profile_dir.clone()),
             ),
             BackendKind::Local if self.keep => {
                 let kept = state::spawn_background(&self.state, self.profile).await?;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::docker::container::{ContainerEnd, ContainerPlan, ProjectContainer};
 use super::docker::{harness_image, DockerError};
 use super::handle::{Cluster, ClusterError};
+use crate::security::ClientAuth;
 
 /// How often the containers' states are polled while waiting.
 const POLL: Duration = Duration::from_millis(500);
@@ -41,6 +42,59 @@ pub struct WorkerLaunch {
     /// A scenario file given by path (mounted read-only into containers); `None` for a catalog
     /// name.
     pub scenario_file: Option<PathBuf>,
+    /// The credential files or dirs the workers' `args` name (absolute paths): bind-mounted
+    /// read-only at those paths into containers.
+    pub read_only: Vec<PathBuf>,
+    /// A `--password`, handed over as `NATS_PASSWORD` in each worker's environment, never as an
+    /// argument (the process list would show it).
+    pub password: Option<String>,
+}
+
+/// The flags that tell a worker how to connect, and the files they name.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerCredentials {
+    pub args: Vec<String>,
+    pub files: Vec<PathBuf>,
+}
+
+impl WorkerCredentials {
+    /// For a cluster with the production profile in `profile_dir`: `--profile-dir DIR` (each
+    /// role its own user); else the client options `auth` as flags (paths, never contents).
+    pub fn of(profile_dir: &Option<PathBuf>, auth: &ClientAuth) -> Result<Self, ClusterError> {
+        let absolute = |path: &Path| {
+            std::path::absolute(path).map_err(|e| {
+                ClusterError::Workers(format!("cannot resolve {}: {e}", path.display()))
+            })
+        };
+        let utf8 = |path: &Path| {
+            path.to_str().map(str::to_owned).ok_or_else(|| {
+                ClusterError::Workers(format!(
+                    "{} is not UTF-8 (it would be a worker's argument)",
+                    path.display()
+                ))
+            })
+        };
+        if let Some(dir) = profile_dir {
+            let dir = absolute(dir)?;
+            return Ok(Self {
+                args: vec!["--profile-dir".into(), utf8(&dir)?],
+                files: vec![dir],
+            });
+        }
+        let auth = auth
+            .clone()
+            .with_absolute_paths()
+            .map_err(|e| ClusterError::Workers(format!("cannot resolve a credential file: {e}")))?;
+        let args = auth
+            .to_args()
+            .iter()
+            .map(|arg| utf8(Path::new(arg)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            args,
+            files: auth.files().into_iter().map(Path::to_path_buf).collect(),
+        })
+    }
 }
 
 /// The running workers.
@@ -85,6 +139,9 @@ impl Cluster {
                     // Each worker's summary is in its own dir; its progress stays on stderr.
                     .stdout(Stdio::null())
                     .env_remove("NATS_URL");
+                if let Some(password) = &launch.password {
+                    command.env("NATS_PASSWORD", password);
+                }
                 let child = crate::child::spawn_tied(command, libc::SIGTERM)
                     .await
                     .map_err(|e| {
@@ -110,13 +167,20 @@ impl Cluster {
         if let Some(file) = &launch.scenario_file {
             binds.push(format!("{}:{}:ro", file.display(), file.display()));
         }
+        // The credential files the workers' flags name (absolute paths), each read-only there.
+        for file in &launch.read_only {
+            binds.push(format!("{}:{}:ro", file.display(), file.display()));
+        }
         // SAFETY: geteuid(2) and getegid(2) have no preconditions and cannot fail.
         let user = unsafe { format!("{}:{}", libc::geteuid(), libc::getegid()) };
         // What the harness reads from its environment (AIVO_*) and its log filter go along.
-        let env: Vec<String> = std::env::vars()
+        let mut env: Vec<String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("AIVO_") || k == "RUST_LOG")
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        if let Some(password) = &launch.password {
+            env.push(format!("NATS_PASSWORD={password}"));
+        }
         let mut containers = Vec::new();
         for (i, args) in launch.args.iter().enumerate() {
             let mut args = args.clone();

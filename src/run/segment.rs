@@ -59,6 +59,55 @@ impl Segment {
         Ok(())
     }
 
+    /// `--segment-from-env VAR/N`: the segment whose 0-based index the environment variable `VAR`
+    /// holds (`lookup` reads it), i.e. segment `$VAR + 1` of `N`. Kubernetes gives each pod of an
+    /// Indexed Job its index as `JOB_COMPLETION_INDEX` (0..completions-1); an image without a
+    /// shell cannot do the `+ 1` itself, so the binary does. Every way it can go wrong names the
+    /// variable and what was expected.
+    pub fn from_index_variable(
+        spec: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Segment, String> {
+        let bad_spec = || {
+            format!(
+                "expected VAR/N, the variable holding a 0-based index and the number of segments \
+                 (e.g. JOB_COMPLETION_INDEX/3), found \"{spec}\""
+            )
+        };
+        let (name, count) = spec.trim().rsplit_once('/').ok_or_else(bad_spec)?;
+        let name = name.trim();
+        let count: u32 = count.trim().parse().map_err(|_| bad_spec())?;
+        let valid_name = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name || count == 0 {
+            return Err(bad_spec());
+        }
+        let value = lookup(name).ok_or_else(|| {
+            format!(
+                "{name} is not set (Kubernetes sets JOB_COMPLETION_INDEX in each pod of a Job with \
+                 completionMode: Indexed; elsewhere give --segment I/N)"
+            )
+        })?;
+        let index: u32 = value.trim().parse().map_err(|_| {
+            format!(
+                "{name} is \"{value}\", not a 0-based index (0..={})",
+                count - 1
+            )
+        })?;
+        if index >= count {
+            return Err(format!(
+                "{name} is {index}, out of range for {count} segments (0..={}): the Job's \
+                 completions and the N given here must be equal",
+                count - 1
+            ));
+        }
+        Ok(Segment {
+            index: index + 1,
+            count,
+        })
+    }
+
     /// The name of this segment's directory among the partial reports: `segment-2-of-3`.
     pub fn dir_name(&self) -> String {
         format!("segment-{}-of-{}", self.index, self.count)
@@ -105,6 +154,48 @@ mod tests {
         }
         let error = Segment { index: 1, count: 5 }.fits(4).expect_err("5 > 4");
         assert!(error.contains("at most 4 segments"), "{error}");
+    }
+
+    #[test]
+    fn a_segment_from_a_zero_based_index_variable_is_that_index_plus_one_or_a_clear_error() {
+        let env = |value: Option<&str>| {
+            let value = value.map(str::to_owned);
+            move |name: &str| {
+                (name == "JOB_COMPLETION_INDEX")
+                    .then(|| value.clone())
+                    .flatten()
+            }
+        };
+        let from = |spec: &str, value: Option<&str>| Segment::from_index_variable(spec, env(value));
+        assert_eq!(
+            from("JOB_COMPLETION_INDEX/3", Some("0")),
+            Ok(Segment { index: 1, count: 3 })
+        );
+        assert_eq!(
+            from("JOB_COMPLETION_INDEX/3", Some("2")),
+            Ok(Segment { index: 3, count: 3 })
+        );
+        let error = from("JOB_COMPLETION_INDEX/3", None).expect_err("unset");
+        assert!(error.contains("JOB_COMPLETION_INDEX is not set"), "{error}");
+        let error = from("JOB_COMPLETION_INDEX/3", Some("3")).expect_err("out of range");
+        assert!(
+            error.contains("is 3, out of range for 3 segments (0..=2)"),
+            "{error}"
+        );
+        let error = from("JOB_COMPLETION_INDEX/3", Some("-1")).expect_err("negative");
+        assert!(error.contains("not a 0-based index"), "{error}");
+        let error = from("JOB_COMPLETION_INDEX/3", Some("one")).expect_err("a word");
+        assert!(error.contains("\"one\", not a 0-based index"), "{error}");
+        for spec in [
+            "JOB_COMPLETION_INDEX",
+            "/3",
+            "JOB_COMPLETION_INDEX/0",
+            "1X/3",
+            "A-B/3",
+        ] {
+            let error = from(spec, Some("0")).expect_err(spec);
+            assert!(error.contains("expected VAR/N"), "{spec}: {error}");
+        }
     }
 
     #[test]

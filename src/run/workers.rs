@@ -13,7 +13,9 @@
 //! not stop the others: the merge names its segment and fails the verdict with "worker lost".
 //! Ctrl-C / SIGTERM is passed on to the workers (each stops its publishers and still writes its
 //! partial report). Processes die with the run (`PR_SET_PDEATHSIG`); containers are removed when
-//! they end, by their handle's `Drop`, or with the compose project.
+//! they end, by their handle's `Drop`, or with the compose project. On a production-profile
+//! cluster each worker is given the profile's dir (`--profile-dir`): its publishers connect as
+//! their domain's user, its admin connection as the admin.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,7 +27,7 @@ use super::consumers::{ConsumerAuth, RunConsumers};
 use super::merge::{merge_run, Coordinator, MergePlan};
 use super::{setup, RunContext};
 use crate::chaos::run_hook;
-use crate::cluster::workers::WorkerLaunch;
+use crate::cluster::workers::{WorkerCredentials, WorkerLaunch};
 use crate::exit::{AppError, ExitStatus};
 
 /// How far ahead of the spawn the workers' common start is: long enough for each to connect,
@@ -51,12 +53,12 @@ impl RunContext {
         let auth = cluster
             .client_auth(&crate::security::Role::Admin)
             .map_err(|e| AppError::environment(anyhow!("{e}")))?;
-        if !auth.is_anonymous() {
-            return Err(AppError::usage(anyhow!(
-                "--workers runs with --profile open only (its workers would need the profile's \
-                 credentials on their command lines)"
-            )));
-        }
+        // How the workers connect: on a production-profile cluster as each role's own user of
+        // the profile (`--profile-dir`), on a secured external one with the coordinator's client
+        // options; by the files' paths either way, never their contents (a password goes in the
+        // worker's environment, NATS_PASSWORD).
+        let credentials = WorkerCredentials::of(&cluster.endpoints().security, &auth)
+            .map_err(|e| AppError::environment(anyhow!("{e}")))?;
         tokio::select! {
             prepared = cluster.prepare_workers() => prepared?,
             _ = self.cancel.cancelled() => return Ok(ExitStatus::Interrupted),
@@ -120,6 +122,7 @@ impl RunContext {
                 if let Some(seed) = self.source.seed {
                     args.extend(["--seed".into(), seed.to_string()]);
                 }
+                args.extend(credentials.args.iter().cloned());
                 args
             })
             .collect();
@@ -127,6 +130,8 @@ impl RunContext {
             args,
             run_dir,
             scenario_file,
+            read_only: credentials.files,
+            password: auth.password.clone(),
         };
         let fleet = tokio::select! {
             fleet = cluster.launch_workers(&launch) => fleet?,

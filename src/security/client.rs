@@ -141,6 +141,40 @@ impl ClientAuth {
         Ok(options)
     }
 
+    /// The same options with every file named by an absolute path (against this process's
+    /// working directory), for a process that runs elsewhere: a worker container sees the files
+    /// bind-mounted at those paths.
+    pub fn with_absolute_paths(mut self) -> std::io::Result<ClientAuth> {
+        for path in [
+            &mut self.creds,
+            &mut self.nkey,
+            &mut self.tls_ca,
+            &mut self.tls_cert,
+            &mut self.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = std::path::absolute(&*path)?;
+        }
+        Ok(self)
+    }
+
+    /// The files these options name (creds, nkey, CA, certificate, key), as given.
+    pub fn files(&self) -> Vec<&Path> {
+        [
+            &self.creds,
+            &self.nkey,
+            &self.tls_ca,
+            &self.tls_cert,
+            &self.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .collect()
+    }
+
     /// The same options as `aivo-load` flags, for a child process (`indexer`, `analytics`). A
     /// password is not among them (the process list would show it): the caller passes it as
     /// `NATS_PASSWORD` in the child's environment.

@@ -140,6 +140,9 @@ impl Role {
                     "_AIVO.>".into(),
                     // A stream snapshot's chunk acks and a restore's chunks (the drill).
                     "$JS.SNAPSHOT.>".into(),
+                    // A segmented run's worker probes its clock offset into a stream of its own
+                    // (`AIVO_LOAD_CLOCK`, `run/clock.rs`), never the scenario's streams.
+                    "aivo_load_clock.>".into(),
                 ],
                 subscribe: vec!["_INBOX.>".into(), "$JS.EVENT.>".into(), "_AIVO.>".into()],
             }),

@@ -292,6 +292,12 @@ fn check_invocation(
     Ok(())
 }
 
+/// Checks one invocation given as its words after the binary (an exec-form command, a
+/// Kubernetes container's `args`), the error prefixed with `step`.
+pub(crate) fn check_words(step: &str, args: &[String]) -> Result<(), String> {
+    check_invocation(args, &help, &scenario_names()).map_err(|e| format!("{step}: {e}"))
+}
+
 /// Checks every invocation of every script, each error with the step it came from.
 pub(crate) fn check_all(scripts: &[(String, String)]) -> (usize, Vec<String>) {
     let scenarios = scenario_names();

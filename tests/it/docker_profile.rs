@@ -5,21 +5,11 @@
 //! `cluster up --backend docker --profile production` serves `init` and `verify --production`
 //! with the credentials found from its state dir. Gated like `docker.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::docker::{docker_object_exists, project, require_docker};
 use crate::support::{aivo, assert_passed_but_for, read_report, text, ClusterUp};
-
-/// The one run dir under `reports`.
-fn run_dir_in(reports: &Path) -> PathBuf {
-    std::fs::read_dir(reports)
-        .expect("reports")
-        .flatten()
-        .next()
-        .expect("a report dir")
-        .path()
-}
 
 /// `run focus-burst --backend docker --profile production`, short, with `extra` flags.
 async fn production_run(reports: &Path, extra: &[&str]) -> std::process::Output {
@@ -74,7 +64,7 @@ async fn focus_burst_on_docker_with_the_production_profile_passes_the_security_c
     let reports = dir.path().join("reports");
     let output = production_run(&reports, &[]).await;
     let log = text(&output);
-    let run_dir = run_dir_in(&reports);
+    let run_dir = crate::support::run_dir(&reports);
     let report = read_report(&run_dir.join("report.json"));
     // Debug builds share 2 cores with three containers: the latency budget is not the point.
     assert_passed_but_for(&output, &report, &["publish.latency"]);
@@ -121,7 +111,7 @@ async fn the_docker_security_check_fails_on_plaintext_routes_and_a_widened_publi
     .await;
     let log = text(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
-    let run_dir = run_dir_in(&reports);
+    let run_dir = crate::support::run_dir(&reports);
     let report = read_report(&run_dir.join("report.json"));
     let failed: Vec<&str> = report["security"]["probes"]
         .as_array()

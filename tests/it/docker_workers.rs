@@ -190,3 +190,67 @@ async fn a_docker_worker_killed_mid_run_is_named_lost_not_its_events() {
     let project = name.trim_end_matches("-worker-2");
     assert_eq!(containers_named(project), Vec::<String>::new());
 }
+
+/// `--workers 3 --profile production --backend docker`: the compose nodes have TLS and accounts;
+/// each worker container is given the profile's dir (`--profile-dir`, mounted read-only), so its
+/// publishers reach `nats1:4222` over TLS as their domain's user (the node certificates name the
+/// in-network hosts) and its admin connection probes the clock. The merged report passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(aivo_no_docker, ignore = "no Docker engine answers (start dockerd)")]
+async fn three_production_profile_docker_workers_merge_into_one_report_whose_checks_pass() {
+    require_docker().await;
+    let dir = tempfile::Builder::new()
+        .prefix("aivo-docker-workers-prod-")
+        .tempdir()
+        .expect("tempdir");
+    let reports = dir.path().join("reports");
+    let reports_arg = reports.display().to_string();
+    let output = aivo(
+        &[
+            "run",
+            "focus-burst",
+            "--backend",
+            "docker",
+            "--profile",
+            "production",
+            "--workers",
+            "3",
+            "--duration",
+            "5s",
+            "--rate-scale",
+            "0.1",
+            "--reports-dir",
+            &reports_arg,
+        ],
+        &[("AIVO_DOCKER_STORE_SIZE", "128MiB")],
+        Duration::from_secs(420),
+    )
+    .await;
+    let log = text(&output);
+    let run_dir = crate::support::run_dir(&reports);
+    let report = read_report(&run_dir.join("report.json"));
+    assert_passed_but_for(&output, &report, &["publish.latency"]);
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert_eq!(report["run"]["backend"], "docker", "{log}");
+    assert!(
+        run_dir.join("cluster/security/profile.json").is_file(),
+        "a production-profile cluster: {log}"
+    );
+    let counts = &report["counts"];
+    assert_eq!(counts["acked"], counts["intended"], "{log}");
+    let segments = report["run"]["workers"]["segments"]
+        .as_array()
+        .expect("segments");
+    assert_eq!(segments.len(), 3, "{log}");
+    for segment in segments {
+        assert_eq!(segment["state"], "complete", "{segments:?}");
+        assert!(segment["clock_offset_ms"].is_number(), "{segments:?}");
+    }
+    let ledgers = report["ledger"].as_array().expect("ledger");
+    assert_eq!(ledgers[0]["passed"], true, "{ledgers:?}");
+    let project = run_dir
+        .file_name()
+        .map(|n| format!("aivo-{}", n.to_string_lossy().to_ascii_lowercase()))
+        .unwrap_or_default();
+    assert_eq!(containers_named(&project), Vec::<String>::new());
+}

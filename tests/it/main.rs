@@ -11,6 +11,7 @@ mod docker;
 mod docker_profile;
 mod docker_workers;
 mod durable_fs;
+mod k8s_image;
 mod k8s_manifests;
 mod metrics;
 mod nemesis;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::{
-    aivo, assert_passed_but_for, read_report, schema_errors, text, BackgroundRun,
+    aivo, assert_passed_but_for, read_report, schema_errors, text, BackgroundRun, TestCluster,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,4 +442,203 @@ async fn a_merge_by_hand_judges_the_consumers_beside_the_cluster_and_every_repli
     let _ = indexer.kill().await;
     let _ = analytics.kill().await;
     cluster.shutdown().await;
+}
+
+/// A pod of a Kubernetes Indexed Job has no shell to add one to `JOB_COMPLETION_INDEX`: the
+/// binary takes the 0-based index from the environment itself (`--segment-from-env VAR/N`), as
+/// `deploy/k8s/workers-job.yaml` runs it, and refuses an index the Job's N does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_takes_its_segment_from_the_indexed_jobs_completion_index() {
+    let cluster = TestCluster::start().await;
+    let servers = cluster.endpoints().server_list();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8");
+    let args = [
+        "run",
+        "focus-burst",
+        "--backend",
+        "external",
+        "--server",
+        &servers,
+        "--segment-from-env",
+        "JOB_COMPLETION_INDEX/3",
+        "--run-id",
+        "k8s-index",
+        "--duration",
+        "3s",
+        "--rate-scale",
+        "0.05",
+        "--checkpoint",
+        "off",
+        "--reports-dir",
+        reports_dir,
+    ];
+    let refused = aivo(
+        &args,
+        &[("JOB_COMPLETION_INDEX", "3")],
+        Duration::from_secs(30),
+    )
+    .await;
+    let log = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("JOB_COMPLETION_INDEX is 3, out of range for 3 segments (0..=2)"),
+        "{log}"
+    );
+    let unset = aivo(&args, &[], Duration::from_secs(30)).await;
+    assert_eq!(unset.status.code(), Some(2), "{}", text(&unset));
+    assert!(text(&unset).contains("JOB_COMPLETION_INDEX is not set"));
+
+    let output = aivo(
+        &args,
+        &[("JOB_COMPLETION_INDEX", "1")],
+        Duration::from_secs(90),
+    )
+    .await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    // Index 1 is segment 2 of 3: its dir, its partial report, its share of the publishers.
+    let dir = reports.path().join("k8s-index").join("segment-2-of-3");
+    let partial: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("partial.json")).expect("partial.json"),
+    )
+    .expect("partial JSON");
+    assert_eq!(
+        partial["segment"],
+        serde_json::json!({"index": 2, "count": 3}),
+        "{log}"
+    );
+    let report = read_report(&dir.join("report.json"));
+    assert_eq!(report["run"]["state"], "partial");
+    assert!(
+        report["counts"]["acked"].as_u64().is_some_and(|n| n > 0),
+        "{log}"
+    );
+}
+
+/// `--workers 3 --profile production`: the run's cluster has TLS and accounts, and each worker is
+/// handed the profile's dir (`--profile-dir`, a path: no secret on a command line), so its
+/// publishers connect as their domain's user and its admin connection (declare, clock probe) as
+/// the admin. Given only the admin's credentials, as a plain external run would be, the workers'
+/// publishes time out (the admin may not publish to `focus.>`) and no clock offset is measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_production_profile_workers_merge_into_one_report_whose_checks_pass() {
+    let reports = tempfile::tempdir().expect("tempdir");
+    let output = aivo(
+        &[
+            "run",
+            "focus-burst",
+            "--workers",
+            "3",
+            "--profile",
+            "production",
+            "--duration",
+            "5s",
+            "--rate-scale",
+            "0.1",
+            "--reports-dir",
+            reports.path().to_str().expect("utf-8"),
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = text(&output);
+    let dir = crate::support::run_dir(reports.path());
+    assert!(
+        dir.join("cluster/security/profile.json").is_file(),
+        "a production-profile cluster: {log}"
+    );
+    let report = read_report(&dir.join("report.json"));
+    assert_passed_but_for(&output, &report, &["publish.latency"]);
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let counts = &report["counts"];
+    assert_eq!(counts["acked"], counts["intended"], "{log}");
+    let segments = report["run"]["workers"]["segments"]
+        .as_array()
+        .expect("segments");
+    assert_eq!(segments.len(), 3, "{log}");
+    for segment in segments {
+        assert_eq!(segment["state"], "complete", "{segments:?}");
+        assert!(
+            segment["clock_offset_ms"].is_number(),
+            "the admin probed the clock: {segments:?}"
+        );
+    }
+    let ledgers = report["ledger"].as_array().expect("ledger");
+    assert!(ledgers.iter().all(|l| l["passed"] == true), "{ledgers:?}");
+    let streams = report["streams"].as_array().expect("streams");
+    assert!(streams.iter().all(|s| s["passed"] == true), "{streams:?}");
+    // The coordinator probed its cluster's security after the merge.
+    let security = &report["security"];
+    assert_eq!(security["passed"], true, "{security}\n{log}");
+}
+
+/// A worker on a cluster secured by aivo-load's production profile needs only the profile's
+/// public side and the users' files — `profile.json`, `ca.pem`, `users/` — wherever they are
+/// mounted (a Kubernetes secret, not the dir the profile was made in, and without the CA's or the
+/// nodes' keys): `--profile-dir COPY` finds them there. A whole run is refused the flag (its
+/// security probes need monitoring endpoints an external cluster does not give).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_connects_with_a_copy_of_the_profiles_users_mounted_elsewhere() {
+    let cluster = TestCluster::start_with(aivo_load::cluster::ClusterProfile::Production).await;
+    let servers = cluster.endpoints().server_list();
+    let made_in = cluster
+        .endpoints()
+        .security
+        .clone()
+        .expect("a production-profile cluster");
+    let copy = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(copy.path().join("users")).expect("users/");
+    for file in ["profile.json", "ca.pem"] {
+        std::fs::copy(made_in.join(file), copy.path().join(file)).expect("copy");
+    }
+    for entry in std::fs::read_dir(made_in.join("users")).expect("users") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name");
+        std::fs::copy(&path, copy.path().join("users").join(name)).expect("copy");
+    }
+    let reports = tempfile::tempdir().expect("tempdir");
+    let reports_dir = reports.path().to_str().expect("utf-8");
+    let profile_dir = copy.path().to_str().expect("utf-8");
+    let mut args = vec![
+        "run",
+        "focus-burst",
+        "--backend",
+        "external",
+        "--server",
+        &servers,
+        "--profile-dir",
+        profile_dir,
+        "--duration",
+        "3s",
+        "--rate-scale",
+        "0.05",
+        "--checkpoint",
+        "off",
+        "--reports-dir",
+        reports_dir,
+    ];
+    let whole = aivo(&args, &[], Duration::from_secs(30)).await;
+    assert_eq!(whole.status.code(), Some(2), "{}", text(&whole));
+    assert!(text(&whole).contains("--profile-dir is for a worker of a segmented run"));
+
+    args.extend(["--segment", "1/3", "--run-id", "profile-copy"]);
+    let output = aivo(&args, &[], Duration::from_secs(90)).await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let dir = reports.path().join("profile-copy").join("segment-1-of-3");
+    let report = read_report(&dir.join("report.json"));
+    let counts = &report["counts"];
+    assert!(counts["acked"].as_u64().is_some_and(|n| n > 0), "{log}");
+    assert_eq!(counts["acked"], counts["attempted"], "{log}");
+    let partial: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("partial.json")).expect("partial.json"),
+    )
+    .expect("partial JSON");
+    assert!(
+        partial["clock"].is_object(),
+        "the admin probed the clock: {}",
+        partial["clock_error"]
+    );
 }

@@ -1,5 +1,7 @@
 //! `aivo-load cluster up|status|down|build-image --backend docker`: the compose project kept in
 //! `<state dir>/docker/` (compose files, tmpfs stores, `docker-cluster.json`, `faults.jsonl`).
+//! Also `aivo-load image build`: the workers' image (`harness_image.rs`), tagged and saved for a
+//! Kubernetes cluster.
 //!
 //! `up` uses the seed's ports (4222-4224, 8222-8224 on 127.0.0.1; `NATSn_CLIENT_PORT` /
 //! `NATSn_MONITOR_PORT` override them) and the project `AIVO_DOCKER_PROJECT` (default `aivo`, so the
@@ -14,7 +16,54 @@ use crate::cluster::state::{self, StateDir};
 use crate::cluster::ClusterProfile;
 use crate::exit::{AppError, ExitStatus};
 
-use super::{image, DockerCluster, DockerClusterConfig, PortChoice};
+use super::{harness_image, image, DockerCluster, DockerClusterConfig, PortChoice};
+
+/// `image build`: what to tag the workers' image as and where to save it.
+#[derive(Debug, Clone)]
+pub struct ImageBuildPlan {
+    /// A second name for the image (default: [`harness_image::HARNESS_IMAGE`] itself).
+    pub tag: String,
+    /// A `docker save` archive of the image under `tag`.
+    pub save: Option<PathBuf>,
+}
+
+/// `image build [--tag T] [--save FILE]`: builds the workers' image from this very binary (unless
+/// the engine holds it already), tags it, saves it; prints its size and how long each step took.
+pub async fn image_build(plan: ImageBuildPlan) -> Result<ExitStatus, AppError> {
+    let docker = super::connect().await?;
+    let exe = std::env::current_exe().map_err(super::DockerError::io("cannot find this binary"))?;
+    let started = Instant::now();
+    let built = harness_image::ensure(&docker, &exe).await?;
+    let build_secs = started.elapsed().as_secs_f64();
+    harness_image::tag(&docker, &plan.tag).await?;
+    let facts = harness_image::facts(&docker, &plan.tag).await?;
+    let also = if plan.tag == harness_image::HARNESS_IMAGE {
+        String::new()
+    } else {
+        format!(", tagged {}", plan.tag)
+    };
+    println!(
+        "{} {}{also} in {build_secs:.1}s: {} ({:.1} MB), FROM scratch + {} and its shared libraries",
+        if built { "Built" } else { "Up to date:" },
+        harness_image::HARNESS_IMAGE,
+        facts.id,
+        facts.size as f64 / 1e6,
+        exe.display()
+    );
+    if let Some(to) = &plan.save {
+        let started = Instant::now();
+        let bytes = harness_image::save(&docker, &plan.tag, to).await?;
+        println!(
+            "Saved {tag} to {file} ({mb:.1} MB) in {secs:.1}s; load it with `docker load -i {file}`, \
+             `kind load image-archive {file}` or `ctr -n k8s.io images import {file}`",
+            tag = plan.tag,
+            file = to.display(),
+            mb = bytes as f64 / 1e6,
+            secs = started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
 
 /// The dir of the `cluster up --backend docker` cluster.
 fn state_dir(args: &StateDir) -> Result<PathBuf, AppError> {

@@ -11,6 +11,12 @@
 //!
 //! The image is rebuilt only when the binary changes (its size and modification time, a label), so
 //! a test suite's runs build it once per build of the binary.
+//!
+//! The same image is what Kubernetes runs (`deploy/k8s/`): `aivo-load image build` makes it,
+//! tags it (`--tag`) and writes it out as a `docker save` archive (`--save`) that `docker load`,
+//! `kind load image-archive` or `ctr -n k8s.io images import` take where there is no registry
+//! ([`tag`], [`save`]). One recipe, two users: a worker container here and a pod there run the
+//! same bytes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,8 +52,8 @@ const NSSWITCH: &str = "hosts: files dns\n";
 /// as separate files.
 const NSS_MODULES: [&str; 2] = ["libnss_files.so.2", "libnss_dns.so.2"];
 
-/// Builds [`HARNESS_IMAGE`] from `binary` unless it holds that binary already.
-pub async fn ensure(docker: &Docker, binary: &Path) -> Result<(), DockerError> {
+/// Builds [`HARNESS_IMAGE`] from `binary` unless it holds that binary already; whether it built.
+pub async fn ensure(docker: &Docker, binary: &Path) -> Result<bool, DockerError> {
     let identity = identity(binary)?;
     let present =
         tokio::time::timeout(Duration::from_secs(10), docker.inspect_image(HARNESS_IMAGE))
@@ -60,7 +66,7 @@ pub async fn ensure(docker: &Docker, binary: &Path) -> Result<(), DockerError> {
         .and_then(|config| config.labels)
         .and_then(|labels| labels.get(BINARY_LABEL).cloned());
     if present.as_deref() == Some(identity.as_str()) {
-        return Ok(());
+        return Ok(false);
     }
     let context = build_context(binary)?;
     let options = BuildImageOptionsBuilder::default()
@@ -105,7 +111,128 @@ pub async fn ensure(docker: &Docker, binary: &Path) -> Result<(), DockerError> {
         )
         .await;
     }
-    Ok(())
+    Ok(true)
+}
+
+/// What the engine holds under a tag: the image's id and its size in bytes.
+#[derive(Debug, Clone)]
+pub struct ImageFacts {
+    pub id: String,
+    pub size: u64,
+}
+
+/// The id and size of the image `name` names.
+pub async fn facts(docker: &Docker, name: &str) -> Result<ImageFacts, DockerError> {
+    let image = tokio::time::timeout(Duration::from_secs(10), docker.inspect_image(name))
+        .await
+        .map_err(|_| DockerError::Timeout {
+            call: format!("inspect image {name}"),
+            timeout: Duration::from_secs(10),
+        })?
+        .map_err(|source| DockerError::Api {
+            call: format!("inspect image {name}"),
+            source,
+        })?;
+    Ok(ImageFacts {
+        id: image.id.unwrap_or_default(),
+        size: image.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+    })
+}
+
+/// Splits `repo[:tag]` at the tag's colon (one after the last `/`: `host:5000/aivo-load` has
+/// no tag); the tag defaults to `latest`, as `docker tag` does.
+pub fn split_reference(reference: &str) -> Result<(&str, &str), DockerError> {
+    let bad = |why: &str| DockerError::Image(format!("--tag {reference:?}: {why}"));
+    if reference.is_empty() || reference.contains(char::is_whitespace) || reference.contains('@') {
+        return Err(bad("give a name such as aivo-load:local or registry.example/aivo-load:1.2 (no spaces, no @digest)"));
+    }
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match reference[slash..].rfind(':') {
+        Some(colon) => reference.split_at(slash + colon),
+        None => (reference, ":latest"),
+    };
+    let tag = &tag[1..];
+    if repo.is_empty() || repo.ends_with('/') || tag.is_empty() {
+        return Err(bad("a repository and a tag, as in aivo-load:local"));
+    }
+    if repo.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(bad("a repository name is lower case"));
+    }
+    Ok((repo, tag))
+}
+
+/// Tags [`HARNESS_IMAGE`] as `reference` too (nothing to do when they are the same).
+pub async fn tag(docker: &Docker, reference: &str) -> Result<(), DockerError> {
+    let (repo, tag) = split_reference(reference)?;
+    if format!("{repo}:{tag}") == HARNESS_IMAGE {
+        return Ok(());
+    }
+    let options = bollard::query_parameters::TagImageOptionsBuilder::new()
+        .repo(repo)
+        .tag(tag)
+        .build();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        docker.tag_image(HARNESS_IMAGE, Some(options)),
+    )
+    .await
+    .map_err(|_| DockerError::Timeout {
+        call: format!("tag image {reference}"),
+        timeout: Duration::from_secs(30),
+    })?
+    .map_err(|source| DockerError::Api {
+        call: format!("tag image {HARNESS_IMAGE} as {reference}"),
+        source,
+    })
+}
+
+/// Writes the image `reference` names as a `docker save` archive (its `manifest.json` names the
+/// tag, so `docker load` and `ctr images import` restore it under that name) into `to`: first
+/// into a sibling `.partial` file, renamed when complete, so a failed save leaves no archive
+/// that looks whole.
+pub async fn save(docker: &Docker, reference: &str, to: &Path) -> Result<u64, DockerError> {
+    use tokio::io::AsyncWriteExt;
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let io = |what: &str| DockerError::io(format!("cannot {what} {}", partial.display()));
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(io("create"))?;
+    let write = async {
+        let mut written = 0u64;
+        let mut stream = docker.export_image(reference);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| DockerError::Api {
+                call: format!("save image {reference}"),
+                source,
+            })?;
+            file.write_all(&chunk).await.map_err(io("write"))?;
+            written += chunk.len() as u64;
+        }
+        file.sync_all().await.map_err(io("sync"))?;
+        Ok::<u64, DockerError>(written)
+    };
+    let written = match tokio::time::timeout(BUILD_TIMEOUT, write).await {
+        Ok(Ok(written)) => written,
+        Ok(Err(err)) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(err);
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(DockerError::Timeout {
+                call: format!("save image {reference}"),
+                timeout: BUILD_TIMEOUT,
+            });
+        }
+    };
+    std::fs::rename(&partial, to).map_err(DockerError::io(format!(
+        "cannot rename {} to {}",
+        partial.display(),
+        to.display()
+    )))?;
+    Ok(written)
 }
 
 /// `<size>-<mtime in ns>` of the binary.
@@ -237,6 +364,34 @@ mod tests {
                 PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
             ]
         );
+    }
+
+    #[test]
+    fn an_image_reference_splits_at_its_tag_colon_not_a_registry_port() {
+        let split = |r| split_reference(r).map_err(|e| e.to_string());
+        assert_eq!(split("aivo-load:local"), Ok(("aivo-load", "local")));
+        assert_eq!(
+            split("aivo-load/aivo-load:local"),
+            Ok(("aivo-load/aivo-load", "local"))
+        );
+        assert_eq!(
+            split("host:5000/aivo-load"),
+            Ok(("host:5000/aivo-load", "latest"))
+        );
+        assert_eq!(
+            split("host:5000/team/aivo-load:1.2"),
+            Ok(("host:5000/team/aivo-load", "1.2"))
+        );
+        for bad in [
+            "",
+            "aivo-load:",
+            ":local",
+            "Aivo:local",
+            "a b:c",
+            "a@sha256:00",
+        ] {
+            assert!(split(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
