@@ -18,7 +18,7 @@ use aivo_load::cluster::Cluster;
 
 use crate::support::{
     aivo_in, inject_confirmed, monitor_url, output_within, process_alive, publish_acked,
-    r3_stream_taking_writes, status_text, wait_for, ClusterUp, TestCluster,
+    publish_acked_as, r3_stream_taking_writes, status_text, wait_for, ClusterUp, TestCluster,
 };
 
 /// A cluster shared with an engine, with an R3 stream on it (the journal lives in the cluster's
@@ -354,14 +354,19 @@ async fn fill_storage_by_quota_caps_the_node_store_and_revert_lifts_the_cap() {
         capped.config.max_storage
     );
     let payload = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+    // nats2 may have led CHAOS and step down as its store fills: a write retries through the
+    // election, but one the majority refuses for 20 s fails the test.
     for i in 0..16 {
-        let ack = chaos
-            .js
-            .publish("chaos.fill", payload.clone())
-            .await
-            .expect("publish");
-        ack.await
-            .unwrap_or_else(|e| panic!("write {i} refused by the majority: {e}"));
+        let id = format!("fill-{i}");
+        publish_acked_as(
+            &chaos.js,
+            "chaos.fill",
+            &id,
+            payload.clone(),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write {i} refused by the majority: {e}"));
     }
     // The revert's check includes every node's cap back at the configured 1 TiB.
     chaos.revert_and_check_whole().await;

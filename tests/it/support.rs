@@ -212,13 +212,26 @@ pub async fn publish_acked(
     payload: &'static str,
     timeout: Duration,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
     let id = format!("{subject}-{}", std::process::id());
+    publish_acked_as(js, subject, &id, payload.into(), timeout).await
+}
+
+/// Publishes `payload` with the dedup id `id` until the stream acknowledges it or `timeout`
+/// passes: a stream between leaders (nats-server takes seconds to elect one) answers with no
+/// responders, and the id keeps a retried write that was stored after all from counting twice.
+pub async fn publish_acked_as(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    id: &str,
+    payload: bytes::Bytes,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
     loop {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("Nats-Msg-Id", id);
         let error = match js
-            .publish_with_headers(subject.to_string(), headers, payload.into())
+            .publish_with_headers(subject.to_string(), headers, payload.clone())
             .await
         {
             Ok(ack) => match ack.await {
